@@ -1,0 +1,169 @@
+//! A consistent, decoded view of everything the BPF maps hold at one moment.
+//!
+//! The collector produces snapshots; the exporter, the live summary and the
+//! rule engine only ever read them, so none of them touches BPF maps.
+
+use std::time::SystemTime;
+
+use pausewatch_common::{BUCKETS, Kind, bucket_upper_bound_ns};
+
+/// Everything known at one collection.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// When the maps were read.
+    pub taken_at: Option<SystemTime>,
+    /// Processes being traced.
+    pub targets: Vec<TargetInfo>,
+    /// One histogram per (pid, kind, cause), causes resolved to text.
+    pub series: Vec<Series>,
+    /// Events that could not be recorded, by `reason` label.
+    pub lost: Vec<(&'static str, u64)>,
+}
+
+/// A traced process and what runs in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetInfo {
+    /// Process id.
+    pub pid: u32,
+    /// `/proc/PID/comm`.
+    pub comm: String,
+    /// Runtime label, e.g. `hotspot`.
+    pub runtime: &'static str,
+    /// The runtime's version, e.g. `17.0.15`, or `unknown`.
+    pub runtime_version: String,
+    /// The process's executable.
+    pub exe: String,
+}
+
+/// One histogram series.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Process id.
+    pub pid: u32,
+    /// What was measured.
+    pub kind: Kind,
+    /// Why, as text (a VM operation's name, `full`, `minor`, ...).
+    pub cause: String,
+    /// The observations.
+    pub hist: Hist,
+}
+
+/// A decoded histogram: exact count, sum and max, and the fine BPF buckets
+/// (see `pausewatch_common::hist`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hist {
+    /// Number of observations.
+    pub count: u64,
+    /// Sum of observations in nanoseconds.
+    pub sum_ns: u64,
+    /// Largest observation in nanoseconds.
+    pub max_ns: u64,
+    /// Per-bucket counts, `BUCKETS` long.
+    pub buckets: Vec<u64>,
+}
+
+impl Default for Hist {
+    fn default() -> Self {
+        Hist {
+            count: 0,
+            sum_ns: 0,
+            max_ns: 0,
+            buckets: vec![0; BUCKETS],
+        }
+    }
+}
+
+impl Hist {
+    /// Adds another histogram into this one (used to fold per-CPU values).
+    pub fn merge(&mut self, other: &Hist) {
+        self.count += other.count;
+        self.sum_ns += other.sum_ns;
+        self.max_ns = self.max_ns.max(other.max_ns);
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
+    /// The observations added since `earlier` (a previous state of the same
+    /// series). Max cannot be differenced, so the later max is kept.
+    pub fn since(&self, earlier: &Hist) -> Hist {
+        Hist {
+            count: self.count.saturating_sub(earlier.count),
+            sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
+            max_ns: self.max_ns,
+            buckets: self
+                .buckets
+                .iter()
+                .zip(&earlier.buckets)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .collect(),
+        }
+    }
+
+    /// Estimated quantile `q` (0..=1) in nanoseconds, interpolating linearly
+    /// inside the bucket that holds it and never above the exact max.
+    pub fn quantile_ns(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).max(1.0);
+        let mut seen = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if (seen + n) as f64 >= rank {
+                let lo = if i == 0 {
+                    0
+                } else {
+                    bucket_upper_bound_ns(i - 1).unwrap_or(0)
+                };
+                let hi = bucket_upper_bound_ns(i).unwrap_or(self.max_ns).min(self.max_ns);
+                let hi = hi.max(lo);
+                let frac = (rank - seen as f64) / n as f64;
+                return Some(lo as f64 + (hi - lo) as f64 * frac);
+            }
+            seen += n;
+        }
+        Some(self.max_ns as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pausewatch_common::bucket_index;
+
+    fn hist_of(values: &[u64]) -> Hist {
+        let mut h = Hist::default();
+        for &v in values {
+            h.count += 1;
+            h.sum_ns += v;
+            h.max_ns = h.max_ns.max(v);
+            h.buckets[bucket_index(v)] += 1;
+        }
+        h
+    }
+
+    #[test]
+    fn quantile_stays_inside_the_true_bucket() {
+        let values: Vec<u64> = (1..=1000).map(|i| i * 10_000).collect();
+        let h = hist_of(&values);
+        let p99 = h.quantile_ns(0.99).unwrap();
+        let exact = 9_900_000.0;
+        assert!((p99 - exact).abs() / exact < 0.25, "p99 {p99}");
+        assert_eq!(h.quantile_ns(1.0).unwrap(), 10_000_000.0);
+        assert_eq!(Hist::default().quantile_ns(0.5), None);
+    }
+
+    #[test]
+    fn since_subtracts_and_merge_adds() {
+        let a = hist_of(&[5_000, 70_000]);
+        let mut b = a.clone();
+        b.merge(&hist_of(&[2_000_000]));
+        let d = b.since(&a);
+        assert_eq!(d.count, 1);
+        assert_eq!(d.sum_ns, 2_000_000);
+        assert_eq!(d.buckets.iter().sum::<u64>(), 1);
+    }
+}

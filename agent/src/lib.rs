@@ -1,0 +1,14 @@
+//! pausewatch: times runtime stop-the-world pauses with eBPF and exports them.
+//!
+//! The data path is the module layout:
+//! [`probes`] (where to attach, decoded from ELF notes and symbols) →
+//! [`discovery`] (which runtime a process runs and which probes it needs) →
+//! [`bpf`] (load the embedded programs and attach them) →
+//! [`collect`] (read the maps into snapshots and events) →
+//! [`export`] (Prometheus text over HTTP).
+
+pub mod bpf;
+pub mod collect;
+pub mod discovery;
+pub mod export;
+pub mod probes;

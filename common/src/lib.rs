@@ -1,0 +1,196 @@
+//! Types shared by the BPF programs (`ebpf/`) and the agent (`agent/`).
+//!
+//! Every type here crosses the kernel boundary through a BPF map or the ring
+//! buffer, so each is `#[repr(C)]`, has explicit padding, and keeps the same
+//! layout on both sides. The histogram bucketing lives here too: the BPF side
+//! bins with [`bucket_index`], the agent turns bins back into boundaries with
+//! [`bucket_upper_bound_ns`], and both must agree to the bit.
+#![no_std]
+
+pub mod hist;
+
+pub use hist::{BUCKETS, Histogram, bucket_index, bucket_upper_bound_ns};
+
+/// What a histogram measures. Stored as `u32` in map keys.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// HotSpot safepoint, from `safepoint__begin` to `safepoint__end` (a pause).
+    Safepoint = 1,
+    /// HotSpot time to safepoint: safepoint begin to the VM operation's start.
+    TimeToSafepoint = 2,
+    /// HotSpot VM operation, `vmops__begin` to `vmops__end` (at a safepoint or not).
+    VmOperation = 3,
+    /// A stop-the-world garbage collection (a pause).
+    GcPause = 4,
+    /// A garbage collection cycle that ran concurrently with the application
+    /// (not a pause; kept apart so it is never mistaken for one).
+    GcConcurrent = 5,
+}
+
+impl Kind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Kind; 5] = [
+        Kind::Safepoint,
+        Kind::TimeToSafepoint,
+        Kind::VmOperation,
+        Kind::GcPause,
+        Kind::GcConcurrent,
+    ];
+
+    /// Decodes a kind read from a map key.
+    pub fn from_u32(v: u32) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| *k as u32 == v)
+    }
+}
+
+/// Key of the histogram map: one histogram per process, kind and cause.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HistKey {
+    /// Process id (tgid) as seen from the root pid namespace.
+    pub pid: u32,
+    /// A [`Kind`] as `u32`.
+    pub kind: u32,
+    /// Runtime-specific cause id, resolved to text in userspace (for HotSpot
+    /// safepoints: the address of the VM operation's name in the target).
+    pub cause: u64,
+}
+
+/// Key of the in-flight map: one open interval per thread, kind and cause.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InflightKey {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// A [`Kind`] as `u32`.
+    pub kind: u32,
+    /// Explicit padding (always zero) so the key hashes the same on both sides.
+    pub _pad: u32,
+    /// Distinguishes nested intervals of one kind (VM operations nest); zero otherwise.
+    pub nest: u64,
+}
+
+/// Value of the in-flight map: an interval that has begun and not yet ended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inflight {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the begin probe.
+    pub start_ns: u64,
+    /// Cause id; for safepoints, set by the first VM operation that runs inside.
+    pub cause: u64,
+    /// For safepoints: nanoseconds from begin to the first VM operation, or 0.
+    pub tts_ns: u64,
+}
+
+/// One finished pause, sent through the ring buffer when `--events` is on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PauseEvent {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// Thread that ran the begin and end probes.
+    pub tid: u32,
+    /// A [`Kind`] as `u32`.
+    pub kind: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Cause id, as in [`HistKey::cause`].
+    pub cause: u64,
+    /// CLOCK_MONOTONIC nanoseconds at the begin probe.
+    pub start_ns: u64,
+    /// Duration in nanoseconds.
+    pub duration_ns: u64,
+    /// Time to safepoint in nanoseconds (safepoints only, else 0).
+    pub tts_ns: u64,
+}
+
+/// Where a USDT argument lives, as decoded from a stapsdt argument spec such
+/// as `8@%r12` or `-4@-20(%rbp)`. The agent writes one of these per attach
+/// point into the `ARG_SPECS` map, indexed by the uprobe's BPF cookie.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgSpec {
+    /// One of the `ARG_*` constants.
+    pub loc: u32,
+    /// Byte offset of the register inside `struct pt_regs`.
+    pub reg_off: u32,
+    /// Constant value (`ARG_CONST`) or displacement (`ARG_REG_DEREF`).
+    pub val: i64,
+    /// Width in bytes: 1, 2, 4 or 8.
+    pub size: u8,
+    /// 1 when the spec's size was negative (sign-extend).
+    pub signed: u8,
+    /// Explicit padding.
+    pub _pad: [u8; 6],
+}
+
+/// The probe has no argument that the BPF program reads.
+pub const ARG_NONE: u32 = 0;
+/// The argument is a constant (`4@$5`).
+pub const ARG_CONST: u32 = 1;
+/// The argument is a register's value (`8@%rdi`).
+pub const ARG_REG: u32 = 2;
+/// The argument is in memory at a register plus displacement (`8@-8(%rbp)`).
+pub const ARG_REG_DEREF: u32 = 3;
+
+/// Capacity of the `ARG_SPECS` array map (attach points with an argument).
+pub const MAX_ARG_SPECS: u32 = 1024;
+
+/// Why an event could not be recorded; index into the `LOST` counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostReason {
+    /// The ring buffer was full when a pause event was emitted.
+    RingbufFull = 0,
+    /// The in-flight map was full when an interval began.
+    InflightFull = 1,
+    /// The histogram map was full when a new series appeared.
+    HistogramFull = 2,
+    /// An argument could not be read from the target.
+    ArgRead = 3,
+}
+
+impl LostReason {
+    /// Every reason, in index order.
+    pub const ALL: [LostReason; 4] = [
+        LostReason::RingbufFull,
+        LostReason::InflightFull,
+        LostReason::HistogramFull,
+        LostReason::ArgRead,
+    ];
+
+    /// The `reason` label value exported for this counter.
+    pub const fn label(self) -> &'static str {
+        match self {
+            LostReason::RingbufFull => "ringbuf_full",
+            LostReason::InflightFull => "inflight_map_full",
+            LostReason::HistogramFull => "histogram_map_full",
+            LostReason::ArgRead => "arg_read_failed",
+        }
+    }
+}
+
+/// Number of [`LostReason`] counters.
+pub const LOST_REASONS: u32 = LostReason::ALL.len() as u32;
+
+/// Capacity of the histogram map (series across all targets).
+pub const MAX_HISTOGRAMS: u32 = 8192;
+/// Capacity of the in-flight map (open intervals across all threads).
+pub const MAX_INFLIGHT: u32 = 16384;
+/// Size of the pause event ring buffer in bytes (a power of two, page aligned).
+pub const RINGBUF_BYTES: u32 = 1 << 20;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers,
+    // with explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for super::HistKey {}
+    unsafe impl aya::Pod for super::InflightKey {}
+    unsafe impl aya::Pod for super::Inflight {}
+    unsafe impl aya::Pod for super::PauseEvent {}
+    unsafe impl aya::Pod for super::ArgSpec {}
+    unsafe impl aya::Pod for super::Histogram {}
+}

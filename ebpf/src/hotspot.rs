@@ -1,0 +1,109 @@
+//! HotSpot (OpenJDK) probes, attached to USDT notes of `libjvm.so`.
+//!
+//! Nesting on the VM thread, as HotSpot runs a safepointed VM operation:
+//!
+//! ```text
+//! hs_private:safepoint__begin          SafepointTracing::begin, right after its timestamp
+//!   hotspot:vmops__begin(name,len,mode)   VMThread::evaluate_operation, before doit()
+//!     hotspot:gc__begin(full)             SvcGCMarker, inside a collecting VM op
+//!     hotspot:gc__end
+//!   hotspot:vmops__end
+//! hs_private:safepoint__end            SafepointTracing::end, right after its timestamp
+//! ```
+//!
+//! Time to safepoint is safepoint begin to the first VM operation's begin,
+//! and that operation's name is the safepoint's cause. `gc__begin` also
+//! fires around concurrent cycles (ZGC, Shenandoah, G1 concurrent mark use
+//! `SvcGCMarker(CONCURRENT)` on their own threads): only a collection that
+//! begins inside an open safepoint on the same thread stops Java threads, so
+//! only that one is a [`Kind::GcPause`].
+
+use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use pausewatch_common::{Kind, LostReason};
+
+use crate::{
+    args::read_arg,
+    intervals::{begin, emit, end, is_open, key, record},
+    maps::{INFLIGHT, count_lost},
+};
+
+#[uprobe]
+pub fn hotspot_safepoint_begin(_ctx: ProbeContext) -> u32 {
+    begin(Kind::Safepoint, 0, 0);
+    0
+}
+
+#[uprobe]
+pub fn hotspot_safepoint_end(_ctx: ProbeContext) -> u32 {
+    if let Some((open, ns)) = end(Kind::Safepoint, 0) {
+        record(Kind::Safepoint, open.cause, ns);
+        if open.cause != 0 {
+            record(Kind::TimeToSafepoint, open.cause, open.tts_ns);
+        }
+        emit(Kind::Safepoint, open.cause, &open, ns);
+    }
+    0
+}
+
+/// `vmops__begin(name, len, mode)`; the cookie's spec locates `name`.
+#[uprobe]
+pub fn hotspot_vmop_begin(ctx: ProbeContext) -> u32 {
+    let Some(name) = read_arg(&ctx) else {
+        count_lost(LostReason::ArgRead);
+        return 0;
+    };
+    if let Some(sp) = INFLIGHT.get_ptr_mut(&key(Kind::Safepoint, 0)) {
+        // SAFETY: entry of the calling thread; only this thread writes it.
+        let sp = unsafe { &mut *sp };
+        if sp.cause == 0 {
+            sp.cause = name;
+            sp.tts_ns = now().saturating_sub(sp.start_ns);
+        }
+    }
+    begin(Kind::VmOperation, name, name);
+    0
+}
+
+#[uprobe]
+pub fn hotspot_vmop_end(ctx: ProbeContext) -> u32 {
+    let Some(name) = read_arg(&ctx) else {
+        count_lost(LostReason::ArgRead);
+        return 0;
+    };
+    if let Some((_, ns)) = end(Kind::VmOperation, name) {
+        record(Kind::VmOperation, name, ns);
+    }
+    0
+}
+
+/// `gc__begin(full)`; the cookie's spec locates `full`.
+#[uprobe]
+pub fn hotspot_gc_begin(ctx: ProbeContext) -> u32 {
+    let full = read_arg(&ctx).unwrap_or(0) & 1;
+    if is_open(Kind::Safepoint, 0) {
+        begin(Kind::GcPause, 0, full);
+    } else {
+        begin(Kind::GcConcurrent, 0, full);
+    }
+    0
+}
+
+#[uprobe]
+pub fn hotspot_gc_end(_ctx: ProbeContext) -> u32 {
+    for kind in [Kind::GcPause, Kind::GcConcurrent] {
+        if let Some((open, ns)) = end(kind, 0) {
+            record(kind, open.cause, ns);
+            if kind == Kind::GcPause {
+                emit(kind, open.cause, &open, ns);
+            }
+            break;
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}

@@ -1,0 +1,133 @@
+//! Opening and closing per-thread intervals, and recording closed ones.
+
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+use pausewatch_common::{
+    HistKey, Inflight, InflightKey, Kind, LostReason, PauseEvent, bucket_index,
+};
+
+use crate::maps::{EVENTS, HISTOGRAMS, INFLIGHT, ZERO_HISTOGRAM, count_lost};
+
+/// Set to 1 by the agent (before load) when `--events` asks for a ring buffer
+/// event per pause; read-only after load, so the check costs nothing.
+#[unsafe(no_mangle)]
+static EMIT_EVENTS: u8 = 0;
+
+/// The calling thread, as (tgid, tid).
+#[inline(always)]
+pub fn current() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    ((id >> 32) as u32, id as u32)
+}
+
+/// Key of the calling thread's open interval of `kind`.
+#[inline(always)]
+pub fn key(kind: Kind, nest: u64) -> InflightKey {
+    let (pid, tid) = current();
+    InflightKey {
+        pid,
+        tid,
+        kind: kind as u32,
+        _pad: 0,
+        nest,
+    }
+}
+
+/// Opens an interval of `kind` on the calling thread.
+#[inline(always)]
+pub fn begin(kind: Kind, nest: u64, cause: u64) {
+    let value = Inflight {
+        start_ns: now(),
+        cause,
+        tts_ns: 0,
+    };
+    if INFLIGHT.insert(&key(kind, nest), &value, 0).is_err() {
+        count_lost(LostReason::InflightFull);
+    }
+}
+
+/// Closes the calling thread's interval of `kind`, if one is open, and
+/// returns it with its duration. An end with no begin (the agent attached
+/// in the middle of an interval) is ignored.
+#[inline(always)]
+pub fn end(kind: Kind, nest: u64) -> Option<(Inflight, u64)> {
+    let k = key(kind, nest);
+    // SAFETY: the value is copied out before the entry is removed.
+    let open = unsafe { *INFLIGHT.get(&k)? };
+    let _ = INFLIGHT.remove(&k);
+    let duration = now().saturating_sub(open.start_ns);
+    Some((open, duration))
+}
+
+/// Whether the calling thread has an interval of `kind` open.
+#[inline(always)]
+pub fn is_open(kind: Kind, nest: u64) -> bool {
+    INFLIGHT.get_ptr(&key(kind, nest)).is_some()
+}
+
+/// Adds one observation of `ns` to the histogram of (calling process, kind, cause).
+#[inline(always)]
+pub fn record(kind: Kind, cause: u64, ns: u64) {
+    let (pid, _) = current();
+    let k = HistKey {
+        pid,
+        kind: kind as u32,
+        cause,
+    };
+    let h = match HISTOGRAMS.get_ptr_mut(&k) {
+        Some(h) => h,
+        None => {
+            let Some(zero) = ZERO_HISTOGRAM.get_ptr(0) else {
+                return;
+            };
+            // SAFETY: `zero` points at a live map value of the right type.
+            if HISTOGRAMS.insert(&k, unsafe { &*zero }, 0).is_err() {
+                count_lost(LostReason::HistogramFull);
+                return;
+            }
+            match HISTOGRAMS.get_ptr_mut(&k) {
+                Some(h) => h,
+                None => return,
+            }
+        }
+    };
+    // SAFETY: per-CPU value, so no other CPU writes it concurrently; BPF
+    // programs do not nest on one CPU for uprobes.
+    let h = unsafe { &mut *h };
+    h.count += 1;
+    h.sum_ns += ns;
+    if ns > h.max_ns {
+        h.max_ns = ns;
+    }
+    if let Some(b) = h.buckets.get_mut(bucket_index(ns)) {
+        *b += 1;
+    }
+}
+
+/// Sends one pause event to userspace, if the agent asked for events.
+#[inline(always)]
+pub fn emit(kind: Kind, cause: u64, open: &Inflight, duration_ns: u64) {
+    // SAFETY: a plain read of a global the loader may have rewritten.
+    if unsafe { core::ptr::read_volatile(&EMIT_EVENTS) } == 0 {
+        return;
+    }
+    let (pid, tid) = current();
+    let event = PauseEvent {
+        pid,
+        tid,
+        kind: kind as u32,
+        _pad: 0,
+        cause,
+        start_ns: open.start_ns,
+        duration_ns,
+        tts_ns: open.tts_ns,
+    };
+    if EVENTS.output::<PauseEvent>(&event, 0).is_err() {
+        count_lost(LostReason::RingbufFull);
+    }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}

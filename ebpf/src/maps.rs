@@ -1,0 +1,46 @@
+//! The maps shared with the agent. Names are part of the contract with
+//! `agent/src/bpf`: the agent looks them up by these exact names.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+};
+use pausewatch_common::{
+    ArgSpec, HistKey, Histogram, Inflight, InflightKey, LOST_REASONS, LostReason, MAX_ARG_SPECS,
+    MAX_HISTOGRAMS, MAX_INFLIGHT, RINGBUF_BYTES,
+};
+
+/// Finished intervals, aggregated. Per-CPU so the hot path needs no atomics.
+#[map]
+pub static HISTOGRAMS: PerCpuHashMap<HistKey, Histogram> =
+    PerCpuHashMap::with_max_entries(MAX_HISTOGRAMS, 0);
+
+/// Intervals that have begun and not yet ended, per thread.
+#[map]
+pub static INFLIGHT: HashMap<InflightKey, Inflight> = HashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// USDT argument locations, indexed by the attach point's BPF cookie.
+#[map]
+pub static ARG_SPECS: Array<ArgSpec> = Array::with_max_entries(MAX_ARG_SPECS, 0);
+
+/// One event per finished pause, read by `agent run --events`.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(RINGBUF_BYTES, 0);
+
+/// Counters of what could not be recorded, indexed by [`LostReason`].
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOST_REASONS, 0);
+
+/// A zeroed histogram to insert from: a 1 KiB value does not fit on the
+/// 512-byte BPF stack, but a pointer into a map value may be passed instead.
+#[map]
+pub static ZERO_HISTOGRAM: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(1, 0);
+
+/// Counts one lost event.
+#[inline(always)]
+pub fn count_lost(reason: LostReason) {
+    if let Some(c) = LOST.get_ptr_mut(reason as u32) {
+        // SAFETY: per-CPU slot, valid for the duration of the program.
+        unsafe { *c += 1 };
+    }
+}

@@ -1,0 +1,3 @@
+//! Parsers for the runtimes' own accounts of their pauses.
+
+pub mod hotspot;

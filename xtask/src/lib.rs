@@ -1,0 +1,9 @@
+//! Library side of `cargo xtask`: what the build, demo, end-to-end tests and
+//! benchmarks share.
+//!
+//! - [`groundtruth`]: parsers for each runtime's own pause log, the numbers
+//!   the agent is checked against.
+//! - [`workloads`]: the bundled programs that make pauses on purpose.
+
+pub mod groundtruth;
+pub mod workloads;
