@@ -19,5 +19,8 @@ fn main() {
         std::process::exit(1);
     }
     println!("cargo:rerun-if-changed={}", object.display());
-    println!("cargo:rustc-env=PAUSEWATCH_EBPF_OBJECT={}", object.display());
+    println!(
+        "cargo:rustc-env=PAUSEWATCH_EBPF_OBJECT={}",
+        object.display()
+    );
 }

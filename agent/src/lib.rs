@@ -8,7 +8,11 @@
 //! [`export`] (Prometheus text over HTTP).
 
 pub mod bpf;
+pub mod cli;
 pub mod collect;
 pub mod discovery;
 pub mod export;
+pub mod preflight;
 pub mod probes;
+pub mod run;
+pub mod summary;

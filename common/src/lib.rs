@@ -38,6 +38,24 @@ impl Kind {
         Kind::GcConcurrent,
     ];
 
+    /// Name of the kind in events and messages. For pauses it is also the
+    /// `kind` label of `pausewatch_pause_seconds`.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Kind::Safepoint => "safepoint",
+            Kind::TimeToSafepoint => "time_to_safepoint",
+            Kind::VmOperation => "vm_operation",
+            Kind::GcPause => "gc",
+            Kind::GcConcurrent => "gc_concurrent",
+        }
+    }
+
+    /// Whether this kind stops the application's threads (and so belongs in
+    /// `pausewatch_pause_seconds`).
+    pub const fn is_pause(self) -> bool {
+        matches!(self, Kind::Safepoint | Kind::GcPause)
+    }
+
     /// Decodes a kind read from a map key.
     pub fn from_u32(v: u32) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| *k as u32 == v)
@@ -111,7 +129,7 @@ pub struct PauseEvent {
 /// as `8@%r12` or `-4@-20(%rbp)`. The agent writes one of these per attach
 /// point into the `ARG_SPECS` map, indexed by the uprobe's BPF cookie.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ArgSpec {
     /// One of the `ARG_*` constants.
     pub loc: u32,

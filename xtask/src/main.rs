@@ -1,1 +1,40 @@
-fn main() {}
+//! `cargo xtask`: one entry point for building, demoing, testing and
+//! benchmarking pausewatch on a fresh machine, with nothing done by hand.
+
+mod cmd;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Build, run, test and bench automation for pausewatch.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what the BPF build needs (nightly rust-src, bpf-linker built
+    /// against the nightly toolchain's own LLVM, into ./.tools) and build the
+    /// BPF object.
+    BuildEbpf,
+    /// Build the BPF object and the release agent at target/release/agent.
+    Build,
+    /// Build everything, start the bundled JVM workload and trace it live.
+    Demo(cmd::demo::DemoArgs),
+    /// Install test prerequisites, build, lint and run every test.
+    Test(cmd::test::TestArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::BuildEbpf => cmd::build::build_ebpf().map(|_| ()),
+        Command::Build => cmd::build::build_all().map(|_| ()),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Test(args) => cmd::test::run(args),
+    }
+}

@@ -118,7 +118,9 @@ impl Hist {
                 } else {
                     bucket_upper_bound_ns(i - 1).unwrap_or(0)
                 };
-                let hi = bucket_upper_bound_ns(i).unwrap_or(self.max_ns).min(self.max_ns);
+                let hi = bucket_upper_bound_ns(i)
+                    .unwrap_or(self.max_ns)
+                    .min(self.max_ns);
                 let hi = hi.max(lo);
                 let frac = (rank - seen as f64) / n as f64;
                 return Some(lo as f64 + (hi - lo) as f64 * frac);

@@ -1,0 +1,265 @@
+//! Loads the BPF object once and attaches each target's probes to it.
+
+use std::{collections::HashMap, num::NonZeroU32, path::PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{
+        ProgramError,
+        uprobe::{UProbe, UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+    },
+};
+use pausewatch_common::{ArgSpec, HistKey, Histogram, MAX_ARG_SPECS};
+use thiserror::Error;
+
+use super::EBPF_OBJECT;
+use crate::discovery::{ProgramArg, Target};
+
+/// Why loading or attaching failed.
+#[derive(Debug, Error)]
+pub enum BpfError {
+    /// The kernel refused to load the object or a program.
+    #[error("the kernel refused to load the BPF programs: {0}")]
+    Load(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Loading needs privileges the agent lacks.
+    #[error(
+        "the kernel refused to load BPF programs: permission denied; run the agent as root \
+         (or with CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE)"
+    )]
+    Permission,
+    /// The embedded object lacks something the agent expects (a build mismatch).
+    #[error("the embedded BPF object has no {0}; rebuild with `cargo xtask build`")]
+    Missing(String),
+    /// Attaching one uprobe failed.
+    #[error("cannot attach {probe} at {binary}+{offset:#x} in pid {pid}: {source}")]
+    Attach {
+        /// The probe, `provider:name`.
+        probe: String,
+        /// Host path of the binary.
+        binary: PathBuf,
+        /// File offset.
+        offset: u64,
+        /// Target pid.
+        pid: u32,
+        /// The kernel's answer.
+        #[source]
+        source: ProgramError,
+    },
+    /// More attach points with arguments than the spec map holds.
+    #[error("too many probe arguments to track (limit {MAX_ARG_SPECS})")]
+    TooManyArgs,
+    /// A map operation failed.
+    #[error("BPF map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// Underlying error.
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// Options fixed at load time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Emit one ring buffer event per pause (`--events`).
+    pub events: bool,
+}
+
+/// One attached uprobe, for reporting.
+#[derive(Clone, Debug)]
+pub struct AttachedProbe {
+    /// `provider:name` or symbol.
+    pub probe: String,
+    /// File offset.
+    pub offset: u64,
+}
+
+/// The loaded programs and the targets they are attached to.
+pub struct Tracer {
+    ebpf: Ebpf,
+    arg_specs: Array<MapData, ArgSpec>,
+    /// Cookie of each distinct argument spec; cookie 0 means "no argument".
+    /// Every JVM built from one libjvm shares its specs, so they are reused.
+    cookies: HashMap<ArgSpec, u32>,
+    /// Which links belong to which pid, to detach a target on its own.
+    links: HashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+}
+
+/// The maps the collector and event reader own once loading is done.
+pub struct TracerMaps {
+    /// Aggregated histograms.
+    pub histograms: PerCpuHashMap<MapData, HistKey, Histogram>,
+    /// Lost-event counters by reason.
+    pub lost: PerCpuArray<MapData, u64>,
+    /// Pause events (only filled with `--events`).
+    pub events: RingBuf<MapData>,
+}
+
+/// BPF programs in the object, all uprobes.
+const PROGRAMS: [&str; 6] = [
+    "hotspot_safepoint_begin",
+    "hotspot_safepoint_end",
+    "hotspot_vmop_begin",
+    "hotspot_vmop_end",
+    "hotspot_gc_begin",
+    "hotspot_gc_end",
+];
+
+impl Tracer {
+    /// Loads (verifies) every program; attaches nothing yet.
+    pub fn load(options: LoadOptions) -> Result<(Tracer, TracerMaps), BpfError> {
+        let emit: u8 = options.events.into();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("EMIT_EVENTS", &emit, true)
+            .load(EBPF_OBJECT)
+            .map_err(|e| load_error(Box::new(e)))?;
+        for name in PROGRAMS {
+            let program: &mut UProbe = ebpf
+                .program_mut(name)
+                .ok_or_else(|| BpfError::Missing(format!("program {name}")))?
+                .try_into()
+                .map_err(|e: ProgramError| load_error(Box::new(e)))?;
+            program.load().map_err(|e| load_error(Box::new(e)))?;
+        }
+        let arg_specs =
+            Array::try_from(take(&mut ebpf, "ARG_SPECS")?).map_err(map_err("ARG_SPECS"))?;
+        let maps = TracerMaps {
+            histograms: PerCpuHashMap::try_from(take(&mut ebpf, "HISTOGRAMS")?)
+                .map_err(map_err("HISTOGRAMS"))?,
+            lost: PerCpuArray::try_from(take(&mut ebpf, "LOST")?).map_err(map_err("LOST"))?,
+            events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
+        };
+        Ok((
+            Tracer {
+                ebpf,
+                arg_specs,
+                cookies: HashMap::new(),
+                links: HashMap::new(),
+            },
+            maps,
+        ))
+    }
+
+    /// Attaches every probe of `target`, scoped to its pid. On failure the
+    /// probes attached so far for this target are detached again.
+    pub fn attach(&mut self, target: &Target) -> Result<Vec<AttachedProbe>, BpfError> {
+        let pid = target.process.pid;
+        let mut attached = Vec::with_capacity(target.probes.len());
+        for probe in &target.probes {
+            let cookie = match &probe.arg {
+                ProgramArg::None => 0,
+                ProgramArg::Usdt(spec) => self.store_arg_spec(spec)?,
+            };
+            let result =
+                self.attach_one(probe.program, probe.file_offset, cookie, &probe.binary, pid);
+            match result {
+                Ok(link) => {
+                    self.links
+                        .entry(pid)
+                        .or_default()
+                        .push((probe.program, link));
+                    attached.push(AttachedProbe {
+                        probe: probe.probe.clone(),
+                        offset: probe.file_offset,
+                    });
+                }
+                Err(source) => {
+                    self.detach(pid);
+                    return Err(BpfError::Attach {
+                        probe: probe.probe.clone(),
+                        binary: probe.binary.clone(),
+                        offset: probe.file_offset,
+                        pid,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(attached)
+    }
+
+    /// Detaches every probe of `pid` (a no-op for unknown pids).
+    pub fn detach(&mut self, pid: u32) {
+        for (program, link) in self.links.remove(&pid).unwrap_or_default() {
+            if let Some(p) = self.ebpf.program_mut(program)
+                && let Ok(p) = <&mut UProbe>::try_from(p)
+            {
+                // Already gone (the process exited) is fine.
+                let _ = p.detach(link);
+            }
+        }
+    }
+
+    /// Number of attached uprobes across all targets.
+    pub fn attached_count(&self) -> usize {
+        self.links.values().map(Vec::len).sum()
+    }
+
+    fn attach_one(
+        &mut self,
+        program: &'static str,
+        offset: u64,
+        cookie: u32,
+        binary: &PathBuf,
+        pid: u32,
+    ) -> Result<UProbeLinkId, ProgramError> {
+        let p: &mut UProbe = self
+            .ebpf
+            .program_mut(program)
+            .ok_or(ProgramError::NotLoaded)?
+            .try_into()?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(u64::from(cookie)),
+        };
+        let scope = match NonZeroU32::new(pid) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
+        p.attach(point, binary, scope)
+    }
+
+    fn store_arg_spec(&mut self, spec: &ArgSpec) -> Result<u32, BpfError> {
+        if let Some(&cookie) = self.cookies.get(spec) {
+            return Ok(cookie);
+        }
+        let cookie = self.cookies.len() as u32 + 1;
+        if cookie >= MAX_ARG_SPECS {
+            return Err(BpfError::TooManyArgs);
+        }
+        self.arg_specs
+            .set(cookie, spec, 0)
+            .map_err(map_err("ARG_SPECS"))?;
+        self.cookies.insert(*spec, cookie);
+        Ok(cookie)
+    }
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, BpfError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| BpfError::Missing(format!("map {name}")))
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
+    move |source| BpfError::Map { map, source }
+}
+
+/// Classifies a load failure: EPERM/EACCES becomes the privileges hint.
+fn load_error(e: Box<dyn std::error::Error + Send + Sync>) -> BpfError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+        {
+            return BpfError::Permission;
+        }
+        source = s.source();
+    }
+    let text = e.to_string();
+    if text.contains("Operation not permitted") || text.contains("Permission denied") {
+        return BpfError::Permission;
+    }
+    BpfError::Load(e)
+}

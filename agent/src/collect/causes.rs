@@ -1,0 +1,121 @@
+//! Turns the cause ids recorded in BPF into text.
+//!
+//! BPF stores what is cheap to get at the probe (for HotSpot, the address of
+//! the VM operation's name, a static string in libjvm); userspace reads the
+//! text once per (process, address) with `process_vm_readv` and caches it.
+
+use std::collections::HashMap;
+
+use pausewatch_common::Kind;
+
+use crate::discovery::Runtime;
+
+/// Longest name read from a target.
+const MAX_NAME: usize = 128;
+
+/// Cache of resolved causes.
+#[derive(Default)]
+pub struct CauseResolver {
+    cache: HashMap<(u32, u64), String>,
+}
+
+impl CauseResolver {
+    /// Text for `cause` recorded for a `kind` pause in `pid`, which runs `runtime`.
+    pub fn resolve(
+        &mut self,
+        pid: u32,
+        runtime: Option<Runtime>,
+        kind: Kind,
+        cause: u64,
+    ) -> String {
+        let Some(runtime) = runtime else {
+            return format!("{cause:#x}");
+        };
+        if let Some(text) = runtime.static_cause(kind, cause) {
+            return text;
+        }
+        if !runtime.cause_is_string_address(kind) {
+            return cause.to_string();
+        }
+        if cause == 0 {
+            // A safepoint during which no VM operation began (the agent
+            // attached in the middle of it).
+            return "unknown".to_string();
+        }
+        if let Some(text) = self.cache.get(&(pid, cause)) {
+            return text.clone();
+        }
+        match read_c_string(pid, cause) {
+            Some(text) => {
+                self.cache.insert((pid, cause), text.clone());
+                text
+            }
+            // Not cached: the process may be gone now but a retry is cheap.
+            None => format!("unresolved_{cause:#x}"),
+        }
+    }
+
+    /// Drops cached names of a process that is gone.
+    pub fn forget(&mut self, pid: u32) {
+        self.cache.retain(|(p, _), _| *p != pid);
+    }
+}
+
+/// Reads a NUL-terminated string from another process's memory.
+fn read_c_string(pid: u32, addr: u64) -> Option<String> {
+    let mut buf = [0u8; MAX_NAME];
+    // Read up to the end of the page first: a read that crosses into an
+    // unmapped page fails as a whole.
+    let to_page_end = (4096 - (addr as usize % 4096)).min(MAX_NAME);
+    let n = vm_read(pid, addr, &mut buf[..to_page_end])
+        .or_else(|| vm_read(pid, addr, &mut buf[..1]))?;
+    let bytes = &buf[..n];
+    let end = bytes.iter().position(|&b| b == 0)?;
+    let text = std::str::from_utf8(&bytes[..end]).ok()?;
+    (!text.is_empty() && text.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+        .then(|| text.to_string())
+}
+
+fn vm_read(pid: u32, addr: u64, buf: &mut [u8]) -> Option<usize> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which outlives the call; the kernel
+    // validates the remote range and fails instead of faulting.
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    (n > 0).then_some(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_string_from_a_live_process() {
+        static NAME: &[u8] = b"G1CollectForAllocation\0";
+        let mut r = CauseResolver::default();
+        let me = std::process::id();
+        let addr = NAME.as_ptr() as u64;
+        assert_eq!(
+            r.resolve(me, Some(Runtime::HotSpot), Kind::Safepoint, addr),
+            "G1CollectForAllocation"
+        );
+        assert_eq!(
+            r.resolve(me, Some(Runtime::HotSpot), Kind::GcPause, 1),
+            "full"
+        );
+        assert_eq!(
+            r.resolve(me, Some(Runtime::HotSpot), Kind::Safepoint, 0),
+            "unknown"
+        );
+        assert!(
+            r.resolve(me, Some(Runtime::HotSpot), Kind::Safepoint, 8)
+                .starts_with("unresolved_")
+        );
+    }
+}

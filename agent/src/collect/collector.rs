@@ -1,0 +1,113 @@
+//! Reads the BPF maps into [`Snapshot`]s.
+
+use std::{collections::HashMap, time::SystemTime};
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
+use pausewatch_common::{HistKey, Histogram, Kind, LostReason};
+
+use super::{CauseResolver, Hist, Series, Snapshot, TargetInfo};
+use crate::discovery::Runtime;
+
+/// Owns the aggregation maps and decodes them.
+pub struct Collector {
+    histograms: PerCpuHashMap<MapData, HistKey, Histogram>,
+    lost: PerCpuArray<MapData, u64>,
+    targets: HashMap<u32, (TargetInfo, Runtime)>,
+    causes: CauseResolver,
+}
+
+impl Collector {
+    /// A collector over the maps of a loaded tracer.
+    pub fn new(
+        histograms: PerCpuHashMap<MapData, HistKey, Histogram>,
+        lost: PerCpuArray<MapData, u64>,
+    ) -> Collector {
+        Collector {
+            histograms,
+            lost,
+            targets: HashMap::new(),
+            causes: CauseResolver::default(),
+        }
+    }
+
+    /// Starts reporting a target.
+    pub fn add_target(&mut self, info: TargetInfo, runtime: Runtime) {
+        self.targets.insert(info.pid, (info, runtime));
+    }
+
+    /// Resolves a cause id as the exporter would name it (for events).
+    pub fn cause_name(&mut self, pid: u32, kind: Kind, cause: u64) -> String {
+        let runtime = self.targets.get(&pid).map(|(_, r)| *r);
+        self.causes.resolve(pid, runtime, kind, cause)
+    }
+
+    /// The runtime label of a target.
+    pub fn runtime_label(&self, pid: u32) -> &'static str {
+        self.targets
+            .get(&pid)
+            .map(|(_, r)| r.label())
+            .unwrap_or("unknown")
+    }
+
+    /// Reads every map once. Per-CPU values are folded; series whose causes
+    /// resolve to the same text are merged.
+    pub fn collect(&mut self) -> Snapshot {
+        let mut merged: HashMap<(u32, Kind, String), Hist> = HashMap::new();
+        for entry in self.histograms.iter() {
+            // A key deleted between get_next_key and lookup is not an error.
+            let Ok((key, per_cpu)) = entry else { continue };
+            let Some(kind) = Kind::from_u32(key.kind) else {
+                continue;
+            };
+            let mut hist = Hist::default();
+            for cpu in per_cpu.iter() {
+                hist.merge(&decode(cpu));
+            }
+            let runtime = self.targets.get(&key.pid).map(|(_, r)| *r);
+            let cause = self.causes.resolve(key.pid, runtime, kind, key.cause);
+            merged
+                .entry((key.pid, kind, cause))
+                .or_default()
+                .merge(&hist);
+        }
+        let mut series: Vec<Series> = merged
+            .into_iter()
+            .map(|((pid, kind, cause), hist)| Series {
+                pid,
+                kind,
+                cause,
+                hist,
+            })
+            .collect();
+        series.sort_by(|a, b| (a.pid, a.kind, &a.cause).cmp(&(b.pid, b.kind, &b.cause)));
+
+        let lost = LostReason::ALL
+            .iter()
+            .map(|r| {
+                let n = self
+                    .lost
+                    .get(&(*r as u32), 0)
+                    .map(|v| v.iter().sum())
+                    .unwrap_or(0);
+                (r.label(), n)
+            })
+            .collect();
+        let mut targets: Vec<TargetInfo> = self.targets.values().map(|(t, _)| t.clone()).collect();
+        targets.sort_by_key(|t| t.pid);
+        Snapshot {
+            taken_at: Some(SystemTime::now()),
+            targets,
+            series,
+            lost,
+        }
+    }
+}
+
+fn decode(h: &Histogram) -> Hist {
+    Hist {
+        count: h.count,
+        sum_ns: h.sum_ns,
+        max_ns: h.max_ns,
+        buckets: h.buckets.to_vec(),
+    }
+}

@@ -1,0 +1,26 @@
+//! Pause events from the ring buffer, printed as JSON lines (`--events`).
+
+use serde::Serialize;
+
+/// One pause as printed on stdout.
+#[derive(Debug, Serialize)]
+pub struct EventLine<'a> {
+    /// Process id.
+    pub pid: u32,
+    /// Thread that ran the pause (the VM thread for HotSpot).
+    pub tid: u32,
+    /// Runtime label.
+    pub runtime: &'a str,
+    /// `safepoint`, `gc`, ...
+    pub kind: &'a str,
+    /// The cause, as in the `cause` label.
+    pub cause: &'a str,
+    /// CLOCK_MONOTONIC nanoseconds at the pause's start (comparable with
+    /// HotSpot's `-Xlog` `timenanos` decoration and `System.nanoTime()`).
+    pub start_ns: u64,
+    /// Duration in nanoseconds.
+    pub duration_ns: u64,
+    /// Time to safepoint in nanoseconds, for safepoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_to_safepoint_ns: Option<u64>,
+}

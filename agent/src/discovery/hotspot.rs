@@ -1,0 +1,107 @@
+//! HotSpot: finds `libjvm.so` in a process and the USDT probes to attach.
+
+use std::path::Path;
+
+use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
+use crate::probes::usdt::{self, UsdtProbe};
+
+/// (provider, name, BPF program, whether the program reads argument 0).
+const PROBES: [(&str, &str, &str, bool); 6] = [
+    (
+        "hs_private",
+        "safepoint__begin",
+        "hotspot_safepoint_begin",
+        false,
+    ),
+    (
+        "hs_private",
+        "safepoint__end",
+        "hotspot_safepoint_end",
+        false,
+    ),
+    ("hotspot", "vmops__begin", "hotspot_vmop_begin", true),
+    ("hotspot", "vmops__end", "hotspot_vmop_end", true),
+    ("hotspot", "gc__begin", "hotspot_gc_begin", true),
+    ("hotspot", "gc__end", "hotspot_gc_end", false),
+];
+
+/// Returns the HotSpot target in `process`, or `None` if no `libjvm.so` is mapped.
+pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    let Some(libjvm) = process.find_mapped(|n| n == "libjvm.so") else {
+        return Ok(None);
+    };
+    let host_libjvm = process.host_path(libjvm);
+    let notes = usdt::read_usdt_probes(&host_libjvm).map_err(|source| DiscoveryError::Probes {
+        path: host_libjvm.clone(),
+        source,
+    })?;
+    let mut probes = Vec::new();
+    for (provider, name, program, reads_arg) in PROBES {
+        let found: Vec<&UsdtProbe> = usdt::find(&notes, provider, name).collect();
+        if found.is_empty() {
+            return Err(DiscoveryError::MissingProbe {
+                pid: process.pid,
+                runtime: Runtime::HotSpot.label(),
+                library: libjvm.to_path_buf(),
+                probe: format!("{provider}:{name}"),
+                hint: "this JVM was built without DTrace/SystemTap probes \
+                       (--enable-dtrace); OpenJDK packages of Debian, Ubuntu, Fedora \
+                       and Temurin have them",
+            });
+        }
+        for note in found {
+            let arg = if reads_arg {
+                let a = note.arg(0).map_err(|source| DiscoveryError::Probes {
+                    path: host_libjvm.clone(),
+                    source,
+                })?;
+                ProgramArg::Usdt(a.to_bpf())
+            } else {
+                ProgramArg::None
+            };
+            probes.push(ProbeAttach {
+                program,
+                probe: format!("{provider}:{name}"),
+                binary: host_libjvm.clone(),
+                file_offset: note.file_offset,
+                arg,
+            });
+        }
+    }
+    Ok(Some(Target {
+        process: process.clone(),
+        runtime: Runtime::HotSpot,
+        version: java_version(&host_libjvm).unwrap_or_else(|| "unknown".to_string()),
+        probes,
+    }))
+}
+
+/// The `JAVA_VERSION` of the JDK that `libjvm` belongs to, from its `release`
+/// file (`<home>/lib/server/libjvm.so` → `<home>/release`; JDK 8 keeps it
+/// one level further up, under `jre/`).
+fn java_version(libjvm: &Path) -> Option<String> {
+    libjvm.ancestors().skip(1).take(5).find_map(|dir| {
+        let text = std::fs::read_to_string(dir.join("release")).ok()?;
+        text.lines().find_map(|l| {
+            l.strip_prefix("JAVA_VERSION=")
+                .map(|v| v.trim().trim_matches('"').to_string())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_jdk_release_file() {
+        let v = java_version(Path::new(
+            "/usr/lib/jvm/java-17-openjdk-amd64/lib/server/libjvm.so",
+        ));
+        assert!(v.as_deref().is_some_and(|v| v.starts_with("17")), "{v:?}");
+        let v = java_version(Path::new(
+            "/usr/lib/jvm/temurin-25-jdk-amd64/lib/server/libjvm.so",
+        ));
+        assert!(v.as_deref().is_some_and(|v| v.starts_with("25")), "{v:?}");
+    }
+}

@@ -1,0 +1,76 @@
+//! Discovery: which runtime a process runs, and which probes it needs.
+//!
+//! One place decides ([`detect`]); each runtime contributes a detector that
+//! looks at the process's mappings and returns its probe list, or `None` when
+//! the process is not of its kind.
+
+pub mod hotspot;
+pub mod process;
+pub mod runtime;
+
+pub use process::Process;
+pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect};
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Why a process cannot be traced.
+#[derive(Debug, Error)]
+pub enum DiscoveryError {
+    /// The pid names no running process.
+    #[error("no process with pid {0} exists: check the pid (for example with `ps -p {0}`)")]
+    NoSuchProcess(u32),
+    /// /proc denied access (not root, or a hardened /proc).
+    #[error("cannot read /proc/{pid}/{what}: permission denied; run the agent as root (sudo)")]
+    PermissionDenied {
+        /// Process id.
+        pid: u32,
+        /// The /proc entry that could not be read.
+        what: &'static str,
+    },
+    /// None of the supported runtimes was found in the process.
+    #[error(
+        "pid {pid} ({comm}) runs no supported runtime: pausewatch traces {supported}; \
+         none of their libraries is mapped in that process"
+    )]
+    NoSupportedRuntime {
+        /// Process id.
+        pid: u32,
+        /// Its command name.
+        comm: String,
+        /// The supported runtimes, as a readable list.
+        supported: String,
+    },
+    /// The runtime was found but lacks a probe the agent needs.
+    #[error("{runtime} in pid {pid} ({library}) lacks the probe {probe}: {hint}")]
+    MissingProbe {
+        /// Process id.
+        pid: u32,
+        /// Runtime label.
+        runtime: &'static str,
+        /// The library or binary searched.
+        library: PathBuf,
+        /// The missing probe, `provider:name` or a symbol.
+        probe: String,
+        /// What the user can do about it.
+        hint: &'static str,
+    },
+    /// Reading the runtime's binary failed.
+    #[error("cannot read probes from {path}: {source}")]
+    Probes {
+        /// The binary.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: crate::probes::usdt::UsdtError,
+    },
+    /// Any other /proc error.
+    #[error("cannot inspect pid {pid}: {message}")]
+    Proc {
+        /// Process id.
+        pid: u32,
+        /// What went wrong.
+        message: String,
+    },
+}

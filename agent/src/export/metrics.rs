@@ -1,0 +1,768 @@
+//! [`Snapshot`] → Prometheus text exposition format (version 0.0.4).
+//!
+//! Every value is built as a const metric (`prometheus::proto::MetricFamily`,
+//! as Cloudflare's ebpf_exporter does) straight from the snapshot: nothing is
+//! registered, so the output is exactly what the BPF maps held when the
+//! snapshot was taken, and a process that went away simply stops appearing.
+
+use std::collections::BTreeMap;
+use std::time::{Instant, UNIX_EPOCH};
+
+use pausewatch_common::{Kind, bucket_upper_bound_ns};
+use prometheus::TextEncoder;
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+
+use crate::collect::{Hist, Snapshot, TargetInfo};
+
+/// Histogram of stop-the-world pauses, labelled by `kind` (see [`pause_kind_label`]).
+pub const PAUSE_SECONDS: &str = "pausewatch_pause_seconds";
+/// Gauge: the largest pause of each pause series since the agent started.
+pub const PAUSE_MAX_SECONDS: &str = "pausewatch_pause_max_seconds";
+/// Histogram of HotSpot time to safepoint.
+pub const TIME_TO_SAFEPOINT_SECONDS: &str = "pausewatch_time_to_safepoint_seconds";
+/// Histogram of HotSpot VM operations.
+pub const VM_OPERATION_SECONDS: &str = "pausewatch_vm_operation_seconds";
+/// Histogram of concurrent (non-pausing) GC cycles.
+pub const GC_CONCURRENT_CYCLE_SECONDS: &str = "pausewatch_gc_concurrent_cycle_seconds";
+/// Info gauge (always 1) describing one traced process.
+pub const TARGET_INFO: &str = "pausewatch_target_info";
+/// Gauge: number of traced processes.
+pub const TARGETS: &str = "pausewatch_targets";
+/// Counter of events the BPF side could not record, by `reason`.
+pub const LOST_EVENTS_TOTAL: &str = "pausewatch_lost_events_total";
+/// Gauge: Unix time at which the rendered snapshot was read from the maps.
+pub const SNAPSHOT_TIMESTAMP_SECONDS: &str = "pausewatch_snapshot_timestamp_seconds";
+/// Gauge: how long rendering this scrape took.
+pub const SCRAPE_DURATION_SECONDS: &str = "pausewatch_scrape_duration_seconds";
+
+/// Number of exported `le` boundaries per histogram (+Inf not counted).
+pub const EXPORTED_EDGE_COUNT: usize = 39;
+
+/// The `le` boundaries exported for every histogram, in nanoseconds:
+/// 2^13, 2^14, then 2^k and 1.5·2^k for k = 15..=31, then 2^32, 2^33, 2^34
+/// (8.192 µs to 17.18 s).
+///
+/// Each one is an edge of the fine BPF layout (`pausewatch_common::hist`), so
+/// a cumulative count is a plain sum of whole fine buckets and stays exact;
+/// a boundary that fell inside a fine bucket would need interpolation.
+/// Denser where pauses usually are (tens of µs to seconds), and few enough
+/// to keep the series count per histogram reasonable.
+pub const EXPORTED_EDGES_NS: [u64; EXPORTED_EDGE_COUNT] = exported_edges();
+
+const fn exported_edges() -> [u64; EXPORTED_EDGE_COUNT] {
+    let mut edges = [0u64; EXPORTED_EDGE_COUNT];
+    edges[0] = 1 << 13;
+    edges[1] = 1 << 14;
+    let mut n = 2;
+    let mut k = 15;
+    while k <= 31 {
+        edges[n] = 1 << k;
+        edges[n + 1] = 3 << (k - 1);
+        n += 2;
+        k += 1;
+    }
+    edges[n] = 1 << 32;
+    edges[n + 1] = 1 << 33;
+    edges[n + 2] = 1 << 34;
+    edges
+}
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The Prometheus text encoder rejected the metric families.
+    #[error("cannot encode metrics: {0}")]
+    Encode(#[from] prometheus::Error),
+}
+
+/// The `kind` label of `pausewatch_pause_seconds` for a kind that is a
+/// stop-the-world pause, or `None` for kinds exported in other families.
+///
+/// The one place the exporter decides what is a pause. It defers to
+/// [`Kind::is_pause`] and [`Kind::label`] so that events, the live summary
+/// and the metrics agree on names; a new runtime's pause kind is added there.
+pub fn pause_kind_label(kind: Kind) -> Option<&'static str> {
+    kind.is_pause().then(|| kind.label())
+}
+
+/// The histogram family of a kind that is not a pause.
+fn other_family(kind: Kind) -> Option<HistFamily> {
+    match kind {
+        Kind::TimeToSafepoint => Some(HistFamily::TimeToSafepoint),
+        Kind::VmOperation => Some(HistFamily::VmOperation),
+        Kind::GcConcurrent => Some(HistFamily::GcConcurrent),
+        _ => None,
+    }
+}
+
+/// Which histogram family a series lands in; the order here is the order of
+/// the families in the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum HistFamily {
+    Pause,
+    TimeToSafepoint,
+    VmOperation,
+    GcConcurrent,
+}
+
+const PAUSE_HELP: &str = "Stop-the-world pauses of the traced runtime, in seconds. \
+kind=\"safepoint\": a HotSpot safepoint from the hs_private:safepoint__begin to the \
+safepoint__end USDT probe (SafepointTracing::begin/end, HotSpot's -Xlog:safepoint Total, \
+time to safepoint included), cause = the first VM operation run in it. \
+kind=\"gc\": a stop-the-world collection, hotspot:gc__begin to gc__end fired inside a \
+safepoint, cause = full or minor. Kinds can overlap (a HotSpot GC pause runs inside a \
+safepoint), so do not add them up.";
+
+const PAUSE_MAX_HELP: &str = "Largest single pause of each pausewatch_pause_seconds series \
+since the agent started tracing the process, in seconds (exact, not bucketed).";
+
+const TTS_HELP: &str = "HotSpot time to safepoint, in seconds: from the safepoint__begin \
+USDT probe to the first VM operation's vmops__begin, i.e. how long the VM waited for Java \
+threads to stop (-Xlog:safepoint \"Reaching safepoint\"). Part of the safepoint pause.";
+
+const VM_OP_HELP: &str = "HotSpot VM operations, in seconds, from the hotspot:vmops__begin \
+to the vmops__end USDT probe on the VM thread, whether run at a safepoint or not; \
+cause = the operation's name.";
+
+const GC_CONCURRENT_HELP: &str = "Concurrent garbage collection cycles, in seconds, from \
+hotspot:gc__begin to gc__end outside any safepoint (ZGC, Shenandoah, G1 concurrent work). \
+These run alongside the application and are NOT pauses.";
+
+const TARGET_INFO_HELP: &str = "Always 1: one series per traced process, naming its \
+command, runtime, runtime version and executable.";
+
+const TARGETS_HELP: &str = "Number of processes being traced.";
+
+const LOST_HELP: &str = "Events the BPF programs could not record, by reason (ring buffer \
+full, in-flight or histogram map full, argument read failed). Non-zero means some pauses \
+are missing from the histograms.";
+
+const SNAPSHOT_TIMESTAMP_HELP: &str = "Unix time, in seconds, at which the agent last read \
+the BPF maps; a value that stops advancing means collection is stuck.";
+
+const SCRAPE_DURATION_HELP: &str = "Time taken to render this /metrics response from the \
+latest snapshot, in seconds.";
+
+/// Renders a snapshot as Prometheus text exposition format 0.0.4.
+///
+/// Series that share labels (e.g. two cause ids that resolved to the same
+/// text) are merged, since duplicate label sets make a scrape invalid.
+/// Families with no series are left out.
+pub fn render(snapshot: &Snapshot) -> Result<String, ExportError> {
+    let started = Instant::now();
+    let encoder = TextEncoder::new();
+    let mut out = String::new();
+    encoder.encode_utf8(&families(snapshot), &mut out)?;
+    // Rendered last so that the time covers building and encoding the rest.
+    let elapsed = started.elapsed().as_secs_f64();
+    let scrape = gauge_family(
+        SCRAPE_DURATION_SECONDS,
+        SCRAPE_DURATION_HELP,
+        vec![gauge_metric(Vec::new(), elapsed)],
+    );
+    encoder.encode_utf8(&[scrape], &mut out)?;
+    Ok(out)
+}
+
+/// Every metric family except the scrape duration, empty ones left out.
+fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+    // First entry per pid wins; a duplicate would only repeat a label set.
+    let mut targets: BTreeMap<u32, &TargetInfo> = BTreeMap::new();
+    for t in &snapshot.targets {
+        targets.entry(t.pid).or_insert(t);
+    }
+
+    // Group by output labels, merging duplicates; BTreeMap keeps the output
+    // order stable from scrape to scrape.
+    let mut grouped: BTreeMap<(HistFamily, u32, Option<&'static str>, &str), Hist> =
+        BTreeMap::new();
+    for s in &snapshot.series {
+        let key = match pause_kind_label(s.kind) {
+            Some(label) => (HistFamily::Pause, s.pid, Some(label), s.cause.as_str()),
+            // Kinds with no family are skipped rather than guessed at.
+            None => match other_family(s.kind) {
+                Some(family) => (family, s.pid, None, s.cause.as_str()),
+                None => continue,
+            },
+        };
+        grouped
+            .entry(key)
+            .and_modify(|h| merge_saturating(h, &s.hist))
+            .or_insert_with(|| s.hist.clone());
+    }
+
+    let mut hists: BTreeMap<HistFamily, Vec<Metric>> = BTreeMap::new();
+    let mut pause_max = Vec::new();
+    for ((family, pid, kind, cause), hist) in &grouped {
+        let (comm, runtime) = match targets.get(pid) {
+            Some(t) => (t.comm.as_str(), t.runtime),
+            None => ("", "unknown"),
+        };
+        let pid = pid.to_string();
+        let mut labels = vec![
+            label("pid", &pid),
+            label("comm", comm),
+            label("runtime", runtime),
+        ];
+        if let Some(kind) = kind {
+            labels.push(label("kind", kind));
+        }
+        labels.push(label("cause", cause));
+        if *family == HistFamily::Pause {
+            pause_max.push(gauge_metric(labels.clone(), ns_to_seconds(hist.max_ns)));
+        }
+        hists
+            .entry(*family)
+            .or_default()
+            .push(histogram_metric(labels, hist));
+    }
+
+    let mut out = Vec::new();
+    let mut take_hist = |family: HistFamily, name: &str, help: &str| {
+        hists
+            .remove(&family)
+            .map(|metrics| family_of(name, help, MetricType::HISTOGRAM, metrics))
+    };
+    out.extend(take_hist(HistFamily::Pause, PAUSE_SECONDS, PAUSE_HELP));
+    if !pause_max.is_empty() {
+        out.push(gauge_family(PAUSE_MAX_SECONDS, PAUSE_MAX_HELP, pause_max));
+    }
+    out.extend(take_hist(
+        HistFamily::TimeToSafepoint,
+        TIME_TO_SAFEPOINT_SECONDS,
+        TTS_HELP,
+    ));
+    out.extend(take_hist(
+        HistFamily::VmOperation,
+        VM_OPERATION_SECONDS,
+        VM_OP_HELP,
+    ));
+    out.extend(take_hist(
+        HistFamily::GcConcurrent,
+        GC_CONCURRENT_CYCLE_SECONDS,
+        GC_CONCURRENT_HELP,
+    ));
+
+    if !targets.is_empty() {
+        let info = targets
+            .values()
+            .map(|t| {
+                let labels = vec![
+                    label("pid", &t.pid.to_string()),
+                    label("comm", &t.comm),
+                    label("runtime", t.runtime),
+                    label("runtime_version", &t.runtime_version),
+                    label("exe", &t.exe),
+                ];
+                gauge_metric(labels, 1.0)
+            })
+            .collect();
+        out.push(gauge_family(TARGET_INFO, TARGET_INFO_HELP, info));
+    }
+    out.push(gauge_family(
+        TARGETS,
+        TARGETS_HELP,
+        vec![gauge_metric(Vec::new(), targets.len() as f64)],
+    ));
+
+    // Every reason in the snapshot, zeros included, so that rate() has a
+    // series to work on before the first loss; repeated reasons are summed.
+    let mut lost: Vec<(&str, u64)> = Vec::new();
+    for &(reason, n) in &snapshot.lost {
+        match lost.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, total)) => *total = total.saturating_add(n),
+            None => lost.push((reason, n)),
+        }
+    }
+    if !lost.is_empty() {
+        let metrics = lost
+            .into_iter()
+            .map(|(reason, n)| {
+                let mut counter = Counter::default();
+                counter.set_value(n as f64);
+                let mut m = Metric::from_label(vec![label("reason", reason)]);
+                m.set_counter(counter);
+                m
+            })
+            .collect();
+        out.push(family_of(
+            LOST_EVENTS_TOTAL,
+            LOST_HELP,
+            MetricType::COUNTER,
+            metrics,
+        ));
+    }
+
+    if let Some(ts) = snapshot
+        .taken_at
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+    {
+        out.push(gauge_family(
+            SNAPSHOT_TIMESTAMP_SECONDS,
+            SNAPSHOT_TIMESTAMP_HELP,
+            vec![gauge_metric(Vec::new(), ts.as_secs_f64())],
+        ));
+    }
+    out
+}
+
+/// Cumulative counts at each of [`EXPORTED_EDGES_NS`].
+///
+/// Fine bucket `i` holds values below `bucket_upper_bound_ns(i)`, so it
+/// belongs to every exported boundary at or above that edge. So a boundary
+/// counts the values strictly below it; Prometheus reads `le` as "at most",
+/// which differs only for a pause of exactly that many nanoseconds. Counts are
+/// clamped to `hist.count`: count and buckets are separate per-CPU words
+/// that a reader can catch mid-update, and a bucket above `_count` would
+/// make the histogram invalid, while `_count` itself stays exact.
+pub fn cumulative_counts(hist: &Hist) -> [u64; EXPORTED_EDGE_COUNT] {
+    let mut counts = [0u64; EXPORTED_EDGE_COUNT];
+    for (i, &n) in hist.buckets.iter().enumerate() {
+        if n == 0 {
+            continue;
+        }
+        // The last fine bucket is unbounded: it only counts towards +Inf.
+        let Some(upper) = bucket_upper_bound_ns(i) else {
+            continue;
+        };
+        let slot = EXPORTED_EDGES_NS.partition_point(|&edge| edge < upper);
+        if let Some(c) = counts.get_mut(slot) {
+            *c = c.saturating_add(n);
+        }
+    }
+    let mut running = 0u64;
+    for c in &mut counts {
+        running = running.saturating_add(*c);
+        *c = running.min(hist.count);
+    }
+    counts
+}
+
+fn histogram_metric(labels: Vec<LabelPair>, hist: &Hist) -> Metric {
+    let buckets = EXPORTED_EDGES_NS
+        .iter()
+        .zip(cumulative_counts(hist))
+        .map(|(&edge, count)| {
+            let mut b = Bucket::default();
+            b.set_upper_bound(ns_to_seconds(edge));
+            b.set_cumulative_count(count);
+            b
+        })
+        .collect();
+    // The encoder adds le="+Inf" = sample count itself.
+    let mut h = Histogram::default();
+    h.set_sample_count(hist.count);
+    h.set_sample_sum(ns_to_seconds(hist.sum_ns));
+    h.set_bucket(buckets);
+    let mut m = Metric::from_label(labels);
+    m.set_histogram(h);
+    m
+}
+
+/// Adds `other` into `into` without overflowing (the snapshot's own
+/// `Hist::merge` uses plain addition, which panics in debug builds).
+fn merge_saturating(into: &mut Hist, other: &Hist) {
+    into.count = into.count.saturating_add(other.count);
+    into.sum_ns = into.sum_ns.saturating_add(other.sum_ns);
+    into.max_ns = into.max_ns.max(other.max_ns);
+    if into.buckets.len() < other.buckets.len() {
+        into.buckets.resize(other.buckets.len(), 0);
+    }
+    for (a, b) in into.buckets.iter_mut().zip(&other.buckets) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+/// Nanoseconds to seconds. One correctly rounded division, so an edge such
+/// as 8192 ns prints as exactly `0.000008192` (Rust prints the shortest
+/// decimal that reads back as the same f64).
+fn ns_to_seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+fn label(name: &str, value: &str) -> LabelPair {
+    let mut l = LabelPair::default();
+    l.set_name(name.to_owned());
+    l.set_value(value.to_owned());
+    l
+}
+
+fn gauge_metric(labels: Vec<LabelPair>, value: f64) -> Metric {
+    let mut g = Gauge::default();
+    g.set_value(value);
+    let mut m = Metric::from_label(labels);
+    m.set_gauge(g);
+    m
+}
+
+fn gauge_family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
+    family_of(name, help, MetricType::GAUGE, metrics)
+}
+
+fn family_of(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
+    let mut f = MetricFamily::default();
+    f.set_name(name.to_owned());
+    f.set_help(help.to_owned());
+    f.set_field_type(kind);
+    f.set_metric(metrics);
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use pausewatch_common::{BUCKETS, bucket_index};
+
+    use super::*;
+    use crate::collect::Series;
+
+    /// One parsed sample line: name, labels, value.
+    type Sample = (String, BTreeMap<String, String>, f64);
+
+    /// A small parser for the sample lines of the text format, undoing the
+    /// label value escapes, so tests check values rather than spelling.
+    fn parse(text: &str) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (name, rest) = match line.find('{') {
+                Some(i) => (&line[..i], &line[i + 1..]),
+                None => {
+                    let (n, v) = line.split_once(' ').expect("sample has a value");
+                    out.push((n.to_owned(), BTreeMap::new(), v.parse().expect("number")));
+                    continue;
+                }
+            };
+            let mut labels = BTreeMap::new();
+            let mut chars = rest.chars();
+            loop {
+                let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+                assert_eq!(chars.next(), Some('"'), "in {line}");
+                let mut value = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => match chars.next() {
+                            Some('n') => value.push('\n'),
+                            Some(c @ ('\\' | '"')) => value.push(c),
+                            other => panic!("bad escape {other:?} in {line}"),
+                        },
+                        c => value.push(c),
+                    }
+                }
+                labels.insert(key, value);
+                match chars.next() {
+                    Some(',') => continue,
+                    Some('}') => break,
+                    other => panic!("unexpected {other:?} in {line}"),
+                }
+            }
+            let value = chars.as_str().trim().parse().expect("number");
+            out.push((name.to_owned(), labels, value));
+        }
+        out
+    }
+
+    fn find<'a>(samples: &'a [Sample], name: &str, want: &[(&str, &str)]) -> Vec<&'a Sample> {
+        samples
+            .iter()
+            .filter(|(n, labels, _)| {
+                n == name
+                    && want
+                        .iter()
+                        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    fn one(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
+        let found = find(samples, name, want);
+        assert_eq!(found.len(), 1, "{name} {want:?}: {found:?}");
+        found[0].2
+    }
+
+    fn hist_of(values: &[u64]) -> Hist {
+        let mut h = Hist::default();
+        for &v in values {
+            h.count += 1;
+            h.sum_ns += v;
+            h.max_ns = h.max_ns.max(v);
+            h.buckets[bucket_index(v)] += 1;
+        }
+        h
+    }
+
+    fn series(pid: u32, kind: Kind, cause: &str, values: &[u64]) -> Series {
+        Series {
+            pid,
+            kind,
+            cause: cause.to_owned(),
+            hist: hist_of(values),
+        }
+    }
+
+    /// Pause values spread over the whole range, including edges exactly,
+    /// values below 1 µs and above the last exported edge.
+    const PAUSES: [u64; 12] = [
+        500,
+        8_191,
+        8_192,
+        9_000,
+        50_000,
+        1_000_000,
+        3 << 20,
+        12_345_678,
+        1_000_000_000,
+        5_000_000_000,
+        (1 << 34) + 1,
+        2_000_000_000_000,
+    ];
+
+    const ODD_CAUSE: &str = "a \"quoted\" \\ cause\nline2";
+
+    fn synthetic() -> Snapshot {
+        Snapshot {
+            taken_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)),
+            targets: vec![TargetInfo {
+                pid: 42,
+                comm: "java".to_owned(),
+                runtime: "hotspot",
+                runtime_version: "17.0.15".to_owned(),
+                exe: "/usr/lib/jvm/java-17/bin/java".to_owned(),
+            }],
+            series: vec![
+                series(42, Kind::Safepoint, "G1CollectForAllocation", &PAUSES),
+                series(42, Kind::GcPause, "minor", &[2_000_000, 4_000_000]),
+                series(
+                    42,
+                    Kind::TimeToSafepoint,
+                    "G1CollectForAllocation",
+                    &[20_000],
+                ),
+                series(42, Kind::VmOperation, ODD_CAUSE, &[70_000, 80_000]),
+                series(42, Kind::GcConcurrent, "minor", &[300_000_000]),
+                series(7, Kind::Safepoint, "Cleanup", &[15_000]),
+            ],
+            lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
+        }
+    }
+
+    #[test]
+    fn exported_edges_are_fine_bucket_edges() {
+        assert!(EXPORTED_EDGES_NS.len() <= 40);
+        let fine: Vec<u64> = (0..BUCKETS).filter_map(bucket_upper_bound_ns).collect();
+        for edge in EXPORTED_EDGES_NS {
+            assert!(fine.contains(&edge), "{edge} ns is not a fine bucket edge");
+        }
+        assert!(EXPORTED_EDGES_NS.windows(2).all(|w| w[0] < w[1]));
+        assert!(EXPORTED_EDGES_NS[0] <= 10_000, "must cover 10 µs");
+        assert!(EXPORTED_EDGES_NS[EXPORTED_EDGE_COUNT - 1] >= 10_000_000_000);
+        assert_eq!(EXPORTED_EDGES_NS[2], 1 << 15);
+        assert_eq!(EXPORTED_EDGES_NS[3], 3 << 14);
+        assert_eq!(EXPORTED_EDGES_NS[EXPORTED_EDGE_COUNT - 1], 1 << 34);
+    }
+
+    #[test]
+    fn le_values_print_exactly() {
+        for edge in EXPORTED_EDGES_NS {
+            let exact = format!("{}.{:09}", edge / 1_000_000_000, edge % 1_000_000_000);
+            let exact = exact.trim_end_matches('0').trim_end_matches('.');
+            assert_eq!(ns_to_seconds(edge).to_string(), exact);
+        }
+        let text = render(&synthetic()).unwrap();
+        assert!(text.contains("le=\"0.000008192\""), "{text}");
+        assert!(text.contains("le=\"0.000049152\""), "{text}");
+        assert!(text.contains("le=\"17.179869184\""), "{text}");
+    }
+
+    #[test]
+    fn histogram_counts_sums_and_buckets_are_exact() {
+        let text = render(&synthetic()).unwrap();
+        let samples = parse(&text);
+        let sel = [
+            ("pid", "42"),
+            ("comm", "java"),
+            ("runtime", "hotspot"),
+            ("kind", "safepoint"),
+            ("cause", "G1CollectForAllocation"),
+        ];
+        let count = one(&samples, "pausewatch_pause_seconds_count", &sel);
+        assert_eq!(count, PAUSES.len() as f64);
+        let sum = one(&samples, "pausewatch_pause_seconds_sum", &sel);
+        assert_eq!(sum, PAUSES.iter().sum::<u64>() as f64 / 1e9);
+
+        let buckets = find(&samples, "pausewatch_pause_seconds_bucket", &sel);
+        assert_eq!(buckets.len(), EXPORTED_EDGE_COUNT + 1);
+        let mut previous = 0.0;
+        for (i, (_, labels, value)) in buckets.iter().enumerate() {
+            assert!(*value >= previous, "not monotonic at {labels:?}");
+            previous = *value;
+            match EXPORTED_EDGES_NS.get(i) {
+                Some(&edge) => {
+                    assert_eq!(labels["le"].parse::<f64>().unwrap(), edge as f64 / 1e9);
+                    // Fine buckets hold v < edge, so that is what is counted.
+                    let expect = PAUSES.iter().filter(|&&v| v < edge).count();
+                    assert_eq!(*value, expect as f64, "le={}", labels["le"]);
+                }
+                None => assert_eq!(labels["le"], "+Inf"),
+            }
+        }
+        assert_eq!(previous, count, "+Inf bucket must equal _count");
+    }
+
+    #[test]
+    fn every_family_has_its_labels() {
+        let text = render(&synthetic()).unwrap();
+        let samples = parse(&text);
+        let gc = [("pid", "42"), ("kind", "gc"), ("cause", "minor")];
+        assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &gc), 2.0);
+        assert_eq!(one(&samples, "pausewatch_pause_max_seconds", &gc), 0.004);
+        let sp = [("pid", "42"), ("kind", "safepoint")];
+        assert_eq!(one(&samples, "pausewatch_pause_max_seconds", &sp), 2000.0);
+
+        let tts = [("pid", "42"), ("runtime", "hotspot")];
+        assert_eq!(
+            one(&samples, "pausewatch_time_to_safepoint_seconds_sum", &tts),
+            0.00002
+        );
+        let vmop = [("cause", ODD_CAUSE), ("comm", "java")];
+        assert_eq!(
+            one(&samples, "pausewatch_vm_operation_seconds_count", &vmop),
+            2.0
+        );
+        let conc = [("pid", "42"), ("cause", "minor")];
+        assert_eq!(
+            one(
+                &samples,
+                "pausewatch_gc_concurrent_cycle_seconds_sum",
+                &conc
+            ),
+            0.3
+        );
+        for (name, labels, _) in &samples {
+            if !name.starts_with("pausewatch_pause_seconds") && name.ends_with("_count") {
+                assert!(!labels.contains_key("kind"), "{name} has a kind label");
+            }
+        }
+
+        // A series whose process has no TargetInfo.
+        let orphan = [("pid", "7"), ("comm", ""), ("runtime", "unknown")];
+        assert_eq!(
+            one(&samples, "pausewatch_pause_seconds_count", &orphan),
+            1.0
+        );
+
+        let info = [
+            ("pid", "42"),
+            ("comm", "java"),
+            ("runtime", "hotspot"),
+            ("runtime_version", "17.0.15"),
+            ("exe", "/usr/lib/jvm/java-17/bin/java"),
+        ];
+        assert_eq!(one(&samples, "pausewatch_target_info", &info), 1.0);
+        assert_eq!(one(&samples, "pausewatch_targets", &[]), 1.0);
+        let lost = "pausewatch_lost_events_total";
+        assert_eq!(one(&samples, lost, &[("reason", "ringbuf_full")]), 3.0);
+        assert_eq!(one(&samples, lost, &[("reason", "inflight_map_full")]), 0.0);
+        assert_eq!(
+            one(&samples, "pausewatch_snapshot_timestamp_seconds", &[]),
+            1_700_000_000.25
+        );
+        assert!(one(&samples, "pausewatch_scrape_duration_seconds", &[]) >= 0.0);
+
+        assert!(text.contains("# TYPE pausewatch_pause_seconds histogram\n"));
+        assert!(text.contains("# TYPE pausewatch_lost_events_total counter\n"));
+        assert!(text.contains("# HELP pausewatch_pause_seconds Stop-the-world"));
+        assert!(text.contains("-Xlog:safepoint Total"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = render(&synthetic()).unwrap();
+        assert!(
+            text.contains(r#"cause="a \"quoted\" \\ cause\nline2""#),
+            "{text}"
+        );
+        // No raw newline may leak into a sample line.
+        for line in text.lines() {
+            assert!(line.starts_with("pausewatch_") || line.starts_with("# "));
+        }
+    }
+
+    #[test]
+    fn duplicate_label_sets_are_merged() {
+        let mut snap = synthetic();
+        snap.series = vec![
+            series(42, Kind::Safepoint, "Cleanup", &[10_000]),
+            series(42, Kind::Safepoint, "Cleanup", &[20_000, 30_000]),
+        ];
+        snap.targets.push(snap.targets[0].clone());
+        snap.lost = vec![("ringbuf_full", 1), ("ringbuf_full", 2)];
+        let samples = parse(&render(&snap).unwrap());
+        let sel = [("cause", "Cleanup")];
+        assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &sel), 3.0);
+        assert_eq!(one(&samples, "pausewatch_pause_seconds_sum", &sel), 0.00006);
+        assert_eq!(one(&samples, "pausewatch_pause_max_seconds", &sel), 0.00003);
+        assert_eq!(one(&samples, "pausewatch_target_info", &[]), 1.0);
+        assert_eq!(one(&samples, "pausewatch_targets", &[]), 1.0);
+        let lost = [("reason", "ringbuf_full")];
+        assert_eq!(one(&samples, "pausewatch_lost_events_total", &lost), 3.0);
+    }
+
+    #[test]
+    fn torn_or_malformed_histograms_stay_valid() {
+        // Buckets ahead of count (a read caught between two per-CPU updates).
+        let mut torn = hist_of(&[10_000, 20_000, 30_000]);
+        torn.count = 2;
+        let counts = cumulative_counts(&torn);
+        assert!(counts.iter().all(|&c| c <= 2));
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]));
+
+        // Wrong bucket vector lengths and extreme values must not panic.
+        let mut snap = Snapshot::default();
+        for buckets in [Vec::new(), vec![u64::MAX; 3 * BUCKETS]] {
+            snap.series.push(Series {
+                pid: 1,
+                kind: Kind::GcPause,
+                cause: String::new(),
+                hist: Hist {
+                    count: u64::MAX,
+                    sum_ns: u64::MAX,
+                    max_ns: u64::MAX,
+                    buckets,
+                },
+            });
+        }
+        let samples = parse(&render(&snap).unwrap());
+        let buckets = find(&samples, "pausewatch_pause_seconds_bucket", &[]);
+        assert_eq!(buckets.len(), EXPORTED_EDGE_COUNT + 1);
+    }
+
+    #[test]
+    fn empty_snapshot_renders() {
+        let text = render(&Snapshot::default()).unwrap();
+        let samples = parse(&text);
+        assert_eq!(one(&samples, "pausewatch_targets", &[]), 0.0);
+        assert!(find(&samples, "pausewatch_pause_seconds_count", &[]).is_empty());
+        assert!(text.contains("pausewatch_scrape_duration_seconds "));
+    }
+
+    #[test]
+    fn pause_kinds() {
+        assert_eq!(pause_kind_label(Kind::Safepoint), Some("safepoint"));
+        assert_eq!(pause_kind_label(Kind::GcPause), Some("gc"));
+        for kind in Kind::ALL {
+            // Every kind is exported exactly once: as a pause or elsewhere.
+            assert_ne!(
+                pause_kind_label(kind).is_some(),
+                other_family(kind).is_some()
+            );
+        }
+    }
+}

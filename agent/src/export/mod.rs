@@ -1,0 +1,31 @@
+//! Export: [`Snapshot`](crate::collect::Snapshot)s as Prometheus metrics over HTTP.
+//!
+//! [`metrics`] turns one snapshot into the text exposition format; [`server`]
+//! serves the latest snapshot on `GET /metrics`. The HTTP side only ever
+//! reads the snapshot that the collector last published, so a scrape costs
+//! one render and never touches a BPF map, however often it comes.
+//!
+//! Exported families (names and label keys are a contract that dashboards
+//! and alert rules depend on):
+//!
+//! | family | type | labels |
+//! | --- | --- | --- |
+//! | `pausewatch_pause_seconds` | histogram | `pid`, `comm`, `runtime`, `kind`, `cause` |
+//! | `pausewatch_pause_max_seconds` | gauge | as above |
+//! | `pausewatch_time_to_safepoint_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
+//! | `pausewatch_vm_operation_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
+//! | `pausewatch_gc_concurrent_cycle_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
+//! | `pausewatch_target_info` | gauge (1) | `pid`, `comm`, `runtime`, `runtime_version`, `exe` |
+//! | `pausewatch_targets` | gauge | |
+//! | `pausewatch_lost_events_total` | counter | `reason` |
+//! | `pausewatch_snapshot_timestamp_seconds` | gauge | |
+//! | `pausewatch_scrape_duration_seconds` | gauge | |
+//!
+//! Histogram buckets are the [`EXPORTED_EDGES_NS`] subset of the fine BPF
+//! bucket edges, so every exported cumulative count is exact.
+
+pub mod metrics;
+pub mod server;
+
+pub use metrics::{EXPORTED_EDGES_NS, ExportError, pause_kind_label, render};
+pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};

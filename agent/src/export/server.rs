@@ -1,0 +1,468 @@
+//! The HTTP endpoint: `GET /metrics` and `GET /healthz`.
+//!
+//! A plain HTTP/1.1 server on hyper, run by our own accept loop so that it
+//! can bound what clients hold: the number of open connections is capped
+//! (further clients wait in the kernel's accept queue), a client gets
+//! [`ServerLimits::header_read_timeout`] to send each request head (which
+//! also ends idle keep-alive connections and stops slowloris clients), and
+//! every connection is retired gracefully after
+//! [`ServerLimits::max_connection_age`], getting
+//! [`ServerLimits::shutdown_grace`] to finish its response (which bounds a
+//! client that never reads it). So a slow client holds one slot for a
+//! bounded time and never blocks the others for good.
+//!
+//! Handlers only render the snapshot the collector last published; they
+//! never touch BPF maps.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use log::{debug, info, warn};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::collect::Snapshot;
+
+use super::metrics::render;
+
+/// Content type of the Prometheus text exposition format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Where the endpoint listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address to bind, e.g. `127.0.0.1:9435`.
+    pub listen: SocketAddr,
+}
+
+impl ServerConfig {
+    /// Binds the listening socket. Done apart from [`serve`] so that a bad
+    /// address is reported before any probe is attached.
+    pub async fn bind(&self) -> io::Result<TcpListener> {
+        TcpListener::bind(self.listen)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", self.listen)))
+    }
+}
+
+/// Bounds on what clients may hold; see the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Time a client has to send a request head, and the longest an idle
+    /// keep-alive connection stays open.
+    pub header_read_timeout: Duration,
+    /// A connection is closed gracefully (after its current response) once
+    /// it is this old.
+    pub max_connection_age: Duration,
+    /// How long a connection being closed (age, or server shutdown) may
+    /// take to finish its response before it is dropped.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            // Prometheus uses one connection per target; this leaves room
+            // for a few servers, curl and a dashboard.
+            max_connections: 64,
+            // Prometheus sends a request head at once; 10 s is generous.
+            header_read_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(120),
+            // Prometheus's default scrape timeout is 10 s.
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `GET /metrics` (the latest snapshot from `snapshots`, as
+/// `text/plain; version=0.0.4`), `GET /healthz` (200 `ok`), 404 for other
+/// paths and 405 for methods other than GET and HEAD, with the default
+/// [`ServerLimits`]. Stops accepting when `shutdown` resolves, then gives
+/// open connections [`ServerLimits::shutdown_grace`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_with_limits(listener, snapshots, shutdown, ServerLimits::default()).await
+}
+
+/// [`serve`] with explicit limits.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ServerLimits,
+) -> io::Result<()> {
+    // acquire_many below takes a u32.
+    let max = limits
+        .max_connections
+        .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let limits = Arc::new(limits);
+
+    if let Ok(addr) = listener.local_addr() {
+        info!("serving metrics on http://{addr}/metrics");
+    }
+    let mut shutdown = pin!(shutdown);
+    loop {
+        // Take a slot before accepting: beyond the cap, clients wait in the
+        // kernel's queue instead of holding a task and a socket here.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // closed: cannot happen, nothing closes it
+            },
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                debug!("metrics connection from {peer}");
+                tokio::spawn(connection(
+                    http.clone(),
+                    stream,
+                    snapshots.clone(),
+                    stop_rx.clone(),
+                    Arc::clone(&limits),
+                    slot,
+                ));
+            }
+            Err(e) if is_connection_error(&e) => debug!("accept: {e}"),
+            Err(e) => {
+                // Out of file descriptors or memory: back off rather than spin.
+                warn!("cannot accept a metrics connection: {e}");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+
+    // Refuse new clients at once, then let open connections finish.
+    drop(listener);
+    stop_tx.send_replace(true);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    // Each connection ends within the grace after seeing the stop; the extra
+    // second only covers scheduling.
+    let drain = limits.shutdown_grace + Duration::from_secs(1);
+    if tokio::time::timeout(drain, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        warn!("metrics server stopped with connections still open");
+    }
+    Ok(())
+}
+
+/// Errors that concern one connection only, not the listener.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Serves one connection until the client closes it, it gets too old, or
+/// the server stops. Holds its slot until it returns.
+async fn connection(
+    http: http1::Builder,
+    stream: TcpStream,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    mut stop: watch::Receiver<bool>,
+    limits: Arc<ServerLimits>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        let response = respond(request.method(), request.uri().path(), &snapshots);
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let mut conn = pin!(http.serve_connection(TokioIo::new(stream), service));
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                debug!("metrics connection: {e}");
+            }
+            return;
+        }
+        () = tokio::time::sleep(limits.max_connection_age) => {}
+        // An error means the server is gone: stop too.
+        _ = stop.wait_for(|stopped| *stopped) => {}
+    }
+    // Finishes the response in progress, if any, then closes.
+    conn.as_mut().graceful_shutdown();
+    match tokio::time::timeout(limits.shutdown_grace, conn).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!("metrics connection: {e}"),
+        Err(_) => debug!("metrics connection dropped: response not finished in time"),
+    }
+}
+
+/// The whole routing table. Cheap: at worst one render of the snapshot.
+fn respond(
+    method: &Method,
+    path: &str,
+    snapshots: &watch::Receiver<Arc<Snapshot>>,
+) -> Response<Body> {
+    // hyper leaves out the body of a HEAD response by itself.
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match path {
+        "/metrics" => {
+            // Clone the Arc and release the watch lock before rendering, so
+            // the collector is never kept waiting on a scrape.
+            let snapshot = Arc::clone(&snapshots.borrow());
+            match render(&snapshot) {
+                Ok(body) => {
+                    let mut response = Response::new(Body::from(body));
+                    response.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+                    );
+                    response
+                }
+                Err(e) => {
+                    warn!("{e}");
+                    text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"))
+                }
+            }
+        }
+        "/healthz" => text(StatusCode::OK, "ok\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_owned()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+    use crate::collect::TargetInfo;
+
+    /// Bound on every wait, so a broken server fails the test, not hangs it.
+    const PATIENCE: Duration = Duration::from_secs(10);
+
+    /// Status, head and body of one response.
+    struct Reply {
+        status: u16,
+        head: String,
+        body: String,
+    }
+
+    /// One request on a fresh connection, read until the server closes it.
+    async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(req.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+            .await
+            .expect("response in time")
+            .unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status");
+        Reply {
+            status,
+            head: head.to_ascii_lowercase(),
+            body: body.to_owned(),
+        }
+    }
+
+    fn snapshot(targets: u32) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            targets: (1..=targets)
+                .map(|pid| TargetInfo {
+                    pid,
+                    comm: "java".to_owned(),
+                    runtime: "hotspot",
+                    runtime_version: "21".to_owned(),
+                    exe: "/usr/bin/java".to_owned(),
+                })
+                .collect(),
+            ..Snapshot::default()
+        })
+    }
+
+    /// Starts a server on an ephemeral loopback port.
+    async fn start(
+        limits: ServerLimits,
+    ) -> (
+        SocketAddr,
+        watch::Sender<Arc<Snapshot>>,
+        oneshot::Sender<()>,
+        JoinHandle<io::Result<()>>,
+    ) {
+        let listener = ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+        .bind()
+        .await
+        .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (snap_tx, snap_rx) = watch::channel(snapshot(1));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stop_rx.await;
+        };
+        let task = tokio::spawn(serve_with_limits(listener, snap_rx, shutdown, limits));
+        (addr, snap_tx, stop_tx, task)
+    }
+
+    async fn stop(stop_tx: oneshot::Sender<()>, task: JoinHandle<io::Result<()>>) {
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("server stops in time")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_health_and_errors() {
+        let (addr, snap_tx, stop_tx, task) = start(ServerLimits::default()).await;
+
+        let r = request(addr, "GET", "/metrics").await;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.head
+                .contains("content-type: text/plain; version=0.0.4; charset=utf-8"),
+            "{}",
+            r.head
+        );
+        assert!(r.body.contains("\npausewatch_targets 1\n"), "{}", r.body);
+        assert!(r.body.contains("# TYPE pausewatch_target_info gauge\n"));
+
+        // A new snapshot is what the next scrape sees.
+        snap_tx.send(snapshot(3)).unwrap();
+        let r = request(addr, "GET", "/metrics?x=1").await;
+        assert!(r.body.contains("\npausewatch_targets 3\n"), "{}", r.body);
+
+        let r = request(addr, "GET", "/healthz").await;
+        assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+
+        let r = request(addr, "HEAD", "/metrics").await;
+        assert_eq!((r.status, r.body.as_str()), (200, ""));
+
+        assert_eq!(request(addr, "GET", "/").await.status, 404);
+        assert_eq!(request(addr, "GET", "/metrics/x").await.status, 404);
+        let r = request(addr, "POST", "/metrics").await;
+        assert_eq!(r.status, 405);
+        assert!(r.head.contains("allow: get, head"), "{}", r.head);
+        assert_eq!(request(addr, "DELETE", "/nope").await.status, 405);
+
+        stop(stop_tx, task).await;
+    }
+
+    #[tokio::test]
+    async fn keep_alive_serves_several_requests() {
+        let (addr, _snap_tx, stop_tx, task) = start(ServerLimits::default()).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let twice = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n\
+                     GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        stream.write_all(twice.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut raw))
+            .await
+            .expect("responses in time")
+            .unwrap();
+        assert_eq!(raw.matches("HTTP/1.1 200 OK").count(), 2, "{raw}");
+        stop(stop_tx, task).await;
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_does_not_block_others() {
+        let limits = ServerLimits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
+        };
+        let (addr, _snap_tx, stop_tx, task) = start(limits).await;
+
+        // Holds the only slot with half a request head (slowloris).
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /metr").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let started = Instant::now();
+        let r = request(addr, "GET", "/healthz").await;
+        assert_eq!(r.status, 200);
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        // The slow client was cut off (an error response or a plain close).
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(PATIENCE, slow.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "slow connection still open");
+        stop(stop_tx, task).await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_forever_for_clients() {
+        let limits = ServerLimits {
+            shutdown_grace: Duration::from_millis(200),
+            ..ServerLimits::default()
+        };
+        let (addr, _snap_tx, stop_tx, task) = start(limits).await;
+        // One idle keep-alive connection and one stuck in its request head.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = idle.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        let mut stuck = TcpStream::connect(addr).await.unwrap();
+        stuck.write_all(b"GET /metrics HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let started = Instant::now();
+        stop(stop_tx, task).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

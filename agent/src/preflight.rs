@@ -1,0 +1,82 @@
+//! Checks that the agent can do its job before it tries, so a missing
+//! privilege is one clear sentence rather than a kernel error code.
+
+use thiserror::Error;
+
+const CAP_SYS_PTRACE: u32 = 19;
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// A requirement the host or the agent's privileges do not meet.
+#[derive(Debug, Error)]
+pub enum PreflightError {
+    /// Not enough capabilities.
+    #[error(
+        "pausewatch needs root to load BPF programs and attach uprobes \
+         (missing {missing}): run it with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE"
+    )]
+    Privileges {
+        /// The missing capabilities, comma-separated.
+        missing: String,
+    },
+    /// The capability set could not be read.
+    #[error("cannot read this process's capabilities from /proc/self/status: {0}")]
+    Status(#[from] std::io::Error),
+}
+
+/// The effective capability bits of this process.
+pub fn effective_capabilities() -> Result<u64, PreflightError> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(str::trim)
+        .unwrap_or("0");
+    Ok(u64::from_str_radix(hex, 16).unwrap_or(0))
+}
+
+/// Fails unless this process may load BPF, attach uprobes and read targets.
+pub fn require_privileges() -> Result<(), PreflightError> {
+    check_capabilities(effective_capabilities()?)
+}
+
+/// The check itself, on a given capability set (testable without root).
+pub fn check_capabilities(caps: u64) -> Result<(), PreflightError> {
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    let admin = has(CAP_SYS_ADMIN);
+    let mut missing = Vec::new();
+    if !admin && !has(CAP_BPF) {
+        missing.push("CAP_BPF");
+    }
+    if !admin && !has(CAP_PERFMON) {
+        missing.push("CAP_PERFMON");
+    }
+    if !has(CAP_SYS_PTRACE) {
+        missing.push("CAP_SYS_PTRACE");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(PreflightError::Privileges {
+            missing: missing.join(", "),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_passes_and_nobody_fails_with_the_list() {
+        assert!(check_capabilities(u64::MAX).is_ok());
+        let err = check_capabilities(0).unwrap_err().to_string();
+        assert!(
+            err.contains("CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE"),
+            "{err}"
+        );
+        let bpf_only = (1 << CAP_BPF) | (1 << CAP_PERFMON) | (1 << CAP_SYS_PTRACE);
+        assert!(check_capabilities(bpf_only).is_ok());
+    }
+}

@@ -1,0 +1,125 @@
+//! The live summary that `agent run` prints on stderr: per target, pauses
+//! per second, p50/p99/max and the top causes over the last interval.
+
+use std::{collections::HashMap, fmt::Write, time::Duration};
+
+use pausewatch_common::Kind;
+
+use crate::collect::{Hist, Snapshot};
+
+/// Renders the pauses between two snapshots (`before` may be empty).
+pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let mut out = String::new();
+    let old: HashMap<(u32, Kind, &str), &Hist> = before
+        .series
+        .iter()
+        .map(|s| ((s.pid, s.kind, s.cause.as_str()), &s.hist))
+        .collect();
+    for target in &now.targets {
+        let mut total = Hist::default();
+        let mut causes: Vec<(&str, Hist)> = Vec::new();
+        let mut tts = Hist::default();
+        for s in now.series.iter().filter(|s| s.pid == target.pid) {
+            let delta = match old.get(&(s.pid, s.kind, s.cause.as_str())) {
+                Some(prev) => s.hist.since(prev),
+                None => s.hist.clone(),
+            };
+            if delta.count == 0 {
+                continue;
+            }
+            match s.kind {
+                // Safepoints contain HotSpot's GC pauses, so only safepoints
+                // count towards the total for HotSpot.
+                Kind::Safepoint => {
+                    total.merge(&delta);
+                    causes.push((s.cause.as_str(), delta));
+                }
+                Kind::TimeToSafepoint => tts.merge(&delta),
+                _ => {}
+            }
+        }
+        let _ = write!(
+            out,
+            "pid {} {} ({} {}): ",
+            target.pid, target.comm, target.runtime, target.runtime_version
+        );
+        if total.count == 0 {
+            out.push_str("no pauses\n");
+            continue;
+        }
+        let ms = |ns: f64| ns / 1e6;
+        let _ = writeln!(
+            out,
+            "{:.1} pauses/s, stalled {:.2}% | p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms | time to safepoint p99 {:.3} ms",
+            total.count as f64 / secs,
+            total.sum_ns as f64 / 1e9 / secs * 100.0,
+            ms(total.quantile_ns(0.5).unwrap_or(0.0)),
+            ms(total.quantile_ns(0.99).unwrap_or(0.0)),
+            ms(total.max_ns as f64),
+            ms(tts.quantile_ns(0.99).unwrap_or(0.0)),
+        );
+        causes.sort_by(|a, b| b.1.sum_ns.cmp(&a.1.sum_ns));
+        out.push_str("    top causes:");
+        for (cause, h) in causes.iter().take(4) {
+            let _ = write!(
+                out,
+                "  {cause} {}x {:.2} ms",
+                h.count,
+                h.sum_ns as f64 / 1e6
+            );
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::{Series, TargetInfo};
+    use pausewatch_common::bucket_index;
+
+    #[test]
+    fn shows_rate_quantiles_and_causes_of_the_interval_only() {
+        let target = TargetInfo {
+            pid: 7,
+            comm: "java".into(),
+            runtime: "hotspot",
+            runtime_version: "17".into(),
+            exe: "/usr/bin/java".into(),
+        };
+        let series = |n: u64| {
+            let mut h = Hist::default();
+            for _ in 0..n {
+                h.count += 1;
+                h.sum_ns += 2_000_000;
+                h.max_ns = 2_000_000;
+                h.buckets[bucket_index(2_000_000)] += 1;
+            }
+            Series {
+                pid: 7,
+                kind: Kind::Safepoint,
+                cause: "G1CollectForAllocation".into(),
+                hist: h,
+            }
+        };
+        let before = Snapshot {
+            targets: vec![target.clone()],
+            series: vec![series(10)],
+            ..Default::default()
+        };
+        let now = Snapshot {
+            targets: vec![target],
+            series: vec![series(30)],
+            ..Default::default()
+        };
+        let text = render(&before, &now, Duration::from_secs(2));
+        assert!(text.contains("10.0 pauses/s"), "{text}");
+        assert!(
+            text.contains("G1CollectForAllocation 20x 40.00 ms"),
+            "{text}"
+        );
+        assert!(text.contains("stalled 2.00%"), "{text}");
+    }
+}

@@ -1,0 +1,78 @@
+//! `cargo xtask test`: everything CI checks, from a fresh machine.
+//!
+//! Installs the system packages the tests need, builds the BPF object and
+//! the release agent, checks formatting and lints (host and BPF crates), and
+//! runs every test: unit tests and the privileged end-to-end tests that load
+//! BPF into the kernel and compare the agent with the runtimes' own logs.
+
+use std::process::Command;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use super::build;
+use crate::util::{self, cargo, ensure_debian_packages, is_root, step, workspace_root};
+
+/// Options of `cargo xtask test`.
+#[derive(Args)]
+pub struct TestArgs {
+    /// Skip `cargo fmt --check` and clippy (for quick local iterations).
+    #[arg(long)]
+    pub no_lint: bool,
+    /// Only run tests whose name contains this text (passed to cargo test).
+    pub filter: Option<String>,
+}
+
+/// System packages the tests use.
+const PACKAGES: &[&str] = &["openjdk-17-jdk-headless", "bpftool"];
+
+/// Runs `cargo xtask test`.
+pub fn run(args: TestArgs) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the end-to-end tests load BPF programs into the kernel and need root: \
+             run `sudo -E cargo xtask test`"
+        );
+    }
+    step("checking system packages");
+    ensure_debian_packages(PACKAGES)?;
+    let agent = build::build_all()?;
+    let object = build::ebpf_object();
+    let root = workspace_root();
+
+    if !args.no_lint {
+        step("cargo fmt --check (host crates and BPF crate)");
+        util::run(cargo().args(["fmt", "--all", "--check"]))?;
+        util::run(
+            Command::new("cargo")
+                .current_dir(root.join("ebpf"))
+                .args(["+nightly", "fmt", "--check"])
+                .env_remove("RUSTUP_TOOLCHAIN"),
+        )?;
+        step("cargo clippy -D warnings (host crates)");
+        util::run(
+            cargo()
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .env("PAUSEWATCH_EBPF_OBJECT", &object),
+        )?;
+    }
+
+    step("cargo test (unit, integration and end-to-end tests; the BPF ones run one at a time)");
+    let mut test = cargo();
+    test.args(["test", "--workspace"])
+        .env("PAUSEWATCH_EBPF_OBJECT", &object)
+        .env("PAUSEWATCH_AGENT", &agent);
+    if let Some(f) = &args.filter {
+        test.arg(f);
+    }
+    util::run(&mut test)?;
+    step("all tests passed");
+    Ok(())
+}
