@@ -10,7 +10,11 @@ use std::{
 use anyhow::{Context, Result, bail};
 use aya::maps::{MapData, RingBuf};
 use pausewatch_common::{Kind, PauseEvent};
-use tokio::{io::unix::AsyncFd, sync::watch};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    sync::watch,
+};
 
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
@@ -45,6 +49,12 @@ fn validate_seconds(flag: &str, v: f64, zero_ok: bool) -> Result<()> {
 
 async fn run_async(args: RunArgs) -> Result<()> {
     let started = Instant::now();
+    // Registered before anything else so that a SIGINT or SIGTERM arriving
+    // right after the "armed" line still means a clean shutdown.
+    let mut sigint =
+        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
 
     let mut targets = Vec::new();
     let mut failures = Vec::new();
@@ -128,8 +138,6 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_summary = (Instant::now(), first.clone());
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
     let mut alive: Vec<(u32, discovery::Process)> = targets
         .iter()
         .map(|t| (t.process.pid, t.process.clone()))
@@ -144,7 +152,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
         };
         tokio::select! {
             _ = tick.tick() => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = until_deadline => break,
         }

@@ -27,6 +27,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Install test prerequisites, build, lint and run every test.
     Test(cmd::test::TestArgs),
+    /// Measure start-up, footprint and overhead; writes target/bench/report.{md,json}.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -36,5 +38,6 @@ fn main() -> Result<()> {
         Command::Build => cmd::build::build_all().map(|_| ()),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Test(args) => cmd::test::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }
