@@ -59,7 +59,7 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             ms(total.max_ns as f64),
             ms(tts.quantile_ns(0.99).unwrap_or(0.0)),
         );
-        causes.sort_by(|a, b| b.1.sum_ns.cmp(&a.1.sum_ns));
+        causes.sort_by_key(|c| std::cmp::Reverse(c.1.sum_ns));
         out.push_str("    top causes:");
         for (cause, h) in causes.iter().take(4) {
             let _ = write!(

@@ -42,9 +42,9 @@ pub enum BpfError {
         offset: u64,
         /// Target pid.
         pid: u32,
-        /// The kernel's answer.
+        /// The kernel's answer (boxed: it is large and rare).
         #[source]
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// More attach points with arguments than the spec map holds.
     #[error("too many probe arguments to track (limit {MAX_ARG_SPECS})")]
@@ -172,7 +172,7 @@ impl Tracer {
                         binary: probe.binary.clone(),
                         offset: probe.file_offset,
                         pid,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }

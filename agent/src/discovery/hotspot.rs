@@ -31,9 +31,9 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
         return Ok(None);
     };
     let host_libjvm = process.host_path(libjvm);
-    let notes = usdt::read_usdt_probes(&host_libjvm).map_err(|source| DiscoveryError::Probes {
+    let notes = usdt::read_usdt_probes(&host_libjvm).map_err(|e| DiscoveryError::Probes {
         path: host_libjvm.clone(),
-        source,
+        source: Box::new(e),
     })?;
     let mut probes = Vec::new();
     for (provider, name, program, reads_arg) in PROBES {
@@ -51,9 +51,9 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
         }
         for note in found {
             let arg = if reads_arg {
-                let a = note.arg(0).map_err(|source| DiscoveryError::Probes {
+                let a = note.arg(0).map_err(|e| DiscoveryError::Probes {
                     path: host_libjvm.clone(),
-                    source,
+                    source: Box::new(e),
                 })?;
                 ProgramArg::Usdt(a.to_bpf())
             } else {

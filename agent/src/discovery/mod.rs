@@ -61,9 +61,9 @@ pub enum DiscoveryError {
     Probes {
         /// The binary.
         path: PathBuf,
-        /// The parse error.
+        /// The parse error (boxed: it is large and rare).
         #[source]
-        source: crate::probes::usdt::UsdtError,
+        source: Box<crate::probes::usdt::UsdtError>,
     },
     /// Any other /proc error.
     #[error("cannot inspect pid {pid}: {message}")]

@@ -24,7 +24,12 @@ pub struct TestArgs {
 }
 
 /// System packages the tests use.
-const PACKAGES: &[&str] = &["openjdk-17-jdk-headless", "bpftool"];
+const PACKAGES: &[&str] = &[
+    "openjdk-17-jdk-headless",
+    "bpftool",
+    "prometheus",
+    "util-linux",
+];
 
 /// Runs `cargo xtask test`.
 pub fn run(args: TestArgs) -> Result<()> {
