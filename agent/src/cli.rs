@@ -33,6 +33,10 @@ pub enum Command {
     /// Show the runtime detected in a process and the probes the agent would
     /// attach, with their file offsets. Loads no BPF.
     Probes(ProbesArgs),
+    /// Check, without attaching anything, whether this host can run the
+    /// agent: privileges, kernel version, uprobes, BPF load (verifier, maps,
+    /// ring buffer). Exits non-zero when a required check fails.
+    Check,
 }
 
 /// Options of `agent run`.

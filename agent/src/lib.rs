@@ -8,6 +8,7 @@
 //! [`export`] (Prometheus text over HTTP).
 
 pub mod bpf;
+pub mod check;
 pub mod cli;
 pub mod collect;
 pub mod discovery;

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => pausewatch::run::run(args),
         Command::Probes(args) => pausewatch::run::probes(args),
+        Command::Check => check(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -19,6 +20,27 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints every check; fails if a required one failed.
+fn check() -> anyhow::Result<()> {
+    let checks = pausewatch::check::run_checks();
+    for c in &checks {
+        println!("{c}");
+    }
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.status == pausewatch::check::Status::Fail)
+        .map(|c| c.name)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "this host cannot run the agent: {} failed (see the FAIL lines above)",
+            failed.join(", ")
+        )
     }
 }
 
