@@ -14,7 +14,8 @@ pub enum PreflightError {
     /// Not enough capabilities.
     #[error(
         "pausewatch needs root to load BPF programs and attach uprobes \
-         (missing {missing}): run it with sudo, or grant CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE"
+         (missing {missing}): run it with sudo, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE \
+         and, on kernels that restrict uprobe perf events to it (6.18 here), CAP_SYS_ADMIN"
     )]
     Privileges {
         /// The missing capabilities, comma-separated.
