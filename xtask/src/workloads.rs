@@ -248,7 +248,7 @@ pub enum LaunchMode {
 /// Builder for a GcHeavy JVM. Defaults: G1, `-Xms256m -Xmx256m -Xmn16m`
 /// (a fixed 16 MB young generation, so young GCs come every ~70 ms at the
 /// default 200 MB/s), 10 s duration, 1 worker thread, 24 MB live set, no
-/// System.gc() / thread dumps, no log.
+/// System.gc() / thread dumps, no spin threads, no log.
 #[derive(Debug, Clone)]
 pub struct JavaWorkload {
     java: PathBuf,
@@ -264,6 +264,8 @@ pub struct JavaWorkload {
     live_mb: u32,
     system_gc_ms: u64,
     stack_traces_ms: u64,
+    spin_threads: u32,
+    spin_loop_us: u64,
     gate: Gate,
     stop_file: Option<PathBuf>,
     workload_args: Vec<String>,
@@ -293,6 +295,8 @@ impl JavaWorkload {
             live_mb: 24,
             system_gc_ms: 0,
             stack_traces_ms: 0,
+            spin_threads: 0,
+            spin_loop_us: 500,
             gate: Gate::None,
             stop_file: None,
             workload_args: Vec::new(),
@@ -386,6 +390,25 @@ impl JavaWorkload {
         self
     }
 
+    /// CPU-bound threads that run counted loops of arithmetic (default 0).
+    /// With the JVM flag `-XX:-UseCountedLoopSafepoints` (see
+    /// [`jvm_arg`](Self::jvm_arg)) C2 leaves the safepoint poll out of those
+    /// loops, so every safepoint waits up to one loop
+    /// ([`spin_loop_us`](Self::spin_loop_us)) for them to stop: a realistic,
+    /// sub-millisecond time to safepoint. Without the flag, loop strip mining
+    /// polls every ~1000 iterations and they stop within a few µs.
+    pub fn spin_threads(mut self, n: u32) -> Self {
+        self.spin_threads = n;
+        self
+    }
+
+    /// Target length of one spin loop, in µs (default 500; the threads tune
+    /// the trip count to it as they run).
+    pub fn spin_loop_us(mut self, us: u64) -> Self {
+        self.spin_loop_us = us;
+        self
+    }
+
     /// Hold the heavy phase until [`RunningJava::open_gate`] (the gate file
     /// is made in the run's temporary directory).
     pub fn gate(mut self, on: bool) -> Self {
@@ -468,6 +491,10 @@ impl JavaWorkload {
         }
         if self.stack_traces_ms > 0 {
             push("--stack-traces-ms", self.stack_traces_ms.to_string());
+        }
+        if self.spin_threads > 0 {
+            push("--spin-threads", self.spin_threads.to_string());
+            push("--spin-loop-us", self.spin_loop_us.to_string());
         }
         if let Some(g) = &gate_file {
             push("--gate-file", path_str(g)?.to_string());
@@ -814,5 +841,21 @@ mod tests {
             joined.ends_with("--stop-file /run/x/stop --stop-on-stdin-eof"),
             "{joined}"
         );
+        assert!(!joined.contains("--spin-"), "{joined}");
+    }
+
+    #[test]
+    fn command_line_spin_threads() {
+        let w = JavaWorkload::new("/nonexistent/bin/java")
+            .spin_threads(2)
+            .spin_loop_us(800)
+            .jvm_arg("-XX:-UseCountedLoopSafepoints");
+        let (args, _, _) = w.command_line(Path::new("/run/x")).unwrap();
+        let joined = args.join(" ");
+        assert!(
+            joined.contains("--spin-threads 2 --spin-loop-us 800"),
+            "{joined}"
+        );
+        assert!(joined.contains("-XX:-UseCountedLoopSafepoints"), "{joined}");
     }
 }

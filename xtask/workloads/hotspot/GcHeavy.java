@@ -24,11 +24,21 @@
 //   --system-gc-ms N         call System.gc() (a full GC) every N ms (default off)
 //   --stack-traces-ms N      call Thread.getAllStackTraces() (a safepoint VM
 //                            operation) every N ms (default off)
+//   --spin-threads N         CPU-bound threads that run counted loops of pure
+//                            arithmetic, no allocation (default 0). A counted
+//                            int loop is the classic time-to-safepoint problem:
+//                            with -XX:-UseCountedLoopSafepoints, C2 compiles it
+//                            without a safepoint poll inside, so a safepoint
+//                            waits for the running loop to finish.
+//   --spin-loop-us N         target length of one such loop in microseconds
+//                            (default 500); each thread adjusts the trip count
+//                            to it after every loop, outside the loop
 //   --seed N                 random seed (default 42)
 //
 // Protocol on stdout, one line each, flushed: "ready" once started (before
 // the gate), "started" when the heavy phase begins, "done <n_ops>" at the
-// end, where n_ops counts allocations plus timer-driven operations. Exit 0.
+// end, where n_ops counts allocations plus timer-driven operations plus
+// spin loops. Exit 0.
 // Errors go to stderr with exit 2 (bad arguments) or 3 (gate timeout).
 
 import java.io.InputStream;
@@ -53,6 +63,8 @@ public final class GcHeavy {
     static long liveMb = 24;
     static long systemGcMs = 0;
     static long stackTracesMs = 0;
+    static int spinThreads = 0;
+    static long spinLoopUs = 500;
     static long seed = 42;
 
     public static void main(String[] args) throws Exception {
@@ -89,6 +101,10 @@ public final class GcHeavy {
         for (int i = 0; i < threads; i++) {
             workers[i] = new Worker(perThreadBytesPerSec, (int) perThreadLiveSlots, seed + 7919L * i);
         }
+        Spinner[] spinners = new Spinner[spinThreads];
+        for (int i = 0; i < spinThreads; i++) {
+            spinners[i] = new Spinner(spinLoopUs * 1000L, seed + 104729L * (i + 1), i);
+        }
         Thread[] timers = new Thread[2];
         if (systemGcMs > 0) {
             timers[0] = timer("gcheavy-system-gc", systemGcMs, System::gc);
@@ -104,6 +120,9 @@ public final class GcHeavy {
         say("started");
         for (Worker w : workers) {
             w.thread.start();
+        }
+        for (Spinner sp : spinners) {
+            sp.thread.start();
         }
         for (Thread t : timers) {
             if (t != null) {
@@ -123,6 +142,9 @@ public final class GcHeavy {
         for (Worker w : workers) {
             w.thread.join();
         }
+        for (Spinner sp : spinners) {
+            sp.thread.join();
+        }
         for (Thread t : timers) {
             if (t != null) {
                 t.join();
@@ -131,6 +153,9 @@ public final class GcHeavy {
         long ops = timerOps.get();
         for (Worker w : workers) {
             ops += w.ops;
+        }
+        for (Spinner sp : spinners) {
+            ops += sp.loops;
         }
         say("done " + ops);
     }
@@ -268,6 +293,66 @@ public final class GcHeavy {
         }
     }
 
+    /**
+     * A CPU-bound thread: runs {@link #spin} (one counted loop) over and
+     * over, resizing the loop after each run so that it takes about
+     * {@code targetNs}. Allocates nothing.
+     */
+    static final class Spinner implements Runnable {
+        final Thread thread;
+        final long targetNs;
+        long state;
+        long loops = 0;
+
+        Spinner(long targetNs, long seed, int index) {
+            this.targetNs = targetNs;
+            this.state = seed;
+            this.thread = new Thread(this, "gcheavy-spin-" + index);
+        }
+
+        @Override
+        public void run() {
+            // Start small (the first runs are interpreted and slow) and let
+            // the adjustment below find the trip count for targetNs.
+            int n = 10_000;
+            long acc = 0;
+            while (!stop) {
+                long t0 = System.nanoTime();
+                acc += spin(n, state);
+                long took = System.nanoTime() - t0;
+                state = state * 0x9E3779B97F4A7C15L + acc;
+                loops++;
+                if (took > 0) {
+                    // Move halfway to the estimate, clamped to [1000, 2^30].
+                    double want = (double) n * targetNs / took;
+                    long next = (long) ((n + want) / 2);
+                    n = (int) Math.max(1_000L, Math.min(next, 1L << 30));
+                }
+            }
+            // Publish the result so the JIT cannot drop the loops.
+            sink += acc;
+        }
+    }
+
+    /** Keeps the spinners' results alive (read by nobody, written racily). */
+    static volatile long sink;
+
+    /**
+     * One counted loop of dependent 64-bit arithmetic (a linear congruential
+     * sequence folded into an accumulator): no allocation, no calls, no
+     * memory traffic, so nothing but a safepoint poll could interrupt it, and
+     * the dependency chain keeps C2 from vectorising or folding it.
+     */
+    static long spin(int n, long seed) {
+        long x = seed;
+        long acc = 0;
+        for (int i = 0; i < n; i++) {
+            x = x * 6364136223846793005L + 1442695040888963407L;
+            acc += (x >>> 29) ^ i;
+        }
+        return acc ^ x;
+    }
+
     static void parseArgs(String[] args) {
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -297,6 +382,8 @@ public final class GcHeavy {
                 case "--live-mb" -> liveMb = num(a, v, 0);
                 case "--system-gc-ms" -> systemGcMs = num(a, v, 0);
                 case "--stack-traces-ms" -> stackTracesMs = num(a, v, 0);
+                case "--spin-threads" -> spinThreads = (int) Math.min(num(a, v, 0), 64);
+                case "--spin-loop-us" -> spinLoopUs = num(a, v, 1);
                 case "--seed" -> seed = num(a, v, Long.MIN_VALUE);
                 default -> usage("unknown flag " + a);
             }
