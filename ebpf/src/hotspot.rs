@@ -8,7 +8,7 @@
 //!     hotspot:gc__begin(full)             SvcGCMarker, inside a collecting VM op
 //!     hotspot:gc__end
 //!   hotspot:vmops__end
-//! hs_private:safepoint__end            SafepointTracing::end, right after its timestamp
+//! hs_private:safepoint__end            SafepointTracing::end, after its timestamp and its -Xlog line
 //! ```
 //!
 //! Time to safepoint is safepoint begin to the first VM operation's begin,
