@@ -6,7 +6,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
-        ProgramError,
+        Program, ProgramError,
         uprobe::{UProbe, UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
@@ -97,16 +97,6 @@ pub struct TracerMaps {
     pub events: RingBuf<MapData>,
 }
 
-/// BPF programs in the object, all uprobes.
-const PROGRAMS: [&str; 6] = [
-    "hotspot_safepoint_begin",
-    "hotspot_safepoint_end",
-    "hotspot_vmop_begin",
-    "hotspot_vmop_end",
-    "hotspot_gc_begin",
-    "hotspot_gc_end",
-];
-
 impl Tracer {
     /// Loads (verifies) every program; attaches nothing yet.
     pub fn load(options: LoadOptions) -> Result<(Tracer, TracerMaps), BpfError> {
@@ -115,13 +105,22 @@ impl Tracer {
             .override_global("EMIT_EVENTS", &emit, true)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(Box::new(e)))?;
-        for name in PROGRAMS {
-            let program: &mut UProbe = ebpf
-                .program_mut(name)
-                .ok_or_else(|| BpfError::Missing(format!("program {name}")))?
-                .try_into()
-                .map_err(|e: ProgramError| load_error(Box::new(e)))?;
-            program.load().map_err(|e| load_error(Box::new(e)))?;
+        // Every program of the object is verified up front, whatever runtime
+        // it serves: a verifier rejection shows at start, not at the first
+        // process of that runtime. Each runtime module of `ebpf/` only adds
+        // programs; nothing here lists them.
+        for (name, program) in ebpf.programs_mut() {
+            let loaded = match program {
+                Program::UProbe(p) => p.load(),
+                Program::TracePoint(p) => p.load(),
+                other => {
+                    return Err(BpfError::Missing(format!(
+                        "support for program {name} of type {:?}",
+                        other.prog_type()
+                    )));
+                }
+            };
+            loaded.map_err(|e| load_error(Box::new(e)))?;
         }
         let arg_specs =
             Array::try_from(take(&mut ebpf, "ARG_SPECS")?).map_err(map_err("ARG_SPECS"))?;
