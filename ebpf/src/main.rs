@@ -10,9 +10,11 @@
 #![no_main]
 
 mod args;
+mod cpython;
 mod hotspot;
 mod intervals;
 mod maps;
+mod v8;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -13,7 +13,10 @@ use aya::{
 use pausewatch_common::{ArgSpec, HistKey, Histogram, MAX_ARG_SPECS};
 use thiserror::Error;
 
-use super::EBPF_OBJECT;
+use super::{
+    EBPF_OBJECT,
+    refctr::{self, RefCtrError, RefCtrLink},
+};
 use crate::discovery::{ProgramArg, Target};
 
 /// Why loading or attaching failed.
@@ -45,6 +48,26 @@ pub enum BpfError {
         /// The kernel's answer (boxed: it is large and rare).
         #[source]
         source: Box<ProgramError>,
+    },
+    /// Attaching a uprobe whose USDT note has a semaphore failed.
+    #[error(
+        "cannot attach {probe} at {binary}+{offset:#x} (semaphore at {ref_ctr_offset:#x}) \
+         in pid {pid}: {source}"
+    )]
+    AttachRefCtr {
+        /// The probe, `provider:name`.
+        probe: String,
+        /// Host path of the binary.
+        binary: PathBuf,
+        /// File offset.
+        offset: u64,
+        /// File offset of the semaphore.
+        ref_ctr_offset: u64,
+        /// Target pid.
+        pid: u32,
+        /// What the kernel answered.
+        #[source]
+        source: RefCtrError,
     },
     /// More attach points with arguments than the spec map holds.
     #[error("too many probe arguments to track (limit {MAX_ARG_SPECS})")]
@@ -84,7 +107,15 @@ pub struct Tracer {
     /// Every JVM built from one libjvm shares its specs, so they are reused.
     cookies: HashMap<ArgSpec, u32>,
     /// Which links belong to which pid, to detach a target on its own.
-    links: HashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+    links: HashMap<u32, Vec<Link>>,
+}
+
+/// One attached uprobe, owned by the tracer.
+enum Link {
+    /// Attached by aya (no semaphore).
+    Aya(&'static str, UProbeLinkId),
+    /// Attached with a kernel-managed semaphore; dropping it detaches.
+    RefCtr(RefCtrLink),
 }
 
 /// The maps the collector and event reader own once loading is done.
@@ -151,28 +182,32 @@ impl Tracer {
                 ProgramArg::None => 0,
                 ProgramArg::Usdt(spec) => self.store_arg_spec(spec)?,
             };
-            let result =
-                self.attach_one(probe.program, probe.file_offset, cookie, &probe.binary, pid);
-            match result {
-                Ok(link) => {
-                    self.links
-                        .entry(pid)
-                        .or_default()
-                        .push((probe.program, link));
-                    attached.push(AttachedProbe {
-                        probe: probe.probe.clone(),
-                        offset: probe.file_offset,
-                    });
-                }
-                Err(source) => {
-                    self.detach(pid);
-                    return Err(BpfError::Attach {
+            let result = match probe.ref_ctr_offset {
+                None => self
+                    .attach_one(probe.program, probe.file_offset, cookie, &probe.binary, pid)
+                    .map(|link| Link::Aya(probe.program, link))
+                    .map_err(|source| BpfError::Attach {
                         probe: probe.probe.clone(),
                         binary: probe.binary.clone(),
                         offset: probe.file_offset,
                         pid,
                         source: Box::new(source),
+                    }),
+                Some(ref_ctr_offset) => self
+                    .attach_ref_ctr(probe.program, probe, ref_ctr_offset, cookie, pid)
+                    .map(Link::RefCtr),
+            };
+            match result {
+                Ok(link) => {
+                    self.links.entry(pid).or_default().push(link);
+                    attached.push(AttachedProbe {
+                        probe: probe.probe.clone(),
+                        offset: probe.file_offset,
                     });
+                }
+                Err(e) => {
+                    self.detach(pid);
+                    return Err(e);
                 }
             }
         }
@@ -181,12 +216,18 @@ impl Tracer {
 
     /// Detaches every probe of `pid` (a no-op for unknown pids).
     pub fn detach(&mut self, pid: u32) {
-        for (program, link) in self.links.remove(&pid).unwrap_or_default() {
-            if let Some(p) = self.ebpf.program_mut(program)
-                && let Ok(p) = <&mut UProbe>::try_from(p)
-            {
-                // Already gone (the process exited) is fine.
-                let _ = p.detach(link);
+        for link in self.links.remove(&pid).unwrap_or_default() {
+            match link {
+                Link::Aya(program, link) => {
+                    if let Some(p) = self.ebpf.program_mut(program)
+                        && let Ok(p) = <&mut UProbe>::try_from(p)
+                    {
+                        // Already gone (the process exited) is fine.
+                        let _ = p.detach(link);
+                    }
+                }
+                // Closing its descriptors detaches it.
+                Link::RefCtr(link) => drop(link),
             }
         }
     }
@@ -218,6 +259,42 @@ impl Tracer {
             None => UProbeScope::AllProcesses,
         };
         p.attach(point, binary, scope)
+    }
+
+    /// Attaches a probe guarded by a USDT semaphore (see [`refctr`]).
+    fn attach_ref_ctr(
+        &mut self,
+        program: &'static str,
+        probe: &crate::discovery::ProbeAttach,
+        ref_ctr_offset: u64,
+        cookie: u32,
+        pid: u32,
+    ) -> Result<RefCtrLink, BpfError> {
+        let p: &mut UProbe = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| BpfError::Missing(format!("program {program}")))?
+            .try_into()
+            .map_err(|_| BpfError::Missing(format!("uprobe program {program}")))?;
+        let fd = p
+            .fd()
+            .map_err(|_| BpfError::Missing(format!("loaded program {program}")))?;
+        refctr::attach(
+            fd,
+            &probe.binary,
+            probe.file_offset,
+            ref_ctr_offset,
+            pid,
+            u64::from(cookie),
+        )
+        .map_err(|source| BpfError::AttachRefCtr {
+            probe: probe.probe.clone(),
+            binary: probe.binary.clone(),
+            offset: probe.file_offset,
+            ref_ctr_offset,
+            pid,
+            source,
+        })
     }
 
     fn store_arg_spec(&mut self, spec: &ArgSpec) -> Result<u32, BpfError> {

@@ -4,6 +4,7 @@
 //! time, so the released agent is one self-contained binary.
 
 pub mod loader;
+pub mod refctr;
 
 pub use loader::{AttachedProbe, BpfError, Tracer, TracerMaps};
 

@@ -64,6 +64,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
                 probe: format!("{provider}:{name}"),
                 binary: host_libjvm.clone(),
                 file_offset: note.file_offset,
+                ref_ctr_offset: note.semaphore_offset,
                 arg,
             });
         }

@@ -4,9 +4,11 @@
 //! looks at the process's mappings and returns its probe list, or `None` when
 //! the process is not of its kind.
 
+pub mod cpython;
 pub mod hotspot;
 pub mod process;
 pub mod runtime;
+pub mod v8;
 
 pub use process::Process;
 pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect};

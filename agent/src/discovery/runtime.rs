@@ -4,23 +4,29 @@ use std::path::PathBuf;
 
 use pausewatch_common::{ArgSpec, Kind};
 
-use super::{DiscoveryError, Process, hotspot};
+use super::{DiscoveryError, Process, cpython, hotspot, v8};
 
 /// A supported language runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Runtime {
     /// OpenJDK HotSpot JVM.
     HotSpot,
+    /// CPython, the reference Python interpreter.
+    CPython,
+    /// V8, the JavaScript engine of Node.js.
+    V8,
 }
 
 impl Runtime {
     /// Every supported runtime, in detection order.
-    pub const ALL: [Runtime; 1] = [Runtime::HotSpot];
+    pub const ALL: [Runtime; 3] = [Runtime::HotSpot, Runtime::CPython, Runtime::V8];
 
     /// The `runtime` label value.
     pub const fn label(self) -> &'static str {
         match self {
             Runtime::HotSpot => "hotspot",
+            Runtime::CPython => "cpython",
+            Runtime::V8 => "v8",
         }
     }
 
@@ -28,6 +34,8 @@ impl Runtime {
     pub const fn display_name(self) -> &'static str {
         match self {
             Runtime::HotSpot => "HotSpot JVMs (libjvm.so with USDT probes)",
+            Runtime::CPython => "CPython (python3.x or libpython3.x.so with USDT probes)",
+            Runtime::V8 => "Node.js (V8 symbols in node or libnode.so)",
         }
     }
 
@@ -38,6 +46,8 @@ impl Runtime {
             (Runtime::HotSpot, Kind::GcPause | Kind::GcConcurrent) => {
                 Some(if cause == 0 { "minor" } else { "full" }.to_string())
             }
+            (Runtime::CPython, Kind::GcPause) => Some(cpython::cause_name(cause)),
+            (Runtime::V8, Kind::GcPause) => Some(v8::cause_name(cause)),
             _ => None,
         }
     }
@@ -74,6 +84,10 @@ pub struct ProbeAttach {
     pub binary: PathBuf,
     /// File offset of the instruction to probe.
     pub file_offset: u64,
+    /// File offset of the probe's USDT semaphore, which the kernel keeps
+    /// raised while the probe is attached (see `bpf::refctr`); `None` when
+    /// the probe has no semaphore or is not a USDT probe.
+    pub ref_ctr_offset: Option<u64>,
     /// The argument the program reads.
     pub arg: ProgramArg,
 }
@@ -97,6 +111,8 @@ pub fn detect(pid: u32) -> Result<Target, DiscoveryError> {
     for runtime in Runtime::ALL {
         let found = match runtime {
             Runtime::HotSpot => hotspot::detect(&process)?,
+            Runtime::CPython => cpython::detect(&process)?,
+            Runtime::V8 => v8::detect(&process)?,
         };
         if let Some(target) = found {
             return Ok(target);

@@ -3,10 +3,12 @@
 //! [`usdt`] reads the SystemTap SDT notes that runtimes such as HotSpot and
 //! CPython compile in, [`argspec`] decodes the notes' x86-64 argument specs
 //! into what the BPF programs read from `pt_regs`, and [`elf`] holds the
-//! shared plumbing (mapping files, address to file-offset translation).
+//! shared plumbing (mapping files, address to file-offset translation);
+//! [`symbols`] finds C++ functions by demangled name (for V8).
 
 pub mod argspec;
 pub mod elf;
+pub mod symbols;
 pub mod usdt;
 
 pub use argspec::{ArgLocation, ArgSpecError, Register, UsdtArg, parse_arg, parse_args};

@@ -1,0 +1,164 @@
+//! CPython: finds the interpreter (`libpython3.x.so` or a statically linked
+//! `python3.x` executable) in a process and its USDT collection probes.
+//!
+//! `python:gc__start(generation)` fires in `gc_collect_main` before the
+//! collector does anything, `python:gc__done(collected)` when it is done:
+//! together they bracket every collection, automatic or `gc.collect()`.
+//! CPython guards both with semaphores (the `.probes` section), so the
+//! probes only fire while a tracer holds the semaphore raised; the loader
+//! lets the kernel do that (`ProbeAttach::ref_ctr_offset`).
+
+use std::path::Path;
+
+use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
+use crate::probes::usdt::{self, UsdtProbe};
+
+/// (provider, name, BPF program, whether the program reads argument 0).
+const PROBES: [(&str, &str, &str, bool); 2] = [
+    ("python", "gc__start", "cpython_gc_start", true),
+    ("python", "gc__done", "cpython_gc_done", false),
+];
+
+/// Text of a collection's cause: the generation `gc__start` reported.
+pub fn cause_name(cause: u64) -> String {
+    format!("gen{cause}")
+}
+
+/// Returns the CPython target in `process`, or `None` if it runs no CPython.
+pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    // A shared interpreter (Debian's `python3.x` links it statically, most
+    // distributions' `libpython3.x.so` builds and embedders load it) wins
+    // over the executable, which then is only a thin `main`.
+    let (binary, named_python) = match process.find_mapped(is_libpython) {
+        Some(lib) => (lib.to_path_buf(), true),
+        None => (process.exe.clone(), is_python_exe(&process.exe)),
+    };
+    let host_binary = process.host_path(&binary);
+    let notes = match usdt::read_usdt_probes(&host_binary) {
+        Ok(notes) => notes,
+        // Not our business unless it claims to be Python.
+        Err(_) if !named_python => return Ok(None),
+        Err(e) => {
+            return Err(DiscoveryError::Probes {
+                path: host_binary,
+                source: Box::new(e),
+            });
+        }
+    };
+    let has_python_notes = notes.iter().any(|n| n.provider == "python");
+    if !has_python_notes && !named_python {
+        return Ok(None);
+    }
+    let mut probes = Vec::new();
+    for (provider, name, program, reads_arg) in PROBES {
+        let found: Vec<&UsdtProbe> = usdt::find(&notes, provider, name).collect();
+        if found.is_empty() {
+            return Err(DiscoveryError::MissingProbe {
+                pid: process.pid,
+                runtime: Runtime::CPython.label(),
+                library: binary,
+                probe: format!("{provider}:{name}"),
+                hint: "this Python was built without DTrace/SystemTap probes \
+                       (./configure --with-dtrace); Debian's and Ubuntu's python3.x \
+                       packages and Fedora's have them, pyenv and python.org builds \
+                       usually do not",
+            });
+        }
+        for note in found {
+            let arg = if reads_arg {
+                let a = note.arg(0).map_err(|e| DiscoveryError::Probes {
+                    path: host_binary.clone(),
+                    source: Box::new(e),
+                })?;
+                ProgramArg::Usdt(a.to_bpf())
+            } else {
+                ProgramArg::None
+            };
+            probes.push(ProbeAttach {
+                program,
+                probe: format!("{provider}:{name}"),
+                binary: host_binary.clone(),
+                file_offset: note.file_offset,
+                ref_ctr_offset: note.semaphore_offset,
+                arg,
+            });
+        }
+    }
+    Ok(Some(Target {
+        process: process.clone(),
+        runtime: Runtime::CPython,
+        version: python_version(&binary).unwrap_or_else(|| "unknown".to_string()),
+        probes,
+    }))
+}
+
+fn is_libpython(name: &str) -> bool {
+    name.starts_with("libpython3") && name.contains(".so")
+}
+
+fn is_python_exe(exe: &Path) -> bool {
+    exe.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("python"))
+}
+
+/// `3.11` from `python3.11`, `libpython3.11.so.1.0` or `libpython3.12d.so`.
+fn python_version(binary: &Path) -> Option<String> {
+    let name = binary.file_name()?.to_str()?;
+    let rest = name.strip_prefix("lib").unwrap_or(name).strip_prefix("python")?;
+    let mut parts = rest.split('.');
+    let major = parts.next().filter(|p| p.chars().all(|c| c.is_ascii_digit()))?;
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!major.is_empty() && !minor.is_empty()).then(|| format!("{major}.{minor}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_file_names() {
+        let v = |s: &str| python_version(Path::new(s));
+        assert_eq!(v("/usr/bin/python3.11").as_deref(), Some("3.11"));
+        assert_eq!(
+            v("/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0").as_deref(),
+            Some("3.11")
+        );
+        assert_eq!(v("libpython3.12d.so").as_deref(), Some("3.12"));
+        assert_eq!(v("/usr/bin/python3"), None);
+        assert_eq!(v("/usr/bin/node"), None);
+        assert!(is_libpython("libpython3.11.so.1.0"));
+        assert!(!is_libpython("libpythonic.so"));
+        assert_eq!(cause_name(2), "gen2");
+    }
+
+    #[test]
+    fn finds_the_probes_of_debians_python() {
+        let me = Process::inspect(std::process::id()).unwrap();
+        let fake = Process {
+            exe: "/usr/bin/python3.11".into(),
+            mapped: Vec::new(),
+            ..me
+        };
+        let t = detect(&fake).unwrap().expect("python3.11 is CPython");
+        assert_eq!(t.runtime, Runtime::CPython);
+        assert_eq!(t.version, "3.11");
+        let start: Vec<_> = t
+            .probes
+            .iter()
+            .filter(|p| p.probe == "python:gc__start")
+            .collect();
+        assert!(!start.is_empty());
+        // Debian's build guards the probes with semaphores.
+        assert!(t.probes.iter().all(|p| p.ref_ctr_offset.is_some()));
+        assert!(
+            start
+                .iter()
+                .all(|p| matches!(p.arg, ProgramArg::Usdt(a) if a.size == 4))
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! V8 (Node.js): finds the V8 heap's collector functions in `node` (or a
+//! mapped `libnode.so`, as Debian builds it) by demangled name.
+//!
+//! V8 has no USDT probes, so the pause is bracketed by uprobes on the
+//! functions that delimit what `--trace-gc` reports. In V8 11.3 (Node 20),
+//! `Heap::CollectGarbage` does, on the collecting thread:
+//!
+//! ```text
+//! GCTracer::StartObservablePause()        takes current_.start_time
+//!   GarbageCollectionPrologue, StartCycle, StartAtomicPause
+//!   Heap::PerformGarbageCollection(collector, reason, collector_reason)
+//!   GarbageCollectionEpilogue, StopAtomicPause
+//! GCTracer::StopObservablePause()         takes current_.end_time
+//! GCTracer::UpdateStatistics(collector)   prints the --trace-gc line
+//! ```
+//!
+//! and `--trace-gc`'s pause (`Scavenge ... MB, 1.14 / 0.00 ms`) is
+//! `end_time - start_time`. So the interval runs from the entry of
+//! `StartObservablePause` to the entry of `StopObservablePause` (each a few
+//! instructions from the timestamp), and `PerformGarbageCollection`'s
+//! first argument (after `this`) names the collector. The line itself is
+//! printed after the interval, so it does not inflate it. Those functions
+//! are in different translation units (gc-tracer.cc, heap.cc) or exported
+//! and large, so the calls are real calls that a uprobe on the entry sees;
+//! a binary where one is missing gets a clear error naming it.
+
+use std::path::{Path, PathBuf};
+
+use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
+use crate::probes::{elf::MappedFile, symbols};
+
+/// (demangled qualified name, BPF program).
+const PROBES: [(&str, &str); 3] = [
+    (
+        "v8::internal::GCTracer::StartObservablePause",
+        "v8_pause_begin",
+    ),
+    ("v8::internal::Heap::PerformGarbageCollection", "v8_collector"),
+    ("v8::internal::GCTracer::StopObservablePause", "v8_pause_end"),
+];
+
+/// Text of a collection's cause: V8's `GarbageCollector` enum plus one, as
+/// recorded by `v8_collector` (0: the collector was not seen).
+pub fn cause_name(cause: u64) -> String {
+    match cause {
+        1 => "scavenge".to_string(),
+        2 => "mark-compact".to_string(),
+        3 => "minor-mark-compact".to_string(),
+        0 => "unknown".to_string(),
+        n => format!("collector_{}", n - 1),
+    }
+}
+
+/// Returns the V8 target in `process`, or `None` if it runs no V8.
+pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    let (binary, named_node) = match process.find_mapped(|n| n.starts_with("libnode.so")) {
+        Some(lib) => (lib.to_path_buf(), true),
+        None => (process.exe.clone(), is_node_exe(&process.exe)),
+    };
+    let host_binary = process.host_path(&binary);
+    let wanted: Vec<&str> = PROBES.iter().map(|(name, _)| *name).collect();
+    let found = match symbols::find_functions(&host_binary, &wanted) {
+        Ok(found) => found,
+        Err(_) if !named_node => return Ok(None),
+        Err(e) => {
+            return Err(DiscoveryError::Proc {
+                pid: process.pid,
+                message: e.to_string(),
+            });
+        }
+    };
+    if found.is_empty() && !named_node {
+        return Ok(None);
+    }
+    let mut probes = Vec::new();
+    for (name, program) in PROBES {
+        let sites: Vec<_> = found.iter().filter(|f| f.name == name).collect();
+        if sites.is_empty() {
+            return Err(DiscoveryError::MissingProbe {
+                pid: process.pid,
+                runtime: Runtime::V8.label(),
+                library: binary,
+                probe: name.to_string(),
+                hint: "this Node.js does not export the V8 heap function the agent \
+                       probes (stripped of its dynamic symbols, or a V8 version whose \
+                       collector entry points differ); Node.js 18 to 20 builds of \
+                       nodejs.org, NodeSource and Debian export them",
+            });
+        }
+        for f in sites {
+            probes.push(ProbeAttach {
+                program,
+                probe: name.to_string(),
+                binary: host_binary.clone(),
+                file_offset: f.file_offset,
+                ref_ctr_offset: None,
+                arg: ProgramArg::None,
+            });
+        }
+    }
+    Ok(Some(Target {
+        process: process.clone(),
+        runtime: Runtime::V8,
+        version: v8_version(&host_binary).unwrap_or_else(|| "unknown".to_string()),
+        probes,
+    }))
+}
+
+fn is_node_exe(exe: &Path) -> bool {
+    exe.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == "node" || n == "nodejs")
+}
+
+/// V8's version string as Node.js embeds it (`11.3.244.8-node.38`, the
+/// `process.versions.v8` of that binary), found in its read-only data.
+fn v8_version(binary: &PathBuf) -> Option<String> {
+    let map = MappedFile::open(binary).ok()?;
+    find_v8_version(map.data())
+}
+
+fn find_v8_version(data: &[u8]) -> Option<String> {
+    const MARK: &[u8] = b"-node.";
+    let mut from = 0;
+    while let Some(pos) = data[from..]
+        .windows(MARK.len())
+        .position(|w| w == MARK)
+        .map(|p| p + from)
+    {
+        from = pos + 1;
+        let start = data[..pos]
+            .iter()
+            .rposition(|b| !(b.is_ascii_digit() || *b == b'.'))
+            .map_or(0, |p| p + 1);
+        let end = pos
+            + MARK.len()
+            + data[pos + MARK.len()..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+        let version = std::str::from_utf8(&data[start..end]).ok()?;
+        let dots = data[start..pos].iter().filter(|b| **b == b'.').count();
+        if dots == 3 && data.get(start).is_some_and(u8::is_ascii_digit) && end > pos + MARK.len()
+        {
+            return Some(version.to_string());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cause_names() {
+        assert_eq!(cause_name(1), "scavenge");
+        assert_eq!(cause_name(2), "mark-compact");
+        assert_eq!(cause_name(3), "minor-mark-compact");
+        assert_eq!(cause_name(0), "unknown");
+        assert_eq!(cause_name(9), "collector_8");
+    }
+
+    #[test]
+    fn version_string() {
+        assert_eq!(
+            find_v8_version(b"xx\x00v8/11.3.244.8-node.38\x00").as_deref(),
+            Some("11.3.244.8-node.38")
+        );
+        assert_eq!(find_v8_version(b"a-node.js 1.2-node.3 "), None);
+        assert_eq!(find_v8_version(b""), None);
+    }
+}

@@ -1,0 +1,47 @@
+//! V8 (Node.js) probes, attached to the entries of V8 heap functions found
+//! by demangled name (see the agent's `discovery/v8.rs` for why these).
+//!
+//! ```text
+//! GCTracer::StartObservablePause           v8_pause_begin
+//!   Heap::PerformGarbageCollection(collector, ...)   v8_collector
+//! GCTracer::StopObservablePause            v8_pause_end
+//! ```
+//!
+//! The collector (V8's `GarbageCollector` enum: scavenger, mark-compactor,
+//! minor mark-compactor) is stored plus one, so that 0 means "not seen".
+
+use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use pausewatch_common::Kind;
+
+use crate::{
+    intervals::{begin, emit, end, key, record},
+    maps::INFLIGHT,
+};
+
+#[uprobe]
+pub fn v8_pause_begin(_ctx: ProbeContext) -> u32 {
+    begin(Kind::GcPause, 0, 0);
+    0
+}
+
+/// `Heap::PerformGarbageCollection(this, collector, reason, collector_reason)`.
+#[uprobe]
+pub fn v8_collector(ctx: ProbeContext) -> u32 {
+    let Some(collector) = ctx.arg::<u32>(1) else {
+        return 0;
+    };
+    if let Some(open) = INFLIGHT.get_ptr_mut(&key(Kind::GcPause, 0)) {
+        // SAFETY: entry of the calling thread; only this thread writes it.
+        unsafe { (*open).cause = u64::from(collector) + 1 };
+    }
+    0
+}
+
+#[uprobe]
+pub fn v8_pause_end(_ctx: ProbeContext) -> u32 {
+    if let Some((open, ns)) = end(Kind::GcPause, 0) {
+        record(Kind::GcPause, open.cause, ns);
+        emit(Kind::GcPause, open.cause, &open, ns);
+    }
+    0
+}
