@@ -4,6 +4,8 @@
 //! - [`groundtruth`]: parsers for each runtime's own pause log, the numbers
 //!   the agent is checked against.
 //! - [`workloads`]: the bundled programs that make pauses on purpose.
+//! - [`scripted`]: the bundled Python and Node.js scripts, started and gated.
 
 pub mod groundtruth;
+pub mod scripted;
 pub mod workloads;

@@ -15,9 +15,10 @@
 //! ```
 //!
 //! and `--trace-gc`'s pause (`Scavenge ... MB, 1.14 / 0.00 ms`) is
-//! `end_time - start_time`. So the interval runs from the entry of
-//! `StartObservablePause` to the entry of `StopObservablePause` (each a few
-//! instructions from the timestamp), and `PerformGarbageCollection`'s
+//! `end_time - start_time`. So the interval runs from the return of
+//! `StartObservablePause` to the return of `StopObservablePause` (uretprobes,
+//! each a few instructions after V8's timestamp; see `ebpf/src/v8.rs` for
+//! why returns rather than entries), and `PerformGarbageCollection`'s
 //! first argument (after `this`) names the collector. The line itself is
 //! printed after the interval, so it does not inflate it. Those functions
 //! are in different translation units (gc-tracer.cc, heap.cc) or exported

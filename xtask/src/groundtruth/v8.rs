@@ -1,0 +1,154 @@
+//! Parser for Node.js/V8's `--trace-gc` output, one line per collection:
+//!
+//! ```text
+//! [5025:0x34d77c00]      107 ms: Scavenge 52.1 (69.2) -> 40.9 (69.0) MB, 1.14 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure;
+//! [5025:0x34d77c00]      239 ms: Mark-Compact (reduce) 47.7 (69.2) -> 13.6 (48.2) MB, 14.08 / 0.00 ms  (+ 2.1 ms in 12 steps since start of marking, biggest step 0.3 ms, walltime since start of marking 30 ms) (average mu = 1.000, current mu = 1.000) testing; GC in old space requested
+//! ```
+//!
+//! The line is `[pid:isolate] <ms since isolate start> ms: <collector>
+//! [(reduce)] <heap before> (<committed>) -> <after> (<committed>) MB,
+//! <pause ms> / <external callbacks ms> ms ...`. The pause is what the
+//! agent measures (V8's observable pause, `GCTracer::StartObservablePause`
+//! to `StopObservablePause`); the incremental marking steps in parentheses
+//! ran before it, interleaved with JavaScript, and are not part of it.
+//! Hand-written because it is one fixed `printf` format; no crate parses it.
+
+use anyhow::{Context, Result, bail};
+
+/// One collection from the trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GcLine {
+    /// The collector as the trace names it (`Scavenge`, `Mark-Compact`,
+    /// `Minor Mark-Compact`), without a `(reduce)` suffix.
+    pub collector: String,
+    /// The agent's `cause` label for it.
+    pub cause: &'static str,
+    /// Milliseconds since the isolate started, when the line was printed.
+    pub at_ms: u64,
+    /// The pause, in milliseconds.
+    pub pause_ms: f64,
+}
+
+/// The trace's collections, and the lines of it that are not collections
+/// (anything V8 or the script printed besides).
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    /// Collection lines, in order.
+    pub gcs: Vec<GcLine>,
+    /// Lines that look like trace lines (`[pid:0x...]`) but did not parse.
+    pub unparsed: Vec<String>,
+}
+
+/// The agent's `cause` label for a collector name of the trace.
+pub fn cause_of(collector: &str) -> Option<&'static str> {
+    match collector {
+        "Scavenge" => Some("scavenge"),
+        "Mark-Compact" => Some("mark-compact"),
+        "Minor Mark-Compact" | "Minor Mark-Sweep" => Some("minor-mark-compact"),
+        _ => None,
+    }
+}
+
+/// Parses a whole trace (stdout of `node --trace-gc`).
+pub fn parse_trace<'a>(lines: impl IntoIterator<Item = &'a str>) -> Trace {
+    let mut trace = Trace::default();
+    for line in lines {
+        if !line.trim_start().starts_with('[') {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(gc) => trace.gcs.push(gc),
+            Err(_) => trace.unparsed.push(line.to_string()),
+        }
+    }
+    trace
+}
+
+/// Parses one `--trace-gc` line.
+pub fn parse_line(line: &str) -> Result<GcLine> {
+    let rest = line
+        .trim_start()
+        .strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+        .map(|(_, r)| r)
+        .context("no [pid:isolate] prefix")?;
+    let (at, rest) = rest.split_once(" ms: ").context("no `<n> ms:` time stamp")?;
+    let at_ms: u64 = at.trim().parse().context("bad time stamp")?;
+    // The collector's name runs up to the first number (the heap size).
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let first_number = words
+        .iter()
+        .position(|w| w.parse::<f64>().is_ok())
+        .context("no heap size after the collector's name")?;
+    let collector = words[..first_number]
+        .iter()
+        .copied()
+        .filter(|w| !(w.starts_with('(') && w.ends_with(')')))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let Some(cause) = cause_of(&collector) else {
+        bail!("unknown collector {collector:?}");
+    };
+    let (_, after) = rest.split_once("MB, ").context("no `MB, <pause>`")?;
+    let pause = after
+        .split_whitespace()
+        .next()
+        .context("no pause after `MB,`")?;
+    let pause_ms: f64 = pause.parse().context("bad pause")?;
+    if !pause_ms.is_finite() || pause_ms < 0.0 {
+        bail!("bad pause {pause_ms}");
+    }
+    Ok(GcLine {
+        collector,
+        cause,
+        at_ms,
+        pause_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_scavenge() {
+        let g = parse_line("[5025:0x34d77c00]      107 ms: Scavenge 52.1 (69.2) -> 40.9 (69.0) MB, 1.14 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ").unwrap();
+        assert_eq!(g.collector, "Scavenge");
+        assert_eq!(g.cause, "scavenge");
+        assert_eq!(g.at_ms, 107);
+        assert_eq!(g.pause_ms, 1.14);
+    }
+
+    #[test]
+    fn parses_mark_compact_with_steps_and_reduce() {
+        let g = parse_line("[77:0x5a1b2c0]     2239 ms: Mark-Compact (reduce) 47.7 (69.2) -> 13.6 (48.2) MB, 14.08 / 0.00 ms  (+ 2.1 ms in 12 steps since start of marking, biggest step 0.3 ms, walltime since start of marking 30 ms) (average mu = 0.981, current mu = 0.950) finalize incremental marking via task; GC in old space requested").unwrap();
+        assert_eq!(g.collector, "Mark-Compact");
+        assert_eq!(g.cause, "mark-compact");
+        assert_eq!(g.pause_ms, 14.08);
+        let m = parse_line(
+            "[1:0x1]  5 ms: Minor Mark-Compact 4.0 (5.0) -> 3.0 (5.0) MB, 0.50 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure;",
+        )
+        .unwrap();
+        assert_eq!(m.cause, "minor-mark-compact");
+    }
+
+    #[test]
+    fn keeps_other_lines_apart() {
+        let t = parse_trace([
+            "hello from the script",
+            "[1:0x1]  5 ms: Scavenge 4.0 (5.0) -> 3.0 (5.0) MB, 0.50 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure;",
+            "[1:0x1]  6 ms: Teleport 4.0 (5.0) -> 3.0 (5.0) MB, 0.50 / 0.00 ms",
+            "[1:0x1] Memory allocator,       used:   4096 KB, available: 1000 KB",
+        ]);
+        assert_eq!(t.gcs.len(), 1);
+        assert_eq!(t.unparsed.len(), 2);
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        assert!(parse_line("[1:0x1] 5 ms: Scavenge").is_err());
+        assert!(parse_line("[1:0x1] x ms: Scavenge 1 (1) -> 1 (1) MB, 1 / 0 ms").is_err());
+        assert!(parse_line("[1:0x1] 5 ms: Scavenge 1 (1) -> 1 (1) MB, -1 / 0 ms").is_err());
+        assert!(parse_line("no prefix 5 ms: Scavenge 1 (1) -> 1 (1) MB, 1 / 0 ms").is_err());
+    }
+}
