@@ -1,0 +1,180 @@
+//! End to end on Debian's CPython 3.11 (`/usr/bin/python3.11`, always that
+//! absolute path: it has the USDT probes, guarded by semaphores; a pyenv or
+//! python.org build earlier on PATH usually has none). The release agent
+//! traces the bundled `workloads/python/gc_cycles.py`, which makes
+//! reference cycles so that all three generations are collected many
+//! times, and records each collection itself with `gc.callbacks`.
+//!
+//! Order of events, so that both sides count the same collections: the
+//! script starts with its collector disabled and waits at its gate; the
+//! agent attaches and prints its "armed" line; the test opens the gate; the
+//! script registers its callback, enables the collector, runs, disables
+//! the collector, removes the callback and reports; the test scrapes the
+//! agent, stops it, and only then lets the script exit (its final
+//! collection at exit is after the agent detached).
+//!
+//! What must match: per generation, the agent's count
+//! (`pausewatch_pause_seconds_count{runtime="cpython",kind="gc",cause="genN"}`)
+//! equals the script's exactly, and the summed duration (`_sum`) is within
+//! 10% of the script's summed callback-to-callback time. The script's
+//! interval contains the agent's (the callbacks run around
+//! `gc_collect_main`, the probes inside it), so the agent's sum is slightly
+//! lower: by the callbacks' and the uprobes' overhead, a few microseconds
+//! per collection.
+//!
+//! It loads BPF programs, so it needs root and fails (never skips) without
+//! it, without `/usr/bin/python3.11`, or without the agent binary.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{
+    Agent, Checks, agent_binary, free_port, http_get, ms, parse_prometheus, ratio, require_root,
+    sum_by, sum_of,
+};
+use xtask::groundtruth::cpython::{GcReport, parse_report};
+use xtask::scripted::{ScriptWorkload, workload_path};
+
+/// The interpreter under test (Debian's package python3.11-minimal).
+const PYTHON: &str = "/usr/bin/python3.11";
+/// Length of the script's measured phase.
+const SECONDS: &str = "4";
+/// The agent's `--interval`.
+const INTERVAL_SECS: f64 = 0.5;
+/// Tolerance of the summed durations (fraction of the script's).
+const SUM_TOLERANCE: f64 = 0.10;
+
+#[test]
+fn e2e_cpython_gc_generations() {
+    require_root("e2e_cpython");
+    let agent_bin = agent_binary();
+    assert!(
+        Path::new(PYTHON).is_file(),
+        "{PYTHON} is missing: install Debian's python3.11-minimal \
+         (`cargo xtask test` installs it)"
+    );
+    let script = workload_path("python/gc_cycles.py");
+    let mut py = ScriptWorkload::spawn(
+        Path::new(PYTHON),
+        &[script.display().to_string(), SECONDS.to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    py.wait_ready(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pid = py.pid();
+
+    // `agent probes` names the runtime and both probes.
+    let probes = Command::new(&agent_bin)
+        .args(["probes", "--pid", &pid.to_string()])
+        .output()
+        .expect("running agent probes");
+    let probes_text = String::from_utf8_lossy(&probes.stdout).to_string();
+    assert!(
+        probes.status.success()
+            && probes_text.contains("cpython 3.11")
+            && probes_text.contains("python:gc__start")
+            && probes_text.contains("python:gc__done"),
+        "agent probes --pid {pid} did not show CPython and its probes:\n{probes_text}\n{}",
+        String::from_utf8_lossy(&probes.stderr)
+    );
+
+    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let interval = INTERVAL_SECS.to_string();
+    let mut agent = Agent::start(
+        &agent_bin,
+        pid,
+        listen,
+        &["--events", "--summary", "0", "--interval", &interval],
+    );
+    let (_, armed) = agent.wait_stderr("armed in", Duration::from_secs(30));
+    eprintln!("{armed}");
+    assert!(
+        armed.contains(&format!("tracing pid {pid} (")) && armed.contains("cpython 3.11"),
+        "unexpected armed line: {armed}"
+    );
+
+    py.go().unwrap_or_else(|e| panic!("{e:#}"));
+    let json = py
+        .wait_done(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let report = parse_report(&json).unwrap_or_else(|e| panic!("{e:#}"));
+
+    std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 2.5));
+    let samples = parse_prometheus(&http_get(listen, "/metrics"));
+    let (status, stdout) = agent.interrupt(Duration::from_secs(5));
+    let stderr = agent.stderr_text();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the agent did not exit 0 within 5 s of SIGINT ({status:?}); stderr:\n{stderr}"
+    );
+    py.finish(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+
+    let pid_text = pid.to_string();
+    let want = [
+        ("pid", pid_text.as_str()),
+        ("runtime", "cpython"),
+        ("kind", "gc"),
+    ];
+    let counts = sum_by(&samples, "pausewatch_pause_seconds_count", "cause", &want);
+    let sums = sum_by(&samples, "pausewatch_pause_seconds_sum", "cause", &want);
+    let mut checks = Checks::new();
+    let mut table = format!(
+        "CPython 3.11 workload: {} rounds in {:.2} s ({:.0} rounds/s)\n\
+         {:<6} {:>8} {:>8} {:>12} {:>12} {:>7}\n",
+        report.rounds,
+        report.elapsed_ns as f64 / 1e9,
+        report.rounds_per_second,
+        "cause",
+        "script",
+        "agent",
+        "script ms",
+        "agent ms",
+        "ratio"
+    );
+    for g in 0..3 {
+        let cause = GcReport::cause(g);
+        let n = counts.get(&cause).copied().unwrap_or(0.0);
+        let s = sums.get(&cause).copied().unwrap_or(0.0) * 1e9;
+        let want_n = report.counts[g];
+        let want_s = report.durations_ns[g] as f64;
+        table.push_str(&format!(
+            "{cause:<6} {want_n:>8} {n:>8} {:>12} {:>12} {:>7.4}\n",
+            ms(want_s),
+            ms(s),
+            ratio(s, want_s)
+        ));
+        checks.check(want_n > 0, || {
+            format!("the script ran no {cause} collection; the workload is broken")
+        });
+        checks.eq(&format!("{cause} collections"), n, want_n as f64);
+        checks.within(&format!("{cause} summed duration (s)"), s / 1e9, want_s / 1e9, SUM_TOLERANCE);
+    }
+    let unexpected: Vec<&String> = counts
+        .keys()
+        .filter(|c| !["gen0", "gen1", "gen2"].contains(&c.as_str()))
+        .collect();
+    checks.check(unexpected.is_empty(), || {
+        format!("causes other than gen0..gen2: {unexpected:?}")
+    });
+    let events: Vec<&String> = stdout.iter().filter(|l| !l.trim().is_empty()).collect();
+    let total: u64 = report.counts.iter().sum();
+    checks.eq("--events lines", events.len() as u64, total);
+    checks.eq(
+        "lost events",
+        sum_of(&samples, "pausewatch_lost_events_total", &[]),
+        0.0,
+    );
+    for line in stderr.lines() {
+        let l = line.to_ascii_lowercase();
+        checks.check(
+            !(l.contains("error") || l.contains("warn") || l.contains("panic")),
+            || format!("the agent complained on stderr: {line}"),
+        );
+    }
+    eprintln!("{table}");
+    checks.finish(&format!("{table}\nagent stderr:\n{stderr}"));
+}
