@@ -169,6 +169,10 @@ fn process_without_a_supported_runtime() {
     let out = agent(&args);
     assert_one_line_error(&args, &out, "runs no supported runtime");
     assert_one_line_error(&args, &out, &format!("pid {pid} (sleep)"));
+    // The one sentence names every supported runtime.
+    for runtime in ["HotSpot", "CPython", "Node.js"] {
+        assert_one_line_error(&args, &out, runtime);
+    }
 }
 
 /// Whether user `nobody` can execute `path`: every directory above it and

@@ -65,7 +65,10 @@ impl ScriptWorkload {
         let stderr_text = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&stderr_text);
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(std::result::Result::ok) {
+            for line in BufReader::new(stderr)
+                .lines()
+                .map_while(std::result::Result::ok)
+            {
                 if let Some(rest) = line.strip_prefix(PREFIX) {
                     let _ = tx.send(rest.to_string());
                 }
@@ -143,7 +146,10 @@ impl ScriptWorkload {
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                bail!("workload {} did not exit within {timeout:?}", self.child.id());
+                bail!(
+                    "workload {} did not exit within {timeout:?}",
+                    self.child.id()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }

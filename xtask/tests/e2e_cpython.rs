@@ -22,6 +22,16 @@
 //! lower: by the callbacks' and the uprobes' overhead, a few microseconds
 //! per collection.
 //!
+//! The agent runs without `--events` here, on purpose. With it, the BPF
+//! side wakes the agent's event reader through the ring buffer at every
+//! `gc__done`, and on a busy machine the woken agent often preempts the
+//! Python thread right there, on its way back from the uprobe trap: after
+//! the agent's interval ended but before the script's "stop" callback
+//! reads the clock. That made the script's gen0 sum up to 35% larger than
+//! the agent's on a loaded 2-core machine (0.4-0.7% without `--events`).
+//! The V8 test does use `--events`: there the end probe fires after V8's
+//! own timestamp, so the same preemption falls outside both intervals.
+//!
 //! It loads BPF programs, so it needs root and fails (never skips) without
 //! it, without `/usr/bin/python3.11`, or without the agent binary.
 
@@ -87,7 +97,7 @@ fn e2e_cpython_gc_generations() {
         &agent_bin,
         pid,
         listen,
-        &["--events", "--summary", "0", "--interval", &interval],
+        &["--summary", "0", "--interval", &interval],
     );
     let (_, armed) = agent.wait_stderr("armed in", Duration::from_secs(30));
     eprintln!("{armed}");
@@ -104,7 +114,7 @@ fn e2e_cpython_gc_generations() {
 
     std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 2.5));
     let samples = parse_prometheus(&http_get(listen, "/metrics"));
-    let (status, stdout) = agent.interrupt(Duration::from_secs(5));
+    let (status, _) = agent.interrupt(Duration::from_secs(5));
     let stderr = agent.stderr_text();
     assert!(
         status.is_some_and(|s| s.success()),
@@ -151,7 +161,12 @@ fn e2e_cpython_gc_generations() {
             format!("the script ran no {cause} collection; the workload is broken")
         });
         checks.eq(&format!("{cause} collections"), n, want_n as f64);
-        checks.within(&format!("{cause} summed duration (s)"), s / 1e9, want_s / 1e9, SUM_TOLERANCE);
+        checks.within(
+            &format!("{cause} summed duration (s)"),
+            s / 1e9,
+            want_s / 1e9,
+            SUM_TOLERANCE,
+        );
     }
     let unexpected: Vec<&String> = counts
         .keys()
@@ -160,9 +175,6 @@ fn e2e_cpython_gc_generations() {
     checks.check(unexpected.is_empty(), || {
         format!("causes other than gen0..gen2: {unexpected:?}")
     });
-    let events: Vec<&String> = stdout.iter().filter(|l| !l.trim().is_empty()).collect();
-    let total: u64 = report.counts.iter().sum();
-    checks.eq("--events lines", events.len() as u64, total);
     checks.eq(
         "lost events",
         sum_of(&samples, "pausewatch_lost_events_total", &[]),

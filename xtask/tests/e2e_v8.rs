@@ -142,7 +142,11 @@ fn e2e_v8_gc_collectors() {
     let trace = parse_trace(trace_lines.iter().map(String::as_str));
 
     let pid_text = pid.to_string();
-    let want = [("pid", pid_text.as_str()), ("runtime", "v8"), ("kind", "gc")];
+    let want = [
+        ("pid", pid_text.as_str()),
+        ("runtime", "v8"),
+        ("kind", "gc"),
+    ];
     let counts = sum_by(&samples, "pausewatch_pause_seconds_count", "cause", &want);
     let sums = sum_by(&samples, "pausewatch_pause_seconds_sum", "cause", &want);
     let mut trace_counts: BTreeMap<String, f64> = BTreeMap::new();

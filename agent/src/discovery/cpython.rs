@@ -105,9 +105,14 @@ fn is_python_exe(exe: &Path) -> bool {
 /// `3.11` from `python3.11`, `libpython3.11.so.1.0` or `libpython3.12d.so`.
 fn python_version(binary: &Path) -> Option<String> {
     let name = binary.file_name()?.to_str()?;
-    let rest = name.strip_prefix("lib").unwrap_or(name).strip_prefix("python")?;
+    let rest = name
+        .strip_prefix("lib")
+        .unwrap_or(name)
+        .strip_prefix("python")?;
     let mut parts = rest.split('.');
-    let major = parts.next().filter(|p| p.chars().all(|c| c.is_ascii_digit()))?;
+    let major = parts
+        .next()
+        .filter(|p| p.chars().all(|c| c.is_ascii_digit()))?;
     let minor: String = parts
         .next()?
         .chars()

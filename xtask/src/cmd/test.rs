@@ -29,6 +29,11 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "prometheus",
     "util-linux",
+    // /usr/bin/python3.11, with USDT probes (e2e_cpython).
+    "python3.11-minimal",
+    // /usr/bin/node (e2e_v8). Debian 12's is Node 18 with V8 in libnode.so;
+    // an installed NodeSource or nodejs.org `nodejs` package satisfies it too.
+    "nodejs",
 ];
 
 /// Runs `cargo xtask test`.

@@ -30,8 +30,9 @@ impl GcReport {
 
 /// Parses the JSON of the workload's `done` line.
 pub fn parse_report(json: &str) -> Result<GcReport> {
-    let report: GcReport = serde_json::from_str(json)
-        .with_context(|| format!("the CPython workload's report is not what it should be: {json}"))?;
+    let report: GcReport = serde_json::from_str(json).with_context(|| {
+        format!("the CPython workload's report is not what it should be: {json}")
+    })?;
     if report.counts.iter().sum::<u64>() == 0 {
         bail!("the CPython workload reports no collection at all: {json}");
     }

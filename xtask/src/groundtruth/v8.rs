@@ -72,7 +72,9 @@ pub fn parse_line(line: &str) -> Result<GcLine> {
         .and_then(|r| r.split_once(']'))
         .map(|(_, r)| r)
         .context("no [pid:isolate] prefix")?;
-    let (at, rest) = rest.split_once(" ms: ").context("no `<n> ms:` time stamp")?;
+    let (at, rest) = rest
+        .split_once(" ms: ")
+        .context("no `<n> ms:` time stamp")?;
     let at_ms: u64 = at.trim().parse().context("bad time stamp")?;
     // The collector's name runs up to the first number (the heap size).
     let words: Vec<&str> = rest.split_whitespace().collect();
