@@ -303,14 +303,19 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
                 spec.reg_off
             ),
         };
+        let semaphore = p
+            .ref_ctr_offset
+            .map(|o| format!(" semaphore: +{o:#x}"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "  {:<28} {}+{:#x} -> {}{}",
+            "  {:<28} {}+{:#x} -> {}{}{}",
             p.probe,
             p.binary.display(),
             p.file_offset,
             p.program,
-            arg
+            arg,
+            semaphore
         )?;
     }
     Ok(())

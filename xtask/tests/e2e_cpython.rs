@@ -32,13 +32,27 @@
 //! The V8 test does use `--events`: there the end probe fires after V8's
 //! own timestamp, so the same preemption falls outside both intervals.
 //!
-//! It loads BPF programs, so it needs root and fails (never skips) without
-//! it, without `/usr/bin/python3.11`, or without the agent binary.
+//! A second test checks the semaphores themselves: CPython's probes fire
+//! only while their semaphore is non-zero, and the agent lets the kernel
+//! keep it raised (`agent/src/bpf/refctr.rs`). The kernel counts the probe
+//! once per process however many tracers use it, so, read from the
+//! target's memory, each semaphore must read 0 before any agent, 1 with
+//! one agent, still 1 with a second, still 1 when the first is SIGKILLed
+//! (the second still needs it), 0 when the second stops; and 1 with a
+//! third agent, 0 again after that one is SIGKILLed: the kernel, not the
+//! agent, lowers it, so a crashed agent leaves no probe cost behind.
+//!
+//! They load BPF programs, so they need root and fail (never skip) without
+//! it, without `/usr/bin/python3.11`, or without the agent binary. They
+//! run one at a time (a global mutex), so the timing comparison has the
+//! machine to itself.
 
 mod support;
 
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use support::{
@@ -57,8 +71,12 @@ const INTERVAL_SECS: f64 = 0.5;
 /// Tolerance of the summed durations (fraction of the script's).
 const SUM_TOLERANCE: f64 = 0.10;
 
+/// The BPF tests run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn e2e_cpython_gc_generations() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root("e2e_cpython");
     let agent_bin = agent_binary();
     assert!(
@@ -189,4 +207,123 @@ fn e2e_cpython_gc_generations() {
     }
     eprintln!("{table}");
     checks.finish(&format!("{table}\nagent stderr:\n{stderr}"));
+}
+
+#[test]
+fn e2e_cpython_semaphores_follow_the_agent() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root("e2e_cpython_semaphores_follow_the_agent");
+    let agent_bin = agent_binary();
+    let script = workload_path("python/gc_cycles.py");
+    // A measured phase of no time: the script only has to sit at its gate.
+    let mut py = ScriptWorkload::spawn(
+        Path::new(PYTHON),
+        &[script.display().to_string(), "0".to_string()],
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    py.wait_ready(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pid = py.pid();
+
+    let probes = Command::new(&agent_bin)
+        .args(["probes", "--pid", &pid.to_string()])
+        .output()
+        .expect("running agent probes");
+    let probes_text = String::from_utf8_lossy(&probes.stdout).to_string();
+    let offsets: Vec<u64> = probes_text
+        .lines()
+        .filter_map(|l| l.split("semaphore: +0x").nth(1))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).expect("hex semaphore offset"))
+        .collect();
+    assert!(
+        !offsets.is_empty(),
+        "agent probes shows no semaphore for Debian's python3.11:\n{probes_text}"
+    );
+    let addresses: Vec<u64> = offsets
+        .iter()
+        .map(|&off| {
+            address_of_file_offset(pid, PYTHON, off).unwrap_or_else(|| {
+                panic!("no mapping of {PYTHON} in pid {pid} holds file offset {off:#x}")
+            })
+        })
+        .collect();
+    let read = || -> Vec<u16> {
+        let mem = std::fs::File::open(format!("/proc/{pid}/mem")).expect("opening /proc/PID/mem");
+        addresses
+            .iter()
+            .map(|&a| {
+                let mut b = [0u8; 2];
+                mem.read_exact_at(&mut b, a)
+                    .unwrap_or_else(|e| panic!("reading the semaphore at {a:#x}: {e}"));
+                u16::from_le_bytes(b)
+            })
+            .collect()
+    };
+    let all = |v: u16| vec![v; addresses.len()];
+
+    let mut checks = Checks::new();
+    checks.eq("semaphores before any agent", read(), all(0));
+    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut first = Agent::start(&agent_bin, pid, listen, &["--summary", "0"]);
+    first.wait_stderr("armed in", Duration::from_secs(30));
+    checks.eq("semaphores with one agent", read(), all(1));
+    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut second = Agent::start(&agent_bin, pid, listen, &["--summary", "0"]);
+    second.wait_stderr("armed in", Duration::from_secs(30));
+    checks.eq("semaphores with two agents", read(), all(1));
+    kill_and_wait(&mut first, &mut checks, "the first agent");
+    checks.eq(
+        "semaphores after SIGKILL of the first agent",
+        read(),
+        all(1),
+    );
+    let (status, _) = second.interrupt(Duration::from_secs(5));
+    checks.check(status.is_some_and(|s| s.success()), || {
+        format!("the second agent did not exit 0 on SIGINT: {status:?}")
+    });
+    checks.eq("semaphores after the second agent stopped", read(), all(0));
+    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut third = Agent::start(&agent_bin, pid, listen, &["--summary", "0"]);
+    third.wait_stderr("armed in", Duration::from_secs(30));
+    checks.eq("semaphores with a third agent", read(), all(1));
+    kill_and_wait(&mut third, &mut checks, "the third agent");
+    // The kernel releases the killed agent's perf events as its files close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while read() != all(0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    checks.eq("semaphores after SIGKILL of the last agent", read(), all(0));
+    py.go().unwrap_or_else(|e| panic!("{e:#}"));
+    py.wait_done(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    py.finish(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    checks.finish(&format!(
+        "semaphores at {addresses:#x?} (file offsets {offsets:#x?})\nagent probes:\n{probes_text}"
+    ));
+}
+
+/// SIGKILL, then waits for the exit.
+fn kill_and_wait(agent: &mut Agent, checks: &mut Checks, who: &str) {
+    agent.signal(libc::SIGKILL);
+    checks.check(agent.wait_exit(Duration::from_secs(5)).is_some(), || {
+        format!("{who} did not die of SIGKILL within 5 s")
+    });
+}
+
+/// The address at which `pid` maps byte `offset` of the file `path`, from
+/// `/proc/PID/maps`.
+fn address_of_file_offset(pid: u32, path: &str, offset: u64) -> Option<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    maps.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || fields[5] != path {
+            return None;
+        }
+        let (start, end) = fields[0].split_once('-')?;
+        let start = u64::from_str_radix(start, 16).ok()?;
+        let end = u64::from_str_radix(end, 16).ok()?;
+        let file_off = u64::from_str_radix(fields[2], 16).ok()?;
+        (offset >= file_off && offset - file_off < end - start).then(|| start + offset - file_off)
+    })
 }

@@ -15,6 +15,9 @@
 //! increment, whereas poking the counter through `/proc/PID/mem` would
 //! leave it raised for good (the target would keep paying for probes no
 //! one listens to), and would race with a second tracer doing the same.
+//! (The kernel raises it once per process while any tracer's event holds
+//! the probe, and lowers it when the last one goes; `e2e_cpython` checks
+//! this on a live interpreter, SIGKILL included.)
 //!
 //! So this module opens that perf event itself (`perf_event_open(2)` with
 //! the PMU type from `/sys/bus/event_source/devices/uprobe/type` and the
