@@ -4,8 +4,15 @@
 //! one run of `gc_collect_main`, the whole collection, with the GIL held:
 //! no Python code runs in the process meanwhile, so it is a pause. The
 //! generation is the cause (`gen0`, `gen1`, `gen2` in userspace).
+//!
+//! Interpreters built without the probes get the fallback pair instead:
+//! the entry of `gc_collect_main(tstate, generation, ...)` and its return
+//! (see the agent's `discovery/cpython.rs` for the caveat).
 
-use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use aya_ebpf::{
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
 use pausewatch_common::{Kind, LostReason};
 
 use crate::{
@@ -27,6 +34,27 @@ pub fn cpython_gc_start(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn cpython_gc_done(_ctx: ProbeContext) -> u32 {
+    if let Some((open, ns)) = end(Kind::GcPause, 0) {
+        record(Kind::GcPause, open.cause, ns);
+        emit(Kind::GcPause, open.cause, &open, ns);
+    }
+    0
+}
+
+/// Entry of `gc_collect_main(tstate, generation, ...)`.
+#[uprobe]
+pub fn cpython_fallback_start(ctx: ProbeContext) -> u32 {
+    let Some(generation) = ctx.arg::<u32>(1) else {
+        count_lost(LostReason::ArgRead);
+        return 0;
+    };
+    begin(Kind::GcPause, 0, u64::from(generation));
+    0
+}
+
+/// Return of `gc_collect_main`.
+#[uretprobe]
+pub fn cpython_fallback_done(_ctx: RetProbeContext) -> u32 {
     if let Some((open, ns)) = end(Kind::GcPause, 0) {
         record(Kind::GcPause, open.cause, ns);
         emit(Kind::GcPause, open.cause, &open, ns);

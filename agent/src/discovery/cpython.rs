@@ -7,11 +7,27 @@
 //! CPython guards both with semaphores (the `.probes` section), so the
 //! probes only fire while a tracer holds the semaphore raised; the loader
 //! lets the kernel do that (`ProbeAttach::ref_ctr_offset`).
+//!
+//! An interpreter built without the probes (pyenv, python.org, most
+//! hand-built ones) is traced, when its symbol table still names the
+//! collector's `gc_collect_main` (a static function, so only in an
+//! unstripped `.symtab`), with a uprobe on that function's entry (the
+//! generation is its second argument in CPython 3.8 to 3.12) and a return
+//! probe on its exit, and the agent says so with a warning. The caveat:
+//! if the compiler inlined or cloned `gc_collect_main` into a caller
+//! (`gc_collect_main.constprop.0`, an LTO build), the collections that run
+//! the copy are not seen; the ones seen are timed correctly.
 
 use std::path::Path;
 
 use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
-use crate::probes::usdt::{self, UsdtProbe};
+use crate::probes::{
+    symbols,
+    usdt::{self, UsdtProbe},
+};
+
+/// The collector's main function, probed where there are no USDT notes.
+const FALLBACK_FUNCTION: &str = "gc_collect_main";
 
 /// (provider, name, BPF program, whether the program reads argument 0).
 const PROBES: [(&str, &str, &str, bool); 2] = [
@@ -53,15 +69,26 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     for (provider, name, program, reads_arg) in PROBES {
         let found: Vec<&UsdtProbe> = usdt::find(&notes, provider, name).collect();
         if found.is_empty() {
+            if let Some(probes) = fallback_probes(&host_binary) {
+                log::warn!(
+                    "pid {}: {} has no USDT probe {provider}:{name} (built without \
+                     --with-dtrace); timing collections with uprobes on {FALLBACK_FUNCTION} \
+                     instead, which misses collections in inlined copies of it",
+                    process.pid,
+                    binary.display()
+                );
+                return Ok(Some(target(process, &binary, probes)));
+            }
             return Err(DiscoveryError::MissingProbe {
                 pid: process.pid,
                 runtime: Runtime::CPython.label(),
                 library: binary,
                 probe: format!("{provider}:{name}"),
                 hint: "this Python was built without DTrace/SystemTap probes \
-                       (./configure --with-dtrace); Debian's and Ubuntu's python3.x \
-                       packages and Fedora's have them, pyenv and python.org builds \
-                       usually do not",
+                       (./configure --with-dtrace) and its symbol table does not name \
+                       gc_collect_main either; Debian's and Ubuntu's python3.x \
+                       packages and Fedora's have the probes, pyenv and python.org \
+                       builds usually do not",
             });
         }
         for note in found {
@@ -84,12 +111,34 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             });
         }
     }
-    Ok(Some(Target {
+    Ok(Some(target(process, &binary, probes)))
+}
+
+fn target(process: &Process, binary: &Path, probes: Vec<ProbeAttach>) -> Target {
+    Target {
         process: process.clone(),
         runtime: Runtime::CPython,
-        version: python_version(&binary).unwrap_or_else(|| "unknown".to_string()),
+        version: python_version(binary).unwrap_or_else(|| "unknown".to_string()),
         probes,
-    }))
+    }
+}
+
+/// Entry and return uprobes on `gc_collect_main`, if the file names it.
+fn fallback_probes(host_binary: &Path) -> Option<Vec<ProbeAttach>> {
+    let found = symbols::find_functions(host_binary, &[FALLBACK_FUNCTION]).ok()?;
+    let f = found.first()?;
+    let probe = |program, what: &str| ProbeAttach {
+        program,
+        probe: format!("{FALLBACK_FUNCTION} ({what})"),
+        binary: host_binary.to_path_buf(),
+        file_offset: f.file_offset,
+        ref_ctr_offset: None,
+        arg: ProgramArg::None,
+    };
+    Some(vec![
+        probe("cpython_fallback_start", "entry"),
+        probe("cpython_fallback_done", "return"),
+    ])
 }
 
 fn is_libpython(name: &str) -> bool {

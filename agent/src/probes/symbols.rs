@@ -51,7 +51,8 @@ pub enum SymbolError {
 }
 
 /// Finds the functions of `path` whose demangled name, without parameters,
-/// is one of `qualified`. Returns one entry per distinct address (aliases
+/// is one of `qualified` (a name without `::` is a C function and matches
+/// the symbol name as it is, `.symtab`'s local symbols included). Returns one entry per distinct address (aliases
 /// such as C1/C2 constructors are attached once), in `qualified` order. A
 /// name that is not found is simply absent from the result.
 pub fn find_functions(path: &Path, qualified: &[&str]) -> Result<Vec<FunctionSymbol>, SymbolError> {
@@ -68,8 +69,11 @@ pub fn find_functions(path: &Path, qualified: &[&str]) -> Result<Vec<FunctionSym
     let needles: Vec<(&str, String)> = qualified
         .iter()
         .map(|q| {
-            let last = q.rsplit("::").next().unwrap_or(q);
-            (*q, format!("{}{last}", last.len()))
+            let needle = match q.rsplit_once("::") {
+                Some((_, last)) => format!("{}{last}", last.len()),
+                None => q.to_string(),
+            };
+            (*q, needle)
         })
         .collect();
     let options = DemangleOptions::new().no_params().no_return_type();
@@ -88,12 +92,16 @@ pub fn find_functions(path: &Path, qualified: &[&str]) -> Result<Vec<FunctionSym
         if candidates.is_empty() {
             continue;
         }
-        let Some(demangled) = demangle(mangled, &options) else {
-            continue;
-        };
+        let demangled = demangle(mangled, &options);
         for i in candidates {
             let name = needles[i].0;
-            if demangled != name || found.iter().any(|(_, f)| f.address == sym.address()) {
+            // A plain C name (no `::`) matches the symbol name itself.
+            let matches = if name.contains("::") {
+                demangled.as_deref() == Some(name)
+            } else {
+                mangled == name
+            };
+            if !matches || found.iter().any(|(_, f)| f.address == sym.address()) {
                 continue;
             }
             let Some(file_offset) = elf::vaddr_to_file_offset(&segments, sym.address()) else {
@@ -137,6 +145,27 @@ mod tests {
             Some("v8::internal::Heap::PerformGarbageCollection")
         );
         assert_eq!(demangle("main", &o), None);
+    }
+
+    #[test]
+    fn finds_a_c_function_by_its_plain_name() {
+        let libc = std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(5).map(str::to_string))
+            .find(|p| p.contains("libc.so"))
+            .expect("libc is mapped");
+        let found = find_functions(
+            Path::new(&libc),
+            &["malloc", "v8::internal::Heap::PerformGarbageCollection"],
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].name.as_str(), found[0].mangled.as_str()),
+            ("malloc", "malloc")
+        );
+        assert!(found[0].file_offset > 0);
     }
 
     #[test]
