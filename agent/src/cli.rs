@@ -42,8 +42,8 @@ pub enum Command {
 /// Options of `agent run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Process to trace; repeat to trace several. The runtime (HotSpot, ...)
-    /// is detected from the libraries the process has mapped.
+    /// Process to trace; repeat to trace several. The runtime (HotSpot,
+    /// CPython, Node.js) is detected from the files the process has mapped.
     #[arg(short, long = "pid", value_name = "PID", required = true, num_args = 1)]
     pub pids: Vec<u32>,
 
