@@ -17,7 +17,7 @@ use super::{
     EBPF_OBJECT,
     refctr::{self, RefCtrError, RefCtrLink},
 };
-use crate::discovery::{ProgramArg, Target};
+use crate::discovery::{ProbeAttach, ProgramArg, Target};
 
 /// Why loading or attaching failed.
 #[derive(Debug, Error)]
@@ -194,7 +194,7 @@ impl Tracer {
                         source: Box::new(source),
                     }),
                 Some(ref_ctr_offset) => self
-                    .attach_ref_ctr(probe.program, probe, ref_ctr_offset, cookie, pid)
+                    .attach_ref_ctr(probe, ref_ctr_offset, cookie, pid)
                     .map(Link::RefCtr),
             };
             match result {
@@ -264,12 +264,12 @@ impl Tracer {
     /// Attaches a probe guarded by a USDT semaphore (see [`refctr`]).
     fn attach_ref_ctr(
         &mut self,
-        program: &'static str,
-        probe: &crate::discovery::ProbeAttach,
+        probe: &ProbeAttach,
         ref_ctr_offset: u64,
         cookie: u32,
         pid: u32,
     ) -> Result<RefCtrLink, BpfError> {
+        let program = probe.program;
         let p: &mut UProbe = self
             .ebpf
             .program_mut(program)
