@@ -5,7 +5,10 @@ use std::{collections::HashMap, fmt::Write, time::Duration};
 
 use pausewatch_common::Kind;
 
-use crate::collect::{Hist, Snapshot};
+use crate::{
+    collect::{Hist, Snapshot},
+    discovery::Runtime,
+};
 
 /// Renders the pauses between two snapshots (`before` may be empty).
 pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
@@ -20,6 +23,10 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
         let mut total = Hist::default();
         let mut causes: Vec<(&str, Hist)> = Vec::new();
         let mut tts = Hist::default();
+        // HotSpot's GC pauses run inside safepoints, so for HotSpot only
+        // safepoints count towards the total; for the other runtimes the
+        // collections are the pauses.
+        let gc_is_nested = target.runtime == Runtime::HotSpot.label();
         for s in now.series.iter().filter(|s| s.pid == target.pid) {
             let delta = match old.get(&(s.pid, s.kind, s.cause.as_str())) {
                 Some(prev) => s.hist.since(prev),
@@ -29,9 +36,11 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
                 continue;
             }
             match s.kind {
-                // Safepoints contain HotSpot's GC pauses, so only safepoints
-                // count towards the total for HotSpot.
                 Kind::Safepoint => {
+                    total.merge(&delta);
+                    causes.push((s.cause.as_str(), delta));
+                }
+                Kind::GcPause if !gc_is_nested => {
                     total.merge(&delta);
                     causes.push((s.cause.as_str(), delta));
                 }
@@ -49,16 +58,23 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             continue;
         }
         let ms = |ns: f64| ns / 1e6;
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:.1} pauses/s, stalled {:.2}% | p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms | time to safepoint p99 {:.3} ms",
+            "{:.1} pauses/s, stalled {:.2}% | p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
             total.count as f64 / secs,
             total.sum_ns as f64 / 1e9 / secs * 100.0,
             ms(total.quantile_ns(0.5).unwrap_or(0.0)),
             ms(total.quantile_ns(0.99).unwrap_or(0.0)),
             ms(total.max_ns as f64),
-            ms(tts.quantile_ns(0.99).unwrap_or(0.0)),
         );
+        if tts.count > 0 {
+            let _ = write!(
+                out,
+                " | time to safepoint p99 {:.3} ms",
+                ms(tts.quantile_ns(0.99).unwrap_or(0.0))
+            );
+        }
+        out.push('\n');
         causes.sort_by_key(|c| std::cmp::Reverse(c.1.sum_ns));
         out.push_str("    top causes:");
         for (cause, h) in causes.iter().take(4) {
@@ -121,5 +137,37 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("stalled 2.00%"), "{text}");
+    }
+
+    #[test]
+    fn collections_are_the_pauses_outside_hotspot() {
+        let target = TargetInfo {
+            pid: 9,
+            comm: "python3.11".into(),
+            runtime: "cpython",
+            runtime_version: "3.11".into(),
+            exe: "/usr/bin/python3.11".into(),
+        };
+        let mut h = Hist {
+            count: 4,
+            sum_ns: 4_000_000,
+            max_ns: 1_000_000,
+            ..Default::default()
+        };
+        h.buckets[bucket_index(1_000_000)] = 4;
+        let now = Snapshot {
+            targets: vec![target],
+            series: vec![Series {
+                pid: 9,
+                kind: Kind::GcPause,
+                cause: "gen0".into(),
+                hist: h,
+            }],
+            ..Default::default()
+        };
+        let text = render(&Snapshot::default(), &now, Duration::from_secs(1));
+        assert!(text.contains("4.0 pauses/s"), "{text}");
+        assert!(text.contains("gen0 4x 4.00 ms"), "{text}");
+        assert!(!text.contains("time to safepoint"), "{text}");
     }
 }
