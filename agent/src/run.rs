@@ -211,12 +211,20 @@ async fn read_events(
     let mut fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("cannot poll the event ring buffer: {e}"))?;
     let mut out = std::io::BufWriter::new(std::io::stdout());
+    // The BPF side only wakes us when the ring fills up (see `emit` in
+    // ebpf/src/intervals.rs); this tick picks up everything else.
+    let mut tick = tokio::time::interval(Duration::from_millis(pausewatch_common::EVENTS_DRAIN_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let stopping = tokio::select! {
             guard = fd.readable_mut() => {
                 let mut guard = guard.context("polling the event ring buffer")?;
                 drain(guard.get_inner_mut(), &collector, &mut out)?;
                 guard.clear_ready();
+                false
+            }
+            _ = tick.tick() => {
+                drain(fd.get_mut(), &collector, &mut out)?;
                 false
             }
             _ = stop.wait_for(|s| *s) => true,

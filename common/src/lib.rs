@@ -200,6 +200,13 @@ pub const MAX_HISTOGRAMS: u32 = 8192;
 pub const MAX_INFLIGHT: u32 = 16384;
 /// Size of the pause event ring buffer in bytes (a power of two, page aligned).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
+/// Fill level of the event ring buffer at which the BPF side wakes the
+/// agent's reader; below it the agent drains the ring on its own timer
+/// (`EVENTS_DRAIN_MS`), so quiet periods cost the target no wake-ups.
+pub const EVENTS_WAKEUP_BYTES: u32 = RINGBUF_BYTES / 4;
+/// How often the agent drains the event ring buffer without a wake-up, in ms.
+/// 1 MiB / 4 holds ~6,500 events, so this keeps up with 65,000 pauses/s.
+pub const EVENTS_DRAIN_MS: u64 = 100;
 
 #[cfg(feature = "user")]
 mod pod {

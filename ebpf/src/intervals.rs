@@ -1,8 +1,11 @@
 //! Opening and closing per-thread intervals, and recording closed ones.
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns};
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+};
 use pausewatch_common::{
-    HistKey, Inflight, InflightKey, Kind, LostReason, PauseEvent, bucket_index,
+    EVENTS_WAKEUP_BYTES, HistKey, Inflight, InflightKey, Kind, LostReason, PauseEvent, bucket_index,
 };
 
 use crate::maps::{EVENTS, HISTOGRAMS, INFLIGHT, ZERO_HISTOGRAM, count_lost};
@@ -121,7 +124,17 @@ pub fn emit(kind: Kind, cause: u64, open: &Inflight, duration_ns: u64) {
         duration_ns,
         tts_ns: open.tts_ns,
     };
-    if EVENTS.output::<PauseEvent>(&event, 0).is_err() {
+    // Waking the reader on every pause would schedule the agent right as
+    // the target resumes, and on a busy host that preemption lands inside
+    // the target's next stretch of work. The agent drains the ring on a
+    // short timer instead; a wake-up is forced only once the ring is a
+    // quarter full, so a burst still cannot overflow it unnoticed.
+    let flags = if EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= u64::from(EVENTS_WAKEUP_BYTES) {
+        u64::from(BPF_RB_FORCE_WAKEUP)
+    } else {
+        u64::from(BPF_RB_NO_WAKEUP)
+    };
+    if EVENTS.output::<PauseEvent>(&event, flags).is_err() {
         count_lost(LostReason::RingbufFull);
     }
 }
