@@ -2,25 +2,28 @@
 
 use std::path::PathBuf;
 
-use pausewatch_common::{ArgSpec, Kind};
+use pausewatch_common::{ArgSpec, GO_CAUSE_LEN_SHIFT, GO_CAUSE_STRING, Kind};
 
-use super::{DiscoveryError, Process, hotspot};
+use super::{DiscoveryError, Process, go, hotspot};
 
 /// A supported language runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Runtime {
     /// OpenJDK HotSpot JVM.
     HotSpot,
+    /// The Go runtime, in any Go executable.
+    Go,
 }
 
 impl Runtime {
     /// Every supported runtime, in detection order.
-    pub const ALL: [Runtime; 1] = [Runtime::HotSpot];
+    pub const ALL: [Runtime; 2] = [Runtime::HotSpot, Runtime::Go];
 
     /// The `runtime` label value.
     pub const fn label(self) -> &'static str {
         match self {
             Runtime::HotSpot => "hotspot",
+            Runtime::Go => "go",
         }
     }
 
@@ -28,6 +31,7 @@ impl Runtime {
     pub const fn display_name(self) -> &'static str {
         match self {
             Runtime::HotSpot => "HotSpot JVMs (libjvm.so with USDT probes)",
+            Runtime::Go => "Go programs (Go 1.19, 1.21 to 1.23)",
         }
     }
 
@@ -38,8 +42,23 @@ impl Runtime {
             (Runtime::HotSpot, Kind::GcPause | Kind::GcConcurrent) => {
                 Some(if cause == 0 { "minor" } else { "full" }.to_string())
             }
+            (Runtime::Go, Kind::Stw) if cause & GO_CAUSE_STRING == 0 => Some(
+                go::STW_REASONS
+                    .get(cause as usize)
+                    .map_or_else(|| format!("stw_reason_{cause}"), |s| (*s).to_string()),
+            ),
             _ => None,
         }
+    }
+
+    /// The (address, length) of a Go string in the target that names a
+    /// cause id of `kind`, for causes encoded with `GO_CAUSE_STRING`.
+    pub fn cause_go_string(self, kind: Kind, cause: u64) -> Option<(u64, usize)> {
+        if self != Runtime::Go || kind != Kind::Stw || cause & GO_CAUSE_STRING == 0 {
+            return None;
+        }
+        let len = (cause & !GO_CAUSE_STRING) >> GO_CAUSE_LEN_SHIFT;
+        Some((cause & ((1 << GO_CAUSE_LEN_SHIFT) - 1), len as usize))
     }
 
     /// Whether a cause id of `kind` is an address of a C string in the target.
@@ -97,6 +116,7 @@ pub fn detect(pid: u32) -> Result<Target, DiscoveryError> {
     for runtime in Runtime::ALL {
         let found = match runtime {
             Runtime::HotSpot => hotspot::detect(&process)?,
+            Runtime::Go => go::detect(&process)?,
         };
         if let Some(target) = found {
             return Ok(target);

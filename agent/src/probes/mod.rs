@@ -4,9 +4,15 @@
 //! CPython compile in, [`argspec`] decodes the notes' x86-64 argument specs
 //! into what the BPF programs read from `pt_regs`, and [`elf`] holds the
 //! shared plumbing (mapping files, address to file-offset translation).
+//! Go binaries have no notes: [`gobuildinfo`] reads their version,
+//! [`gopclntab`] their function addresses (stripped or not) and [`disasm`]
+//! the return instructions of a function.
 
 pub mod argspec;
+pub mod disasm;
 pub mod elf;
+pub mod gobuildinfo;
+pub mod gopclntab;
 pub mod usdt;
 
 pub use argspec::{ArgLocation, ArgSpecError, Register, UsdtArg, parse_arg, parse_args};
