@@ -1,3 +1,4 @@
 //! Parsers for the runtimes' own accounts of their pauses.
 
+pub mod go;
 pub mod hotspot;
