@@ -5,5 +5,6 @@
 //!   the agent is checked against.
 //! - [`workloads`]: the bundled programs that make pauses on purpose.
 
+pub mod goworkload;
 pub mod groundtruth;
 pub mod workloads;
