@@ -580,3 +580,118 @@ fn check_probes(
         }
     }
 }
+
+/// A copy of `binary` whose `.go.buildinfo` claims Go `fake` (same length
+/// as the real version): a Go version with no known probe layout.
+fn with_fake_version(binary: &Path, fake: &str, dir: &Path) -> std::path::PathBuf {
+    let mut bytes = std::fs::read(binary).expect("reading the workload");
+    let magic = b"\xff Go buildinf:";
+    let at = bytes
+        .windows(magic.len())
+        .position(|w| w == magic)
+        .expect("build info magic");
+    let len = usize::from(bytes[at + 32]);
+    assert_eq!(len, fake.len(), "the fake version must keep the length");
+    bytes[at + 33..at + 33 + len].copy_from_slice(fake.as_bytes());
+    let out = dir.join("gcload-fake-version");
+    std::fs::write(&out, bytes).expect("writing the patched workload");
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    out
+}
+
+#[test]
+fn go_unknown_version_is_named_and_other_targets_traced() {
+    require_root("the Go unknown-version test");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Checks::new();
+    let good = build_gcload("1.21", false).expect("building the Go workload");
+    let dir = std::env::temp_dir().join(format!("pausewatch-e2e-go-fake-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let real = String::from_utf8_lossy(
+        &Command::new(go_tool("1.21").expect("Go 1.21"))
+            .arg("version")
+            .output()
+            .expect("go version")
+            .stdout,
+    )
+    .split_whitespace()
+    .nth(2)
+    .expect("go version output")
+    .to_string();
+    // go1.21.N → go1.18.N: same length, a version before the supported ones.
+    let fake_version = real.replacen("go1.21", "go1.18", 1);
+    let fake = with_fake_version(&good, &fake_version, &dir);
+
+    let args = ["-duration", "4s", "-memstats", "50ms"];
+    let mut bad = Workload::spawn(&fake, &args, None);
+    bad.wait_line("ready", Duration::from_secs(10));
+    let mut ok = Workload::spawn(&good, &args, None);
+    ok.wait_line("ready", Duration::from_secs(10));
+    let (bad_pid, ok_pid) = (bad.child.id(), ok.child.id());
+    let agent_bin = agent_binary();
+
+    // Alone: a clear error naming the version, non-zero exit.
+    for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
+        let out = Command::new(&agent_bin)
+            .args(sub)
+            .args(["--pid", &bad_pid.to_string()])
+            .output()
+            .expect("running the agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        c.check(!out.status.success(), || {
+            format!("agent {sub:?} succeeded on {fake_version}")
+        });
+        c.check(
+            err.contains(&fake_version)
+                && err.contains("no known probe layout")
+                && err.contains("1.19, 1.21, 1.22 and 1.23"),
+            || format!("agent {sub:?}: unclear error for {fake_version}: {err}"),
+        );
+    }
+
+    // With another target: a warning, and the other one is traced.
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut agent = Agent::start(
+        &agent_bin,
+        bad_pid,
+        listen,
+        &[
+            "--pid",
+            &ok_pid.to_string(),
+            "--interval",
+            "0.5",
+            "--summary",
+            "0",
+        ],
+    );
+    let (_, warning) = agent.wait_stderr("warning:", Duration::from_secs(15));
+    c.check(
+        warning.contains(&fake_version) && warning.contains("tracing the other targets"),
+        || format!("unclear warning: {warning}"),
+    );
+    let (_, armed) = agent.wait_stderr("pausewatch: tracing", Duration::from_secs(15));
+    c.check(armed.contains(&format!("pid {ok_pid}")), || {
+        format!("the supported target is not traced: {armed}")
+    });
+    let (bad_ok, _) = bad.finish(Duration::from_secs(30));
+    let (ok_ok, _) = ok.finish(Duration::from_secs(30));
+    c.check(bad_ok && ok_ok, || "a workload failed".to_string());
+    std::thread::sleep(Duration::from_millis(1200));
+    let metrics = parse_prometheus(&http_get(listen, "/metrics"));
+    let pid = ok_pid.to_string();
+    let sweeps = sum_of(
+        &metrics,
+        "pausewatch_pause_seconds_count",
+        &[("pid", pid.as_str()), ("kind", "stw"), ("cause", SWEEP)],
+    );
+    c.check(sweeps > 10.0, || {
+        format!("only {sweeps} sweep terminations traced in pid {ok_pid}")
+    });
+    let (status, _) = agent.interrupt(Duration::from_secs(10));
+    c.check(status.is_some_and(|s| s.success()), || {
+        format!("the agent did not exit cleanly: {status:?}")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    c.finish(&agent.stderr_text());
+}
