@@ -30,7 +30,9 @@
 //!   an interval: each printed value is truncated to two digits, so the true
 //!   sum is in [printed, printed + Σ last-digit units] ([`PhaseSum::agrees`]).
 //! - `read mem stats` appears as its own cause, with about as many pauses as
-//!   the program counted calls while traced.
+//!   the program counted calls while traced; so does `runtime.Stack(all)`
+//!   (`stack trace` on 1.19, read from `stopTheWorld`'s string argument;
+//!   `all goroutines stack trace` from 1.21).
 //! - `/metrics` (scraped after the program exited, so it holds every pause)
 //!   has exactly as many `kind="stw"` pauses per cause as `--events` printed.
 //! - `agent probes` names the version, whether the binary is stripped, and
@@ -272,7 +274,16 @@ fn run_one(
     let duration = format!("{WORKLOAD_SECS}s");
     let mut workload = Workload::spawn(
         binary,
-        &["-duration", &duration, "-workers", "2", "-memstats", "50ms"],
+        &[
+            "-duration",
+            &duration,
+            "-workers",
+            "2",
+            "-memstats",
+            "50ms",
+            "-stacks",
+            "500ms",
+        ],
         Some(&trace_path),
     );
     workload.wait_line("ready", Duration::from_secs(10));
@@ -366,6 +377,28 @@ fn run_one(
                 "{label}: {memstats} {MEMSTATS:?} pauses, but the program made {memstats_calls} \
                  ReadMemStats calls (expected between 80% and 100% of them: the agent attaches \
                  ~0.2 s after the start)"
+            )
+        },
+    );
+
+    // runtime.Stack(buf, true) too: on Go 1.19 the cause is the string
+    // argument of stopTheWorld, read from the target.
+    let stack_cause = if version == "1.19" {
+        "stack trace"
+    } else {
+        "all goroutines stack trace"
+    };
+    let stack_calls: u64 = field(&out, "stacks=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stack_pauses = per_cause.get(stack_cause).map_or(0, |v| v.0);
+    c.check(
+        stack_pauses > 0 && stack_pauses <= stack_calls && stack_pauses + 2 >= stack_calls,
+        || {
+            format!(
+                "{label}: {stack_pauses} {stack_cause:?} pauses for {stack_calls} \
+                 runtime.Stack calls; causes seen: {:?}",
+                per_cause.keys().collect::<Vec<_>>()
             )
         },
     );

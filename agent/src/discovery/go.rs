@@ -11,7 +11,9 @@
 //! - Go 1.19: `stopTheWorldWithSema()` takes no argument;
 //!   `stopTheWorld(reason string)` wraps it for every reason but the two GC
 //!   phases, which `gcStart` and `gcMarkDone` stop directly. The string is
-//!   read at `stopTheWorld`; the GC phases are named by `finishsweep_m`
+//!   read at `stopTheWorld` and handed over in its closure
+//!   `stopTheWorld.func1` (the goroutine may change threads while it waits
+//!   for `worldsema`); the GC phases are named by `finishsweep_m`
 //!   (only called with the world stopped for sweep termination) and
 //!   `gcMarkTermination` (mark termination); `readmemstats_m` names
 //!   `ReadMemStats` even when its thread changed while waiting for
@@ -244,6 +246,11 @@ pub fn probes(
             out.push(at_entry(
                 "runtime.stopTheWorld",
                 "go_stw_reason",
+                ProgramArg::None,
+            )?);
+            out.push(at_entry(
+                "runtime.stopTheWorld.func1",
+                "go_stw_reason_here",
                 ProgramArg::None,
             )?);
             out.push(at_entry(STOP, "go_stw_begin", ProgramArg::None)?);

@@ -3,8 +3,10 @@
 // second, calls runtime.ReadMemStats in a loop (a stop-the-world of its own),
 // and checks its own results so that a probe that disturbed it would show.
 //
+// runtime.Stack(all goroutines) too when asked (another stop-the-world).
+//
 // Output (stdout): "ready pid=N" at start; at the end "rounds=N",
-// "readmemstats=N", "throughput=X rounds/s" and "checksum=C", where C is
+// "readmemstats=N", "stacks=N", "throughput=X rounds/s" and "checksum=C", where C is
 // the same for every run and "ok" if every round computed it.
 package main
 
@@ -46,6 +48,7 @@ func main() {
 	memstats := flag.Duration("memstats", 100*time.Millisecond, "interval of runtime.ReadMemStats calls (0: none)")
 	live := flag.Int("live-mb", 16, "live heap kept in MB")
 	workers := flag.Int("workers", 1, "goroutines allocating in parallel")
+	stacks := flag.Duration("stacks", 0, "interval of runtime.Stack(all goroutines) calls (0: none)")
 	flag.Parse()
 
 	// Live data, so that each collection has something to mark.
@@ -60,6 +63,26 @@ func main() {
 
 	stop := make(chan struct{})
 	done := make(chan int)
+	stacksDone := make(chan int)
+	go func() {
+		calls := 0
+		if *stacks > 0 {
+			buf := make([]byte, 64<<10)
+			t := time.NewTicker(*stacks)
+			defer t.Stop()
+		loop:
+			for {
+				select {
+				case <-stop:
+					break loop
+				case <-t.C:
+					runtime.Stack(buf, true)
+					calls++
+				}
+			}
+		}
+		stacksDone <- calls
+	}()
 	go func() {
 		calls := 0
 		if *memstats > 0 {
@@ -106,9 +129,11 @@ func main() {
 	elapsed := time.Since(start).Seconds()
 	close(stop)
 	calls := <-done
+	stackCalls := <-stacksDone
 	runtime.KeepAlive(keep)
 	fmt.Printf("rounds=%d\n", rounds)
 	fmt.Printf("readmemstats=%d\n", calls)
+	fmt.Printf("stacks=%d\n", stackCalls)
 	fmt.Printf("throughput=%.1f rounds/s\n", float64(rounds)/elapsed)
 	fmt.Printf("checksum=%d ok\n", expected)
 }
