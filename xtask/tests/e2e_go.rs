@@ -52,12 +52,12 @@
 //!
 //! On a busy 2-core machine the thread that restarts the world is sometimes
 //! preempted by the kernel after gctrace's `tEnd`: the agent then sees a
-//! mark termination 0.3-1.7 ms longer than gctrace's (measured: 10 of ~700
-//! cycles in one run with other builds running, carrying 60% of the summed
-//! difference). That time is a real pause, but gctrace does not count it,
-//! so such cycles (either phase off by more than [`OUTLIER_NS`]) are left
-//! out of the sums, at most 3% of them, and listed in the report with the
-//! all-cycle ratios.
+//! mark termination 0.3-4 ms longer than gctrace's (measured with other
+//! builds running on the machine: 0.2-2.7% of the cycles, carrying most of
+//! the summed difference). That time is a real pause, but gctrace does not
+//! count it, so such cycles (either phase off by more than [`OUTLIER_NS`])
+//! are left out of the sums, at most 5% of them, and listed in the report
+//! with the all-cycle ratios.
 
 mod support;
 
@@ -88,7 +88,7 @@ const SUM_TOLERANCE: f64 = 0.10;
 /// has 1 ms precision, plus the probe's latency.
 const MAX_ALIGN_SPREAD_S: f64 = 0.002;
 /// A cycle whose agent and gctrace durations differ by more than this in
-/// either phase is left out of the sums (and counted; at most 3% may be).
+/// either phase is left out of the sums (and counted; at most 5% may be).
 const OUTLIER_NS: f64 = 200_000.0;
 
 const SWEEP: &str = "GC sweep termination";
@@ -488,7 +488,7 @@ fn run_one(
         a_sweep += s.duration_ns;
         a_mark += m.duration_ns;
     }
-    c.check(outliers.len() <= (paired * 3 / 100).max(2), || {
+    c.check(outliers.len() <= (paired * 5 / 100).max(2), || {
         format!(
             "{label}: {} of {paired} cycles differ from gctrace by more than {} µs: {}",
             outliers.len(),
