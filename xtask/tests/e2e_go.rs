@@ -39,6 +39,11 @@
 //!   the probes at the file offsets of the functions in the unstripped
 //!   build's symbol table (`go tool nm`).
 //!
+//! Two shorter tests: a binary whose build info claims a Go version with no
+//! known probe layout gets an error naming it, and the agent still traces
+//! the other `--pid`; a binary that exists only in the process's own mount
+//! namespace (a container's view) is traced through `/proc/PID/root`.
+//!
 //! # Why the agent and gctrace differ by a few µs per pause
 //!
 //! The pauses here are 20-100 µs, so the probes' own cost shows. The
@@ -720,6 +725,86 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     );
     c.check(sweeps > 10.0, || {
         format!("only {sweeps} sweep terminations traced in pid {ok_pid}")
+    });
+    let (status, _) = agent.interrupt(Duration::from_secs(10));
+    c.check(status.is_some_and(|s| s.success()), || {
+        format!("the agent did not exit cleanly: {status:?}")
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    c.finish(&agent.stderr_text());
+}
+
+/// A Go binary that exists only inside the process's own mount namespace
+/// (as in a container: a tmpfs mounted over an empty host directory) is
+/// found and traced through `/proc/PID/root`.
+#[test]
+fn go_binary_in_another_mount_namespace_is_traced() {
+    require_root("the Go mount-namespace test");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = Checks::new();
+    let binary = build_gcload("1.22", true).expect("building the Go workload");
+    let dir = std::env::temp_dir().join(format!("pausewatch-e2e-go-ns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let inside = dir.join("gcload");
+    let script = format!(
+        "mount -t tmpfs pausewatch {d} && cp {b} {i} && exec {i} -duration 4s -memstats 50ms",
+        d = dir.display(),
+        b = binary.display(),
+        i = inside.display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running unshare (util-linux)");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut workload = Workload {
+        child,
+        lines,
+        seen: Vec::new(),
+    };
+    workload.wait_line("ready", Duration::from_secs(10));
+    let pid = workload.child.id();
+    c.check(!inside.exists(), || {
+        format!(
+            "{} is visible from the host: the test proves nothing",
+            inside.display()
+        )
+    });
+
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut agent = Agent::start(
+        &agent_binary(),
+        pid,
+        listen,
+        &["--interval", "0.5", "--summary", "0"],
+    );
+    let (_, armed) = agent.wait_stderr("pausewatch: tracing", Duration::from_secs(15));
+    c.check(armed.contains("go go1.22"), || {
+        format!("not traced as Go 1.22: {armed}")
+    });
+    let (ok, out) = workload.finish(Duration::from_secs(30));
+    c.check(ok, || format!("the workload failed: {out:?}"));
+    std::thread::sleep(Duration::from_millis(1200));
+    let metrics = parse_prometheus(&http_get(listen, "/metrics"));
+    let want = [("kind", "stw"), ("cause", SWEEP)];
+    let sweeps = sum_of(&metrics, "pausewatch_pause_seconds_count", &want);
+    c.check(sweeps > 10.0, || {
+        format!("only {sweeps} sweep terminations traced")
+    });
+    let want = [("kind", "stw"), ("cause", MEMSTATS)];
+    let memstats = sum_of(&metrics, "pausewatch_pause_seconds_count", &want);
+    c.check(memstats > 10.0, || {
+        format!("only {memstats} read mem stats pauses")
     });
     let (status, _) = agent.interrupt(Duration::from_secs(10));
     c.check(status.is_some_and(|s| s.success()), || {
