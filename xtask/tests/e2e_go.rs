@@ -20,8 +20,9 @@
 //!   in order, with the gctrace lines from the first one after the attach
 //!   to the end, by timing alone ([`go::align`]: the offset between an
 //!   event's CLOCK_MONOTONIC start and the line's `@` is one constant up to
-//!   `@`'s 1 ms precision; a cycle missing on either side would shift the
-//!   rest by a whole GC interval). Edges: the cycle running at the attach
+//!   `@`'s 1 ms precision, except for the rare begin probe delayed by a
+//!   preemption; a cycle missing on either side would shift the rest by a
+//!   whole GC interval). Edges: the cycle running at the attach
 //!   is not counted, and the last event may lack a line if the program
 //!   exited mid-cycle.
 //! - Per phase (sweep termination, mark termination), the summed event
@@ -89,9 +90,11 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const WORKLOAD_SECS: u64 = 8;
 /// Tolerance of the per-phase sums (a fraction of gctrace's sum).
 const SUM_TOLERANCE: f64 = 0.10;
-/// Largest spread of (event start − gctrace `@`) for a valid pairing: `@`
-/// has 1 ms precision, plus the probe's latency.
-const MAX_ALIGN_SPREAD_S: f64 = 0.002;
+/// How far (event start − gctrace `@`) may be from its median for a pair
+/// to count as lined up: `@` has 1 ms precision, plus the probe's latency.
+/// At most 2% of the pairs may be further (a begin probe delayed by a
+/// preemption); a missing or extra cycle puts every later pair off.
+const ALIGN_SLACK_S: f64 = 0.002;
 /// A cycle whose agent and gctrace durations differ by more than this in
 /// either phase is left out of the sums (and counted; at most 5% may be).
 const OUTLIER_NS: f64 = 200_000.0;
@@ -414,7 +417,7 @@ fn run_one(
     let sweeps: Vec<&Event> = events.iter().filter(|e| e.cause == SWEEP).collect();
     let marks: Vec<&Event> = events.iter().filter(|e| e.cause == MARK).collect();
     let starts: Vec<u64> = sweeps.iter().map(|e| e.start_ns).collect();
-    let Some(al) = go::align(&starts, &cycles) else {
+    let Some(al) = go::align(&starts, &cycles, ALIGN_SLACK_S) else {
         c.check(false, || {
             format!(
                 "{label}: {} sweep terminations cannot be paired with {} gctrace lines",
@@ -424,12 +427,13 @@ fn run_one(
         });
         return;
     };
-    c.check(al.spread_s <= MAX_ALIGN_SPREAD_S, || {
+    c.check(al.off.len() * 100 <= starts.len() * 2, || {
         format!(
-            "{label}: the agent's GC cycles do not line up one to one with gctrace's \
-             (spread {:.3} ms > {:.3} ms): a cycle is missing or extra",
-            al.spread_s * 1e3,
-            MAX_ALIGN_SPREAD_S * 1e3
+            "{label}: {} of {} GC cycles do not line up with gctrace's by timing (more than \
+             {} ms from the common offset): a cycle is missing or extra on one side",
+            al.off.len(),
+            starts.len(),
+            ALIGN_SLACK_S * 1e3
         )
     });
     let traced_lines = cycles.len() - al.first;
@@ -524,14 +528,14 @@ fn run_one(
     let ratio = |a: u64, g: PhaseSum| a as f64 / 1e6 / (g.printed_ms + g.ulp_ms / 2.0);
     let _ = writeln!(
         report,
-        "{label:<18} cycles {:>4} (gctrace lines {:>4}, align spread {:.2} ms), paired {paired}, \
+        "{label:<18} cycles {:>4} (gctrace lines {:>4}, {} late), paired {paired}, \
          outliers {} [{}]\n    sweep term: agent {:.3} ms vs gctrace [{:.3}, {:.3}] ms, ratio {:.3} \
          (all cycles {:.3})\n    mark term:  agent {:.3} ms vs gctrace [{:.3}, {:.3}] ms, ratio {:.3} \
          (all cycles {:.3})\n    read mem stats pauses {memstats} of {memstats_calls} calls; \
          throughput {throughput}",
         sweeps.len(),
         traced_lines,
-        al.spread_s * 1e3,
+        al.off.len(),
         outliers.len(),
         outliers.join(", "),
         a_sweep as f64 / 1e6,
@@ -545,7 +549,19 @@ fn run_one(
         ratio(a_mark, g_mark),
         ratio(all_a_mark, all_g_mark),
     );
-    let _ = std::fs::remove_file(&trace_path);
+    // Keep the evidence of a failed run for a look.
+    if c.failed() {
+        let events_path = trace_path.with_extension("events.jsonl");
+        let _ = std::fs::write(&events_path, event_lines.join("\n"));
+        let _ = writeln!(
+            report,
+            "    kept {} and {}",
+            trace_path.display(),
+            events_path.display()
+        );
+    } else {
+        let _ = std::fs::remove_file(&trace_path);
+    }
 }
 
 /// `agent probes` names the version and symbol status, and its offsets are

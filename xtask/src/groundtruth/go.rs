@@ -79,41 +79,65 @@ fn phase(text: &str) -> Option<Phase> {
 
 /// Which gctrace cycle the first of the agent's sweep terminations belongs
 /// to, found from timing alone, and how well the rest then line up.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Alignment {
     /// Index into the cycles of the one paired with the first sweep start.
     pub first: usize,
-    /// max − min over k of (`sweep_starts[k]` − `cycles[first + k].at_s`),
-    /// in seconds. The offset is the same constant (the runtime's start on
-    /// CLOCK_MONOTONIC) for a correct pairing, so the spread is only the
-    /// 1 ms of `@`'s precision; a missing or extra cycle on either side
-    /// shifts later pairs by a whole GC interval.
-    pub spread_s: f64,
+    /// Median over k of (`sweep_starts[k]` − `cycles[first + k].at_s`), in
+    /// seconds: the runtime's start on CLOCK_MONOTONIC, plus the probe's
+    /// latency.
+    pub offset_s: f64,
+    /// Indices k of the pairs whose offset is more than `slack_s` from the
+    /// median. For a correct pairing these are only the cycles whose begin
+    /// probe ran late (the thread was preempted between the runtime's
+    /// timestamp and the call); a cycle missing or extra on either side
+    /// shifts every later pair by a whole GC interval instead.
+    pub off: Vec<usize>,
 }
 
-/// Pairs `sweep_starts` (CLOCK_MONOTONIC ns of the agent's sweep termination
-/// events, in order) with consecutive `cycles`, choosing the first cycle
-/// that minimises the spread. `None` if there are more starts than cycles
-/// or no start at all.
-pub fn align(sweep_starts_ns: &[u64], cycles: &[GcCycle]) -> Option<Alignment> {
-    if sweep_starts_ns.is_empty() || sweep_starts_ns.len() > cycles.len() {
+/// Pairs `sweep_starts_ns` (CLOCK_MONOTONIC ns of the agent's sweep
+/// termination events, in order) with consecutive `cycles`, choosing the
+/// first cycle that leaves the fewest pairs more than `slack_s` from the
+/// median offset; the last start may be left without a cycle. `None` if
+/// there are more starts than cycles + 1, or no start.
+pub fn align(sweep_starts_ns: &[u64], cycles: &[GcCycle], slack_s: f64) -> Option<Alignment> {
+    // The last start may have no line: the program exited while its cycle
+    // ran (gctrace prints at the end of a cycle).
+    if sweep_starts_ns.is_empty() || sweep_starts_ns.len() > cycles.len() + 1 {
         return None;
     }
-    let mut best: Option<Alignment> = None;
-    // A trailing start may have no line (the program exited before its
-    // cycle ended): allow the last one to be unpaired.
-    for first in 0..=(cycles.len() - sweep_starts_ns.len()) {
-        let offsets = sweep_starts_ns
+    let mut best: Option<(Alignment, f64)> = None;
+    for first in 0..=(cycles.len() + 1 - sweep_starts_ns.len()) {
+        let offsets: Vec<f64> = sweep_starts_ns
             .iter()
             .zip(&cycles[first..])
-            .map(|(&s, c)| s as f64 / 1e9 - c.at_s);
-        let (lo, hi) = offsets.fold((f64::MAX, f64::MIN), |(lo, hi), d| (lo.min(d), hi.max(d)));
-        let spread_s = hi - lo;
-        if best.is_none_or(|b| spread_s < b.spread_s) {
-            best = Some(Alignment { first, spread_s });
+            .map(|(&s, c)| s as f64 / 1e9 - c.at_s)
+            .collect();
+        let mut sorted = offsets.clone();
+        sorted.sort_by(f64::total_cmp);
+        let offset_s = sorted[sorted.len() / 2];
+        let off: Vec<usize> = offsets
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| (*d - offset_s).abs() > slack_s)
+            .map(|(k, _)| k)
+            .collect();
+        let spread: f64 = offsets.iter().map(|d| (d - offset_s).abs()).sum();
+        if best
+            .as_ref()
+            .is_none_or(|(b, b_spread)| (off.len(), spread) < (b.off.len(), *b_spread))
+        {
+            best = Some((
+                Alignment {
+                    first,
+                    offset_s,
+                    off,
+                },
+                spread,
+            ));
         }
     }
-    best
+    best.map(|(a, _)| a)
 }
 
 /// A sum of printed phase values and the bound of its truncation error.
@@ -204,22 +228,38 @@ mod tests {
 
     #[test]
     fn aligns_by_timing_and_exposes_a_missing_cycle() {
-        // The runtime started at monotonic 100 s; cycles every 17 ms.
+        // The runtime started at monotonic 100 s; cycles 17-29 ms apart.
         let cycles: Vec<GcCycle> = (0..20)
-            .map(|i| cycle(i + 1, 0.010 + 0.017 * i as f64))
+            .map(|i| {
+                cycle(
+                    i + 1,
+                    0.010 + 0.017 * i as f64 + 0.003 * ((i * i) % 5) as f64,
+                )
+            })
             .collect();
         let starts: Vec<u64> = (5..15)
             .map(|i| ((100.0 + cycles[i].at_s) * 1e9) as u64 + 400_000)
             .collect();
-        let a = align(&starts, &cycles).unwrap();
+        let a = align(&starts, &cycles, 0.002).unwrap();
         assert_eq!(a.first, 5);
-        assert!(a.spread_s < 1e-6, "{a:?}");
-        // Drop one event in the middle: no pairing lines up any more.
+        assert!(a.off.is_empty(), "{a:?}");
+        // One begin probe 5 ms late: still the same pairing, one pair off.
+        let mut late = starts.clone();
+        late[3] += 5_000_000;
+        let a = align(&late, &cycles, 0.002).unwrap();
+        assert_eq!((a.first, a.off.clone()), (5, vec![3]));
+        // Drop one event in the middle: every later pair is off.
         let mut gap = starts.clone();
         gap.remove(4);
-        let a = align(&gap, &cycles).unwrap();
-        assert!(a.spread_s > 0.010, "{a:?}");
-        assert_eq!(align(&[], &cycles), None);
+        let a = align(&gap, &cycles, 0.002).unwrap();
+        assert!(a.off.len() >= 4, "{a:?}");
+        assert_eq!(align(&[], &cycles, 0.002), None);
+        // The program exited during the last cycle: its start has no line.
+        let mut cut = starts.clone();
+        cut.push(((100.0 + 0.5) * 1e9) as u64);
+        let short = &cycles[..15];
+        let a = align(&cut, short, 0.002).unwrap();
+        assert_eq!(a.first, 5);
     }
 
     #[test]
