@@ -30,8 +30,9 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             }
             match s.kind {
                 // Safepoints contain HotSpot's GC pauses, so only safepoints
-                // count towards the total for HotSpot.
-                Kind::Safepoint => {
+                // count towards the total for HotSpot; Go's are its
+                // stop-the-world pauses.
+                Kind::Safepoint | Kind::Stw => {
                     total.merge(&delta);
                     causes.push((s.cause.as_str(), delta));
                 }
@@ -49,16 +50,24 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             continue;
         }
         let ms = |ns: f64| ns / 1e6;
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:.1} pauses/s, stalled {:.2}% | p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms | time to safepoint p99 {:.3} ms",
+            "{:.1} pauses/s, stalled {:.2}% | p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
             total.count as f64 / secs,
             total.sum_ns as f64 / 1e9 / secs * 100.0,
             ms(total.quantile_ns(0.5).unwrap_or(0.0)),
             ms(total.quantile_ns(0.99).unwrap_or(0.0)),
             ms(total.max_ns as f64),
-            ms(tts.quantile_ns(0.99).unwrap_or(0.0)),
         );
+        // Only HotSpot has a time to safepoint.
+        if tts.count > 0 {
+            let _ = write!(
+                out,
+                " | time to safepoint p99 {:.3} ms",
+                ms(tts.quantile_ns(0.99).unwrap_or(0.0))
+            );
+        }
+        out.push('\n');
         causes.sort_by_key(|c| std::cmp::Reverse(c.1.sum_ns));
         out.push_str("    top causes:");
         for (cause, h) in causes.iter().take(4) {
