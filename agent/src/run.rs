@@ -301,9 +301,26 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
         target.version
     )?;
     writeln!(out, "exe: {}", target.process.exe.display())?;
+    if target.runtime == discovery::Runtime::Go {
+        let host_exe = target.process.host_path(&target.process.exe);
+        let go = discovery::go::describe(&host_exe)
+            .with_context(|| format!("cannot read {}", host_exe.display()))?;
+        writeln!(
+            out,
+            "symbols: {}",
+            if go.stripped {
+                "stripped (no .symtab), functions from .gopclntab"
+            } else {
+                "not stripped (.symtab present), functions from .gopclntab"
+            }
+        )?;
+    }
     for p in &target.probes {
         let arg = match &p.arg {
             ProgramArg::None => String::new(),
+            ProgramArg::Usdt(spec) if spec.loc == pausewatch_common::ARG_CONST => {
+                format!(" arg0: constant {}", spec.val)
+            }
             ProgramArg::Usdt(spec) => format!(
                 " arg0: {} bytes{} at pt_regs+{}",
                 spec.size,

@@ -36,7 +36,8 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
                 continue;
             }
             match s.kind {
-                Kind::Safepoint => {
+                // Go's pauses are its stop-the-world phases.
+                Kind::Safepoint | Kind::Stw => {
                     total.merge(&delta);
                     causes.push((s.cause.as_str(), delta));
                 }

@@ -26,16 +26,20 @@ pub enum Kind {
     /// A garbage collection cycle that ran concurrently with the application
     /// (not a pause; kept apart so it is never mistaken for one).
     GcConcurrent = 5,
+    /// Go stop-the-world, from `stopTheWorldWithSema` to the point in
+    /// `startTheWorldWithSema` where the world runs again (a pause).
+    Stw = 6,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Safepoint,
         Kind::TimeToSafepoint,
         Kind::VmOperation,
         Kind::GcPause,
         Kind::GcConcurrent,
+        Kind::Stw,
     ];
 
     /// Name of the kind in events and messages. For pauses it is also the
@@ -47,13 +51,14 @@ impl Kind {
             Kind::VmOperation => "vm_operation",
             Kind::GcPause => "gc",
             Kind::GcConcurrent => "gc_concurrent",
+            Kind::Stw => "stw",
         }
     }
 
     /// Whether this kind stops the application's threads (and so belongs in
     /// `pausewatch_pause_seconds`).
     pub const fn is_pause(self) -> bool {
-        matches!(self, Kind::Safepoint | Kind::GcPause)
+        matches!(self, Kind::Safepoint | Kind::GcPause | Kind::Stw)
     }
 
     /// Decodes a kind read from a map key.
@@ -153,6 +158,16 @@ pub const ARG_CONST: u32 = 1;
 pub const ARG_REG: u32 = 2;
 /// The argument is in memory at a register plus displacement (`8@-8(%rbp)`).
 pub const ARG_REG_DEREF: u32 = 3;
+
+/// Go stop-the-world cause ids: set when the id is a Go string in the target
+/// (Go 1.19 passes the reason as a string), encoded as
+/// `GO_CAUSE_STRING | len << GO_CAUSE_LEN_SHIFT | address`; clear when it is
+/// the runtime's `stwReason` number (Go 1.21+).
+pub const GO_CAUSE_STRING: u64 = 1 << 63;
+/// Bit position of a Go string cause's length.
+pub const GO_CAUSE_LEN_SHIFT: u32 = 48;
+/// Longest Go string cause that fits the encoding (15 bits of length).
+pub const GO_CAUSE_MAX_LEN: u64 = (1 << 15) - 1;
 
 /// Capacity of the `ARG_SPECS` array map (attach points with an argument).
 pub const MAX_ARG_SPECS: u32 = 1024;

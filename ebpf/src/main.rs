@@ -11,6 +11,7 @@
 
 mod args;
 mod cpython;
+mod go;
 mod hotspot;
 mod intervals;
 mod maps;

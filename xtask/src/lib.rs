@@ -6,6 +6,7 @@
 //! - [`workloads`]: the bundled programs that make pauses on purpose.
 //! - [`scripted`]: the bundled Python and Node.js scripts, started and gated.
 
+pub mod goworkload;
 pub mod groundtruth;
 pub mod scripted;
 pub mod workloads;

@@ -97,3 +97,118 @@ fn debian_package_installed(name: &str) -> bool {
         .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("ok installed"))
         .unwrap_or(false)
 }
+
+/// Name of the apt source file that [`ensure_bookworm_backports`] writes.
+const BACKPORTS_FILE: &str = "/etc/apt/sources.list.d/pausewatch-bookworm-backports.sources";
+
+/// On Debian 12 (bookworm), makes sure apt knows the bookworm-backports
+/// suite (where the newer Go toolchains are), on the same mirror as the
+/// machine's existing bookworm source, and refreshes the package lists if
+/// it had to add it. Elsewhere it does nothing: the packages then come from
+/// the distribution itself, or their installation fails with apt's message.
+pub fn ensure_bookworm_backports() -> Result<()> {
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if !os.lines().any(|l| l == "VERSION_CODENAME=bookworm") {
+        return Ok(());
+    }
+    let sources = apt_sources_text();
+    if sources.contains("bookworm-backports") {
+        return Ok(());
+    }
+    let Some((uri, signed_by)) = bookworm_uri(&sources) else {
+        bail!(
+            "found no apt source for bookworm to add bookworm-backports next to; \
+             add the suite yourself (see https://backports.debian.org/Instructions/)"
+        );
+    };
+    if !is_root() {
+        bail!("adding the bookworm-backports apt source needs root: run this command with sudo");
+    }
+    let mut text =
+        format!("Types: deb\nURIs: {uri}\nSuites: bookworm-backports\nComponents: main\n");
+    if let Some(key) = signed_by {
+        text.push_str(&format!("Signed-By: {key}\n"));
+    }
+    step(format!(
+        "adding bookworm-backports ({uri}) in {BACKPORTS_FILE}"
+    ));
+    std::fs::write(BACKPORTS_FILE, text).with_context(|| format!("writing {BACKPORTS_FILE}"))?;
+    run(Command::new("apt-get").args(["update", "-q"]))
+}
+
+/// The text of every apt source file (one-line and deb822 formats).
+fn apt_sources_text() -> String {
+    let mut text = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        let mut paths: Vec<PathBuf> = dir.filter_map(|e| Some(e.ok()?.path())).collect();
+        paths.sort();
+        for p in paths {
+            let ext = p.extension().and_then(|e| e.to_str());
+            if matches!(ext, Some("list" | "sources")) {
+                text.push('\n');
+                text.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+    }
+    text
+}
+
+/// The mirror URI (and keyring, if named) of the `bookworm` suite, from
+/// deb822 stanzas or one-line `deb URI bookworm ...` entries.
+fn bookworm_uri(sources: &str) -> Option<(String, Option<String>)> {
+    for stanza in sources.split("\n\n") {
+        let field = |name: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+        };
+        let suites = field("Suites:").unwrap_or_default();
+        let types = field("Types:").unwrap_or_default();
+        if types.split_whitespace().any(|t| t == "deb")
+            && suites.split_whitespace().any(|s| s == "bookworm")
+            && let Some(uris) = field("URIs:")
+            && let Some(uri) = uris.split_whitespace().next()
+        {
+            return Some((uri.to_string(), field("Signed-By:")));
+        }
+    }
+    sources.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == "deb").then_some(())?;
+        let mut uri = f.next()?;
+        if uri.starts_with('[') {
+            // Options such as [signed-by=...]: skip to the URI.
+            uri = f.find(|w| !w.ends_with(']') && w.contains("://"))?;
+        }
+        (f.next()? == "bookworm").then(|| (uri.to_string(), None))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_bookworm_mirror_in_both_formats() {
+        let deb822 = "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n\
+                      Components: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n\
+                      Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
+        assert_eq!(
+            bookworm_uri(deb822),
+            Some((
+                "http://mirror.example/debian".to_string(),
+                Some("/usr/share/keyrings/k.gpg".to_string())
+            ))
+        );
+        let one_line = "deb http://m.example/debian bookworm-security main\n\
+                        deb http://m.example/debian bookworm main contrib\n";
+        assert_eq!(
+            bookworm_uri(one_line),
+            Some(("http://m.example/debian".to_string(), None))
+        );
+        assert_eq!(
+            bookworm_uri("deb http://m.example/debian bullseye main"),
+            None
+        );
+    }
+}

@@ -215,7 +215,7 @@ pub fn compile_gcheavy(java: &Path) -> Result<PathBuf> {
     Ok(dir)
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);

@@ -34,6 +34,9 @@ impl CauseResolver {
         if let Some(text) = runtime.static_cause(kind, cause) {
             return text;
         }
+        if let Some((addr, len)) = runtime.cause_go_string(kind, cause) {
+            return self.resolve_go_string(pid, cause, addr, len);
+        }
         if !runtime.cause_is_string_address(kind) {
             return cause.to_string();
         }
@@ -52,6 +55,26 @@ impl CauseResolver {
             }
             // Not cached: the process may be gone now but a retry is cheap.
             None => format!("unresolved_{cause:#x}"),
+        }
+    }
+
+    /// A Go string (not NUL-terminated): exactly `len` bytes at `addr`.
+    fn resolve_go_string(&mut self, pid: u32, cause: u64, addr: u64, len: usize) -> String {
+        if let Some(text) = self.cache.get(&(pid, cause)) {
+            return text.clone();
+        }
+        let mut buf = vec![0u8; len.min(MAX_NAME)];
+        let text = vm_read(pid, addr, &mut buf)
+            .filter(|&n| n == buf.len())
+            .and_then(|_| std::str::from_utf8(&buf).ok())
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic() || c == ' '))
+            .map(str::to_string);
+        match text {
+            Some(text) => {
+                self.cache.insert((pid, cause), text.clone());
+                text
+            }
+            None => format!("unresolved_{addr:#x}"),
         }
     }
 
@@ -116,6 +139,30 @@ mod tests {
         assert!(
             r.resolve(me, Some(Runtime::HotSpot), Kind::Safepoint, 8)
                 .starts_with("unresolved_")
+        );
+    }
+
+    #[test]
+    fn resolves_go_causes() {
+        static REASON: &[u8] = b"read mem statsXYZ";
+        let mut r = CauseResolver::default();
+        let me = std::process::id();
+        let addr = REASON.as_ptr() as u64;
+        let cause = pausewatch_common::GO_CAUSE_STRING
+            | (14 << pausewatch_common::GO_CAUSE_LEN_SHIFT)
+            | addr;
+        assert_eq!(
+            r.resolve(me, Some(Runtime::Go), Kind::Stw, cause),
+            "read mem stats"
+        );
+        assert_eq!(
+            r.resolve(me, Some(Runtime::Go), Kind::Stw, 2),
+            "GC sweep termination"
+        );
+        assert_eq!(r.resolve(me, Some(Runtime::Go), Kind::Stw, 0), "unknown");
+        assert_eq!(
+            r.resolve(me, Some(Runtime::Go), Kind::Stw, 99),
+            "stw_reason_99"
         );
     }
 }

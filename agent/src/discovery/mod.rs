@@ -5,6 +5,7 @@
 //! the process is not of its kind.
 
 pub mod cpython;
+pub mod go;
 pub mod hotspot;
 pub mod process;
 pub mod runtime;
@@ -66,6 +67,33 @@ pub enum DiscoveryError {
         /// The parse error (boxed: it is large and rare).
         #[source]
         source: Box<crate::probes::usdt::UsdtError>,
+    },
+    /// A Go executable whose functions could not be read.
+    #[error("cannot read the Go runtime's functions from {path}: {source}")]
+    GoBinary {
+        /// The executable.
+        path: PathBuf,
+        /// What went wrong (boxed: it is large and rare).
+        #[source]
+        source: Box<go::GoBinaryError>,
+    },
+    /// The runtime's version has no known probe layout.
+    #[error(
+        "pid {pid} runs {runtime} version {version} ({binary}), which has no known probe \
+         layout: pausewatch supports {supported}; rebuild the program with one of those \
+         toolchains or use a pausewatch release that knows this version"
+    )]
+    UnsupportedVersion {
+        /// Process id.
+        pid: u32,
+        /// Runtime label.
+        runtime: &'static str,
+        /// The version found.
+        version: String,
+        /// The executable.
+        binary: PathBuf,
+        /// The supported versions, as a readable list.
+        supported: &'static str,
     },
     /// Any other /proc error.
     #[error("cannot inspect pid {pid}: {message}")]

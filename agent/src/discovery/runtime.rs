@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use pausewatch_common::{ArgSpec, Kind};
+use pausewatch_common::{ArgSpec, GO_CAUSE_LEN_SHIFT, GO_CAUSE_STRING, Kind};
 
-use super::{DiscoveryError, Process, cpython, hotspot, v8};
+use super::{DiscoveryError, Process, cpython, go, hotspot, v8};
 
 /// A supported language runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,11 +15,13 @@ pub enum Runtime {
     CPython,
     /// V8, the JavaScript engine of Node.js.
     V8,
+    /// The Go runtime, in any Go executable.
+    Go,
 }
 
 impl Runtime {
     /// Every supported runtime, in detection order.
-    pub const ALL: [Runtime; 3] = [Runtime::HotSpot, Runtime::CPython, Runtime::V8];
+    pub const ALL: [Runtime; 4] = [Runtime::HotSpot, Runtime::Go, Runtime::CPython, Runtime::V8];
 
     /// The `runtime` label value.
     pub const fn label(self) -> &'static str {
@@ -27,6 +29,7 @@ impl Runtime {
             Runtime::HotSpot => "hotspot",
             Runtime::CPython => "cpython",
             Runtime::V8 => "v8",
+            Runtime::Go => "go",
         }
     }
 
@@ -36,6 +39,7 @@ impl Runtime {
             Runtime::HotSpot => "HotSpot JVMs (libjvm.so with USDT probes)",
             Runtime::CPython => "CPython (python3.x or libpython3.x.so with USDT probes)",
             Runtime::V8 => "Node.js (V8 symbols in node or libnode.so)",
+            Runtime::Go => "Go programs (Go 1.19, 1.21 to 1.23)",
         }
     }
 
@@ -48,8 +52,23 @@ impl Runtime {
             }
             (Runtime::CPython, Kind::GcPause) => Some(cpython::cause_name(cause)),
             (Runtime::V8, Kind::GcPause) => Some(v8::cause_name(cause)),
+            (Runtime::Go, Kind::Stw) if cause & GO_CAUSE_STRING == 0 => Some(
+                go::STW_REASONS
+                    .get(cause as usize)
+                    .map_or_else(|| format!("stw_reason_{cause}"), |s| (*s).to_string()),
+            ),
             _ => None,
         }
+    }
+
+    /// The (address, length) of a Go string in the target that names a
+    /// cause id of `kind`, for causes encoded with `GO_CAUSE_STRING`.
+    pub fn cause_go_string(self, kind: Kind, cause: u64) -> Option<(u64, usize)> {
+        if self != Runtime::Go || kind != Kind::Stw || cause & GO_CAUSE_STRING == 0 {
+            return None;
+        }
+        let len = (cause & !GO_CAUSE_STRING) >> GO_CAUSE_LEN_SHIFT;
+        Some((cause & ((1 << GO_CAUSE_LEN_SHIFT) - 1), len as usize))
     }
 
     /// Whether a cause id of `kind` is an address of a C string in the target.
@@ -113,6 +132,7 @@ pub fn detect(pid: u32) -> Result<Target, DiscoveryError> {
             Runtime::HotSpot => hotspot::detect(&process)?,
             Runtime::CPython => cpython::detect(&process)?,
             Runtime::V8 => v8::detect(&process)?,
+            Runtime::Go => go::detect(&process)?,
         };
         if let Some(target) = found {
             return Ok(target);

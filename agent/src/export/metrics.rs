@@ -112,7 +112,11 @@ kind=\"safepoint\": a HotSpot safepoint from the hs_private:safepoint__begin to 
 safepoint__end USDT probe (SafepointTracing::begin/end, HotSpot's -Xlog:safepoint Total, \
 time to safepoint included), cause = the first VM operation run in it. \
 kind=\"gc\": a stop-the-world collection, hotspot:gc__begin to gc__end fired inside a \
-safepoint, cause = full or minor. Kinds can overlap (a HotSpot GC pause runs inside a \
+safepoint, cause = full or minor. \
+kind=\"stw\": a Go stop-the-world, from the uprobe on runtime.stopTheWorldWithSema to \
+the point in runtime.startTheWorldWithSema where all Ps run again (GODEBUG=gctrace=1 \
+sweep and mark termination clocks), cause = the runtime's stop-the-world reason (GC sweep termination, GC mark \
+termination, read mem stats, ...). Kinds can overlap (a HotSpot GC pause runs inside a \
 safepoint), so do not add them up.";
 
 const PAUSE_MAX_HELP: &str = "Largest single pause of each pausewatch_pause_seconds series \

@@ -5,9 +5,15 @@
 //! into what the BPF programs read from `pt_regs`, and [`elf`] holds the
 //! shared plumbing (mapping files, address to file-offset translation);
 //! [`symbols`] finds C++ functions by demangled name (for V8).
+//! Go binaries have no notes: [`gobuildinfo`] reads their version,
+//! [`gopclntab`] their function addresses (stripped or not) and [`disasm`]
+//! the return instructions of a function.
 
 pub mod argspec;
+pub mod disasm;
 pub mod elf;
+pub mod gobuildinfo;
+pub mod gopclntab;
 pub mod symbols;
 pub mod usdt;
 

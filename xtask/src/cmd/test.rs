@@ -34,6 +34,12 @@ const PACKAGES: &[&str] = &[
     // /usr/bin/node (e2e_v8). Debian 12's is Node 18 with V8 in libnode.so;
     // an installed NodeSource or nodejs.org `nodejs` package satisfies it too.
     "nodejs",
+    // Go toolchains of the Go end-to-end tests: Debian's default (1.19) and,
+    // from bookworm-backports, 1.21 to 1.23.
+    "golang-go",
+    "golang-1.21-go",
+    "golang-1.22-go",
+    "golang-1.23-go",
 ];
 
 /// Runs `cargo xtask test`.
@@ -45,6 +51,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         );
     }
     step("checking system packages");
+    util::ensure_bookworm_backports()?;
     ensure_debian_packages(PACKAGES)?;
     let agent = build::build_all()?;
     let object = build::ebpf_object();

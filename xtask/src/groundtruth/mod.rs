@@ -1,5 +1,6 @@
 //! Parsers for the runtimes' own accounts of their pauses.
 
 pub mod cpython;
+pub mod go;
 pub mod hotspot;
 pub mod v8;

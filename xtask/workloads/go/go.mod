@@ -1,0 +1,3 @@
+module pausewatch/gcload
+
+go 1.19
