@@ -550,6 +550,7 @@ mod tests {
                 series(7, Kind::Safepoint, "Cleanup", &[15_000]),
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
+            verdicts: Vec::new(),
         }
     }
 
