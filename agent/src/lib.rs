@@ -17,5 +17,6 @@ pub mod export;
 pub mod preflight;
 pub mod probes;
 pub mod rules;
+pub mod rules_cmd;
 pub mod run;
 pub mod summary;

@@ -192,6 +192,11 @@ impl Engine {
         &self.rules
     }
 
+    /// The snapshots the windows are cut from.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
     /// Swaps in new rules (after SIGHUP); history and current profiles stay.
     pub fn set_rules(&mut self, rules: RuleSet) {
         self.profiles = profile_names(&rules);
