@@ -95,17 +95,18 @@ const CASES: &[Case] = &[
         findings: &["gc_overhead", "frequent_gc"],
         absent: &["idle", "time_to_safepoint", "long_pauses"],
     },
-    // SerialGC with a 500 MB live set: each young collection copies tens
-    // of MB single-threaded, ~100 ms pauses every few seconds, a small
-    // share of wall time.
+    // SerialGC with a 1 GB young generation and a 500 MB live set: every
+    // ~7 s a young collection copies the ~50 MB that survived (a sixteenth
+    // of what was allocated goes into the live set) single-threaded, a
+    // pause of 100-500 ms, yet only a few % of wall time.
     Case {
         name: "jvm_serial_large_live_set",
         runtime: "hotspot",
         launch: Launch::Jvm(|w| {
-            w.heap_mb(1024)
-                .young_mb(Some(256))
+            w.heap_mb(1536)
+                .young_mb(Some(1024))
                 .gc_flags(["-XX:+UseSerialGC"])
-                .alloc_mb_per_sec(100)
+                .alloc_mb_per_sec(120)
                 .live_mb(500)
         }),
         profile: "latency",
