@@ -540,7 +540,10 @@ fn compile(when: &str) -> Result<(cel::Program, Vec<String>), (usize, String)> {
                 .sum();
             before + col - 1
         });
-        let msg = first.map_or_else(|| errors.to_string(), |e| e.msg.clone());
+        let msg = first.map_or_else(
+            || errors.to_string(),
+            |e| e.msg.trim_start_matches("Syntax error: ").to_string(),
+        );
         (offset, format!("syntax error: {msg}"))
     })?;
     let at = |id: u64| {
