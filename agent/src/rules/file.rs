@@ -37,12 +37,12 @@ pub const DEFAULT_CONFIRM: u32 = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
     /// The file could not be read.
-    #[error("cannot read rules file {}: {source}", path.display())]
+    #[error("cannot read rules file {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The file is not a valid rules file.
     #[error("{origin}:{line}:{column}: {message}")]
@@ -462,9 +462,9 @@ pub fn load(path: Option<&Path>) -> Result<RuleSet, RulesError> {
     let Some(path) = path else {
         return Ok(defaults());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| RulesError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let origin = path.display().to_string();
     let file = parse(&origin, &text)?;
