@@ -167,6 +167,104 @@ fn jvm_idle_is_idle() {
     run_case("jvm_idle");
 }
 
+/// `--rules` with `mode = "replace"`, re-read on SIGHUP: a bad file is
+/// logged with its line and column and the previous rules stay in force; a
+/// good one takes over at the next evaluation.
+#[test]
+fn rules_file_is_reloaded_on_sighup_and_a_bad_one_keeps_the_previous() {
+    support::require_root("the rule engine end-to-end tests");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rules = std::env::temp_dir().join(format!(
+        "pausewatch-profiles-rules-{}.toml",
+        std::process::id()
+    ));
+    let rule = |name: &str, profile: &str| {
+        format!(
+            "mode = \"replace\"\nconfirm = 1\n\n[[rule]]\nname = \"{name}\"\n\
+             when = \"window_s > 0.0\"\nseverity = \"info\"\nprofile = \"{profile}\"\n\
+             advice = \"{name} over {{window_s}} s\"\n"
+        )
+    };
+    std::fs::write(&rules, rule("first", "latency")).unwrap();
+    let java = find_java(17).expect("JDK 17 (cargo xtask test installs it)");
+    let mut jvm = JavaWorkload::new(java)
+        .alloc_mb_per_sec(1)
+        .duration_secs(60)
+        .spawn()
+        .expect("starting GcHeavy");
+    jvm.wait_started(Duration::from_secs(30))
+        .expect("GcHeavy started");
+    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut agent = Agent::start(
+        &agent_binary(),
+        jvm.pid(),
+        listen,
+        &[
+            "--window",
+            "2",
+            "--interval",
+            "0.5",
+            "--summary",
+            "0",
+            "--rules",
+            rules.to_str().unwrap(),
+        ],
+    );
+    agent.wait_stderr("armed in", Duration::from_secs(30));
+    let pid = jvm.pid();
+    let wait_for = |want_rule: &str, want_profile: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let samples = parse_prometheus(&http_get(listen, "/metrics"));
+            let got = (findings(&samples, pid), current_profile(&samples, pid));
+            if got.0 == [want_rule] && got.1.as_deref() == Some(want_profile) {
+                return samples;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wanted finding {want_rule} and profile {want_profile}, got {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let samples = wait_for("first", "latency");
+    let advice = select(&samples, "pausewatch_recommendation_info", pid);
+    assert_eq!(advice.len(), 1);
+    assert!(
+        advice[0].label("advice").starts_with("first over ")
+            && advice[0].label("advice").ends_with(" s"),
+        "{advice:?}"
+    );
+
+    // An unknown feature on line 6, column 8: logged, previous rules kept.
+    std::fs::write(
+        &rules,
+        rule("second", "throughput").replace("window_s > 0.0", "widow_s > 0.0"),
+    )
+    .unwrap();
+    agent.signal(libc::SIGHUP);
+    let (_, line) = agent.wait_stderr("keeping the previous rules", Duration::from_secs(10));
+    assert!(
+        line.contains(&format!(
+            "{}:6:9: in condition of rule `second`: unknown feature `widow_s`",
+            rules.display()
+        )),
+        "{line}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    wait_for("first", "latency");
+
+    std::fs::write(&rules, rule("second", "throughput")).unwrap();
+    agent.signal(libc::SIGHUP);
+    agent.wait_stderr("1 rules in force", Duration::from_secs(10));
+    wait_for("second", "throughput");
+
+    let (status, _) = agent.interrupt(Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    jvm.stop().expect("stopping GcHeavy");
+    let _ = std::fs::remove_file(&rules);
+}
+
 #[test]
 fn every_case_has_a_test() {
     let source = include_str!("e2e_profiles.rs");
