@@ -35,14 +35,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     validate_seconds("--window", args.window, false)?;
     // A bad rules file is an error before anything is attached.
-    rules::load(args.rules.as_deref())?;
+    let rules = rules::load(args.rules.as_deref())?;
     preflight::require_privileges()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(run_async(args, rules))
 }
 
 pub(crate) fn validate_seconds(flag: &str, v: f64, zero_ok: bool) -> Result<()> {
@@ -52,7 +52,7 @@ pub(crate) fn validate_seconds(flag: &str, v: f64, zero_ok: bool) -> Result<()> 
     Ok(())
 }
 
-async fn run_async(args: RunArgs) -> Result<()> {
+async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let started = Instant::now();
     // Registered before anything else so that a SIGINT or SIGTERM arriving
     // right after the "armed" line still means a clean shutdown.
@@ -61,10 +61,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
-    let mut engine = Engine::new(
-        rules::load(args.rules.as_deref())?,
-        Duration::from_secs_f64(args.window),
-    );
+    let mut engine = Engine::new(rules, Duration::from_secs_f64(args.window));
 
     let mut targets = Vec::new();
     let mut failures = Vec::new();

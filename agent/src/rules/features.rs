@@ -356,6 +356,9 @@ fn merge_window(into: &mut Hist, delta: &Hist) {
     into.merge(&d);
 }
 
+/// How finely [`History`] keeps snapshots: this many per window.
+pub const HISTORY_STEPS: u32 = 64;
+
 /// The recent snapshots the windows are cut from.
 #[derive(Debug)]
 pub struct History {
@@ -380,8 +383,20 @@ impl History {
 
     /// Adds the snapshot taken at `at` (monotonic, non-decreasing) and drops
     /// what no window can reach any more.
+    ///
+    /// Memory stays bounded whatever the `--interval`: a snapshot closer
+    /// than [`HISTORY_STEPS`]th of a window to the one kept before it
+    /// replaces the newest instead of adding one, so window edges are
+    /// exact to that step and at most about `2 * HISTORY_STEPS` snapshots
+    /// are kept.
     pub fn push(&mut self, at: Duration, snapshot: Arc<Snapshot>) {
-        self.snaps.push_back((at, snapshot));
+        let step = self.window / HISTORY_STEPS;
+        let n = self.snaps.len();
+        if n >= 2 && at.saturating_sub(self.snaps[n - 2].0) < step {
+            self.snaps[n - 1] = (at, snapshot);
+        } else {
+            self.snaps.push_back((at, snapshot));
+        }
         // Keep one snapshot at or beyond two windows back: the base of the
         // previous window.
         let horizon = at.saturating_sub(self.window * 2);
@@ -578,6 +593,37 @@ pub(crate) mod tests {
         }
         // Old snapshots are dropped: at most 2 windows of 1 s steps kept.
         assert!(h.snaps.len() <= 22, "{}", h.snaps.len());
+    }
+
+    #[test]
+    fn history_stays_bounded_at_short_intervals() {
+        let mut h = History::new(Duration::from_secs(10));
+        let mut values = Vec::new();
+        for ms in (0..=30_000u64).step_by(10) {
+            if ms % 1000 == 0 && ms > 0 {
+                values.push(MS);
+            }
+            h.push(
+                Duration::from_millis(ms),
+                snap(vec![series(Kind::Safepoint, "X", &values)]),
+            );
+        }
+        assert!(
+            h.snaps.len() <= 2 * HISTORY_STEPS as usize + 10,
+            "{}",
+            h.snaps.len()
+        );
+        let f = h.features(&target()).unwrap();
+        // The newest snapshot is always the window's end; its start is at
+        // most one step (156 ms) early.
+        assert!(
+            (10.0..=10.16).contains(&f.now.window_s),
+            "{}",
+            f.now.window_s
+        );
+        // One pause per whole second, the one at the start edge included.
+        assert!((10..=11).contains(&f.now.pauses), "{}", f.now.pauses);
+        assert!(f.prev.is_some());
     }
 
     #[test]
