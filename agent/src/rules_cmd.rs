@@ -90,8 +90,17 @@ fn explain(args: ExplainArgs) -> Result<()> {
 
     let window = Duration::from_secs_f64(args.window);
     let mut engine = Engine::new(set.clone(), window);
+    // The window runs from the end of the first map read to the start of
+    // the last; a read takes milliseconds, and a pause that ends during one
+    // may land on either side.
+    let read = |collector: &mut Collector| {
+        let before = monotonic_ns();
+        let snapshot = Arc::new(collector.collect());
+        let after = monotonic_ns();
+        (snapshot, before, after)
+    };
+    let (first, _, first_read_done) = read(&mut collector);
     let started = Instant::now();
-    engine.observe(Duration::ZERO, Arc::new(collector.collect()));
     eprintln!(
         "pausewatch: observing pid {} ({} {} {}) for {:.1} s ...",
         info.pid, info.comm, info.runtime, info.runtime_version, args.window
@@ -106,16 +115,38 @@ fn explain(args: ExplainArgs) -> Result<()> {
             );
         }
     }
-    let snapshot = Arc::new(collector.collect());
+    let (last, last_read_start, _) = read(&mut collector);
     tracer.detach(info.pid);
-    engine.observe(started.elapsed(), snapshot);
+    engine.observe(Duration::ZERO, first);
+    engine.observe(
+        Duration::from_nanos(last_read_start.saturating_sub(first_read_done)),
+        last,
+    );
     let features = engine
         .history()
         .features(&info)
         .context("no window was observed")?;
     let eval = rules::evaluate(&set, &features);
+    // For lining the window up with the runtime's own logs: every pause
+    // that ended in this interval is counted.
+    println!(
+        "window: from {:.6} to {:.6} s CLOCK_MONOTONIC (System.nanoTime(), -Xlog timenanos)",
+        first_read_done as f64 / 1e9,
+        last_read_start as f64 / 1e9
+    );
     print!("{}", explanation(&set, &features, &eval));
     Ok(())
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The features, each rule's outcome with the values it read, and the profile.
