@@ -296,7 +296,7 @@ fn rules_explain_shows_features_rules_and_profile() {
         .expect("GcHeavy started");
     std::thread::sleep(Duration::from_secs(1));
 
-    let mut child = std::process::Command::new(agent_binary())
+    let child = std::process::Command::new(agent_binary())
         .args(["rules", "explain", "--pid", &jvm.pid().to_string()])
         .args(["--window", "4"])
         .stdin(std::process::Stdio::null())
