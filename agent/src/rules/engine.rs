@@ -166,13 +166,21 @@ pub fn format_number(n: f64) -> String {
 }
 
 /// The rules plus what they need to remember between evaluations: the
-/// snapshot history and each process's profile hysteresis.
+/// snapshot history, each process's profile hysteresis, and the advice
+/// texts in force.
+///
+/// A finding's advice is rendered when the rule starts to hold and then
+/// once per window while it goes on holding, not at every evaluation: the
+/// advice is a label value of `pausewatch_recommendation_info`, and
+/// numbers that change every second would make a new series every scrape.
 #[derive(Debug)]
 pub struct Engine {
     rules: RuleSet,
     profiles: Arc<[String]>,
     history: History,
     states: HashMap<u32, Hysteresis>,
+    /// (pid, rule) → (when rendered, text) for the findings that hold.
+    advice: HashMap<(u32, String), (Duration, String)>,
 }
 
 impl Engine {
@@ -184,6 +192,7 @@ impl Engine {
             profiles,
             history: History::new(window),
             states: HashMap::new(),
+            advice: HashMap::new(),
         }
     }
 
@@ -230,17 +239,33 @@ impl Engine {
                 .entry(target.pid)
                 .or_insert_with(|| Hysteresis::new(self.rules.confirm));
             let profile = state.update(&eval.candidate).to_string();
+            let mut findings = eval.findings;
+            for f in &mut findings {
+                let key = (target.pid, f.rule.clone());
+                match self.advice.get(&key) {
+                    Some((since, text)) if at.saturating_sub(*since) < self.history.window() => {
+                        f.advice.clone_from(text);
+                    }
+                    _ => {
+                        self.advice.insert(key, (at, f.advice.clone()));
+                    }
+                }
+            }
+            self.advice.retain(|(pid, rule), _| {
+                *pid != target.pid || findings.iter().any(|f| &f.rule == rule)
+            });
             verdicts.push(Verdict {
                 pid: target.pid,
                 comm: target.comm.clone(),
                 runtime: target.runtime,
                 profile,
                 profiles: self.profiles.clone(),
-                findings: eval.findings,
+                findings,
                 features,
             });
         }
         self.states.retain(|pid, _| seen.contains(pid));
+        self.advice.retain(|(pid, _), _| seen.contains(pid));
         verdicts
     }
 }
@@ -434,6 +459,44 @@ advice = "{stall_ratio:%}"
                 "balanced"
             ]
         );
+    }
+
+    #[test]
+    fn advice_is_refreshed_once_per_window_not_every_evaluation() {
+        let set = rules(
+            r#"
+[[rule]]
+name = "count"
+when = "pauses > 0.0"
+severity = "info"
+advice = "{pauses} pauses"
+"#,
+        );
+        let mut engine = Engine::new(set, Duration::from_secs(4));
+        let snap = |n: usize| {
+            let mut s = (*ft::snap(Vec::new())).clone();
+            s.series.push(crate::collect::Series {
+                pid: 9,
+                kind: Kind::Safepoint,
+                cause: "X".into(),
+                hist: ft::hist_of(&vec![1_000_000; n]),
+            });
+            Arc::new(s)
+        };
+        engine.observe(Duration::ZERO, snap(0));
+        let advice = |engine: &mut Engine, s: u64, n: usize| {
+            let v = engine.observe(Duration::from_secs(s), snap(n));
+            v[0].findings.first().map(|f| f.advice.clone())
+        };
+        // One more pause every second; the text changes every 4 s only.
+        assert_eq!(advice(&mut engine, 1, 1).as_deref(), Some("1 pauses"));
+        assert_eq!(advice(&mut engine, 2, 2).as_deref(), Some("1 pauses"));
+        assert_eq!(advice(&mut engine, 4, 4).as_deref(), Some("1 pauses"));
+        assert_eq!(advice(&mut engine, 5, 5).as_deref(), Some("4 pauses"));
+        // Stops holding (no pause for a whole window), then holds again:
+        // rendered afresh at once.
+        assert_eq!(advice(&mut engine, 10, 5), None);
+        assert_eq!(advice(&mut engine, 11, 8).as_deref(), Some("3 pauses"));
     }
 
     #[test]
