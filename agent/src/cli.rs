@@ -1,6 +1,6 @@
 //! Command-line interface of the `agent` binary.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -37,6 +37,45 @@ pub enum Command {
     /// agent: privileges, kernel version, uprobes, BPF load (verifier, maps,
     /// ring buffer). Exits non-zero when a required check fails.
     Check,
+    /// Workload rules: validate a rules file, or explain a process's profile.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// Subcommands of `agent rules`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate a rules file and print every rule in force with it (the
+    /// built-in rules, extended or replaced by the file's). Without FILE,
+    /// prints the built-in rules. A bad file exits non-zero with
+    /// FILE:LINE:COLUMN and what is wrong.
+    Check {
+        /// The rules file (TOML; see the README's "Workload profiles and rules").
+        file: Option<PathBuf>,
+    },
+    /// Attach to a process for one window (--window seconds), then print
+    /// every feature of that window, each rule with the values it read and
+    /// whether it held, and the profile the findings vote for. Loads BPF
+    /// like `agent run`, so it needs the same privileges. A single window
+    /// has no previous one, so the trend features are zero and has_prev is
+    /// false.
+    Explain(ExplainArgs),
+}
+
+/// Options of `agent rules explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Process to observe.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: u32,
+
+    /// How long to observe, in seconds: the window the features cover.
+    #[arg(short, long, value_name = "SECS", default_value_t = 10.0)]
+    pub window: f64,
+
+    /// Rules file to use instead of (or on top of) the built-in rules.
+    #[arg(short, long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 /// Options of `agent run`.
@@ -71,6 +110,18 @@ pub struct RunArgs {
     /// pauses per second, p50/p99/max and the top causes per target.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub summary: f64,
+
+    /// Length of the sliding window the workload rules look at (profile,
+    /// findings, pausewatch_stall_ratio), in seconds; the trend features
+    /// compare it with the window before.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub window: f64,
+
+    /// Rules file: extends the built-in rules, or replaces them with
+    /// `mode = "replace"` (see `agent rules check`). Re-read on SIGHUP; a
+    /// bad file then keeps the previous rules and logs FILE:LINE:COLUMN.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
 }
 
 /// Options of `agent probes`.

@@ -5,6 +5,7 @@
 //! [`discovery`] (which runtime a process runs and which probes it needs) →
 //! [`bpf`] (load the embedded programs and attach them) →
 //! [`collect`] (read the maps into snapshots and events) →
+//! [`rules`] (classify each process's workload and say what to tune) →
 //! [`export`] (Prometheus text over HTTP).
 
 pub mod bpf;
@@ -15,5 +16,7 @@ pub mod discovery;
 pub mod export;
 pub mod preflight;
 pub mod probes;
+pub mod rules;
+pub mod rules_cmd;
 pub mod run;
 pub mod summary;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Run(args) => pausewatch::run::run(args),
         Command::Probes(args) => pausewatch::run::probes(args),
         Command::Check => check(),
+        Command::Rules(cmd) => pausewatch::rules_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,7 +21,9 @@ use crate::{
     cli::{ProbesArgs, RunArgs},
     collect::{Collector, Snapshot, TargetInfo, events::EventLine},
     discovery::{self, ProgramArg, Target},
-    export, preflight, summary,
+    export, preflight,
+    rules::{self, Engine},
+    summary,
 };
 
 /// Runs `agent run` to completion.
@@ -31,23 +33,26 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(d) = args.duration {
         validate_seconds("--duration", d, false)?;
     }
+    validate_seconds("--window", args.window, false)?;
+    // A bad rules file is an error before anything is attached.
+    let rules = rules::load(args.rules.as_deref())?;
     preflight::require_privileges()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(run_async(args, rules))
 }
 
-fn validate_seconds(flag: &str, v: f64, zero_ok: bool) -> Result<()> {
+pub(crate) fn validate_seconds(flag: &str, v: f64, zero_ok: bool) -> Result<()> {
     if !v.is_finite() || v < 0.0 || (!zero_ok && v == 0.0) || v > 1e9 {
         bail!("{flag} takes a positive number of seconds, not {v}");
     }
     Ok(())
 }
 
-async fn run_async(args: RunArgs) -> Result<()> {
+async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let started = Instant::now();
     // Registered before anything else so that a SIGINT or SIGTERM arriving
     // right after the "armed" line still means a clean shutdown.
@@ -55,6 +60,8 @@ async fn run_async(args: RunArgs) -> Result<()> {
         signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let mut engine = Engine::new(rules, Duration::from_secs_f64(args.window));
 
     let mut targets = Vec::new();
     let mut failures = Vec::new();
@@ -116,7 +123,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
     );
 
     let collector = Arc::new(Mutex::new(collector));
-    let first = Arc::new(lock(&collector).collect());
+    let first = analyze(&mut engine, started, lock(&collector).collect());
     let (snap_tx, snap_rx) = watch::channel(first.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -155,8 +162,12 @@ async fn run_async(args: RunArgs) -> Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = until_deadline => break,
+            _ = sighup.recv() => {
+                reload_rules(&mut engine, args.rules.as_deref());
+                continue;
+            }
         }
-        let snapshot = Arc::new(lock(&collector).collect());
+        let snapshot = analyze(&mut engine, started, lock(&collector).collect());
         let _ = snap_tx.send(snapshot.clone());
         alive.retain(|(pid, p)| {
             let running = p.is_alive();
@@ -182,7 +193,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
     for t in &targets {
         tracer.detach(t.process.pid);
     }
-    let last = Arc::new(lock(&collector).collect());
+    let last = analyze(&mut engine, started, lock(&collector).collect());
     let _ = snap_tx.send(last.clone());
     let _ = stop_tx.send(true);
     if let Some(events) = events {
@@ -197,6 +208,35 @@ async fn run_async(args: RunArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs the rule engine on a fresh snapshot and returns it with the
+/// verdicts, ready to publish: collector → rules → exporter.
+fn analyze(engine: &mut Engine, started: Instant, snapshot: Snapshot) -> Arc<Snapshot> {
+    let raw = Arc::new(snapshot);
+    let verdicts = engine.observe(started.elapsed(), raw.clone());
+    let mut published = (*raw).clone();
+    published.verdicts = verdicts;
+    Arc::new(published)
+}
+
+/// Re-reads the rules file on SIGHUP; a bad file keeps the rules in force.
+fn reload_rules(engine: &mut Engine, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        log::warn!("SIGHUP: no --rules file to re-read; keeping the built-in rules");
+        return;
+    };
+    match rules::load(Some(path)) {
+        Ok(set) => {
+            eprintln!(
+                "pausewatch: reloaded rules from {}: {} rules in force",
+                path.display(),
+                set.rules.len()
+            );
+            engine.set_rules(set);
+        }
+        Err(e) => log::error!("{e}; keeping the previous rules"),
+    }
 }
 
 /// Copies pause events from the ring buffer to stdout as JSON lines until
@@ -278,7 +318,7 @@ fn lock(c: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
     c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn target_info(t: &Target) -> TargetInfo {
+pub(crate) fn target_info(t: &Target) -> TargetInfo {
     TargetInfo {
         pid: t.process.pid,
         comm: t.process.comm.clone(),

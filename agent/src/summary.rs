@@ -56,6 +56,7 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
         );
         if total.count == 0 {
             out.push_str("no pauses\n");
+            write_verdict(&mut out, now, target.pid);
             continue;
         }
         let ms = |ns: f64| ns / 1e6;
@@ -87,8 +88,26 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             );
         }
         out.push('\n');
+        write_verdict(&mut out, now, target.pid);
     }
     out
+}
+
+/// The rule engine's profile and findings (with advice) for `pid`, if any.
+fn write_verdict(out: &mut String, now: &Snapshot, pid: u32) {
+    let Some(v) = now.verdicts.iter().find(|v| v.pid == pid) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "    profile: {} (stalled {:.2}% over the last {:.0} s)",
+        v.profile,
+        v.features.now.stall_ratio * 100.0,
+        v.features.now.window_s
+    );
+    for f in &v.findings {
+        let _ = writeln!(out, "    {} {}: {}", f.severity.label(), f.rule, f.advice);
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +115,7 @@ mod tests {
     use super::*;
     use crate::collect::{Series, TargetInfo};
     use pausewatch_common::bucket_index;
+    use std::sync::Arc;
 
     #[test]
     fn shows_rate_quantiles_and_causes_of_the_interval_only() {
@@ -138,6 +158,24 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("stalled 2.00%"), "{text}");
+        assert!(!text.contains("profile:"), "{text}");
+
+        let mut engine =
+            crate::rules::Engine::new(crate::rules::defaults(), Duration::from_secs(2));
+        let before = Arc::new(before);
+        let mut now = now;
+        engine.observe(Duration::ZERO, before.clone());
+        now.verdicts = engine.observe(Duration::from_secs(2), Arc::new(now.clone()));
+        let text = render(&before, &now, Duration::from_secs(2));
+        // 20 pauses of 2 ms in 2 s: 600/min, 2% stalled, none of it GC.
+        assert!(
+            text.contains("    profile: balanced (stalled 2.00% over the last 2 s)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    info frequent_safepoints: 600 safepoints per minute"),
+            "{text}"
+        );
     }
 
     #[test]

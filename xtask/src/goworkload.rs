@@ -43,32 +43,40 @@ pub fn go_tool(version: &str) -> Result<PathBuf> {
 /// Builds the workload with Go `version`, stripped (`-ldflags=-s -w`) or
 /// not, and returns the binary.
 pub fn build_gcload(version: &str, stripped: bool) -> Result<PathBuf> {
+    build_package(version, ".", "gcload", stripped)
+}
+
+/// Builds the package `package` (`.` or `./smallgogc`, relative to
+/// `workloads/go`, the module root) with Go `version` into a binary called
+/// `name`, cached by the package's sources as described above.
+pub fn build_package(version: &str, package: &str, name: &str, stripped: bool) -> Result<PathBuf> {
     let go = go_tool(version)?;
     let src = gcload_dir();
-    let mut source = std::fs::read(src.join("main.go"))
-        .with_context(|| format!("reading {}", src.join("main.go").display()))?;
+    let pkg_dir = src.join(package);
+    let mut source = std::fs::read(pkg_dir.join("main.go"))
+        .with_context(|| format!("reading {}", pkg_dir.join("main.go").display()))?;
     source.extend_from_slice(&std::fs::read(src.join("go.mod")).context("reading go.mod")?);
     let base = std::env::temp_dir().join("pausewatch-gcload");
-    let name = format!(
-        "{version}-{:016x}{}",
+    let dir_name = format!(
+        "{version}-{name}-{:016x}{}",
         fnv1a64(&source),
         if stripped { "-stripped" } else { "" }
     );
-    let dir = base.join(&name);
-    let binary = dir.join("gcload");
+    let dir = base.join(&dir_name);
+    let binary = dir.join(name);
     if binary.is_file() {
         return Ok(binary);
     }
-    let tmp = base.join(format!(".tmp-{name}-{}", std::process::id()));
+    let tmp = base.join(format!(".tmp-{dir_name}-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let mut cmd = Command::new(&go);
     cmd.current_dir(&src)
         .args(["build", "-trimpath", "-o"])
-        .arg(tmp.join("gcload"));
+        .arg(tmp.join(name));
     if stripped {
         cmd.arg("-ldflags=-s -w");
     }
-    cmd.arg(".")
+    cmd.arg(package)
         .env("GOCACHE", base.join(format!("gocache-{version}")))
         .env("GOPATH", base.join("gopath"))
         .env("GOPROXY", "off")

@@ -99,6 +99,7 @@ impl Collector {
             targets,
             series,
             lost,
+            verdicts: Vec::new(),
         }
     }
 }

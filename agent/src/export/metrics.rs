@@ -37,6 +37,15 @@ pub const SNAPSHOT_TIMESTAMP_SECONDS: &str = "pausewatch_snapshot_timestamp_seco
 /// Gauge: how long rendering this scrape took.
 pub const SCRAPE_DURATION_SECONDS: &str = "pausewatch_scrape_duration_seconds";
 
+/// Gauge: 1 for each process's current workload profile, 0 for the others.
+pub const WORKLOAD_PROFILE: &str = "pausewatch_workload_profile";
+/// Gauge: 1 while a rule holds for a process.
+pub const FINDING: &str = "pausewatch_finding";
+/// Info gauge (always 1): the rendered advice of each rule that holds.
+pub const RECOMMENDATION_INFO: &str = "pausewatch_recommendation_info";
+/// Gauge: share of wall time a process was stopped over the rule window.
+pub const STALL_RATIO: &str = "pausewatch_stall_ratio";
+
 /// Number of exported `le` boundaries per histogram (+Inf not counted).
 pub const EXPORTED_EDGE_COUNT: usize = 39;
 
@@ -148,6 +157,19 @@ the BPF maps; a value that stops advancing means collection is stuck.";
 
 const SCRAPE_DURATION_HELP: &str = "Time taken to render this /metrics response from the \
 latest snapshot, in seconds.";
+
+const WORKLOAD_PROFILE_HELP: &str = "The rule engine's workload profile of each process: 1 \
+for the current one (throughput, latency, mixed, idle, balanced or a profile named in the \
+rules), 0 for the others. Held by hysteresis (see `agent rules check`).";
+
+const FINDING_HELP: &str = "1 while a rule of the rule engine holds for a process, over \
+the --window; the series disappears when it stops holding.";
+
+const RECOMMENDATION_HELP: &str = "Always 1: the advice of each rule that holds, with the \
+feature values filled in.";
+
+const STALL_RATIO_HELP: &str = "Share of wall time (0..1) the process was stopped over the \
+rule engine's --window, counting nested pause kinds once (HotSpot: safepoints).";
 
 /// Renders a snapshot as Prometheus text exposition format 0.0.4.
 ///
@@ -271,6 +293,8 @@ fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
         vec![gauge_metric(Vec::new(), targets.len() as f64)],
     ));
 
+    out.extend(verdict_families(snapshot));
+
     // Every reason in the snapshot, zeros included, so that rate() has a
     // series to work on before the first loss; repeated reasons are summed.
     let mut lost: Vec<(&str, u64)> = Vec::new();
@@ -310,6 +334,55 @@ fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
         ));
     }
     out
+}
+
+/// The rule engine's output: profiles, findings, advice and stall ratio.
+fn verdict_families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+    let (mut profiles, mut findings, mut advice, mut stall) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut seen = std::collections::BTreeSet::new();
+    for v in &snapshot.verdicts {
+        if !seen.insert(v.pid) {
+            continue;
+        }
+        let pid = v.pid.to_string();
+        let base = || {
+            vec![
+                label("pid", &pid),
+                label("comm", &v.comm),
+                label("runtime", v.runtime),
+            ]
+        };
+        for p in v.profiles.iter() {
+            let mut labels = base();
+            labels.push(label("profile", p));
+            profiles.push(gauge_metric(labels, f64::from(u8::from(*p == v.profile))));
+        }
+        let mut rules = std::collections::BTreeSet::new();
+        for f in &v.findings {
+            if !rules.insert(f.rule.as_str()) {
+                continue;
+            }
+            let mut labels = base();
+            labels.push(label("rule", &f.rule));
+            let mut with_severity = labels.clone();
+            with_severity.push(label("severity", f.severity.label()));
+            findings.push(gauge_metric(with_severity, 1.0));
+            labels.push(label("advice", &f.advice));
+            advice.push(gauge_metric(labels, 1.0));
+        }
+        stall.push(gauge_metric(base(), v.features.now.stall_ratio));
+    }
+    [
+        (WORKLOAD_PROFILE, WORKLOAD_PROFILE_HELP, profiles),
+        (FINDING, FINDING_HELP, findings),
+        (RECOMMENDATION_INFO, RECOMMENDATION_HELP, advice),
+        (STALL_RATIO, STALL_RATIO_HELP, stall),
+    ]
+    .into_iter()
+    .filter(|(_, _, metrics)| !metrics.is_empty())
+    .map(|(name, help, metrics)| gauge_family(name, help, metrics))
+    .collect()
 }
 
 /// Cumulative counts at each of [`EXPORTED_EDGES_NS`].
@@ -554,6 +627,7 @@ mod tests {
                 series(7, Kind::Safepoint, "Cleanup", &[15_000]),
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
+            verdicts: Vec::new(),
         }
     }
 
@@ -755,6 +829,50 @@ mod tests {
         assert_eq!(one(&samples, "pausewatch_targets", &[]), 0.0);
         assert!(find(&samples, "pausewatch_pause_seconds_count", &[]).is_empty());
         assert!(text.contains("pausewatch_scrape_duration_seconds "));
+    }
+
+    #[test]
+    fn verdicts_become_profile_finding_advice_and_stall_ratio() {
+        let snap = synthetic();
+        let engine_rules = crate::rules::file::parse(
+            "t",
+            "[[rule]]\nname = \"stopped\"\nwhen = \"stall_ratio > 0.1\"\nseverity = \"warning\"\nprofile = \"throughput\"\nadvice = \"stopped \\\"{stall_ratio:%}\\\"\"\n",
+        )
+        .unwrap();
+        let rules = crate::rules::RuleSet {
+            rules: engine_rules.rules,
+            confirm: 1,
+        };
+        let mut engine = crate::rules::Engine::new(rules, Duration::from_secs(10));
+        let base = Snapshot {
+            series: Vec::new(),
+            ..snap.clone()
+        };
+        assert!(engine.observe(Duration::ZERO, base.into()).is_empty());
+        let mut with = snap.clone();
+        with.verdicts = engine.observe(Duration::from_secs(10), snap.into());
+        let samples = parse(&render(&with).unwrap());
+        let who = [("pid", "42"), ("comm", "java"), ("runtime", "hotspot")];
+        let profile = |p: &str| {
+            let mut sel = who.to_vec();
+            sel.push(("profile", p));
+            one(&samples, WORKLOAD_PROFILE, &sel)
+        };
+        assert_eq!(profile("throughput"), 1.0);
+        for p in ["latency", "mixed", "idle", "balanced"] {
+            assert_eq!(profile(p), 0.0, "{p}");
+        }
+        let mut sel = who.to_vec();
+        sel.extend([("rule", "stopped"), ("severity", "warning")]);
+        assert_eq!(one(&samples, FINDING, &sel), 1.0);
+        // The PAUSES safepoints (~2026 s in all) over a 10 s window: capped at 1.
+        assert_eq!(one(&samples, STALL_RATIO, &who), 1.0);
+        let mut sel = who.to_vec();
+        sel.extend([("rule", "stopped"), ("advice", "stopped \"100%\"")]);
+        assert_eq!(one(&samples, RECOMMENDATION_INFO, &sel), 1.0);
+        // No verdicts, no families.
+        let text = render(&synthetic()).unwrap();
+        assert!(!text.contains(WORKLOAD_PROFILE), "{text}");
     }
 
     #[test]
