@@ -37,6 +37,10 @@ pub enum Command {
     /// agent: privileges, kernel version, uprobes, BPF load (verifier, maps,
     /// ring buffer). Exits non-zero when a required check fails.
     Check,
+    /// For `cargo xtask bench` only: attach an empty BPF program at every
+    /// probe `run` would attach in a process (the per-event cost floor).
+    #[command(hide = true)]
+    BenchAttach(BenchAttachArgs),
 }
 
 /// Options of `agent run`.
@@ -77,6 +81,14 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ProbesArgs {
     /// Process to inspect.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: u32,
+}
+
+/// Options of the hidden `agent bench-attach`.
+#[derive(Debug, Args)]
+pub struct BenchAttachArgs {
+    /// Process whose probe points get the empty program.
     #[arg(short, long, value_name = "PID")]
     pub pid: u32,
 }

@@ -7,6 +7,7 @@
 //! [`collect`] (read the maps into snapshots and events) →
 //! [`export`] (Prometheus text over HTTP).
 
+pub mod bench_attach;
 pub mod bpf;
 pub mod check;
 pub mod cli;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Run(args) => pausewatch::run::run(args),
         Command::Probes(args) => pausewatch::run::probes(args),
         Command::Check => check(),
+        Command::BenchAttach(args) => pausewatch::bench_attach::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@
 #![no_main]
 
 mod args;
+mod bench;
 mod hotspot;
 mod intervals;
 mod maps;
