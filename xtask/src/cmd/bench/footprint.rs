@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use super::{
     Plan,
-    procs::{Tracer, clock_ticks, cpu_ticks, free_port, rss_mb, run_args, scrape},
+    procs::{Tracer, cpu_ns, free_port, rss_mb, run_args, scrape},
     report::{Figure, Report},
     tools::{Bcc, bpftrace_pair_program},
 };
@@ -147,7 +147,7 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         let mut a = Tracer::agent(agent, &run_args(&pids, port, &[]))?;
         a.wait_armed(Duration::from_secs(120))?;
         let pid = a.pid();
-        let cpu0 = cpu_ticks(pid)?;
+        let cpu0 = cpu_ns(pid)?;
         let t0 = Instant::now();
         let mut rss = Vec::new();
         let mut scrape_ms = Vec::new();
@@ -183,7 +183,7 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
                 "% of one core",
                 vec![cpu],
                 format!(
-                    "utime+stime of the agent over {} s (one scrape per second included); {what}",
+                    "CPU time of all agent threads (/proc/PID/task/*/schedstat) over {} s (one scrape per second included); {what}",
                     plan.footprint_secs
                 ),
             )?

@@ -16,7 +16,7 @@ pub struct Figure {
     pub unit: &'static str,
     /// Smallest sample.
     pub min: f64,
-    /// Median sample (upper median for an even count).
+    /// Median sample (mean of the middle two for an even count).
     pub median: f64,
     /// Largest sample.
     pub max: f64,
@@ -49,7 +49,7 @@ impl Figure {
             name,
             unit,
             min: values[0],
-            median: values[values.len() / 2],
+            median: median(&values),
             max: values[values.len() - 1],
             samples: values.len(),
             method: method.into(),
@@ -164,6 +164,15 @@ impl Report {
             dir.join("report.md").display()
         ));
         Ok(())
+    }
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
 

@@ -47,23 +47,8 @@ impl Bcc {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?
             .trim()
             .to_string();
-        let modules = PathBuf::from("/lib/modules").join(&release);
-        if !modules.join("build").exists() {
-            let headers = newest_headers()?;
-            step(format!(
-                "BCC: linking {} as {}/build and /source (kernel {release} ships no headers)",
-                headers.display(),
-                modules.display()
-            ));
-            std::fs::create_dir_all(&modules)?;
-            for link in ["build", "source"] {
-                let l = modules.join(link);
-                if std::fs::symlink_metadata(&l).is_err() {
-                    symlink(&headers, &l).with_context(|| format!("linking {}", l.display()))?;
-                }
-            }
-        }
-        let out = Command::new("python3")
+        link_headers(&release)?;
+        let out = Command::new(PYTHON)
             .args([
                 "-c",
                 "from bcc import BPF\nBPF(text='int f(void *ctx) { return 0; }').load_func('f', BPF.KPROBE)",
@@ -90,7 +75,7 @@ impl Bcc {
 
     /// `bcc_pair.py` timing `begin`..`end` in `pid`.
     pub fn pair_tracer(&self, pid: u32, begin: &str, end: &str) -> Result<Tracer> {
-        let mut c = Command::new("python3");
+        let mut c = Command::new(PYTHON);
         c.arg(&self.script).arg(pid.to_string()).args([begin, end]);
         Tracer::spawn("BCC bcc_pair.py", c, "armed")
     }
@@ -104,17 +89,49 @@ impl Bcc {
     }
 }
 
-fn newest_headers() -> Result<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/src")?
+/// Debian's Python, which `python3-bpfcc` installs `bcc` for (a `python3`
+/// earlier on PATH, e.g. from pyenv, would not have it).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Points `/lib/modules/<release>/{build,source}` of the running kernel
+/// where the installed Debian headers package points its own
+/// `/lib/modules/<its release>/{build,source}` (`build`: the arch-specific
+/// `linux-headers-*-amd64`, `source`: `linux-headers-*-common`, which holds
+/// `include/linux/kconfig.h`). Links this function made earlier (anything
+/// pointing into `/usr/src/linux-headers-*`) are corrected; any other
+/// existing file is left alone.
+fn link_headers(release: &str) -> Result<()> {
+    let mut packaged: Vec<PathBuf> = std::fs::read_dir("/lib/modules")?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("linux-headers-") && n.ends_with("-amd64"))
+            p.file_name().and_then(|n| n.to_str()) != Some(release)
+                && p.join("build").exists()
+                && p.join("source").exists()
         })
         .collect();
-    found.sort();
-    found
-        .pop()
-        .context("linux-headers-amd64 is installed but /usr/src has no linux-headers-*-amd64")
+    packaged.sort();
+    let from = packaged.pop().context(
+        "linux-headers-amd64 is installed but no /lib/modules/*/build and source links exist",
+    )?;
+    let modules = PathBuf::from("/lib/modules").join(release);
+    std::fs::create_dir_all(&modules)?;
+    for link in ["build", "source"] {
+        let want = std::fs::read_link(from.join(link))
+            .with_context(|| format!("reading {}", from.join(link).display()))?;
+        let l = modules.join(link);
+        match std::fs::read_link(&l) {
+            Ok(have) if have == want => continue,
+            Ok(have) if have.starts_with("/usr/src") => std::fs::remove_file(&l)?,
+            Ok(_) => continue,
+            Err(_) if l.exists() => continue,
+            Err(_) => {}
+        }
+        step(format!(
+            "BCC: linking {} to {} (kernel {release} ships no headers)",
+            l.display(),
+            want.display()
+        ));
+        symlink(&want, &l).with_context(|| format!("linking {}", l.display()))?;
+    }
+    Ok(())
 }
