@@ -158,8 +158,7 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
             scrape(&addr)?;
             scrape_ms.push(s.elapsed().as_secs_f64() * 1e3);
         }
-        let cpu =
-            (cpu_ticks(pid)? - cpu0) as f64 / clock_ticks() / t0.elapsed().as_secs_f64() * 100.0;
+        let cpu = (cpu_ns(pid)? - cpu0) as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
         a.stop()?;
         for mut j in jvms {
             j.kill()?;
