@@ -74,7 +74,7 @@ pub fn start_up(plan: &Plan, agent: &Path, bcc: Option<&Bcc>, report: &mut Repor
         let mut b = Tracer::spawn("bpftrace", c, "armed")?;
         b.wait_armed(Duration::from_secs(120))?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
-        b.stop()?;
+        b.end();
         if i > 0 {
             bpftrace_ms.push(ms);
         }
@@ -87,7 +87,7 @@ pub fn start_up(plan: &Plan, agent: &Path, bcc: Option<&Bcc>, report: &mut Repor
             let r = tracer.and_then(|mut g| {
                 g.wait_armed(Duration::from_secs(120))?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
-                g.stop()?;
+                g.end();
                 Ok(ms)
             });
             match r {

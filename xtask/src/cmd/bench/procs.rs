@@ -5,6 +5,7 @@ use std::{
     fs,
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
+    os::unix::process::CommandExt,
     path::Path,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex, mpsc},
@@ -30,9 +31,12 @@ impl Tracer {
     /// Starts `cmd`; `armed` is the text of the stderr or stdout line that
     /// says its probes are live.
     pub fn spawn(name: &str, mut cmd: Command, armed: &'static str) -> Result<Tracer> {
+        // A group of its own, so signals reach the real tracer behind a
+        // wrapper script (Debian's `javagc-bpfcc` is a bash script).
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .process_group(0);
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {name} ({cmd:?})"))?;
@@ -109,9 +113,25 @@ impl Tracer {
         lock(&self.stdout).len()
     }
 
+    /// Ends a third-party tracer: SIGINT to its process group, then
+    /// SIGTERM and SIGKILL if it lingers (BCC's ugc does not always exit on
+    /// SIGINT). Its exit status is not judged: only its timing is used.
+    pub fn end(mut self) {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+            signal_group(self.child.id(), sig);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
     /// SIGINT, wait up to 20 s for a clean exit, and return its stdout lines.
     pub fn stop(mut self) -> Result<Vec<String>> {
-        signal(self.child.id(), libc::SIGINT);
+        signal_group(self.child.id(), libc::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(s) = self.child.try_wait()? {
@@ -142,7 +162,7 @@ impl Tracer {
 impl Drop for Tracer {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
+            signal_group(self.child.id(), libc::SIGKILL);
             let _ = self.child.wait();
         }
     }
@@ -167,11 +187,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Sends `sig` to `pid` (a process this bench started).
-pub fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: plain kill(2).
+/// Sends `sig` to the process group led by `pid` (a tracer this bench
+/// started in a group of its own).
+fn signal_group(pid: u32, sig: libc::c_int) {
+    // SAFETY: plain kill(2) on a group this bench created.
     unsafe {
-        libc::kill(pid as libc::pid_t, sig);
+        libc::kill(-(pid as libc::pid_t), sig);
     }
 }
 
