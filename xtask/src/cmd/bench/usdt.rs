@@ -365,14 +365,15 @@ pub fn capacity(plan: &Plan, agent: &Path, dir: &Path, report: &mut Report) -> R
         };
         let lost0 = metric_sum(&scrape(&addr)?, "pausewatch_lost_events_total", "");
         let events0 = agent.stdout_lines();
-        let (_, achieved) = lp.fire(n, rate)?;
-        let achieved = if rate == 0 { 0.0 } else { achieved };
+        let (ns, achieved) = lp.fire(n, rate)?;
+        // Unpaced, the loop's own ns per pair gives the rate it reached.
+        let achieved = if rate == 0 { 1e9 / ns } else { achieved };
         // Let the event reader drain and the collector take two snapshots.
         thread::sleep(Duration::from_millis(800));
         let events = (agent.stdout_lines() - events0) as u64;
         let lost = metric_sum(&scrape(&addr)?, "pausewatch_lost_events_total", "") - lost0;
         let label = if rate == 0 {
-            "unpaced".to_string()
+            format!("unpaced (~{achieved:.0}/s)")
         } else {
             format!("{rate}/s (achieved {achieved:.0}/s)")
         };
