@@ -119,3 +119,49 @@ pub fn accuracy(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(op: &str, logged_at_ns: u64, total_ns: u64) -> SafepointRecord {
+        SafepointRecord {
+            op: op.to_string(),
+            logged_at_ns,
+            reaching_ns: 0,
+            cleanup_ns: None,
+            leaving_ns: None,
+            at_safepoint_ns: total_ns,
+            total_ns,
+        }
+    }
+
+    fn event(kind: &str, cause: &str, start_ns: u64, duration_ns: u64) -> Event {
+        Event {
+            kind: kind.to_string(),
+            cause: cause.to_string(),
+            start_ns,
+            duration_ns,
+        }
+    }
+
+    #[test]
+    fn pairs_each_event_with_the_next_line_of_its_operation() {
+        let records = [
+            record("ThreadDump", 1_000, 100),
+            record("G1CollectForAllocation", 2_000, 500),
+        ];
+        let events = [
+            event("safepoint", "ThreadDump", 900, 104),
+            event("gc", "minor", 1_600, 300),
+            event("safepoint", "G1CollectForAllocation", 1_500, 490),
+            // Names another operation than the line that follows it.
+            event("safepoint", "ThreadDump", 1_800, 100),
+            // After the last line.
+            event("safepoint", "ThreadDump", 3_000, 100),
+        ];
+        let (errors, unpaired) = pair(&events, &records);
+        assert_eq!(errors, [4, 10]);
+        assert_eq!(unpaired, 2);
+    }
+}

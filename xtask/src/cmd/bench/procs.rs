@@ -271,3 +271,44 @@ pub fn run_args(pids: &[u32], port: u16, extra: &[&str]) -> Vec<String> {
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sum_matches_name_and_label() {
+        let text = "# HELP pausewatch_lost_events_total x\n\
+                    pausewatch_lost_events_total{reason=\"ringbuf_full\"} 7\n\
+                    pausewatch_lost_events_total{reason=\"inflight_map_full\"} 2\n\
+                    pausewatch_lost_events_total_other 100\n\
+                    pausewatch_targets 1\n";
+        assert_eq!(metric_sum(text, "pausewatch_lost_events_total", ""), 9.0);
+        assert_eq!(
+            metric_sum(text, "pausewatch_lost_events_total", "ringbuf_full"),
+            7.0
+        );
+        assert_eq!(metric_sum(text, "pausewatch_targets", ""), 1.0);
+        assert_eq!(metric_sum(text, "absent", ""), 0.0);
+    }
+
+    #[test]
+    fn run_args_lists_every_pid() {
+        let a = run_args(&[1, 2], 9000, &["--events"]);
+        assert_eq!(
+            a,
+            [
+                "run",
+                "--pid",
+                "1",
+                "--pid",
+                "2",
+                "--summary",
+                "0",
+                "--listen",
+                "127.0.0.1:9000",
+                "--events"
+            ]
+        );
+    }
+}

@@ -196,3 +196,17 @@ fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figure_statistics_and_targets() {
+        let f = Figure::new("x", "ms", vec![4.0, 1.0, 3.0, 2.0], "m").unwrap();
+        assert_eq!((f.min, f.median, f.max, f.samples), (1.0, 2.5, 4.0, 4));
+        assert_eq!(f.clone().target("<= 2.5", 2.5, false).met, Some(true));
+        assert_eq!(f.target("< 2.5", 2.5, true).met, Some(false));
+        assert!(Figure::new("empty", "ms", vec![], "m").is_err());
+    }
+}
