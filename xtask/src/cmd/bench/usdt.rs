@@ -384,7 +384,9 @@ pub fn capacity(plan: &Plan, agent: &Path, dir: &Path, report: &mut Report) -> R
             ));
         }
         if lost == 0.0 && events == n {
-            if rate > 0 {
+            // Sustained means every lower rate was lossless too: a loss at
+            // a lower rate (the reader descheduled) ends the ladder's claim.
+            if rate > 0 && above.is_empty() {
                 best = Some(best.map_or(achieved, |b: f64| b.max(achieved)));
             }
         } else {
@@ -395,7 +397,7 @@ pub fn capacity(plan: &Plan, agent: &Path, dir: &Path, report: &mut Report) -> R
     }
     agent.stop()?;
     let method = format!(
-        "`agent run --events` (one ring-buffer event per pair, JSON lines read from its stdout) on usdt_loop firing pairs at paced rates {:?}/s for {} s each; a rate counts when events == pairs fired and pausewatch_lost_events_total did not move. The histogram path (no --events) has no loss mode but a full map.",
+        "`agent run --events` (one ring-buffer event per pair, JSON lines read from its stdout) on usdt_loop firing pairs at paced rates {:?}/s for {} s each; a rate counts when events == pairs fired and pausewatch_lost_events_total did not move, at it and at every lower rate. The histogram path (no --events) has no loss mode but a full map.",
         plan.rates, plan.rate_secs
     );
     match best {
