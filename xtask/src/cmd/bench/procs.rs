@@ -234,6 +234,28 @@ pub fn rss_mb(pid: u32) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
+/// CPU time (user + system) of the whole process `pid` in seconds, from
+/// `/proc/PID/stat`: live and exited threads, and still readable while it
+/// is a zombie (exited, not yet reaped), which is how the bench gets a
+/// workload's total after it finished.
+pub fn process_cpu_secs(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = &stat[stat.rfind(')').context("bad stat")? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks as f64 / hz)
+}
+
+/// Whether `pid` has exited and waits to be reaped.
+pub fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(false)
+}
+
 /// CPU time of every live thread of `pid` in ns, from
 /// `/proc/PID/task/*/schedstat` (ns resolution, unlike the 10 ms ticks of
 /// `stat`; the agent's threads live as long as it does, so none is missed).
