@@ -159,7 +159,9 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
             scrape_ms.push(s.elapsed().as_secs_f64() * 1e3);
         }
         let cpu = (cpu_ns(pid)? - cpu0) as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
+        let t = Instant::now();
         a.stop()?;
+        let stop_ms = t.elapsed().as_secs_f64() * 1e3;
         for mut j in jvms {
             j.kill()?;
         }
@@ -188,6 +190,12 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
             )?
             .target("< 1%", 1.0, true),
         );
+        report.push(Figure::new(
+            format!("agent_stop_{n}_targets"),
+            "ms",
+            vec![stop_ms],
+            format!("SIGINT to exit of the agent (detaching every uprobe, draining); {what}"),
+        )?);
         report.push(Figure::new(
             format!("scrape_latency_{n}_targets"),
             "ms",
