@@ -93,7 +93,14 @@ impl Report {
 
     /// Adds a note and echoes it.
     pub fn note(&mut self, text: impl Into<String>) {
-        let text = text.into();
+        // One list item per note: multi-line messages become one line.
+        let text = text
+            .into()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" / ");
         eprintln!("    note: {text}");
         self.notes.push(text);
     }

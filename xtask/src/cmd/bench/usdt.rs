@@ -25,6 +25,10 @@ use crate::util::{run, step, workspace_root};
 const BEGIN: &str = "hs_private:safepoint__begin";
 const END: &str = "hs_private:safepoint__end";
 
+/// Below this many ns per pair no uprobe is live (bare: ~1 ns; one live
+/// probe: hundreds of ns at least).
+const UNPROBED_NS: f64 = 50.0;
+
 /// Batches per tracer per round in the per-event comparison.
 const BATCHES: u64 = 5;
 
@@ -84,6 +88,26 @@ impl Loop {
     /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits until no probe is live in the loop any more (a batch runs at
+    /// bare speed) and returns how long that took: a tracer's exit does not
+    /// remove its uprobes at once on this kernel, and a round measured over
+    /// a leftover probe would be wrong.
+    pub fn wait_unprobed(&mut self, timeout: Duration) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        loop {
+            let (ns, _) = self.fire(10_000, 0)?;
+            if ns < UNPROBED_NS {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                bail!(
+                    "usdt_loop still runs at {ns:.0} ns/pair {timeout:?} after its tracer exited"
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Fires `n` pairs (`rate` pairs/s, 0: back to back); returns (ns per
@@ -200,6 +224,7 @@ pub fn per_event(
     let mut ratio = Vec::new();
     let mut hist_mismatch = Vec::new();
     let mut bcc_error = None;
+    let mut teardown = Vec::new();
     let mut lp = Loop::start(dir)?;
     // Warm the loop (page faults, CPU frequency) before the first round.
     lp.fire(plan.pairs, 0)?;
@@ -214,7 +239,11 @@ pub fn per_event(
                 // BCC is a comparison, not the subject: its failure is
                 // reported, not fatal.
                 Err(e) if config == Config::Bcc => {
-                    bcc_error = Some(format!("round {}: {e:#}", round + 1));
+                    // BCC's Python traceback adds nothing to its message.
+                    let text = format!("{e:#}");
+                    let text = text.split("Traceback").next().unwrap_or_default().trim();
+                    bcc_error = Some(format!("round {}: {text}", round + 1));
+                    lp.wait_unprobed(Duration::from_secs(120))?;
                     continue;
                 }
                 Err(e) => {
@@ -247,6 +276,7 @@ pub fn per_event(
                 } else {
                     t.end();
                 }
+                teardown.push(lp.wait_unprobed(Duration::from_secs(120))?.as_secs_f64() * 1e3);
             }
             samples[i].push(ns);
             this_round[i] = ns;
@@ -263,6 +293,12 @@ pub fn per_event(
                 .join(", ")
         );
     }
+    report.push(Figure::new(
+        "uprobe_teardown_lag",
+        "ms",
+        teardown,
+        "after a tracer process exited, time until usdt_loop runs at bare speed again (batches of 10k pairs under 50 ns/pair): the kernel removes a closed uprobe late, so every per-event batch waits for this before the next tracer attaches",
+    )?);
     if let Some(e) = bcc_error {
         report.note(format!("BCC could not attach to usdt_loop, so its per-event figure has fewer rounds or none: {e}"));
     }
