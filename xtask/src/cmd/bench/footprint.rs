@@ -145,7 +145,12 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
         let mut a = Tracer::agent(agent, &run_args(&pids, port, &[]))?;
-        a.wait_armed(Duration::from_secs(120))?;
+        let armed = a.wait_armed(Duration::from_secs(120))?;
+        let probes: Option<u32> = armed
+            .split(" with ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
         let pid = a.pid();
         let cpu0 = cpu_ns(pid)?;
         let t0 = Instant::now();
@@ -162,6 +167,17 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         let t = Instant::now();
         a.stop()?;
         let stop_ms = t.elapsed().as_secs_f64() * 1e3;
+        if stop_ms > 1000.0
+            && let Some(p) = probes
+        {
+            report.note(format!(
+                "the agent took {:.1} s from SIGINT to exit while tracing {n} JVMs ({p} uprobes, \
+                 {:.0} ms per uprobe): detaching uprobes one perf-event link at a time dominates it \
+                 (`agent bench-attach`, which does nothing but attach, is as slow to exit)",
+                stop_ms / 1e3,
+                stop_ms / f64::from(p)
+            ));
+        }
         for mut j in jvms {
             j.kill()?;
         }
