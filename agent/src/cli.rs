@@ -40,6 +40,10 @@ pub enum Command {
     /// Workload rules: validate a rules file, or explain a process's profile.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// For `cargo xtask bench` only: attach an empty BPF program at every
+    /// probe `run` would attach in a process (the per-event cost floor).
+    #[command(hide = true)]
+    BenchAttach(BenchAttachArgs),
 }
 
 /// Subcommands of `agent rules`.
@@ -128,6 +132,14 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ProbesArgs {
     /// Process to inspect.
+    #[arg(short, long, value_name = "PID")]
+    pub pid: u32,
+}
+
+/// Options of the hidden `agent bench-attach`.
+#[derive(Debug, Args)]
+pub struct BenchAttachArgs {
+    /// Process whose probe points get the empty program.
     #[arg(short, long, value_name = "PID")]
     pub pid: u32,
 }

@@ -8,6 +8,7 @@
 //! [`rules`] (classify each process's workload and say what to tune) →
 //! [`export`] (Prometheus text over HTTP).
 
+pub mod bench_attach;
 pub mod bpf;
 pub mod check;
 pub mod cli;

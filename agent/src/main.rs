@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Probes(args) => pausewatch::run::probes(args),
         Command::Check => check(),
         Command::Rules(cmd) => pausewatch::rules_cmd::run(cmd),
+        Command::BenchAttach(args) => pausewatch::bench_attach::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@
 #![no_main]
 
 mod args;
+mod bench;
 mod cpython;
 mod go;
 mod hotspot;

@@ -27,7 +27,7 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Install test prerequisites, build, lint and run every test.
     Test(cmd::test::TestArgs),
-    /// Measure start-up, footprint and overhead; writes target/bench/report.{md,json}.
+    /// Measure per-event cost (vs bpftrace, BCC), capacity, overhead, footprint and accuracy; writes target/bench/report.{md,json}.
     Bench(cmd::bench::BenchArgs),
 }
 

@@ -4,6 +4,7 @@
 //! the release agent, checks formatting and lints (host and BPF crates), and
 //! runs every test: unit tests and the privileged end-to-end tests that load
 //! BPF into the kernel and compare the agent with the runtimes' own logs.
+//! Without a filter it ends with `bench --quick` as a smoke test.
 
 use std::process::Command;
 
@@ -90,6 +91,12 @@ pub fn run(args: TestArgs) -> Result<()> {
         test.arg(f);
     }
     util::run(&mut test)?;
+    if args.filter.is_none() {
+        // CI smoke test of the benchmark machinery: every figure must be
+        // producible here; the numbers go to target/bench, nothing is asserted.
+        step("cargo xtask bench --quick (smoke test, no thresholds)");
+        super::bench::run(super::bench::BenchArgs { quick: true })?;
+    }
     step("all tests passed");
     Ok(())
 }

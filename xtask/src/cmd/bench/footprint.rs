@@ -1,0 +1,223 @@
+//! Footprint: start-to-armed time (against bpftrace and BCC's javagc on the
+//! same JVM), and the agent's RSS, CPU and scrape latency while tracing
+//! 1, 10 and 50 JVMs.
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use super::{
+    Plan,
+    procs::{Tracer, cpu_ns, free_port, rss_mb, run_args, scrape},
+    report::{Figure, Report},
+    tools::{Bcc, bpftrace_pair_program},
+};
+use crate::util::step;
+use xtask::workloads::{JavaWorkload, RunningJava};
+
+/// An idle-ish small JVM: 32 MB heap, C1 only, serial GC, 2 MB/s of
+/// allocation, a thread dump every second.
+fn small_jvm() -> Result<RunningJava> {
+    let mut jvm = JavaWorkload::jdk(17)?
+        .heap_mb(32)
+        .young_mb(None)
+        .gc_flags(["-XX:+UseSerialGC"])
+        .jvm_arg("-XX:TieredStopAtLevel=1")
+        .live_mb(4)
+        .alloc_mb_per_sec(2)
+        .stack_traces_every_ms(1000)
+        .duration_secs(0)
+        .spawn()?;
+    jvm.wait_ready(Duration::from_secs(120))?;
+    Ok(jvm)
+}
+
+/// Start-to-armed of the agent, bpftrace and (if it runs) BCC's javagc.
+pub fn start_up(plan: &Plan, agent: &Path, bcc: Option<&Bcc>, report: &mut Report) -> Result<()> {
+    step(format!(
+        "start-up: spawn to armed, agent vs bpftrace vs BCC javagc, {} runs each, alternating",
+        plan.reps
+    ));
+    let mut jvm = JavaWorkload::jdk(17)?
+        .duration_secs(0)
+        .stack_traces_every_ms(500)
+        .spawn()?;
+    jvm.wait_ready(Duration::from_secs(60))?;
+    let libjvm = jvm.libjvm()?;
+    let pid = jvm.pid();
+    let mut agent_ms = Vec::new();
+    let mut bpftrace_ms = Vec::new();
+    let mut javagc_ms = Vec::new();
+    let mut javagc_error = None;
+    // Run 0 warms the page cache and is not counted.
+    for i in 0..=plan.reps {
+        let t = Instant::now();
+        let mut a = Tracer::agent(agent, &run_args(&[pid], free_port()?, &[]))?;
+        a.wait_armed(Duration::from_secs(60))?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        a.stop()?;
+        if i > 0 {
+            agent_ms.push(ms);
+        }
+
+        let t = Instant::now();
+        let mut c = std::process::Command::new("bpftrace");
+        c.args(["-p", &pid.to_string(), "-e"])
+            .arg(bpftrace_pair_program(
+                &libjvm,
+                "hs_private:safepoint__begin",
+                "hs_private:safepoint__end",
+            ));
+        let mut b = Tracer::spawn("bpftrace", c, "armed")?;
+        b.wait_armed(Duration::from_secs(120))?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        b.end();
+        if i > 0 {
+            bpftrace_ms.push(ms);
+        }
+
+        if let Some(bcc) = bcc
+            && javagc_error.is_none()
+            && let Some(tracer) = bcc.javagc(pid)
+        {
+            let t = Instant::now();
+            let r = tracer.and_then(|mut g| {
+                g.wait_armed(Duration::from_secs(120))?;
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                g.end();
+                Ok(ms)
+            });
+            match r {
+                Ok(ms) if i > 0 => javagc_ms.push(ms),
+                Ok(_) => {}
+                Err(e) => javagc_error = Some(format!("{e:#}")),
+            }
+        }
+    }
+    jvm.kill()?;
+    report.push(
+        Figure::new(
+            "start_to_armed_agent",
+            "ms",
+            agent_ms,
+            "wall time from spawning `agent run --pid` on a JDK 17 GcHeavy to its 'armed' line: /proc \
+             inspection, ELF note parsing, BPF load and verification of every program, 6 uprobe attaches \
+             (warm page cache; the first run is not counted)",
+        )?
+        .target("< 300 ms", 300.0, true),
+    );
+    report.push(Figure::new(
+        "start_to_armed_bpftrace",
+        "ms",
+        bpftrace_ms,
+        "wall time from spawning `bpftrace -p PID` with the safepoint begin/end timing program on the \
+         same JVM's libjvm.so to the 'armed' line its BEGIN probe prints (BEGIN runs after every probe \
+         is attached)",
+    )?);
+    if !javagc_ms.is_empty() {
+        report.push(Figure::new(
+            "start_to_armed_bcc_javagc",
+            "ms",
+            javagc_ms,
+            "wall time from spawning BCC's `javagc PID` to its 'Tracing garbage collections' line",
+        )?);
+    } else if let Some(e) = javagc_error {
+        report.note(format!("BCC javagc did not start on the JVM: {e}"));
+    }
+    Ok(())
+}
+
+/// RSS, CPU and scrape latency while tracing N small JVMs, for each N.
+pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
+    for &n in &plan.target_counts {
+        step(format!(
+            "footprint: agent tracing {n} small JVMs for {} s",
+            plan.footprint_secs
+        ));
+        let mut jvms = Vec::new();
+        for i in 0..n {
+            jvms.push(small_jvm().with_context(|| format!("starting small JVM {}", i + 1))?);
+        }
+        let pids: Vec<u32> = jvms.iter().map(RunningJava::pid).collect();
+        let port = free_port()?;
+        let addr = format!("127.0.0.1:{port}");
+        let mut a = Tracer::agent(agent, &run_args(&pids, port, &[]))?;
+        let armed = a.wait_armed(Duration::from_secs(120))?;
+        let probes: Option<u32> = armed
+            .split(" with ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok());
+        let pid = a.pid();
+        let cpu0 = cpu_ns(pid)?;
+        let t0 = Instant::now();
+        let mut rss = Vec::new();
+        let mut scrape_ms = Vec::new();
+        while t0.elapsed() < Duration::from_secs(plan.footprint_secs) {
+            std::thread::sleep(Duration::from_secs(1));
+            rss.push(rss_mb(pid)?);
+            let s = Instant::now();
+            scrape(&addr)?;
+            scrape_ms.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        let cpu = (cpu_ns(pid)? - cpu0) as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
+        let t = Instant::now();
+        a.stop()?;
+        let stop_ms = t.elapsed().as_secs_f64() * 1e3;
+        if stop_ms > 1000.0
+            && let Some(p) = probes
+        {
+            report.note(format!(
+                "the agent took {:.1} s from SIGINT to exit while tracing {n} JVMs ({p} uprobes, \
+                 {:.0} ms per uprobe): detaching uprobes one perf-event link at a time dominates it \
+                 (`agent bench-attach`, which does nothing but attach, is as slow to exit)",
+                stop_ms / 1e3,
+                stop_ms / f64::from(p)
+            ));
+        }
+        for mut j in jvms {
+            j.kill()?;
+        }
+        let what = format!(
+            "{n} JDK 17 JVMs (-Xmx32m, -XX:TieredStopAtLevel=1, serial GC, 2 MB/s allocation, a thread \
+             dump per second) traced by one `agent run`"
+        );
+        report.push(
+            Figure::new(
+                format!("agent_rss_{n}_targets"),
+                "MB",
+                rss,
+                format!("VmRSS of the agent, sampled every second; {what}"),
+            )?
+            .target("< 30 MB", 30.0, true),
+        );
+        report.push(
+            Figure::new(
+                format!("agent_cpu_{n}_targets"),
+                "% of one core",
+                vec![cpu],
+                format!(
+                    "CPU time of all agent threads (/proc/PID/task/*/schedstat) over {} s (one scrape per second included); {what}",
+                    plan.footprint_secs
+                ),
+            )?
+            .target("< 1%", 1.0, true),
+        );
+        report.push(Figure::new(
+            format!("agent_stop_{n}_targets"),
+            "ms",
+            vec![stop_ms],
+            format!("SIGINT to exit of the agent (detaching every uprobe, draining); {what}"),
+        )?);
+        report.push(Figure::new(
+            format!("scrape_latency_{n}_targets"),
+            "ms",
+            scrape_ms,
+            format!("GET /metrics over loopback, full response read, once per second; {what}"),
+        )?);
+    }
+    Ok(())
+}
