@@ -3,6 +3,7 @@
 //! The data path is the module layout:
 //! [`probes`] (where to attach, decoded from ELF notes and symbols) →
 //! [`discovery`] (which runtime a process runs and which probes it needs) →
+//! [`targets`] (which processes, followed as they start and exit) →
 //! [`bpf`] (load the embedded programs and attach them) →
 //! [`collect`] (read the maps into snapshots and events) →
 //! [`export`] (Prometheus text over HTTP).
@@ -17,3 +18,4 @@ pub mod preflight;
 pub mod probes;
 pub mod run;
 pub mod summary;
+pub mod targets;

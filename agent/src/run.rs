@@ -19,9 +19,10 @@ use tokio::{
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ProbesArgs, RunArgs},
-    collect::{Collector, Snapshot, TargetInfo, events::EventLine},
-    discovery::{self, ProgramArg, Target},
+    collect::{Collector, Snapshot, events::EventLine},
+    discovery::{self, ProgramArg},
     export, preflight, summary,
+    targets::{self, Lifecycle, lifecycle},
 };
 
 /// Runs `agent run` to completion.
@@ -30,6 +31,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     validate_seconds("--summary", args.summary, true)?;
     if let Some(d) = args.duration {
         validate_seconds("--duration", d, false)?;
+    }
+    validate_seconds("--forget-after", args.forget_after, true)?;
+    if args.max_targets == Some(0) {
+        bail!("--max-targets takes a positive number of processes, not 0");
     }
     preflight::require_privileges()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -56,15 +61,30 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
 
+    let selection = targets::Selection {
+        all: args.all,
+        comms: args.comms.clone(),
+        exes: args.exes.clone(),
+        pids: args.pids.clone(),
+        exclude: args.exclude_pids.clone(),
+    };
+    let follow = selection.follows();
+    if follow {
+        // Before anything attaches: aya looks tracefs up once.
+        targets::follow::ensure_tracefs()?;
+    }
     let mut targets = Vec::new();
     let mut failures = Vec::new();
     for &pid in &args.pids {
+        if args.exclude_pids.contains(&pid) {
+            continue;
+        }
         match discovery::detect(pid) {
             Ok(t) => targets.push(t),
             Err(e) => failures.push(e),
         }
     }
-    if targets.is_empty() {
+    if targets.is_empty() && !follow {
         let mut failures = failures.into_iter();
         let first = failures.next().context("no --pid given")?;
         for other in failures {
@@ -86,19 +106,29 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: args.events,
     })?;
-    let mut collector = Collector::new(maps.histograms, maps.lost);
+    let collector = Arc::new(Mutex::new(Collector::new(maps.histograms, maps.lost)));
+    let mut lifecycle = Lifecycle::new(
+        selection,
+        args.max_targets,
+        Duration::from_secs_f64(args.forget_after),
+    );
     for target in &targets {
-        let attached = tracer.attach(target)?;
-        log::info!(
-            "pid {}: attached {} uprobes",
-            target.process.pid,
-            attached.len()
-        );
-        collector.add_target(target_info(target), target.runtime);
+        let mut ctx = lifecycle::Ctx {
+            tracer: &mut tracer,
+            collector: &collector,
+        };
+        let attached = lifecycle.adopt(target, &mut ctx)?;
+        log::info!("pid {}: attached {attached} uprobes", target.process.pid);
     }
+    let (change_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let process_ring = if follow {
+        Some(tracer.follow_processes()?)
+    } else {
+        None
+    };
     let armed = started.elapsed();
     eprintln!(
-        "pausewatch: tracing {} with {} probes, armed in {:.0} ms; metrics at http://{}/metrics",
+        "pausewatch: tracing {}{} with {} probes, armed in {:.0} ms; metrics at http://{}/metrics",
         targets
             .iter()
             .map(|t| format!(
@@ -110,12 +140,16 @@ async fn run_async(args: RunArgs) -> Result<()> {
             ))
             .collect::<Vec<_>>()
             .join(", "),
+        if follow {
+            " and following new processes"
+        } else {
+            ""
+        },
         tracer.attached_count(),
         armed.as_secs_f64() * 1e3,
         args.listen,
     );
 
-    let collector = Arc::new(Mutex::new(collector));
     let first = Arc::new(lock(&collector).collect());
     let (snap_tx, snap_rx) = watch::channel(first.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -126,6 +160,15 @@ async fn run_async(args: RunArgs) -> Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         }))
     };
+    let follower = process_ring.map(|ring| {
+        tokio::spawn(targets::follow::forward(
+            ring,
+            change_tx,
+            stop_rx.clone(),
+        ))
+    });
+    // Processes that were running before the follower started.
+    lifecycle.scan(Instant::now());
     let events = args
         .events
         .then(|| tokio::spawn(read_events(maps.events, collector.clone(), stop_rx.clone())));
@@ -138,10 +181,6 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_summary = (Instant::now(), first.clone());
-    let mut alive: Vec<(u32, discovery::Process)> = targets
-        .iter()
-        .map(|t| (t.process.pid, t.process.clone()))
-        .collect();
 
     loop {
         let until_deadline = async {
@@ -150,22 +189,44 @@ async fn run_async(args: RunArgs) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
+        let next_due = lifecycle.next_due();
+        let until_due = async {
+            match next_due {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut ctx = lifecycle::Ctx {
+            tracer: &mut tracer,
+            collector: &collector,
+        };
         tokio::select! {
+            Some(change) = changes.recv() => {
+                lifecycle.on_change(change, Instant::now(), &mut ctx);
+                // Take everything queued before going back to sleep.
+                while let Ok(change) = changes.try_recv() {
+                    lifecycle.on_change(change, Instant::now(), &mut ctx);
+                }
+                continue;
+            }
+            _ = until_due => {
+                lifecycle.run_due(Instant::now(), &mut ctx);
+                continue;
+            }
             _ = tick.tick() => {}
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = until_deadline => break,
         }
-        let snapshot = Arc::new(lock(&collector).collect());
+        lifecycle.run_due(Instant::now(), &mut ctx);
+        let mut snapshot = lock(&collector).collect();
+        if follow || args.max_targets.is_some() {
+            snapshot
+                .lost
+                .push((lifecycle::LOST_TARGET_LIMIT, lifecycle.over_limit()));
+        }
+        let snapshot = Arc::new(snapshot);
         let _ = snap_tx.send(snapshot.clone());
-        alive.retain(|(pid, p)| {
-            let running = p.is_alive();
-            if !running {
-                eprintln!("pausewatch: pid {pid} exited; its last numbers stay in /metrics");
-                tracer.detach(*pid);
-            }
-            running
-        });
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every
         {
@@ -179,12 +240,15 @@ async fn run_async(args: RunArgs) -> Result<()> {
 
     // Shutdown: detach first so no new pause starts, then publish the final
     // state and drain the events that are already in the ring buffer.
-    for t in &targets {
-        tracer.detach(t.process.pid);
+    for pid in tracer.attached_pids() {
+        tracer.detach(pid);
     }
     let last = Arc::new(lock(&collector).collect());
     let _ = snap_tx.send(last.clone());
     let _ = stop_tx.send(true);
+    if let Some(follower) = follower {
+        follower.await.context("the process follower failed")??;
+    }
     if let Some(events) = events {
         events.await.context("the event reader failed")??;
     }
@@ -268,16 +332,6 @@ fn lock(c: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
     // A panic while holding the lock leaves the maps untouched, so the data
     // is still good; keep going rather than poison the whole agent.
     c.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn target_info(t: &Target) -> TargetInfo {
-    TargetInfo {
-        pid: t.process.pid,
-        comm: t.process.comm.clone(),
-        runtime: t.runtime.label(),
-        runtime_version: t.version.clone(),
-        exe: t.process.exe.display().to_string(),
-    }
 }
 
 /// Runs `agent probes`: prints what would be attached.

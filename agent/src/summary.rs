@@ -88,6 +88,7 @@ mod tests {
             runtime: "hotspot",
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),
+            container: Default::default(),
         };
         let series = |n: u64| {
             let mut h = Hist::default();

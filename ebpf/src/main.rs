@@ -13,6 +13,7 @@ mod args;
 mod hotspot;
 mod intervals;
 mod maps;
+mod process;
 
 #[cfg(not(test))]
 #[panic_handler]

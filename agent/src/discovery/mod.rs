@@ -9,7 +9,7 @@ pub mod process;
 pub mod runtime;
 
 pub use process::Process;
-pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect};
+pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect, detect_in};
 
 use std::path::PathBuf;
 
