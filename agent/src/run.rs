@@ -129,7 +129,10 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let armed = started.elapsed();
     eprintln!(
         "pausewatch: tracing {}{} with {} probes, armed in {:.0} ms; metrics at http://{}/metrics",
-        targets
+        if targets.is_empty() {
+            "no process yet".to_string()
+        } else {
+            targets
             .iter()
             .map(|t| format!(
                 "pid {} ({} {} {})",
@@ -139,7 +142,8 @@ async fn run_async(args: RunArgs) -> Result<()> {
                 t.version
             ))
             .collect::<Vec<_>>()
-            .join(", "),
+            .join(", ")
+        },
         if follow {
             " and following new processes"
         } else {

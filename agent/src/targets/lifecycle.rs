@@ -56,8 +56,8 @@ pub struct Ctx<'a> {
 enum State {
     /// Not decided yet: inspect at `next` (attempt number `attempt`).
     Pending { attempt: usize, next: Instant },
-    /// Probes attached.
-    Traced,
+    /// Probes attached, by an inspection at this CLOCK_MONOTONIC time.
+    Traced(u64),
     /// Exited at the instant: its series are still exported until the grace
     /// period ends.
     Exited(Instant),
@@ -105,7 +105,7 @@ impl Lifecycle {
         self.table.insert(
             id,
             Entry {
-                state: State::Traced,
+                state: State::Traced(monotonic_ns()),
                 exec_ns: 0,
             },
         );
@@ -149,6 +149,7 @@ impl Lifecycle {
 
     /// Handles one exec or exit.
     pub fn on_change(&mut self, change: ProcessChange, now: Instant, ctx: &mut Ctx<'_>) {
+        log::debug!("{change:?}");
         match change {
             ProcessChange::Exec { pid, ktime_ns } => self.on_exec(pid, ktime_ns, now, ctx),
             ProcessChange::Exit { pid } => self.on_exit(pid, now, ctx),
@@ -171,9 +172,14 @@ impl Lifecycle {
         };
         match self.table.seen(id) {
             Seen::Same(entry) => {
-                // The same process runs another program now: its old probes
-                // point into an address space that no longer exists.
-                if let State::Traced = entry.state {
+                if let State::Traced(inspected_ns) = entry.state {
+                    if inspected_ns >= ktime_ns {
+                        // Read late (a burst of events): the inspection
+                        // that attached already saw this program.
+                        return;
+                    }
+                    // The same process runs another program now: its old
+                    // probes point into an address space that is gone.
                     ctx.tracer.detach(pid);
                     let _ = ctx.tracer.forget_inflight(pid);
                 }
@@ -200,7 +206,7 @@ impl Lifecycle {
             return;
         };
         match entry.state {
-            State::Traced => self.exited(pid, now, ctx),
+            State::Traced(_) => self.exited(pid, now, ctx),
             State::Pending { .. } => {
                 self.table.remove(pid);
             }
@@ -219,8 +225,8 @@ impl Lifecycle {
             match e.state {
                 State::Pending { next, .. } if next <= now => due.push(id.pid),
                 State::Pending { .. } => {}
-                State::Traced if !id.is_alive() => gone.push(id.pid),
-                State::Traced => {}
+                State::Traced(_) if !id.is_alive() => gone.push(id.pid),
+                State::Traced(_) => {}
                 State::Exited(at) if now.duration_since(at) >= self.forget_after => {
                     forget.push(id.pid)
                 }
@@ -254,7 +260,7 @@ impl Lifecycle {
     pub fn traced(&self) -> Vec<u32> {
         self.table
             .iter()
-            .filter(|(_, e)| matches!(e.state, State::Traced))
+            .filter(|(_, e)| matches!(e.state, State::Traced(_)))
             .map(|(id, _)| id.pid)
             .collect()
     }
@@ -279,6 +285,7 @@ impl Lifecycle {
             return;
         };
         let exec_ns = entry.exec_ns;
+        let inspected_ns = monotonic_ns();
         let process = match Process::inspect(pid) {
             Ok(p) if p.start_time == id.start_time => p,
             // Gone, or replaced by a newer process whose exec event is
@@ -325,7 +332,7 @@ impl Lifecycle {
                 info.container = labels::read(pid);
                 lock(ctx.collector).add_target(info, target.runtime);
                 if let Some((_, e)) = self.table.get_mut(pid) {
-                    e.state = State::Traced;
+                    e.state = State::Traced(inspected_ns);
                 }
                 let after = if exec_ns == 0 {
                     "found at start".to_string()
