@@ -41,10 +41,10 @@ pub enum Command {
 
 /// Options of `agent run`.
 #[derive(Debug, Args)]
+// At least one is required; `run` checks that itself, to say so in one line.
 #[command(group(
     ArgGroup::new("targets")
         .args(["pids", "all", "comms", "exes"])
-        .required(true)
         .multiple(true)
 ))]
 pub struct RunArgs {

@@ -32,6 +32,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(d) = args.duration {
         validate_seconds("--duration", d, false)?;
     }
+    if args.pids.is_empty() && !args.all && args.comms.is_empty() && args.exes.is_empty() {
+        bail!(
+            "nothing to trace: choose targets with --all, --comm NAME, --exe PATTERN \
+             or --pid PID (they combine; see `agent run --help`)"
+        );
+    }
     validate_seconds("--forget-after", args.forget_after, true)?;
     if args.max_targets == Some(0) {
         bail!("--max-targets takes a positive number of processes, not 0");
