@@ -215,6 +215,16 @@ fn poll(addr: SocketAddr, timeout: Duration, mut pred: impl FnMut(&[support::Sam
     }
 }
 
+/// Waits for the workload to end its heavy phase by itself. (Not
+/// `Child::wait`, which closes stdin first: the workload stops on EOF.)
+fn wait_exit(child: &mut Child, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "pid {} did not exit within {secs} s", child.id());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -253,7 +263,7 @@ fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
     out.seen_running = poll(addr, Duration::from_secs(secs + 20), |s| {
         full_gcs(s, pid).is_some_and(|n| n > 0)
     }) && p.child.try_wait().unwrap().is_none();
-    let _ = p.child.wait();
+    wait_exit(&mut p.child, secs + 30);
     out.logged_full = full_gcs_in_log(&p.log);
     // Final numbers, inside the grace period: the agent reads the maps every
     // 0.5 s, so allow a couple of reads for the last GCs to show.
@@ -414,7 +424,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         c.arg("-c").arg(outer).args(java);
         c
     };
-    let mut p = start(KINDS[0], 4, "pod", Some(&wrap));
+    let mut p = start(KINDS[1], 4, "pod", Some(&wrap));
 
     let want_info = |s: &support::Sample| {
         s.name == "pausewatch_target_info"
@@ -462,7 +472,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         poll(listen, Duration::from_secs(20), |s| full_gcs(s, pid).is_some_and(|n| n > 0)),
         || format!("no full GC exported for pid {pid} in the pod"),
     );
-    let _ = p.child.wait();
+    wait_exit(&mut p.child, 40);
     let logged = full_gcs_in_log(&p.log);
     let mut exported = None;
     poll(listen, Duration::from_secs(3), |s| {

@@ -16,7 +16,12 @@
 //! The cgroup path is parsed by hand: it is a `/`-separated string whose
 //! naming is a convention of the runtimes, not a format any crate parses.
 
-use std::path::Path;
+use std::{
+    ffi::CString,
+    fs::File,
+    io::Read,
+    os::fd::{AsRawFd, FromRawFd},
+};
 
 /// Where a process runs, as far as the host can tell. Empty strings mean
 /// unknown (or not in a container / pod).
@@ -40,19 +45,52 @@ pub fn read(pid: u32) -> ContainerLabels {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     let mut labels = from_cgroup(&cgroup);
     if !labels.pod_uid.is_empty() {
-        let root = format!("/proc/{pid}/root");
-        labels.pod = read_word(&Path::new(&root).join("etc/hostname"));
-        labels.namespace = read_word(&Path::new(&root).join(SERVICE_ACCOUNT_NAMESPACE));
+        labels.pod = read_word(pid, "etc/hostname");
+        labels.namespace = read_word(pid, SERVICE_ACCOUNT_NAMESPACE);
     }
     labels
 }
 
-fn read_word(path: &Path) -> String {
-    std::fs::read_to_string(path)
+/// A one-word file of the process's file system, or empty.
+fn read_word(pid: u32, path: &str) -> String {
+    read_in_root(pid, path)
         .map(|s| s.trim().to_string())
-        .ok()
         .filter(|s| !s.is_empty() && s.len() <= 253 && !s.contains(char::is_whitespace))
         .unwrap_or_default()
+}
+
+/// Reads `path` as the process would, with `/proc/PID/root` as `/`.
+/// Plain `/proc/PID/root/var/run/...` is not enough: images make `/var/run`
+/// an absolute symlink to `/run`, which the kernel would resolve against the
+/// agent's root. `openat2(RESOLVE_IN_ROOT)` resolves it inside the process's.
+fn read_in_root(pid: u32, path: &str) -> Option<String> {
+    let root = File::open(format!("/proc/{pid}/root")).ok()?;
+    let path = CString::new(path).ok()?;
+    // SAFETY: open_how is plain integers; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    // The last component may be a symlink too: Kubernetes' projected
+    // service account files are (`namespace -> ..data/namespace`).
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid fd, NUL-terminated path and a properly sized open_how.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: openat2 returned a new fd that nothing else owns.
+    let mut file = unsafe { File::from_raw_fd(fd as i32) };
+    let mut text = String::new();
+    // A label is a word; anything longer than a page is not one.
+    file.by_ref().take(4096).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 /// Container id and pod uid from the text of `/proc/PID/cgroup`. With cgroup
@@ -167,6 +205,20 @@ mod tests {
         ] {
             assert_eq!(from_cgroup(text), ContainerLabels::default(), "{text}");
         }
+    }
+
+    #[test]
+    fn reads_files_inside_the_process_root() {
+        let me = std::process::id();
+        let direct = std::fs::read_to_string("/etc/os-release").unwrap();
+        assert_eq!(read_in_root(me, "etc/os-release").as_deref(), Some(direct.as_str()));
+        // Symlinks are followed inside the root: /var/run -> /run on Debian.
+        if std::fs::symlink_metadata("/var/run").is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::write("/run/pausewatch-labels-test", "word\n").unwrap();
+            assert_eq!(read_word(me, "var/run/pausewatch-labels-test"), "word");
+            std::fs::remove_file("/run/pausewatch-labels-test").unwrap();
+        }
+        assert_eq!(read_in_root(me, "no/such/file"), None);
     }
 
     #[test]
