@@ -3,7 +3,7 @@
 
 use std::{
     io::Write,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -126,7 +126,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
         let attached = lifecycle.adopt(target, &mut ctx)?;
         log::info!("pid {}: attached {attached} uprobes", target.process.pid);
     }
-    let (change_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    let (change_tx, changes) = std::sync::mpsc::channel();
     let process_ring = if follow {
         Some(tracer.follow_processes()?)
     } else {
@@ -170,15 +170,27 @@ async fn run_async(args: RunArgs) -> Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         }))
     };
-    let follower = process_ring.map(|ring| {
-        tokio::spawn(targets::follow::forward(
-            ring,
-            change_tx,
-            stop_rx.clone(),
-        ))
-    });
     // Processes that were running before the follower started.
     lifecycle.scan(Instant::now());
+    let over_limit = lifecycle.over_limit();
+    let lifecycle = lifecycle
+        .spawn(tracer, collector.clone(), changes)
+        .context("cannot start the lifecycle thread")?;
+    // The lifecycle thread ends when every sender is gone: the follower's
+    // at its stop, or this one at shutdown when nothing is followed.
+    let mut keep_open = None;
+    let (follow_stop, follow_stop_rx) = watch::channel(false);
+    let follower = match process_ring {
+        Some(ring) => Some(tokio::spawn(targets::follow::forward(
+            ring,
+            change_tx,
+            follow_stop_rx,
+        ))),
+        None => {
+            keep_open = Some(change_tx);
+            None
+        }
+    };
     let events = args
         .events
         .then(|| tokio::spawn(read_events(maps.events, collector.clone(), stop_rx.clone())));
@@ -199,41 +211,17 @@ async fn run_async(args: RunArgs) -> Result<()> {
                 None => std::future::pending().await,
             }
         };
-        let next_due = lifecycle.next_due();
-        let until_due = async {
-            match next_due {
-                Some(d) => tokio::time::sleep_until(d.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let mut ctx = lifecycle::Ctx {
-            tracer: &mut tracer,
-            collector: &collector,
-        };
         tokio::select! {
-            Some(change) = changes.recv() => {
-                lifecycle.on_change(change, Instant::now(), &mut ctx);
-                // Take everything queued before going back to sleep.
-                while let Ok(change) = changes.try_recv() {
-                    lifecycle.on_change(change, Instant::now(), &mut ctx);
-                }
-                continue;
-            }
-            _ = until_due => {
-                lifecycle.run_due(Instant::now(), &mut ctx);
-                continue;
-            }
             _ = tick.tick() => {}
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
             _ = until_deadline => break,
         }
-        lifecycle.run_due(Instant::now(), &mut ctx);
         let mut snapshot = lock(&collector).collect();
         if follow || args.max_targets.is_some() {
             snapshot
                 .lost
-                .push((lifecycle::LOST_TARGET_LIMIT, lifecycle.over_limit()));
+                .push((lifecycle::LOST_TARGET_LIMIT, over_limit.load(Ordering::Relaxed)));
         }
         let snapshot = Arc::new(snapshot);
         let _ = snap_tx.send(snapshot.clone());
@@ -250,15 +238,21 @@ async fn run_async(args: RunArgs) -> Result<()> {
 
     // Shutdown: detach first so no new pause starts, then publish the final
     // state and drain the events that are already in the ring buffer.
+    let _ = follow_stop.send(true);
+    drop(keep_open);
+    if let Some(follower) = follower {
+        follower.await.context("the process follower failed")??;
+    }
+    let mut tracer = tokio::task::spawn_blocking(move || lifecycle.join())
+        .await
+        .context("waiting for the lifecycle thread")?
+        .map_err(|_| anyhow::anyhow!("the lifecycle thread panicked"))?;
     for pid in tracer.attached_pids() {
         tracer.detach(pid);
     }
     let last = Arc::new(lock(&collector).collect());
     let _ = snap_tx.send(last.clone());
     let _ = stop_tx.send(true);
-    if let Some(follower) = follower {
-        follower.await.context("the process follower failed")??;
-    }
     if let Some(events) = events {
         events.await.context("the event reader failed")??;
     }

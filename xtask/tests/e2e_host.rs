@@ -296,7 +296,18 @@ fn all_follows_and_forgets_churning_jvms() {
     let rss_before = rss_kib(agent.pid());
     let started = Instant::now();
 
+    let agent_pid = agent.pid();
+    let sampling = std::sync::atomic::AtomicBool::new(true);
+    let mut peak_rss = rss_before;
     let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(agent_pid));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            peak
+        });
         let handles: Vec<_> = (0..PROCESSES)
             .map(|i| {
                 let kind = KINDS[i % KINDS.len()];
@@ -309,7 +320,10 @@ fn all_follows_and_forgets_churning_jvms() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        let outcomes = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        peak_rss = peak_rss.max(sampler.join().unwrap());
+        outcomes
     });
     let churn = started.elapsed();
     // Other processes of the host may come and go meanwhile; give the agent
@@ -320,16 +334,25 @@ fn all_follows_and_forgets_churning_jvms() {
     agent.interrupt(Duration::from_secs(10));
 
     let mut latencies = Vec::new();
+    let mut attach_times = Vec::new();
     let mut c = Checks::new();
     println!("\n=== agent run --all: {PROCESSES} processes in {:.0} s ===", churn.as_secs_f64());
     println!("{:<14} {:>7} {:>8} {:>8} {:>9} {:>7} {:>10} {:>12}", "kind", "pid", "attached", "running", "exported", "logged", "forgotten", "attach ms");
     for o in &outcomes {
-        let latency = stderr
+        let line = stderr
             .lines()
-            .find(|l| l.contains(&format!("tracing pid {} (", o.pid)))
+            .find(|l| l.contains(&format!("tracing pid {} (", o.pid)));
+        let latency = line
             .and_then(|l| l.rsplit(", ").next())
             .and_then(|t| t.strip_suffix(" ms after exec"))
             .and_then(|t| t.parse::<f64>().ok());
+        if let Some(ms) = line
+            .and_then(|l| l.split(" attached in ").nth(1))
+            .and_then(|t| t.split(" ms").next())
+            .and_then(|t| t.parse::<f64>().ok())
+        {
+            attach_times.push(ms);
+        }
         if let Some(ms) = latency {
             latencies.push(ms);
         }
@@ -364,7 +387,14 @@ fn all_follows_and_forgets_churning_jvms() {
         // Within a second of start, launcher sleep included.
         c.check(*last < 1000.0, || format!("an attach took {last:.1} ms after exec"));
     }
-    println!("agent RSS: {rss_before} KiB before, {rss_after} KiB after");
+    attach_times.sort_by(f64::total_cmp);
+    if let (Some(first), Some(last)) = (attach_times.first(), attach_times.last()) {
+        println!(
+            "uprobe attach per process: min {first:.2} ms, median {:.2} ms, max {last:.2} ms",
+            attach_times[attach_times.len() / 2]
+        );
+    }
+    println!("agent RSS: {rss_before} KiB before, {peak_rss} KiB peak, {rss_after} KiB after");
     // The allocator keeps some freed pages; anything per target that is
     // never dropped would grow by ~kilobytes per process.
     c.check(rss_after <= rss_before + 4096, || {

@@ -5,7 +5,9 @@ use std::{ffi::CString, path::Path};
 
 use aya::maps::{MapData, RingBuf};
 use pausewatch_common::{PROCESS_EXEC, PROCESS_EXIT, ProcessEvent};
-use tokio::{io::unix::AsyncFd, sync::mpsc, sync::watch};
+use std::sync::mpsc;
+
+use tokio::{io::unix::AsyncFd, sync::watch};
 
 use super::TargetsError;
 
@@ -66,7 +68,7 @@ pub fn ensure_tracefs() -> Result<(), TargetsError> {
 /// change to `tx`. Exits early if the receiver is gone.
 pub async fn forward(
     ring: RingBuf<MapData>,
-    tx: mpsc::UnboundedSender<ProcessChange>,
+    tx: mpsc::Sender<ProcessChange>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), TargetsError> {
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for

@@ -20,7 +20,12 @@
 //! costing at its exit event.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+        mpsc::{Receiver, RecvTimeoutError},
+    },
+    thread::JoinHandle,
     time::{Duration, Instant},
 };
 
@@ -83,9 +88,13 @@ pub struct Lifecycle {
     max_targets: Option<usize>,
     forget_after: Duration,
     table: ByIdentity<Entry>,
-    over_limit: u64,
+    over_limit: Arc<AtomicU64>,
     me: u32,
 }
+
+/// How often exits are looked for in `/proc` (besides exit events) and
+/// grace periods checked.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 impl Lifecycle {
     /// A lifecycle for `selection`, keeping exited targets' series for
@@ -96,7 +105,7 @@ impl Lifecycle {
             max_targets,
             forget_after,
             table: ByIdentity::default(),
-            over_limit: 0,
+            over_limit: Arc::new(AtomicU64::new(0)),
             me: std::process::id(),
         }
     }
@@ -221,10 +230,11 @@ impl Lifecycle {
         }
     }
 
-    /// Does what is due at `now`: inspections, the liveness sweep (exits the
-    /// event stream could not tell, e.g. `--pid` targets without following),
-    /// and forgetting targets whose grace period is over.
-    pub fn run_due(&mut self, now: Instant, ctx: &mut Ctx<'_>) {
+    /// Does what is due at `now`: inspections and, with `sweep`, the
+    /// liveness sweep (exits the event stream could not tell, e.g. `--pid`
+    /// targets without following) and forgetting targets whose grace period
+    /// is over.
+    pub fn run_due(&mut self, now: Instant, sweep: bool, ctx: &mut Ctx<'_>) {
         let mut due = Vec::new();
         let mut gone = Vec::new();
         let mut forget = Vec::new();
@@ -232,9 +242,9 @@ impl Lifecycle {
             match e.state {
                 State::Pending { next, .. } if next <= now => due.push(id.pid),
                 State::Pending { .. } => {}
-                State::Traced(_) if !id.is_alive() => gone.push(id.pid),
+                State::Traced(_) if sweep && !id.is_alive() => gone.push(id.pid),
                 State::Traced(_) => {}
-                State::Exited(at) if now.duration_since(at) >= self.forget_after => {
+                State::Exited(at) if sweep && now.duration_since(at) >= self.forget_after => {
                     forget.push(id.pid)
                 }
                 State::Exited(_) => {}
@@ -277,9 +287,49 @@ impl Lifecycle {
         self.table.len()
     }
 
-    /// Processes left untraced because `--max-targets` was reached.
-    pub fn over_limit(&self) -> u64 {
-        self.over_limit
+    /// Counter of processes left untraced because `--max-targets` was
+    /// reached, readable from other threads.
+    pub fn over_limit(&self) -> Arc<AtomicU64> {
+        self.over_limit.clone()
+    }
+
+    /// Runs the lifecycle on a thread of its own until `changes` is closed,
+    /// then hands the tracer back. Its own thread, because inspecting a
+    /// process reads `/proc/PID/maps`, which waits for the process's
+    /// `mmap_lock` and can take long while that process maps memory
+    /// heavily (a linker, a starting JVM): that must delay neither the
+    /// snapshots of `/metrics` nor the async runtime.
+    pub fn spawn(
+        mut self,
+        mut tracer: Tracer,
+        collector: Arc<Mutex<Collector>>,
+        changes: Receiver<ProcessChange>,
+    ) -> std::io::Result<JoinHandle<Tracer>> {
+        std::thread::Builder::new()
+            .name("lifecycle".into())
+            .spawn(move || {
+                let mut last_sweep = Instant::now();
+                loop {
+                    let now = Instant::now();
+                    let sweep_at = last_sweep + SWEEP_EVERY;
+                    let wake = self.next_due().map_or(sweep_at, |d| d.min(sweep_at));
+                    let mut ctx = Ctx {
+                        tracer: &mut tracer,
+                        collector: &collector,
+                    };
+                    match changes.recv_timeout(wake.saturating_duration_since(now)) {
+                        Ok(change) => self.on_change(change, Instant::now(), &mut ctx),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    let now = Instant::now();
+                    self.run_due(now, now >= sweep_at, &mut ctx);
+                    if now >= sweep_at {
+                        last_sweep = now;
+                    }
+                }
+                tracer
+            })
     }
 
     /// One inspection of a pending process: attach if its runtime is there,
@@ -328,13 +378,15 @@ impl Lifecycle {
             .max_targets
             .is_some_and(|max| self.traced().len() >= max)
         {
-            self.over_limit += 1;
+            self.over_limit.fetch_add(1, Ordering::Relaxed);
             log::warn!("pid {pid}: not traced, --max-targets reached");
             self.table.remove(pid);
             return;
         }
+        let attach_started = Instant::now();
         match ctx.tracer.attach(&target) {
             Ok(probes) => {
+                let attach_ms = attach_started.elapsed().as_secs_f64() * 1e3;
                 let mut info = target_info(&target);
                 info.container = labels::read(pid);
                 lock(ctx.collector).add_target(info, target.runtime);
@@ -350,7 +402,8 @@ impl Lifecycle {
                     )
                 };
                 eprintln!(
-                    "pausewatch: tracing pid {pid} ({} {} {}), {} probes, {after}",
+                    "pausewatch: tracing pid {pid} ({} {} {}), {} probes attached in \
+                     {attach_ms:.1} ms, {after}",
                     target.process.comm,
                     target.runtime.label(),
                     target.version,
