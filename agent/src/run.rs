@@ -139,16 +139,18 @@ async fn run_async(args: RunArgs) -> Result<()> {
             "no process yet".to_string()
         } else {
             targets
-            .iter()
-            .map(|t| format!(
-                "pid {} ({} {} {})",
-                t.process.pid,
-                t.process.comm,
-                t.runtime.label(),
-                t.version
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
+                .iter()
+                .map(|t| {
+                    format!(
+                        "pid {} ({} {} {})",
+                        t.process.pid,
+                        t.process.comm,
+                        t.runtime.label(),
+                        t.version
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         },
         if follow {
             " and following new processes"
@@ -219,9 +221,10 @@ async fn run_async(args: RunArgs) -> Result<()> {
         }
         let mut snapshot = lock(&collector).collect();
         if follow || args.max_targets.is_some() {
-            snapshot
-                .lost
-                .push((lifecycle::LOST_TARGET_LIMIT, over_limit.load(Ordering::Relaxed)));
+            snapshot.lost.push((
+                lifecycle::LOST_TARGET_LIMIT,
+                over_limit.load(Ordering::Relaxed),
+            ));
         }
         let snapshot = Arc::new(snapshot);
         let _ = snap_tx.send(snapshot.clone());

@@ -99,7 +99,9 @@ fn read_in_root(pid: u32, path: &str) -> Option<String> {
 pub fn from_cgroup(text: &str) -> ContainerLabels {
     let unified = text.lines().filter(|l| l.starts_with("0::"));
     let others = text.lines().filter(|l| !l.starts_with("0::"));
-    let paths = unified.chain(others).filter_map(|l| l.splitn(3, ':').nth(2));
+    let paths = unified
+        .chain(others)
+        .filter_map(|l| l.splitn(3, ':').nth(2));
     for path in paths {
         let labels = from_path(path);
         if !labels.container_id.is_empty() || !labels.pod_uid.is_empty() {
@@ -211,7 +213,10 @@ mod tests {
     fn reads_files_inside_the_process_root() {
         let me = std::process::id();
         let direct = std::fs::read_to_string("/etc/os-release").unwrap();
-        assert_eq!(read_in_root(me, "etc/os-release").as_deref(), Some(direct.as_str()));
+        assert_eq!(
+            read_in_root(me, "etc/os-release").as_deref(),
+            Some(direct.as_str())
+        );
         // Symlinks are followed inside the root: /var/run -> /run on Debian.
         if std::fs::symlink_metadata("/var/run").is_ok_and(|m| m.file_type().is_symlink()) {
             std::fs::write("/run/pausewatch-labels-test", "word\n").unwrap();

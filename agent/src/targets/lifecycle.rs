@@ -111,7 +111,11 @@ impl Lifecycle {
     }
 
     /// Attaches a target found at start (`--pid`) and starts reporting it.
-    pub fn adopt(&mut self, target: &Target, ctx: &mut Ctx<'_>) -> Result<usize, crate::bpf::BpfError> {
+    pub fn adopt(
+        &mut self,
+        target: &Target,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<usize, crate::bpf::BpfError> {
         let id = Identity {
             pid: target.process.pid,
             start_time: target.process.start_time,

@@ -109,7 +109,10 @@ mod tests {
         assert!(wildcard(b"java", b"java"));
         assert!(!wildcard(b"java", b"javac"));
         assert!(wildcard(b"jav?", b"java"));
-        assert!(wildcard(b"/usr/lib/jvm/*/bin/java", b"/usr/lib/jvm/java-17/bin/java"));
+        assert!(wildcard(
+            b"/usr/lib/jvm/*/bin/java",
+            b"/usr/lib/jvm/java-17/bin/java"
+        ));
         assert!(wildcard(b"*python3*", b"/usr/bin/python3.11"));
         assert!(!wildcard(b"*python3", b"/usr/bin/python3.11"));
         assert!(wildcard(b"a*b*c", b"axxbyyc"));
