@@ -96,6 +96,9 @@ pub struct Lifecycle {
 /// grace periods checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
+/// Longest run of back-off inspections between two looks at the event queue.
+const INSPECT_SLICE: Duration = Duration::from_millis(10);
+
 impl Lifecycle {
     /// A lifecycle for `selection`, keeping exited targets' series for
     /// `forget_after`.
@@ -244,7 +247,7 @@ impl Lifecycle {
         let mut forget = Vec::new();
         for (id, e) in self.table.iter() {
             match e.state {
-                State::Pending { next, .. } if next <= now => due.push(id.pid),
+                State::Pending { next, attempt } if next <= now => due.push((id.pid, attempt)),
                 State::Pending { .. } => {}
                 State::Traced(_) if sweep && !id.is_alive() => gone.push(id.pid),
                 State::Traced(_) => {}
@@ -254,7 +257,16 @@ impl Lifecycle {
                 State::Exited(_) => {}
             }
         }
-        for pid in due {
+        // The youngest processes first (their runtime is loading now), and
+        // only for a slice of time, so that exec events queued meanwhile
+        // are not left waiting behind a crowd of long-lived processes that
+        // are still being looked at (a busy build host execs hundreds).
+        due.sort_by_key(|(_, attempt)| *attempt);
+        let started = Instant::now();
+        for (pid, _) in due {
+            if started.elapsed() >= INSPECT_SLICE {
+                break;
+            }
             self.inspect(pid, now, ctx);
         }
         for pid in gone {
@@ -322,7 +334,14 @@ impl Lifecycle {
                         collector: &collector,
                     };
                     match changes.recv_timeout(wake.saturating_duration_since(now)) {
-                        Ok(change) => self.on_change(change, Instant::now(), &mut ctx),
+                        Ok(change) => {
+                            self.on_change(change, Instant::now(), &mut ctx);
+                            // New processes first: everything already queued
+                            // before the retries.
+                            while let Ok(change) = changes.try_recv() {
+                                self.on_change(change, Instant::now(), &mut ctx);
+                            }
+                        }
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
