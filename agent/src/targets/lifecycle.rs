@@ -221,7 +221,9 @@ impl Lifecycle {
                 self.table.insert(id, pending);
             }
         }
-        self.inspect(pid, now, ctx);
+        // Not inspected here: the queue of events is read to its end first
+        // (a burst of execs must not wait behind one slow /proc read), then
+        // `run_due` inspects, youngest first.
     }
 
     fn on_exit(&mut self, pid: u32, now: Instant, ctx: &mut Ctx<'_>) {
@@ -247,7 +249,9 @@ impl Lifecycle {
         let mut forget = Vec::new();
         for (id, e) in self.table.iter() {
             match e.state {
-                State::Pending { next, attempt } if next <= now => due.push((id.pid, attempt)),
+                State::Pending { next, attempt } if next <= now => {
+                    due.push((id.pid, attempt, next))
+                }
                 State::Pending { .. } => {}
                 State::Traced(_) if sweep && !id.is_alive() => gone.push(id.pid),
                 State::Traced(_) => {}
@@ -261,9 +265,9 @@ impl Lifecycle {
         // only for a slice of time, so that exec events queued meanwhile
         // are not left waiting behind a crowd of long-lived processes that
         // are still being looked at (a busy build host execs hundreds).
-        due.sort_by_key(|(_, attempt)| *attempt);
+        due.sort_by_key(|&(_, attempt, next)| (attempt, next));
         let started = Instant::now();
-        for (pid, _) in due {
+        for (pid, _, _) in due {
             if started.elapsed() >= INSPECT_SLICE {
                 break;
             }
