@@ -21,14 +21,15 @@
 //!   to be kept consistent between a filter map and the links.
 //!
 //! The cost of the choice, measured on this machine (2 cores shared with
-//! other builds, kernel 6.18) by the churn test (`xtask/tests/e2e_host.rs`,
-//! 24 JVMs of JDK 17 and 25, 6 and 8 uprobes each, up to ~4 at a time):
-//! attaching one JVM's uprobes took 0.3 ms at best, 15.6 ms median, 357 ms
-//! at worst (`perf_event_open` of a uprobe writes the breakpoint into the
-//! target's memory under its `mmap_lock`, which a starting JVM holds a
-//! lot); the agent's RSS went from 7.9 MB before to 9.4 MB at its peak and
-//! stayed there (allocator pages kept, not per-target state: it does not
-//! grow with the number of processes that came and went). The shared
+//! other builds, load average 10 to 16, kernel 6.18) by the churn test
+//! (`xtask/tests/e2e_host.rs`, 24 JVMs of JDK 17 and 25, 6 and 8 uprobes
+//! each, up to ~4 at a time): attaching one JVM's uprobes took 0.7 ms at
+//! best, 22 ms median, 112 ms at worst (`perf_event_open` of a uprobe
+//! writes the breakpoint into the target's memory under its `mmap_lock`,
+//! which a starting JVM holds a lot); the agent's RSS went from 7.8 MB
+//! before the churn to 9.5 MB at its peak and stayed there (allocator pages
+//! kept, not per-target state: it does not grow with the number of
+//! processes that came and went). The shared
 //! attachment was not measured: it would have put breakpoints into the
 //! other JVMs running on this shared machine, which are not ours to slow
 //! down, and that cost is the very argument against it above.
