@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{MapData, RingBuf};
-use pausewatch_common::{Kind, PauseEvent};
+use pausewatch_common::{Kind, LostReason, PauseEvent};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -126,7 +126,8 @@ async fn run_async(args: RunArgs) -> Result<()> {
         let attached = lifecycle.adopt(target, &mut ctx)?;
         log::info!("pid {}: attached {attached} uprobes", target.process.pid);
     }
-    let (change_tx, changes) = std::sync::mpsc::channel();
+    let (change_tx, changes) = std::sync::mpsc::sync_channel(targets::follow::QUEUE);
+    let changes_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let process_ring = if follow {
         Some(tracer.follow_processes()?)
     } else {
@@ -186,6 +187,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
         Some(ring) => Some(tokio::spawn(targets::follow::forward(
             ring,
             change_tx,
+            changes_dropped.clone(),
             follow_stop_rx,
         ))),
         None => {
@@ -224,6 +226,11 @@ async fn run_async(args: RunArgs) -> Result<()> {
             snapshot.lost.push((
                 lifecycle::LOST_TARGET_LIMIT,
                 over_limit.load(Ordering::Relaxed),
+            ));
+            // Same reason as the BPF side's: the exporter adds them up.
+            snapshot.lost.push((
+                LostReason::ProcessEventsFull.label(),
+                changes_dropped.load(Ordering::Relaxed),
             ));
         }
         let snapshot = Arc::new(snapshot);

@@ -5,7 +5,11 @@ use std::{ffi::CString, path::Path};
 
 use aya::maps::{MapData, RingBuf};
 use pausewatch_common::{PROCESS_EXEC, PROCESS_EXIT, ProcessEvent};
-use std::sync::mpsc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+    mpsc,
+};
 
 use tokio::{io::unix::AsyncFd, sync::watch};
 
@@ -64,11 +68,18 @@ pub fn ensure_tracefs() -> Result<(), TargetsError> {
     Ok(())
 }
 
+/// How many changes may wait for the lifecycle thread; beyond that they are
+/// dropped and counted (`reason="process_events_full"`), so that a host
+/// that execs faster than the agent can inspect costs bounded memory.
+pub const QUEUE: usize = 16384;
+
 /// Reads the process event ring buffer until `stop` turns true, sending each
-/// change to `tx`. Exits early if the receiver is gone.
+/// change to `tx` (dropped ones are counted in `dropped`). Exits early if
+/// the receiver is gone.
 pub async fn forward(
     ring: RingBuf<MapData>,
-    tx: mpsc::Sender<ProcessChange>,
+    tx: mpsc::SyncSender<ProcessChange>,
+    dropped: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), TargetsError> {
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for
@@ -81,10 +92,14 @@ pub async fn forward(
                 let mut guard = guard.map_err(TargetsError::Poll)?;
                 let ring = guard.get_inner_mut();
                 while let Some(item) = ring.next() {
-                    if let Some(change) = decode(&item)
-                        && tx.send(change).is_err()
-                    {
-                        return Ok(());
+                    if let Some(change) = decode(&item) {
+                        match tx.try_send(change) {
+                            Ok(()) => {}
+                            Err(mpsc::TrySendError::Full(_)) => {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(mpsc::TrySendError::Disconnected(_)) => return Ok(()),
+                        }
                     }
                 }
                 guard.clear_ready();

@@ -106,6 +106,15 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 /// Longest run of back-off inspections between two looks at the event queue.
 const INSPECT_SLICE: Duration = Duration::from_millis(10);
 
+/// Longest run of event handling before inspections and the sweep get their
+/// turn, so that an exec storm cannot starve them.
+const EVENT_SLICE: Duration = Duration::from_millis(10);
+
+/// Start time of a process known only from its exec event, not yet
+/// inspected. (A process that really started at tick 0 is one of the boot's
+/// first; it is found by the start-up scan and re-keyed harmlessly.)
+const UNKNOWN_START: u64 = 0;
+
 impl Lifecycle {
     /// A lifecycle for `selection`, keeping exited targets' series for
     /// `forget_after`.
@@ -188,6 +197,28 @@ impl Lifecycle {
 
     fn on_exec(&mut self, pid: u32, ktime_ns: u64, now: Instant, ctx: &mut Ctx<'_>) {
         if pid == self.me || self.selection.exclude.contains(&pid) {
+            return;
+        }
+        let pending = Entry {
+            state: State::Pending {
+                attempt: 0,
+                next: now,
+            },
+            exec_ns: ktime_ns,
+        };
+        if self.table.get_mut(pid).is_none() {
+            // The common case, kept free of system calls (a build execs
+            // hundreds of processes a second): the start time is learnt at
+            // the first inspection.
+            if self.selection.follows() {
+                self.table.insert(
+                    Identity {
+                        pid,
+                        start_time: UNKNOWN_START,
+                    },
+                    pending,
+                );
+            }
             return;
         }
         let Some(id) = Identity::current(pid) else {
@@ -347,9 +378,12 @@ impl Lifecycle {
                     match changes.recv_timeout(wake.saturating_duration_since(now)) {
                         Ok(change) => {
                             self.on_change(change, Instant::now(), &mut ctx);
-                            // New processes first: everything already queued
-                            // before the retries.
-                            while let Ok(change) = changes.try_recv() {
+                            // New processes first: what is already queued goes
+                            // before the retries, within a time slice.
+                            let started = Instant::now();
+                            while started.elapsed() < EVENT_SLICE
+                                && let Ok(change) = changes.try_recv()
+                            {
                                 self.on_change(change, Instant::now(), &mut ctx);
                             }
                         }
@@ -378,6 +412,17 @@ impl Lifecycle {
         let exec_ns = entry.exec_ns;
         let inspected_ns = monotonic_ns();
         let process = match Process::inspect(pid) {
+            Ok(p) if id.start_time == UNKNOWN_START => {
+                // First look at a process known from its exec event.
+                let known = Identity {
+                    pid,
+                    start_time: p.start_time,
+                };
+                if let Some((_, entry)) = self.table.remove(pid) {
+                    self.table.insert(known, entry);
+                }
+                p
+            }
             Ok(p) if p.start_time == id.start_time => p,
             // Gone, or replaced by a newer process whose exec event is
             // still to come.
