@@ -19,12 +19,15 @@
 //! cost ~1.8 ms of agent CPU spread over 10 s; a short-lived one stops
 //! costing at its exit event.
 //!
-//! Measured by the churn test on this 2-core machine at load average ~11
-//! (other builds running): `libjvm.so` is mapped 0-20 ms after the exec of
-//! `java`; the agent attached 13 ms after that at best, 116 ms median, and
-//! 1.85 s at worst: at that load the lifecycle thread waits for a core
-//! like everyone else, and every exec on the host (hundreds a second
-//! during a build) is queued for inspection ahead of the late retries.
+//! Measured by the churn test on this 2-core machine at load average 4 to
+//! 16 (other builds running): `libjvm.so` is mapped 0-20 ms after the exec
+//! of `java`; the agent attached 19 ms after that at best and 0.1 to 0.3 s
+//! median, but in every run a few processes waited seconds (up to 9 s):
+//! they were attached together, at one moment, so the one lifecycle
+//! thread was blocked for that long. The suspect is a read of some other
+//! process's `/proc/PID/maps`, which waits for that process's `mmap_lock`;
+//! inspecting on a few worker threads, so that one stuck read delays only
+//! its own process, is the next step.
 
 use std::{
     sync::{
