@@ -73,13 +73,7 @@ pub fn run_checks() -> Vec<Check> {
         "the kernel lacks uprobes (CONFIG_UPROBE_EVENTS): the agent cannot trace runtimes",
         Status::Fail,
     ));
-    checks.push(path_check(
-        "tracepoints",
-        "/sys/kernel/tracing/events/sched/sched_process_exec",
-        "sched_process_exec/exit tracepoints are available",
-        "tracefs is not mounted at /sys/kernel/tracing (mount -t tracefs nodev /sys/kernel/tracing)",
-        Status::Info,
-    ));
+    checks.push(tracefs(privileged));
     checks.push(memlock());
     if privileged {
         // Loading the real object exercises the BPF syscall, the verifier,
@@ -95,6 +89,32 @@ pub fn run_checks() -> Vec<Check> {
         checks.push(fail("BPF load", "not tried without privileges".to_string()));
     }
     checks
+}
+
+/// `run --all/--comm/--exe` attach tracepoints, which need tracefs; the
+/// agent mounts it when it can, so an unmounted tracefs only fails without
+/// privileges.
+fn tracefs(privileged: bool) -> Check {
+    if crate::targets::follow::tracefs_mounted() {
+        ok(
+            "tracefs",
+            "mounted: sched_process_exec/exit tracepoints for --all are available",
+        )
+    } else if privileged {
+        Check {
+            name: "tracefs",
+            status: Status::Info,
+            detail: "not mounted at /sys/kernel/tracing; `run --all/--comm/--exe` will mount it"
+                .to_string(),
+        }
+    } else {
+        fail(
+            "tracefs",
+            "not mounted at /sys/kernel/tracing and no privileges to mount it: \
+             `run --all/--comm/--exe` need it (as root: mount -t tracefs nodev /sys/kernel/tracing)"
+                .to_string(),
+        )
+    }
 }
 
 fn ok(name: &'static str, detail: &str) -> Check {

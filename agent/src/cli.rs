@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// pausewatch: how long, how often and why does the runtime stop my threads?
 ///
@@ -84,11 +84,47 @@ pub struct ExplainArgs {
 
 /// Options of `agent run`.
 #[derive(Debug, Args)]
+// At least one is required; `run` checks that itself, to say so in one line.
+#[command(group(
+    ArgGroup::new("targets")
+        .args(["pids", "all", "comms", "exes"])
+        .multiple(true)
+))]
 pub struct RunArgs {
-    /// Process to trace; repeat to trace several. The runtime (HotSpot,
+    /// Process to trace; repeat to trace several. The runtime (HotSpot, Go,
     /// CPython, Node.js) is detected from the files the process has mapped.
-    #[arg(short, long = "pid", value_name = "PID", required = true, num_args = 1)]
+    #[arg(short, long = "pid", value_name = "PID", num_args = 1)]
     pub pids: Vec<u32>,
+
+    /// Trace every process on the host whose runtime is supported, and
+    /// follow processes as they start and exit.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Trace (and follow) processes with this command name (as in
+    /// /proc/PID/comm, e.g. java); repeatable.
+    #[arg(long = "comm", value_name = "NAME", num_args = 1)]
+    pub comms: Vec<String>,
+
+    /// Trace (and follow) processes whose executable matches this wildcard
+    /// (`*`, `?`; without `/` the file name is matched, e.g. 'java*');
+    /// repeatable.
+    #[arg(long = "exe", value_name = "PATTERN", num_args = 1)]
+    pub exes: Vec<String>,
+
+    /// Never trace this pid; repeatable.
+    #[arg(long = "exclude-pid", value_name = "PID", num_args = 1)]
+    pub exclude_pids: Vec<u32>,
+
+    /// Trace at most N processes at a time; processes left out are counted
+    /// in pausewatch_lost_events_total{reason="target_limit"}.
+    #[arg(long, value_name = "N")]
+    pub max_targets: Option<usize>,
+
+    /// Keep an exited process's series in /metrics this many seconds, so
+    /// the last scrape sees its final numbers.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub forget_after: f64,
 
     /// Address for the Prometheus endpoint (/metrics, /healthz). Binding to
     /// a non-loopback address exposes the metrics to the network.

@@ -3,6 +3,7 @@
 //! The data path is the module layout:
 //! [`probes`] (where to attach, decoded from ELF notes and symbols) →
 //! [`discovery`] (which runtime a process runs and which probes it needs) →
+//! [`targets`] (which processes, followed as they start and exit) →
 //! [`bpf`] (load the embedded programs and attach them) →
 //! [`collect`] (read the maps into snapshots and events) →
 //! [`rules`] (classify each process's workload and say what to tune) →
@@ -21,3 +22,4 @@ pub mod rules;
 pub mod rules_cmd;
 pub mod run;
 pub mod summary;
+pub mod targets;

@@ -19,7 +19,8 @@ use crate::{
     rules::{
         self, Engine, Evaluation, FEATURES, Features, Outcome, RuleSet, features::FeatureValue,
     },
-    run::{target_info, validate_seconds},
+    run::validate_seconds,
+    targets::lifecycle::target_info,
 };
 
 /// Runs `agent rules ...`.

@@ -3,13 +3,13 @@
 
 use std::{
     io::Write,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{MapData, RingBuf};
-use pausewatch_common::{Kind, PauseEvent};
+use pausewatch_common::{Kind, LostReason, PauseEvent};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -19,11 +19,12 @@ use tokio::{
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ProbesArgs, RunArgs},
-    collect::{Collector, Snapshot, TargetInfo, events::EventLine},
-    discovery::{self, ProgramArg, Target},
+    collect::{Collector, Snapshot, events::EventLine},
+    discovery::{self, ProgramArg},
     export, preflight,
     rules::{self, Engine},
     summary,
+    targets::{self, Lifecycle, lifecycle},
 };
 
 /// Runs `agent run` to completion.
@@ -34,6 +35,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         validate_seconds("--duration", d, false)?;
     }
     validate_seconds("--window", args.window, false)?;
+    if args.pids.is_empty() && !args.all && args.comms.is_empty() && args.exes.is_empty() {
+        bail!(
+            "nothing to trace: choose targets with --all, --comm NAME, --exe PATTERN \
+             or --pid PID (they combine; see `agent run --help`)"
+        );
+    }
+    validate_seconds("--forget-after", args.forget_after, true)?;
+    if args.max_targets == Some(0) {
+        bail!("--max-targets takes a positive number of processes, not 0");
+    }
     // A bad rules file is an error before anything is attached.
     let rules = rules::load(args.rules.as_deref())?;
     preflight::require_privileges()?;
@@ -63,15 +74,30 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let mut sighup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let mut engine = Engine::new(rules, Duration::from_secs_f64(args.window));
 
+    let selection = targets::Selection {
+        all: args.all,
+        comms: args.comms.clone(),
+        exes: args.exes.clone(),
+        pids: args.pids.clone(),
+        exclude: args.exclude_pids.clone(),
+    };
+    let follow = selection.follows();
+    if follow {
+        // Before anything attaches: aya looks tracefs up once.
+        targets::follow::ensure_tracefs()?;
+    }
     let mut targets = Vec::new();
     let mut failures = Vec::new();
     for &pid in &args.pids {
+        if args.exclude_pids.contains(&pid) {
+            continue;
+        }
         match discovery::detect(pid) {
             Ok(t) => targets.push(t),
             Err(e) => failures.push(e),
         }
     }
-    if targets.is_empty() {
+    if targets.is_empty() && !follow {
         let mut failures = failures.into_iter();
         let first = failures.next().context("no --pid given")?;
         for other in failures {
@@ -93,36 +119,57 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: args.events,
     })?;
-    let mut collector = Collector::new(maps.histograms, maps.lost);
+    let collector = Arc::new(Mutex::new(Collector::new(maps.histograms, maps.lost)));
+    let mut lifecycle = Lifecycle::new(
+        selection,
+        args.max_targets,
+        Duration::from_secs_f64(args.forget_after),
+    );
     for target in &targets {
-        let attached = tracer.attach(target)?;
-        log::info!(
-            "pid {}: attached {} uprobes",
-            target.process.pid,
-            attached.len()
-        );
-        collector.add_target(target_info(target), target.runtime);
+        let mut ctx = lifecycle::Ctx {
+            tracer: &mut tracer,
+            collector: &collector,
+        };
+        let attached = lifecycle.adopt(target, &mut ctx)?;
+        log::info!("pid {}: attached {attached} uprobes", target.process.pid);
     }
+    let (change_tx, changes) = std::sync::mpsc::sync_channel(targets::follow::QUEUE);
+    let changes_dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let process_ring = if follow {
+        Some(tracer.follow_processes()?)
+    } else {
+        None
+    };
     let armed = started.elapsed();
     eprintln!(
-        "pausewatch: tracing {} with {} probes, armed in {:.0} ms; metrics at http://{}/metrics",
-        targets
-            .iter()
-            .map(|t| format!(
-                "pid {} ({} {} {})",
-                t.process.pid,
-                t.process.comm,
-                t.runtime.label(),
-                t.version
-            ))
-            .collect::<Vec<_>>()
-            .join(", "),
+        "pausewatch: tracing {}{} with {} probes, armed in {:.0} ms; metrics at http://{}/metrics",
+        if targets.is_empty() {
+            "no process yet".to_string()
+        } else {
+            targets
+                .iter()
+                .map(|t| {
+                    format!(
+                        "pid {} ({} {} {})",
+                        t.process.pid,
+                        t.process.comm,
+                        t.runtime.label(),
+                        t.version
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        if follow {
+            " and following new processes"
+        } else {
+            ""
+        },
         tracer.attached_count(),
         armed.as_secs_f64() * 1e3,
         args.listen,
     );
 
-    let collector = Arc::new(Mutex::new(collector));
     let first = analyze(&mut engine, started, lock(&collector).collect());
     let (snap_tx, snap_rx) = watch::channel(first.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -132,6 +179,28 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         tokio::spawn(export::serve(listener, snap_rx.clone(), async move {
             let _ = stop.wait_for(|s| *s).await;
         }))
+    };
+    // Processes that were running before the follower started.
+    lifecycle.scan(Instant::now());
+    let over_limit = lifecycle.over_limit();
+    let lifecycle = lifecycle
+        .spawn(tracer, collector.clone(), changes)
+        .context("cannot start the lifecycle thread")?;
+    // The lifecycle thread ends when every sender is gone: the follower's
+    // at its stop, or this one at shutdown when nothing is followed.
+    let mut keep_open = None;
+    let (follow_stop, follow_stop_rx) = watch::channel(false);
+    let follower = match process_ring {
+        Some(ring) => Some(tokio::spawn(targets::follow::forward(
+            ring,
+            change_tx,
+            changes_dropped.clone(),
+            follow_stop_rx,
+        ))),
+        None => {
+            keep_open = Some(change_tx);
+            None
+        }
     };
     let events = args
         .events
@@ -145,10 +214,6 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_summary = (Instant::now(), first.clone());
-    let mut alive: Vec<(u32, discovery::Process)> = targets
-        .iter()
-        .map(|t| (t.process.pid, t.process.clone()))
-        .collect();
 
     loop {
         let until_deadline = async {
@@ -167,16 +232,20 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
                 continue;
             }
         }
-        let snapshot = analyze(&mut engine, started, lock(&collector).collect());
+        let mut snapshot = lock(&collector).collect();
+        if follow || args.max_targets.is_some() {
+            snapshot.lost.push((
+                lifecycle::LOST_TARGET_LIMIT,
+                over_limit.load(Ordering::Relaxed),
+            ));
+            // Same reason as the BPF side's: the exporter adds them up.
+            snapshot.lost.push((
+                LostReason::ProcessEventsFull.label(),
+                changes_dropped.load(Ordering::Relaxed),
+            ));
+        }
+        let snapshot = analyze(&mut engine, started, snapshot);
         let _ = snap_tx.send(snapshot.clone());
-        alive.retain(|(pid, p)| {
-            let running = p.is_alive();
-            if !running {
-                eprintln!("pausewatch: pid {pid} exited; its last numbers stay in /metrics");
-                tracer.detach(*pid);
-            }
-            running
-        });
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every
         {
@@ -190,8 +259,17 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
 
     // Shutdown: detach first so no new pause starts, then publish the final
     // state and drain the events that are already in the ring buffer.
-    for t in &targets {
-        tracer.detach(t.process.pid);
+    let _ = follow_stop.send(true);
+    drop(keep_open);
+    if let Some(follower) = follower {
+        follower.await.context("the process follower failed")??;
+    }
+    let mut tracer = tokio::task::spawn_blocking(move || lifecycle.join())
+        .await
+        .context("waiting for the lifecycle thread")?
+        .map_err(|_| anyhow::anyhow!("the lifecycle thread panicked"))?;
+    for pid in tracer.attached_pids() {
+        tracer.detach(pid);
     }
     let last = analyze(&mut engine, started, lock(&collector).collect());
     let _ = snap_tx.send(last.clone());
@@ -316,16 +394,6 @@ fn lock(c: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
     // A panic while holding the lock leaves the maps untouched, so the data
     // is still good; keep going rather than poison the whole agent.
     c.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn target_info(t: &Target) -> TargetInfo {
-    TargetInfo {
-        pid: t.process.pid,
-        comm: t.process.comm.clone(),
-        runtime: t.runtime.label(),
-        runtime_version: t.version.clone(),
-        exe: t.process.exe.display().to_string(),
-    }
 }
 
 /// Runs `agent probes`: prints what would be attached.

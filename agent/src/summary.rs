@@ -125,6 +125,7 @@ mod tests {
             runtime: "hotspot",
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),
+            container: Default::default(),
         };
         let series = |n: u64| {
             let mut h = Hist::default();
@@ -186,6 +187,7 @@ mod tests {
             runtime: "cpython",
             runtime_version: "3.11".into(),
             exe: "/usr/bin/python3.11".into(),
+            container: Default::default(),
         };
         let mut h = Hist {
             count: 4,

@@ -13,8 +13,14 @@ use std::process::{Child, Command, Output, Stdio};
 const AGENT: &str = env!("CARGO_BIN_EXE_agent");
 
 /// Every flag of `agent run`.
-const RUN_FLAGS: [&str; 6] = [
+const RUN_FLAGS: [&str; 12] = [
     "--pid",
+    "--all",
+    "--comm",
+    "--exe",
+    "--exclude-pid",
+    "--max-targets",
+    "--forget-after",
     "--listen",
     "--duration",
     "--events",
@@ -318,4 +324,29 @@ fn invalid_listen_address() {
 fn invalid_pid() {
     let args = ["run", "--pid", "abc"];
     assert_usage_error(&args, &agent(&args), "--pid");
+}
+
+#[test]
+fn no_target_selection() {
+    // Without --pid, --all, --comm or --exe there is nothing to trace.
+    let args = ["run", "--summary", "0"];
+    let out = agent(&args);
+    assert_usage_error(&args, &out, "--all");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--pid"), "{}", describe(&args, &out));
+    // Exclusions and limits alone select nothing either.
+    let args = ["run", "--exclude-pid", "1"];
+    assert_usage_error(&args, &agent(&args), "--all");
+}
+
+#[test]
+fn invalid_host_wide_options() {
+    let args = ["run", "--all", "--max-targets", "0"];
+    assert_usage_error(&args, &agent(&args), "--max-targets");
+    let args = ["run", "--all", "--max-targets", "-3"];
+    assert_usage_error(&args, &agent(&args), "-3");
+    let args = ["run", "--all", "--forget-after=-1"];
+    assert_usage_error(&args, &agent(&args), "--forget-after");
+    let args = ["run", "--all", "--exclude-pid", "x"];
+    assert_usage_error(&args, &agent(&args), "--exclude-pid");
 }

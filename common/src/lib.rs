@@ -184,15 +184,18 @@ pub enum LostReason {
     HistogramFull = 2,
     /// An argument could not be read from the target.
     ArgRead = 3,
+    /// The process event ring buffer (exec/exit, host-wide mode) was full.
+    ProcessEventsFull = 4,
 }
 
 impl LostReason {
     /// Every reason, in index order.
-    pub const ALL: [LostReason; 4] = [
+    pub const ALL: [LostReason; 5] = [
         LostReason::RingbufFull,
         LostReason::InflightFull,
         LostReason::HistogramFull,
         LostReason::ArgRead,
+        LostReason::ProcessEventsFull,
     ];
 
     /// The `reason` label value exported for this counter.
@@ -202,6 +205,7 @@ impl LostReason {
             LostReason::InflightFull => "inflight_map_full",
             LostReason::HistogramFull => "histogram_map_full",
             LostReason::ArgRead => "arg_read_failed",
+            LostReason::ProcessEventsFull => "process_events_full",
         }
     }
 }
@@ -222,6 +226,27 @@ pub const EVENTS_WAKEUP_BYTES: u32 = RINGBUF_BYTES / 4;
 /// How often the agent drains the event ring buffer without a wake-up, in ms.
 /// 1 MiB / 4 holds ~6,500 events, so this keeps up with 65,000 pauses/s.
 pub const EVENTS_DRAIN_MS: u64 = 100;
+/// Size of the process event ring buffer in bytes: 16 Ki events of
+/// [`ProcessEvent`], far more execs and exits than a busy node makes between
+/// two reads by the agent.
+pub const PROCESS_RINGBUF_BYTES: u32 = 1 << 18;
+
+/// A process began running a new program (`sched_process_exec`).
+pub const PROCESS_EXEC: u32 = 1;
+/// A process exited (`sched_process_exit` of its thread group leader).
+pub const PROCESS_EXIT: u32 = 2;
+
+/// One process lifecycle event, for `agent run --all` and friends.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessEvent {
+    /// [`PROCESS_EXEC`] or [`PROCESS_EXIT`].
+    pub what: u32,
+    /// Process id (tgid) in the root pid namespace.
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds when the tracepoint fired.
+    pub ktime_ns: u64,
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -233,4 +258,5 @@ mod pod {
     unsafe impl aya::Pod for super::PauseEvent {}
     unsafe impl aya::Pod for super::ArgSpec {}
     unsafe impl aya::Pod for super::Histogram {}
+    unsafe impl aya::Pod for super::ProcessEvent {}
 }

@@ -16,6 +16,7 @@ mod go;
 mod hotspot;
 mod intervals;
 mod maps;
+mod process;
 mod v8;
 
 #[cfg(not(test))]

@@ -4,13 +4,13 @@ use std::{collections::HashMap, num::NonZeroU32, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
-        Program, ProgramError,
+        Program, ProgramError, TracePoint,
         uprobe::{UProbe, UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
-use pausewatch_common::{ArgSpec, HistKey, Histogram, MAX_ARG_SPECS};
+use pausewatch_common::{ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS};
 use thiserror::Error;
 
 use super::{
@@ -72,6 +72,18 @@ pub enum BpfError {
     /// More attach points with arguments than the spec map holds.
     #[error("too many probe arguments to track (limit {MAX_ARG_SPECS})")]
     TooManyArgs,
+    /// Attaching a tracepoint failed.
+    #[error(
+        "cannot attach the tracepoint {name}: {source}; is tracefs mounted at \
+         /sys/kernel/tracing? (`agent check` tells)"
+    )]
+    TracePoint {
+        /// `category:name`.
+        name: &'static str,
+        /// The kernel's answer (boxed: it is large and rare).
+        #[source]
+        source: Box<ProgramError>,
+    },
     /// A map operation failed.
     #[error("BPF map {map}: {source}")]
     Map {
@@ -230,6 +242,59 @@ impl Tracer {
                 Link::RefCtr(link) => drop(link),
             }
         }
+    }
+
+    /// Attaches the process exec/exit tracepoints (`ebpf/src/process.rs`)
+    /// and hands over their ring buffer. Needs tracefs mounted (see
+    /// `targets::follow::ensure_tracefs`).
+    pub fn follow_processes(&mut self) -> Result<RingBuf<MapData>, BpfError> {
+        for (program, name) in [
+            ("process_exec", "sched_process_exec"),
+            ("process_exit", "sched_process_exit"),
+        ] {
+            let p: &mut TracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| BpfError::Missing(format!("program {program}")))?
+                .try_into()
+                .map_err(|e| BpfError::TracePoint {
+                    name,
+                    source: Box::new(e),
+                })?;
+            p.attach("sched", name).map_err(|e| BpfError::TracePoint {
+                name,
+                source: Box::new(e),
+            })?;
+        }
+        RingBuf::try_from(take(&mut self.ebpf, "PROCESS_EVENTS")?)
+            .map_err(map_err("PROCESS_EVENTS"))
+    }
+
+    /// Deletes the open intervals of `pid` (threads that exited inside a
+    /// pause leave them behind) and returns how many there were.
+    pub fn forget_inflight(&mut self, pid: u32) -> Result<usize, BpfError> {
+        let map = self
+            .ebpf
+            .map_mut("INFLIGHT")
+            .ok_or_else(|| BpfError::Missing("map INFLIGHT".to_string()))?;
+        let mut inflight: BpfHashMap<&mut MapData, InflightKey, Inflight> =
+            BpfHashMap::try_from(map).map_err(map_err("INFLIGHT"))?;
+        // Keys are collected first: deleting while walking restarts the walk.
+        let keys: Vec<InflightKey> = inflight
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.pid == pid)
+            .collect();
+        for k in &keys {
+            // Gone already (the pause ended meanwhile) is fine.
+            let _ = inflight.remove(k);
+        }
+        Ok(keys.len())
+    }
+
+    /// Pids that have probes attached.
+    pub fn attached_pids(&self) -> Vec<u32> {
+        self.links.keys().copied().collect()
     }
 
     /// Number of attached uprobes across all targets.

@@ -35,6 +35,25 @@ impl Collector {
         self.targets.insert(info.pid, (info, runtime));
     }
 
+    /// Stops reporting `pid`: deletes its histograms from the BPF map (so a
+    /// later process with the same pid starts from zero), its target info
+    /// and its cached cause names. Returns how many series were deleted.
+    pub fn forget(&mut self, pid: u32) -> usize {
+        self.targets.remove(&pid);
+        self.causes.forget(pid);
+        // Keys are collected first: deleting while walking restarts the walk.
+        let keys: Vec<HistKey> = self
+            .histograms
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.pid == pid)
+            .collect();
+        for k in &keys {
+            let _ = self.histograms.remove(k);
+        }
+        keys.len()
+    }
+
     /// Resolves a cause id as the exporter would name it (for events).
     pub fn cause_name(&mut self, pid: u32, kind: Kind, cause: u64) -> String {
         let runtime = self.targets.get(&pid).map(|(_, r)| *r);

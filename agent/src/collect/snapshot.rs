@@ -24,7 +24,7 @@ pub struct Snapshot {
 }
 
 /// A traced process and what runs in it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetInfo {
     /// Process id.
     pub pid: u32,
@@ -36,6 +36,8 @@ pub struct TargetInfo {
     pub runtime_version: String,
     /// The process's executable.
     pub exe: String,
+    /// Its container and pod, where known (`agent run --all` and friends).
+    pub container: crate::targets::ContainerLabels,
 }
 
 /// One histogram series.

@@ -12,7 +12,7 @@ pub mod runtime;
 pub mod v8;
 
 pub use process::Process;
-pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect};
+pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect, detect_in};
 
 use std::path::PathBuf;
 

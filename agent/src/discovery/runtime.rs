@@ -126,7 +126,11 @@ pub struct Target {
 
 /// Inspects `pid` and returns its runtime and probes.
 pub fn detect(pid: u32) -> Result<Target, DiscoveryError> {
-    let process = Process::inspect(pid)?;
+    detect_in(Process::inspect(pid)?)
+}
+
+/// Returns the runtime and probes of an inspected process.
+pub fn detect_in(process: Process) -> Result<Target, DiscoveryError> {
     for runtime in Runtime::ALL {
         let found = match runtime {
             Runtime::HotSpot => hotspot::detect(&process)?,
@@ -139,7 +143,7 @@ pub fn detect(pid: u32) -> Result<Target, DiscoveryError> {
         }
     }
     Err(DiscoveryError::NoSupportedRuntime {
-        pid,
+        pid: process.pid,
         comm: process.comm,
         supported: Runtime::ALL
             .iter()

@@ -144,13 +144,15 @@ hotspot:gc__begin to gc__end outside any safepoint (ZGC, Shenandoah, G1 concurre
 These run alongside the application and are NOT pauses.";
 
 const TARGET_INFO_HELP: &str = "Always 1: one series per traced process, naming its \
-command, runtime, runtime version and executable.";
+command, runtime, runtime version and executable, and its container_id, pod_uid, \
+namespace and pod where the host can tell (empty otherwise). Join on pid.";
 
 const TARGETS_HELP: &str = "Number of processes being traced.";
 
 const LOST_HELP: &str = "Events the BPF programs could not record, by reason (ring buffer \
-full, in-flight or histogram map full, argument read failed). Non-zero means some pauses \
-are missing from the histograms.";
+full, in-flight or histogram map full, argument read failed, process event ring buffer \
+full, a process left untraced because --max-targets was reached). Non-zero means some \
+pauses are missing from the histograms.";
 
 const SNAPSHOT_TIMESTAMP_HELP: &str = "Unix time, in seconds, at which the agent last read \
 the BPF maps; a value that stops advancing means collection is stuck.";
@@ -281,6 +283,11 @@ fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
                     label("runtime", t.runtime),
                     label("runtime_version", &t.runtime_version),
                     label("exe", &t.exe),
+                    // Empty when unknown, which Prometheus treats as absent.
+                    label("container_id", &t.container.container_id),
+                    label("pod_uid", &t.container.pod_uid),
+                    label("namespace", &t.container.namespace),
+                    label("pod", &t.container.pod),
                 ];
                 gauge_metric(labels, 1.0)
             })
@@ -612,6 +619,12 @@ mod tests {
                 runtime: "hotspot",
                 runtime_version: "17.0.15".to_owned(),
                 exe: "/usr/lib/jvm/java-17/bin/java".to_owned(),
+                container: crate::targets::ContainerLabels {
+                    container_id: "c0ffee".to_owned(),
+                    pod_uid: "0b6c4e2a-1f3d-4a5b-9c8d-7e6f5a4b3c2d".to_owned(),
+                    namespace: "shop".to_owned(),
+                    pod: "cart-7d9f".to_owned(),
+                },
             }],
             series: vec![
                 series(42, Kind::Safepoint, "G1CollectForAllocation", &PAUSES),
@@ -742,6 +755,10 @@ mod tests {
             ("runtime", "hotspot"),
             ("runtime_version", "17.0.15"),
             ("exe", "/usr/lib/jvm/java-17/bin/java"),
+            ("container_id", "c0ffee"),
+            ("pod_uid", "0b6c4e2a-1f3d-4a5b-9c8d-7e6f5a4b3c2d"),
+            ("namespace", "shop"),
+            ("pod", "cart-7d9f"),
         ];
         assert_eq!(one(&samples, "pausewatch_target_info", &info), 1.0);
         assert_eq!(one(&samples, "pausewatch_targets", &[]), 1.0);

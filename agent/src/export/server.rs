@@ -324,6 +324,7 @@ mod tests {
                     runtime: "hotspot",
                     runtime_version: "21".to_owned(),
                     exe: "/usr/bin/java".to_owned(),
+                    container: Default::default(),
                 })
                 .collect(),
             ..Snapshot::default()

@@ -480,6 +480,7 @@ pub(crate) mod tests {
             runtime: "hotspot",
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),
+            container: Default::default(),
         }
     }
 

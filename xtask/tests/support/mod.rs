@@ -79,11 +79,19 @@ pub struct Agent {
 impl Agent {
     /// Starts `<bin> run --pid <pid> --listen <listen> <extra...>`.
     pub fn start(bin: &Path, pid: u32, listen: SocketAddr, extra: &[&str]) -> Agent {
+        let pid = pid.to_string();
+        let mut args = vec!["--pid", pid.as_str()];
+        args.extend_from_slice(extra);
+        Agent::start_selecting(bin, listen, &args)
+    }
+
+    /// Starts `<bin> run --listen <listen> <args...>`, where `args` select
+    /// the targets (`--all`, `--comm`, ...).
+    pub fn start_selecting(bin: &Path, listen: SocketAddr, args: &[&str]) -> Agent {
         let spawned_ns = monotonic_now_ns();
+        let extra = args;
         let mut child = Command::new(bin)
             .arg("run")
-            .arg("--pid")
-            .arg(pid.to_string())
             .arg("--listen")
             .arg(listen.to_string())
             .args(extra)

@@ -1,0 +1,147 @@
+//! The exec/exit event stream: tracefs, the tracepoints, and a task that
+//! turns ring buffer records into [`ProcessChange`]s for the lifecycle.
+
+use std::{ffi::CString, path::Path};
+
+use aya::maps::{MapData, RingBuf};
+use pausewatch_common::{PROCESS_EXEC, PROCESS_EXIT, ProcessEvent};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+    mpsc,
+};
+
+use tokio::{io::unix::AsyncFd, sync::watch};
+
+use super::TargetsError;
+
+/// Where the agent mounts tracefs when nobody has.
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// What happened to a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessChange {
+    /// `pid` runs a new program (a new process, or an exec in an old one).
+    Exec {
+        /// Process id.
+        pid: u32,
+        /// CLOCK_MONOTONIC nanoseconds of the exec.
+        ktime_ns: u64,
+    },
+    /// `pid` exited.
+    Exit {
+        /// Process id.
+        pid: u32,
+    },
+}
+
+/// Whether tracefs is mounted where aya looks for tracepoint ids.
+pub fn tracefs_mounted() -> bool {
+    Path::new(TRACEFS).join("events/sched").is_dir()
+        || Path::new("/sys/kernel/debug/tracing/events/sched").is_dir()
+}
+
+/// Makes sure tracefs is mounted, mounting it at [`TRACEFS`] if needed (as
+/// root). Must run before the first tracepoint attach: aya looks the mount
+/// point up once and remembers the answer.
+pub fn ensure_tracefs() -> Result<(), TargetsError> {
+    if tracefs_mounted() {
+        return Ok(());
+    }
+    let target = CString::new(TRACEFS).expect("no NUL in a constant");
+    let fstype = CString::new("tracefs").expect("no NUL in a constant");
+    let source = CString::new("nodev").expect("no NUL in a constant");
+    // SAFETY: every pointer is a valid NUL-terminated string for the call.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(TargetsError::Tracefs(std::io::Error::last_os_error()));
+    }
+    log::info!("mounted tracefs at {TRACEFS}");
+    Ok(())
+}
+
+/// How many changes may wait for the lifecycle thread; beyond that they are
+/// dropped and counted (`reason="process_events_full"`), so that a host
+/// that execs faster than the agent can inspect costs bounded memory.
+pub const QUEUE: usize = 16384;
+
+/// Reads the process event ring buffer until `stop` turns true, sending each
+/// change to `tx` (dropped ones are counted in `dropped`). Exits early if
+/// the receiver is gone.
+pub async fn forward(
+    ring: RingBuf<MapData>,
+    tx: mpsc::SyncSender<ProcessChange>,
+    dropped: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), TargetsError> {
+    // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for
+    // as long as the AsyncFd owns the RingBuf.
+    let mut fd = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| TargetsError::Poll(std::io::Error::other(e.to_string())))?;
+    loop {
+        tokio::select! {
+            guard = fd.readable_mut() => {
+                let mut guard = guard.map_err(TargetsError::Poll)?;
+                let ring = guard.get_inner_mut();
+                while let Some(item) = ring.next() {
+                    if let Some(change) = decode(&item) {
+                        match tx.try_send(change) {
+                            Ok(()) => {}
+                            Err(mpsc::TrySendError::Full(_)) => {
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(mpsc::TrySendError::Disconnected(_)) => return Ok(()),
+                        }
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+}
+
+fn decode(item: &[u8]) -> Option<ProcessChange> {
+    if item.len() < size_of::<ProcessEvent>() {
+        return None;
+    }
+    // SAFETY: the BPF side writes exactly one ProcessEvent per record; the
+    // length was checked, and read_unaligned copes with any alignment.
+    let e: ProcessEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    match e.what {
+        PROCESS_EXEC => Some(ProcessChange::Exec {
+            pid: e.pid,
+            ktime_ns: e.ktime_ns,
+        }),
+        PROCESS_EXIT => Some(ProcessChange::Exit { pid: e.pid }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_records() {
+        let e = ProcessEvent {
+            what: PROCESS_EXIT,
+            pid: 77,
+            ktime_ns: 5,
+        };
+        // SAFETY: a plain-old-data struct viewed as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts((&e as *const ProcessEvent).cast::<u8>(), size_of_val(&e))
+        };
+        assert_eq!(decode(bytes), Some(ProcessChange::Exit { pid: 77 }));
+        assert_eq!(decode(&bytes[..4]), None);
+    }
+}
