@@ -21,17 +21,18 @@ use crate::{
     cli::{ProbesArgs, RunArgs},
     collect::{Collector, Snapshot, TargetInfo, events::EventLine},
     discovery::{self, ProgramArg, Target},
-    export, preflight, summary,
+    export, summary,
 };
 
 /// Runs `agent run` to completion.
 pub fn run(args: RunArgs) -> Result<()> {
-    validate_seconds("--interval", args.interval, false)?;
-    validate_seconds("--summary", args.summary, true)?;
+    validate_seconds("--interval", args.interval, MIN_INTERVAL_SECS)?;
+    validate_seconds("--summary", args.summary, 0.0)?;
     if let Some(d) = args.duration {
-        validate_seconds("--duration", d, false)?;
+        validate_seconds("--duration", d, f64::MIN_POSITIVE)?;
     }
-    preflight::require_privileges()?;
+    validate_listen(&args)?;
+    crate::check::require_host()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -40,9 +41,41 @@ pub fn run(args: RunArgs) -> Result<()> {
     runtime.block_on(run_async(args))
 }
 
-fn validate_seconds(flag: &str, v: f64, zero_ok: bool) -> Result<()> {
-    if !v.is_finite() || v < 0.0 || (!zero_ok && v == 0.0) || v > 1e9 {
-        bail!("{flag} takes a positive number of seconds, not {v}");
+/// A non-loopback address exposes the metrics to the network: only on request.
+fn validate_listen(args: &RunArgs) -> Result<()> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        bail!(
+            "--listen {} is not a loopback address: the metrics (process names, pids) would be \
+             served to the network; add --allow-remote if that is intended, or listen on \
+             127.0.0.1",
+            args.listen
+        );
+    }
+    Ok(())
+}
+
+/// The shortest `--interval`: each tick reads every BPF map.
+const MIN_INTERVAL_SECS: f64 = 0.001;
+/// The longest any time option may be (~31 years; Durations and timers stay
+/// far from overflow).
+const MAX_SECONDS: f64 = 1e9;
+
+/// A time option must be a number of seconds in `[min, MAX_SECONDS]`; for
+/// `--summary`, `min` is 0 (which turns it off).
+fn validate_seconds(flag: &str, v: f64, min: f64) -> Result<()> {
+    let what = if min == 0.0 {
+        "a number of seconds (0 turns it off)"
+    } else {
+        "a positive number of seconds"
+    };
+    if !v.is_finite() || v < 0.0 || (min > 0.0 && v == 0.0) {
+        bail!("{flag} takes {what}, not {v}");
+    }
+    if v > MAX_SECONDS {
+        bail!("{flag} {v:e} is too large: at most {MAX_SECONDS:e} seconds");
+    }
+    if v < min && v != 0.0 {
+        bail!("{flag} {v:e} is too small: at least {min} seconds");
     }
     Ok(())
 }
@@ -80,12 +113,17 @@ async fn run_async(args: RunArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (is another agent running there? choose another with --listen)", args.listen))?;
     if !args.listen.ip().is_loopback() {
-        log::warn!("serving metrics on non-loopback address {}", args.listen);
+        log::warn!(
+            "serving metrics on non-loopback address {} (--allow-remote): anyone who can reach \
+             it sees the traced processes' names and pids",
+            args.listen
+        );
     }
 
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: args.events,
     })?;
+    crate::check::require_attach(&mut tracer)?;
     let mut collector = Collector::new(maps.histograms, maps.lost);
     for target in &targets {
         let attached = tracer.attach(target)?;

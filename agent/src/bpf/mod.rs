@@ -4,6 +4,7 @@
 //! time, so the released agent is one self-contained binary.
 
 pub mod loader;
+pub mod selftest;
 
 pub use loader::{AttachedProbe, BpfError, Tracer, TracerMaps};
 
