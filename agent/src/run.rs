@@ -196,13 +196,16 @@ async fn run_async(args: RunArgs) -> Result<()> {
         }
         let snapshot = Arc::new(lock(&collector).collect());
         let _ = snap_tx.send(snapshot.clone());
-        alive.retain(|(pid, p)| {
-            let running = p.is_alive();
-            if !running {
-                eprintln!("pausewatch: pid {pid} exited; its last numbers stay in /metrics");
+        alive.retain(|(pid, p)| match p.state() {
+            discovery::process::ProcessState::Running => true,
+            gone => {
+                eprintln!(
+                    "pausewatch: pid {pid} {gone}; its probes are detached, its last numbers \
+                     stay in /metrics"
+                );
                 tracer.detach(*pid);
+                false
             }
-            running
         });
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every

@@ -8,13 +8,13 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap as AyaHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
         Program, ProgramError,
         uprobe::{UProbe, UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
-use pausewatch_common::{ArgSpec, HistKey, Histogram, MAX_ARG_SPECS};
+use pausewatch_common::{ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS};
 use thiserror::Error;
 
 use super::EBPF_OBJECT;
@@ -202,7 +202,10 @@ impl Tracer {
         Ok(attached)
     }
 
-    /// Detaches every probe of `pid` (a no-op for unknown pids).
+    /// Detaches every probe of `pid` (a no-op for unknown pids) and drops
+    /// its open intervals: a target killed or exec'd in the middle of a
+    /// pause never sends the end, and its entries would otherwise fill the
+    /// in-flight map for good.
     pub fn detach(&mut self, pid: u32) {
         for (program, link) in self.links.remove(&pid).unwrap_or_default() {
             if let Some(p) = self.ebpf.program_mut(program)
@@ -212,6 +215,26 @@ impl Tracer {
                 let _ = p.detach(link);
             }
         }
+        let removed = self.forget_inflight(pid);
+        if removed > 0 {
+            log::info!("pid {pid}: dropped {removed} unfinished intervals");
+        }
+    }
+
+    /// Removes the in-flight entries of `pid`; returns how many there were.
+    fn forget_inflight(&mut self, pid: u32) -> usize {
+        let Some(map) = self.ebpf.map_mut("INFLIGHT") else {
+            return 0;
+        };
+        let Ok(mut inflight) = AyaHashMap::<_, InflightKey, Inflight>::try_from(map) else {
+            return 0;
+        };
+        let stale: Vec<InflightKey> = inflight
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.pid == pid)
+            .collect();
+        stale.iter().filter(|k| inflight.remove(k).is_ok()).count()
     }
 
     /// Attaches one uprobe program to `binary`+`offset` in this process and
