@@ -194,6 +194,17 @@ pub enum UsdtError {
     },
 }
 
+impl UsdtError {
+    /// The error without its file name, for callers that name the file
+    /// themselves (so the path is not printed twice).
+    pub fn without_path(self) -> UsdtError {
+        match self {
+            UsdtError::File { error, .. } => *error,
+            other => other,
+        }
+    }
+}
+
 /// Reads every SDT probe in an x86-64 ELF executable or shared object, in
 /// note order. A file without `.note.stapsdt` has no probes. Structural
 /// damage (a truncated note, an address outside the loaded segments) fails
