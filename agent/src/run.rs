@@ -199,11 +199,11 @@ async fn run_async(args: RunArgs) -> Result<()> {
         alive.retain(|(pid, p)| match p.state() {
             discovery::process::ProcessState::Running => true,
             gone => {
+                tracer.detach(*pid);
                 eprintln!(
                     "pausewatch: pid {pid} {gone}; its probes are detached, its last numbers \
                      stay in /metrics"
                 );
-                tracer.detach(*pid);
                 false
             }
         });

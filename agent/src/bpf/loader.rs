@@ -224,10 +224,15 @@ impl Tracer {
     /// Removes the in-flight entries of `pid`; returns how many there were.
     fn forget_inflight(&mut self, pid: u32) -> usize {
         let Some(map) = self.ebpf.map_mut("INFLIGHT") else {
+            log::warn!("the BPF object has no INFLIGHT map; pid {pid}'s open intervals stay");
             return 0;
         };
-        let Ok(mut inflight) = AyaHashMap::<_, InflightKey, Inflight>::try_from(map) else {
-            return 0;
+        let mut inflight = match AyaHashMap::<_, InflightKey, Inflight>::try_from(map) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("INFLIGHT map: {e}; pid {pid}'s open intervals stay");
+                return 0;
+            }
         };
         let stale: Vec<InflightKey> = inflight
             .keys()
