@@ -663,7 +663,8 @@ fn broken_libjvms(dir: &Path) -> Vec<(String, PathBuf)> {
     variants.push(("garbage ELF header".into(), bad_header));
     let mut bad_sections = real.clone();
     let shoff = u64::from_le_bytes(real[0x28..0x30].try_into().unwrap()) as usize;
-    bad_sections[shoff..shoff + 4096].fill(0xa5);
+    let end = (shoff + 4096).min(real.len());
+    bad_sections[shoff..end].fill(0xa5);
     variants.push(("garbage section headers".into(), bad_sections));
     // Every stapsdt note's descriptor (addresses, provider, name, args)
     // overwritten with a byte pattern.
@@ -728,6 +729,7 @@ fn corrupt_libjvm_is_a_clear_error() {
                 Some(1),
                 "{name}: agent {args:?} should fail cleanly:\n{stderr}"
             );
+            eprintln!("{name}, agent {}: {}", args[0], stderr.trim_end());
             assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
             assert!(
                 stderr.starts_with("error: ")
