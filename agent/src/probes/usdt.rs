@@ -651,6 +651,17 @@ mod tests {
         }
     }
 
+    /// The fuzzer's seed (`fuzz/seeds/usdt_notes`, made with [`Fixture`])
+    /// must stay a valid file, or fuzzing starts from nothing.
+    #[test]
+    fn fuzz_seed_parses() {
+        let seed = include_bytes!("../../../fuzz/seeds/usdt_notes/two_probes.elf");
+        let probes = parse_usdt_notes(&seed.to_vec()).unwrap();
+        let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["vmops__begin", "safepoint__begin"]);
+        assert_eq!(probes[0].args.len(), 3);
+    }
+
     #[test]
     fn crafted_single_note() {
         let elf = Fixture::with_notes(sdt_note(
