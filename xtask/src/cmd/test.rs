@@ -3,7 +3,8 @@
 //! Installs the system packages the tests need, builds the BPF object and
 //! the release agent, checks formatting and lints (host and BPF crates), and
 //! runs every test: unit tests and the privileged end-to-end tests that load
-//! BPF into the kernel and compare the agent with the runtimes' own logs.
+//! BPF into the kernel and compare the agent with the runtimes' own logs;
+//! without a filter it then runs each fuzz target for [`FUZZ_SECONDS`].
 
 use std::process::Command;
 
@@ -29,7 +30,12 @@ const PACKAGES: &[&str] = &[
     "bpftool",
     "prometheus",
     "util-linux",
+    // The hardening tests map runtime libraries from a small python3 script.
+    "python3",
 ];
+
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SECONDS: u64 = 20;
 
 /// Runs `cargo xtask test`.
 pub fn run(args: TestArgs) -> Result<()> {
@@ -78,6 +84,13 @@ pub fn run(args: TestArgs) -> Result<()> {
         test.arg(f);
     }
     util::run(&mut test)?;
+    // A filtered run is a quick local iteration; the full run fuzzes too.
+    if args.filter.is_none() {
+        super::fuzz::run_fuzz(super::fuzz::FuzzArgs {
+            seconds: FUZZ_SECONDS,
+            target: None,
+        })?;
+    }
     step("all tests passed");
     Ok(())
 }
