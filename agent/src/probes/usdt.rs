@@ -656,7 +656,7 @@ mod tests {
     #[test]
     fn fuzz_seed_parses() {
         let seed = include_bytes!("../../../fuzz/seeds/usdt_notes/two_probes.elf");
-        let probes = parse_usdt_notes(&seed.to_vec()).unwrap();
+        let probes = parse_usdt_notes(seed.as_slice()).unwrap();
         let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["vmops__begin", "safepoint__begin"]);
         assert_eq!(probes[0].args.len(), 3);
