@@ -651,6 +651,27 @@ mod tests {
         }
     }
 
+    /// Every truncation of a valid file, and every single-byte corruption
+    /// of its headers and notes, is an error or a parse, never a panic; a
+    /// truncated file never yields the full probe list.
+    #[test]
+    fn truncated_or_corrupt_files_never_panic() {
+        let seed = include_bytes!("../../../fuzz/seeds/usdt_notes/two_probes.elf");
+        let full = parse_usdt_notes(seed.as_slice()).unwrap().len();
+        for len in 0..seed.len() {
+            if let Ok(p) = parse_usdt_notes(&seed[..len]) {
+                assert!(p.len() < full, "{len} bytes parsed as the whole file");
+            }
+        }
+        for at in 0..seed.len() {
+            for byte in [0x00, 0x7f, 0xff] {
+                let mut bad = seed.to_vec();
+                bad[at] = byte;
+                let _ = parse_usdt_notes(&bad);
+            }
+        }
+    }
+
     /// The fuzzer's seed (`fuzz/seeds/usdt_notes`, made with [`Fixture`])
     /// must stay a valid file, or fuzzing starts from nothing.
     #[test]
