@@ -95,7 +95,7 @@ pub fn require_host() -> Result<(), CheckFailed> {
 /// For `agent run`, once the object is loaded: proves that a uprobe can be
 /// attached with this process's privileges (see [`uprobe_attach`]).
 pub fn require_attach(tracer: &mut Tracer) -> Result<(), CheckFailed> {
-    first_failure([uprobe_attach(tracer)])
+    first_failure([uprobe_attach(tracer, true)])
 }
 
 fn first_failure(checks: impl IntoIterator<Item = Check>) -> Result<(), CheckFailed> {
@@ -136,7 +136,7 @@ fn load_and_attach() -> Vec<Check> {
                 "BPF load",
                 "all programs and maps (per-CPU hash, array, ring buffer) load and verify",
             ),
-            uprobe_attach(&mut tracer),
+            uprobe_attach(&mut tracer, false),
         ],
         Err(e) => vec![
             fail("BPF load", e.to_string()),
@@ -151,12 +151,14 @@ fn load_and_attach() -> Vec<Check> {
 /// Attaches one of the agent's uprobe programs to a function of the agent's
 /// own executable, scoped to the agent's pid, and detaches it. This is the
 /// step that needs CAP_SYS_ADMIN on some kernels even with CAP_PERFMON.
-pub fn uprobe_attach(tracer: &mut Tracer) -> Check {
+/// With `keep`, the probe stays attached for the tracer's life (see
+/// [`Tracer::attach_self_test`]).
+pub fn uprobe_attach(tracer: &mut Tracer, keep: bool) -> Check {
     let (binary, offset) = match selftest::probe_point() {
         Ok(p) => p,
         Err(e) => return fail("uprobe attach", format!("cannot find a probe point: {e}")),
     };
-    match tracer.attach_self_test(&binary, offset) {
+    match tracer.attach_self_test(&binary, offset, keep) {
         Ok(()) => ok(
             "uprobe attach",
             "a uprobe with a BPF link attaches and detaches (tried on the agent itself)",

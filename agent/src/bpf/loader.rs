@@ -108,6 +108,8 @@ pub struct Tracer {
     cookies: HashMap<ArgSpec, u32>,
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<(&'static str, UProbeLinkId)>>,
+    /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
+    self_test: Option<(String, UProbeLinkId)>,
 }
 
 /// The maps the collector and event reader own once loading is done.
@@ -159,6 +161,7 @@ impl Tracer {
                 arg_specs,
                 cookies: HashMap::new(),
                 links: HashMap::new(),
+                self_test: None,
             },
             maps,
         ))
@@ -243,11 +246,18 @@ impl Tracer {
     }
 
     /// Attaches one uprobe program to `binary`+`offset` in this process and
-    /// detaches it again: proves that this kernel lets the agent attach
+    /// detaches it again (see `keep`): proves that this kernel lets the agent attach
     /// uprobes (perf_event_open of the uprobe PMU plus the BPF link) with
     /// its privileges. The probed instruction must not run meanwhile; the
     /// program is never triggered.
-    pub fn attach_self_test(&mut self, binary: &Path, offset: u64) -> Result<(), BpfError> {
+    /// With `keep`, the probe stays attached (never hit) as long as the
+    /// tracer lives.
+    pub fn attach_self_test(
+        &mut self,
+        binary: &Path,
+        offset: u64,
+        keep: bool,
+    ) -> Result<(), BpfError> {
         let mut names: Vec<&str> = self
             .ebpf
             .programs()
@@ -276,7 +286,14 @@ impl Tracer {
         };
         match p.attach(point, binary, scope) {
             Ok(link) => {
-                let _ = p.detach(link);
+                // Unregistering a uprobe waits for an RCU grace period
+                // (~0.1 s here), so `agent run` keeps this one, unused,
+                // until it exits rather than add that to its start-up.
+                if keep {
+                    self.self_test = Some((name, link));
+                } else {
+                    let _ = p.detach(link);
+                }
                 Ok(())
             }
             Err(source) => Err(attach_error(
