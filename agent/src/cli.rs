@@ -93,7 +93,14 @@ pub struct ExplainArgs {
 pub struct RunArgs {
     /// Process to trace; repeat to trace several. The runtime (HotSpot, Go,
     /// CPython, Node.js) is detected from the files the process has mapped.
-    #[arg(short, long = "pid", value_name = "PID", num_args = 1)]
+    #[arg(
+        short,
+        long = "pid",
+        value_name = "PID",
+        num_args = 1,
+        allow_negative_numbers = true,
+        value_parser = parse_pid
+    )]
     pub pids: Vec<u32>,
 
     /// Trace every process on the host whose runtime is supported, and
@@ -127,12 +134,21 @@ pub struct RunArgs {
     pub forget_after: f64,
 
     /// Address for the Prometheus endpoint (/metrics, /healthz). Binding to
-    /// a non-loopback address exposes the metrics to the network.
+    /// a non-loopback address exposes the metrics to the network and needs
+    /// --allow-remote.
     #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
 
+    /// Allow --listen on a non-loopback address (e.g. 0.0.0.0:9464 in a
+    /// DaemonSet). The metrics name processes and their pids.
+    #[arg(long)]
+    pub allow_remote: bool,
+
+    // Time options take values starting with `-` (`-1`, `-inf`) so that the
+    // agent's own range check names the option, instead of clap reporting
+    // an unknown flag.
     /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
-    #[arg(short, long, value_name = "SECS")]
+    #[arg(allow_hyphen_values = true, short, long, value_name = "SECS")]
     pub duration: Option<f64>,
 
     /// Also print one JSON line per pause on stdout: pid, tid, runtime,
@@ -143,12 +159,22 @@ pub struct RunArgs {
     pub events: bool,
 
     /// How often to read the BPF maps into a fresh snapshot for /metrics.
-    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    #[arg(
+        allow_hyphen_values = true,
+        long,
+        value_name = "SECS",
+        default_value_t = 1.0
+    )]
     pub interval: f64,
 
     /// Print a live summary on stderr every SECS seconds (0 turns it off):
     /// pauses per second, p50/p99/max and the top causes per target.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(
+        allow_hyphen_values = true,
+        long,
+        value_name = "SECS",
+        default_value_t = 5.0
+    )]
     pub summary: f64,
 
     /// Length of the sliding window the workload rules look at (profile,
@@ -168,7 +194,7 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct ProbesArgs {
     /// Process to inspect.
-    #[arg(short, long, value_name = "PID")]
+    #[arg(short, long, value_name = "PID", allow_negative_numbers = true, value_parser = parse_pid)]
     pub pid: u32,
 }
 
@@ -178,4 +204,16 @@ pub struct BenchAttachArgs {
     /// Process whose probe points get the empty program.
     #[arg(short, long, value_name = "PID")]
     pub pid: u32,
+}
+
+/// A pid is a positive integer no larger than the kernel's pid_max limit
+/// (2^22); 0 would mean "every process" to perf_event_open.
+fn parse_pid(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<i64>() {
+        Ok(pid) if (1..=1 << 22).contains(&pid) => Ok(pid as u32),
+        Ok(pid) => Err(format!(
+            "{pid} is not a process id: pids are positive integers up to 4194304"
+        )),
+        Err(_) => Err(format!("{text:?} is not a process id (a positive integer)")),
+    }
 }

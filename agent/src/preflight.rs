@@ -3,10 +3,23 @@
 
 use thiserror::Error;
 
-const CAP_SYS_PTRACE: u32 = 19;
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
+/// Capability numbers (linux/capability.h).
+pub const CAP_SYS_PTRACE: u32 = 19;
+/// See [`CAP_SYS_PTRACE`].
+pub const CAP_SYS_ADMIN: u32 = 21;
+/// See [`CAP_SYS_PTRACE`].
+pub const CAP_PERFMON: u32 = 38;
+/// See [`CAP_SYS_PTRACE`].
+pub const CAP_BPF: u32 = 39;
+
+/// What to do about missing privileges; shared by every message about them.
+/// CAP_SYS_ADMIN: measured on kernel 6.18 with `setpriv --bounding-set`,
+/// CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE load the programs but
+/// perf_event_open of a uprobe fails with EACCES; adding CAP_SYS_ADMIN (or
+/// CAP_SYS_ADMIN + CAP_SYS_PTRACE alone) attaches.
+pub const PRIVILEGES_HINT: &str = "run the agent as root (sudo), or grant it CAP_BPF, \
+     CAP_PERFMON and CAP_SYS_PTRACE, plus CAP_SYS_ADMIN on kernels that allow uprobe perf \
+     events only to it (6.18 does; `agent check` tells)";
 
 /// A requirement the host or the agent's privileges do not meet.
 #[derive(Debug, Error)]
@@ -14,8 +27,8 @@ pub enum PreflightError {
     /// Not enough capabilities.
     #[error(
         "pausewatch needs root to load BPF programs and attach uprobes \
-         (missing {missing}): run it with sudo, or grant CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE \
-         and, on kernels that restrict uprobe perf events to it (6.18 here), CAP_SYS_ADMIN"
+         (missing {missing}): {hint}",
+        hint = PRIVILEGES_HINT
     )]
     Privileges {
         /// The missing capabilities, comma-separated.

@@ -19,7 +19,7 @@ use crate::{
     rules::{
         self, Engine, Evaluation, FEATURES, Features, Outcome, RuleSet, features::FeatureValue,
     },
-    run::validate_seconds,
+    run::{MIN_INTERVAL_SECS, validate_seconds},
     targets::lifecycle::target_info,
 };
 
@@ -79,7 +79,7 @@ pub fn describe(set: &RuleSet) -> String {
 }
 
 fn explain(args: ExplainArgs) -> Result<()> {
-    validate_seconds("--window", args.window, false)?;
+    validate_seconds("--window", args.window, MIN_INTERVAL_SECS)?;
     let set = rules::load(args.rules.as_deref())?;
     preflight::require_privileges()?;
     let target = discovery::detect(args.pid)?;

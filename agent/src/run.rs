@@ -21,7 +21,7 @@ use crate::{
     cli::{ProbesArgs, RunArgs},
     collect::{Collector, Snapshot, events::EventLine},
     discovery::{self, ProgramArg},
-    export, preflight,
+    export,
     rules::{self, Engine},
     summary,
     targets::{self, Lifecycle, lifecycle},
@@ -29,25 +29,26 @@ use crate::{
 
 /// Runs `agent run` to completion.
 pub fn run(args: RunArgs) -> Result<()> {
-    validate_seconds("--interval", args.interval, false)?;
-    validate_seconds("--summary", args.summary, true)?;
+    validate_seconds("--interval", args.interval, MIN_INTERVAL_SECS)?;
+    validate_seconds("--summary", args.summary, 0.0)?;
     if let Some(d) = args.duration {
-        validate_seconds("--duration", d, false)?;
+        validate_seconds("--duration", d, f64::MIN_POSITIVE)?;
     }
-    validate_seconds("--window", args.window, false)?;
+    validate_seconds("--window", args.window, MIN_INTERVAL_SECS)?;
+    validate_seconds("--forget-after", args.forget_after, 0.0)?;
     if args.pids.is_empty() && !args.all && args.comms.is_empty() && args.exes.is_empty() {
         bail!(
             "nothing to trace: choose targets with --all, --comm NAME, --exe PATTERN \
              or --pid PID (they combine; see `agent run --help`)"
         );
     }
-    validate_seconds("--forget-after", args.forget_after, true)?;
     if args.max_targets == Some(0) {
         bail!("--max-targets takes a positive number of processes, not 0");
     }
+    validate_listen(&args)?;
     // A bad rules file is an error before anything is attached.
     let rules = rules::load(args.rules.as_deref())?;
-    preflight::require_privileges()?;
+    crate::check::require_host()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -56,9 +57,41 @@ pub fn run(args: RunArgs) -> Result<()> {
     runtime.block_on(run_async(args, rules))
 }
 
-pub(crate) fn validate_seconds(flag: &str, v: f64, zero_ok: bool) -> Result<()> {
-    if !v.is_finite() || v < 0.0 || (!zero_ok && v == 0.0) || v > 1e9 {
-        bail!("{flag} takes a positive number of seconds, not {v}");
+/// A non-loopback address exposes the metrics to the network: only on request.
+fn validate_listen(args: &RunArgs) -> Result<()> {
+    if !args.listen.ip().is_loopback() && !args.allow_remote {
+        bail!(
+            "--listen {} is not a loopback address: the metrics (process names, pids) would be \
+             served to the network; add --allow-remote if that is intended, or listen on \
+             127.0.0.1",
+            args.listen
+        );
+    }
+    Ok(())
+}
+
+/// The shortest `--interval`: each tick reads every BPF map.
+pub(crate) const MIN_INTERVAL_SECS: f64 = 0.001;
+/// The longest any time option may be (~31 years; Durations and timers stay
+/// far from overflow).
+const MAX_SECONDS: f64 = 1e9;
+
+/// A time option must be a number of seconds in `[min, MAX_SECONDS]`; for
+/// `--summary`, `min` is 0 (which turns it off).
+pub(crate) fn validate_seconds(flag: &str, v: f64, min: f64) -> Result<()> {
+    let what = if min == 0.0 {
+        "a number of seconds (0 turns it off)"
+    } else {
+        "a positive number of seconds"
+    };
+    if !v.is_finite() || v < 0.0 || (min > 0.0 && v == 0.0) {
+        bail!("{flag} takes {what}, not {v}");
+    }
+    if v > MAX_SECONDS {
+        bail!("{flag} {v:e} is too large: at most {MAX_SECONDS:e} seconds");
+    }
+    if v < min && v != 0.0 {
+        bail!("{flag} {v:e} is too small: at least {min} seconds");
     }
     Ok(())
 }
@@ -113,12 +146,17 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (is another agent running there? choose another with --listen)", args.listen))?;
     if !args.listen.ip().is_loopback() {
-        log::warn!("serving metrics on non-loopback address {}", args.listen);
+        log::warn!(
+            "serving metrics on non-loopback address {} (--allow-remote): anyone who can reach \
+             it sees the traced processes' names and pids",
+            args.listen
+        );
     }
 
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: args.events,
     })?;
+    crate::check::require_attach(&mut tracer)?;
     let collector = Arc::new(Mutex::new(Collector::new(maps.histograms, maps.lost)));
     let mut lifecycle = Lifecycle::new(
         selection,

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 const AGENT: &str = env!("CARGO_BIN_EXE_agent");
 
 /// Every flag of `agent run`.
-const RUN_FLAGS: [&str; 12] = [
+const RUN_FLAGS: [&str; 15] = [
     "--pid",
     "--all",
     "--comm",
@@ -22,10 +22,13 @@ const RUN_FLAGS: [&str; 12] = [
     "--max-targets",
     "--forget-after",
     "--listen",
+    "--allow-remote",
     "--duration",
     "--events",
     "--interval",
     "--summary",
+    "--window",
+    "--rules",
 ];
 
 /// Why most of these tests need root: the agent checks its privileges
@@ -138,9 +141,9 @@ fn assert_usage_error(args: &[&str], out: &Output, needle: &str) {
     assert_no_panic_text(&stderr, &ctx);
 }
 
-/// A pid that names no process: above the kernel's pid_max limit (at most
-/// 2^22), so it can never exist.
-const NO_SUCH_PID: &str = "999999999";
+/// A pid that names no process: pids are below pid_max, which is at most
+/// 2^22, so this one can never exist (and is the largest `--pid` accepts).
+const NO_SUCH_PID: &str = "4194304";
 
 #[test]
 fn nonexistent_pid() {
@@ -298,10 +301,10 @@ fn help_mentions_every_run_flag() {
 
 #[test]
 fn invalid_duration() {
-    // As two arguments clap takes `-1` for a flag; with `=` the value
-    // reaches the agent's own check. Both must fail cleanly.
+    // Negative numbers are values, not flags: the agent's own check names
+    // the option, with or without `=`.
     let args = ["run", "--pid", "1", "--duration", "-1"];
-    assert_usage_error(&args, &agent(&args), "-1");
+    assert_usage_error(&args, &agent(&args), "--duration takes a positive number");
     let args = ["run", "--pid", "1", "--duration=-1"];
     assert_usage_error(&args, &agent(&args), "--duration");
     let args = ["run", "--pid", "1", "--duration", "soon"];
@@ -349,4 +352,44 @@ fn invalid_host_wide_options() {
     assert_usage_error(&args, &agent(&args), "--forget-after");
     let args = ["run", "--all", "--exclude-pid", "x"];
     assert_usage_error(&args, &agent(&args), "--exclude-pid");
+}
+
+/// NaN, infinities, negative, zero, tiny and huge values of every time
+/// option: one clear line naming the option, never a panic.
+#[test]
+fn time_options_out_of_range() {
+    for flag in ["--interval", "--duration", "--summary"] {
+        for value in ["NaN", "inf", "-inf", "-1", "-0.5", "1e300", "1e10"] {
+            let args = ["run", "--pid", "1", flag, value];
+            let out = agent(&args);
+            assert_usage_error(&args, &out, flag);
+            assert_eq!(out.status.code(), Some(1), "{}", describe(&args, &out));
+        }
+    }
+    let args = ["run", "--pid", "1", "--interval", "1e-300"];
+    assert_usage_error(&args, &agent(&args), "--interval 1e-300 is too small");
+    let args = ["run", "--pid", "1", "--summary", "1e10"];
+    assert_usage_error(&args, &agent(&args), "at most 1e9 seconds");
+}
+
+#[test]
+fn pid_out_of_range() {
+    for pid in ["-1", "0", "4194305", "99999999999", "1.5", ""] {
+        let args = ["run", "--pid", pid];
+        let out = agent(&args);
+        assert_usage_error(&args, &out, "is not a process id");
+    }
+    let args = ["probes", "--pid", "-7"];
+    assert_usage_error(&args, &agent(&args), "-7 is not a process id");
+}
+
+/// A non-loopback --listen needs --allow-remote, and the error says so
+/// (checked before privileges, so this runs as anyone).
+#[test]
+fn remote_listen_needs_the_flag() {
+    for listen in ["0.0.0.0:9464", "[::]:9464", "192.0.2.1:9464"] {
+        let args = ["run", "--pid", "1", "--listen", listen];
+        let out = agent(&args);
+        assert_one_line_error(&args, &out, "add --allow-remote");
+    }
 }

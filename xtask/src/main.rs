@@ -27,7 +27,11 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Install test prerequisites, build, lint and run every test.
     Test(cmd::test::TestArgs),
-    /// Measure per-event cost (vs bpftrace, BCC), capacity, overhead, footprint and accuracy; writes target/bench/report.{md,json}.
+    /// Run every fuzz target (fuzz/, cargo-fuzz installed into ./.tools)
+    /// for a bounded time.
+    Fuzz(cmd::fuzz::FuzzArgs),
+    /// Measure per-event cost (vs bpftrace, BCC), capacity, overhead,
+    /// footprint and accuracy; writes target/bench/report.{md,json}.
     Bench(cmd::bench::BenchArgs),
 }
 
@@ -39,5 +43,6 @@ fn main() -> Result<()> {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Fuzz(args) => cmd::fuzz::run_fuzz(args),
     }
 }

@@ -1,6 +1,10 @@
 //! Loads the BPF object once and attaches each target's probes to it.
 
-use std::{collections::HashMap, num::NonZeroU32, path::PathBuf};
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
@@ -27,13 +31,32 @@ pub enum BpfError {
     Load(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Loading needs privileges the agent lacks.
     #[error(
-        "the kernel refused to load BPF programs: permission denied; run the agent as root \
-         (or with CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE)"
+        "the kernel refused to load BPF programs: permission denied; {hint}",
+        hint = crate::preflight::PRIVILEGES_HINT
     )]
     Permission,
     /// The embedded object lacks something the agent expects (a build mismatch).
     #[error("the embedded BPF object has no {0}; rebuild with `cargo xtask build`")]
     Missing(String),
+    /// The kernel refused a uprobe for lack of privileges.
+    #[error(
+        "cannot attach {probe} at {binary}+{offset:#x} in pid {pid}: permission denied \
+         ({source}); {hint}",
+        hint = crate::preflight::PRIVILEGES_HINT
+    )]
+    AttachDenied {
+        /// The probe, `provider:name`.
+        probe: String,
+        /// Host path of the binary.
+        binary: PathBuf,
+        /// File offset.
+        offset: u64,
+        /// Target pid.
+        pid: u32,
+        /// The kernel's answer (boxed: it is large and rare).
+        #[source]
+        source: Box<ProgramError>,
+    },
     /// Attaching one uprobe failed.
     #[error("cannot attach {probe} at {binary}+{offset:#x} in pid {pid}: {source}")]
     Attach {
@@ -120,6 +143,8 @@ pub struct Tracer {
     cookies: HashMap<ArgSpec, u32>,
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<Link>>,
+    /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
+    self_test: Option<(String, UProbeLinkId)>,
 }
 
 /// One attached uprobe, owned by the tracer.
@@ -179,6 +204,7 @@ impl Tracer {
                 arg_specs,
                 cookies: HashMap::new(),
                 links: HashMap::new(),
+                self_test: None,
             },
             maps,
         ))
@@ -198,12 +224,14 @@ impl Tracer {
                 None => self
                     .attach_one(probe.program, probe.file_offset, cookie, &probe.binary, pid)
                     .map(|link| Link::Aya(probe.program, link))
-                    .map_err(|source| BpfError::Attach {
-                        probe: probe.probe.clone(),
-                        binary: probe.binary.clone(),
-                        offset: probe.file_offset,
-                        pid,
-                        source: Box::new(source),
+                    .map_err(|source| {
+                        attach_error(
+                            probe.probe.clone(),
+                            probe.binary.clone(),
+                            probe.file_offset,
+                            pid,
+                            source,
+                        )
                     }),
                 Some(ref_ctr_offset) => self
                     .attach_ref_ctr(probe, ref_ctr_offset, cookie, pid)
@@ -226,7 +254,10 @@ impl Tracer {
         Ok(attached)
     }
 
-    /// Detaches every probe of `pid` (a no-op for unknown pids).
+    /// Detaches every probe of `pid` (a no-op for unknown pids) and drops
+    /// its open intervals: a target killed or exec'd in the middle of a
+    /// pause never sends the end, and its entries would otherwise fill the
+    /// in-flight map for good.
     pub fn detach(&mut self, pid: u32) {
         for link in self.links.remove(&pid).unwrap_or_default() {
             match link {
@@ -241,6 +272,72 @@ impl Tracer {
                 // Closing its descriptors detaches it.
                 Link::RefCtr(link) => drop(link),
             }
+        }
+        match self.forget_inflight(pid) {
+            Ok(0) => {}
+            Ok(n) => log::info!("pid {pid}: dropped {n} unfinished intervals"),
+            Err(e) => log::warn!("pid {pid}: its unfinished intervals stay: {e}"),
+        }
+    }
+
+    /// Attaches one uprobe program to `binary`+`offset` in this process and
+    /// detaches it again (see `keep`): proves that this kernel lets the agent attach
+    /// uprobes (perf_event_open of the uprobe PMU plus the BPF link) with
+    /// its privileges. The probed instruction must not run meanwhile; the
+    /// program is never triggered.
+    /// With `keep`, the probe stays attached (never hit) as long as the
+    /// tracer lives.
+    pub fn attach_self_test(
+        &mut self,
+        binary: &Path,
+        offset: u64,
+        keep: bool,
+    ) -> Result<(), BpfError> {
+        let mut names: Vec<&str> = self
+            .ebpf
+            .programs()
+            .filter(|(_, p)| matches!(p, Program::UProbe(_)))
+            .map(|(n, _)| n)
+            .collect();
+        names.sort_unstable();
+        let name = names
+            .first()
+            .map(|n| n.to_string())
+            .ok_or_else(|| BpfError::Missing("uprobe program".to_string()))?;
+        let pid = std::process::id();
+        let p: &mut UProbe = self
+            .ebpf
+            .program_mut(&name)
+            .ok_or_else(|| BpfError::Missing(format!("program {name}")))?
+            .try_into()
+            .map_err(|e| BpfError::Load(Box::new(e)))?;
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(0),
+        };
+        let scope = match NonZeroU32::new(pid) {
+            Some(pid) => UProbeScope::OneProcess(pid),
+            None => UProbeScope::AllProcesses,
+        };
+        match p.attach(point, binary, scope) {
+            Ok(link) => {
+                // Unregistering a uprobe waits for an RCU grace period
+                // (~0.1 s here), so `agent run` keeps this one, unused,
+                // until it exits rather than add that to its start-up.
+                if keep {
+                    self.self_test = Some((name, link));
+                } else {
+                    let _ = p.detach(link);
+                }
+                Ok(())
+            }
+            Err(source) => Err(attach_error(
+                format!("self-test uprobe ({name})"),
+                binary.to_path_buf(),
+                offset,
+                pid,
+                source,
+            )),
         }
     }
 
@@ -389,18 +486,55 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> BpfError {
 
 /// Classifies a load failure: EPERM/EACCES becomes the privileges hint.
 fn load_error(e: Box<dyn std::error::Error + Send + Sync>) -> BpfError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    if is_permission_error(e.as_ref()) {
+        return BpfError::Permission;
+    }
+    BpfError::Load(e)
+}
+
+/// Classifies an attach failure: EPERM/EACCES becomes the privileges hint.
+fn attach_error(
+    probe: String,
+    binary: PathBuf,
+    offset: u64,
+    pid: u32,
+    source: ProgramError,
+) -> BpfError {
+    let source = Box::new(source);
+    if is_permission_error(source.as_ref()) {
+        BpfError::AttachDenied {
+            probe,
+            binary,
+            offset,
+            pid,
+            source,
+        }
+    } else {
+        BpfError::Attach {
+            probe,
+            binary,
+            offset,
+            pid,
+            source,
+        }
+    }
+}
+
+/// Whether EPERM or EACCES is somewhere in the error chain. aya wraps the
+/// kernel's errno in several layers, and some of them only keep its text.
+pub(crate) fn is_permission_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>()
             && matches!(io.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
         {
-            return BpfError::Permission;
+            return true;
+        }
+        let text = s.to_string();
+        if text.contains("Operation not permitted") || text.contains("Permission denied") {
+            return true;
         }
         source = s.source();
     }
-    let text = e.to_string();
-    if text.contains("Operation not permitted") || text.contains("Permission denied") {
-        return BpfError::Permission;
-    }
-    BpfError::Load(e)
+    false
 }

@@ -5,6 +5,7 @@
 
 pub mod loader;
 pub mod refctr;
+pub mod selftest;
 
 pub use loader::{AttachedProbe, BpfError, Tracer, TracerMaps};
 

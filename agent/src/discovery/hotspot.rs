@@ -33,7 +33,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     let host_libjvm = process.host_path(libjvm);
     let notes = usdt::read_usdt_probes(&host_libjvm).map_err(|e| DiscoveryError::Probes {
         path: host_libjvm.clone(),
-        source: Box::new(e),
+        source: Box::new(e.without_path()),
     })?;
     let mut probes = Vec::new();
     for (provider, name, program, reads_arg) in PROBES {

@@ -65,11 +65,46 @@ impl Process {
         PathBuf::from(format!("/proc/{}/root", self.pid)).join(rel)
     }
 
+    /// Whether the traced program still runs: same pid and start time, and
+    /// no exec since (an exec keeps both but replaces the program).
+    pub fn state(&self) -> ProcessState {
+        if !self.is_alive() {
+            return ProcessState::Exited;
+        }
+        match ProcfsProcess::new(self.pid as i32).and_then(|p| p.exe()) {
+            Ok(exe) if exe == self.exe => ProcessState::Running,
+            Ok(exe) => ProcessState::Execed(exe),
+            // Gone between the two reads.
+            Err(_) => ProcessState::Exited,
+        }
+    }
+
     /// Whether this process still runs (same pid, same start time).
     pub fn is_alive(&self) -> bool {
         ProcfsProcess::new(self.pid as i32)
             .and_then(|p| p.stat())
             .is_ok_and(|s| s.starttime == self.start_time && s.state != 'Z')
+    }
+}
+
+/// What became of a traced process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessState {
+    /// Still the program that was inspected.
+    Running,
+    /// Exited (or a zombie, or its pid now names another process).
+    Exited,
+    /// Replaced its program with `execve`; the new executable.
+    Execed(PathBuf),
+}
+
+impl std::fmt::Display for ProcessState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcessState::Running => f.write_str("runs"),
+            ProcessState::Exited => f.write_str("exited"),
+            ProcessState::Execed(exe) => write!(f, "exec'd into {}", exe.display()),
+        }
     }
 }
 
@@ -93,6 +128,12 @@ mod tests {
         let me = Process::inspect(std::process::id()).unwrap();
         assert!(!me.comm.is_empty());
         assert!(me.is_alive());
+        assert_eq!(me.state(), ProcessState::Running);
+        let other = Process {
+            exe: PathBuf::from("/nonexistent/previous-program"),
+            ..me.clone()
+        };
+        assert_eq!(other.state(), ProcessState::Execed(me.exe.clone()));
         assert!(!me.mapped.is_empty());
         assert!(
             me.host_path(Path::new("/etc/hostname"))

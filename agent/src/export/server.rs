@@ -1,8 +1,11 @@
 //! The HTTP endpoint: `GET /metrics` and `GET /healthz`.
 //!
 //! A plain HTTP/1.1 server on hyper, run by our own accept loop so that it
-//! can bound what clients hold: the number of open connections is capped
-//! (further clients wait in the kernel's accept queue), a client gets
+//! can bound what clients hold: the number of open connections is capped,
+//! and a client arriving at the cap takes the place of the oldest
+//! connection that is not answering a request (one that never sent a
+//! complete request head, or an idle keep-alive one), so a crowd of slow
+//! clients cannot lock `/metrics` and `/healthz` out; a client gets
 //! [`ServerLimits::header_read_timeout`] to send each request head (which
 //! also ends idle keep-alive connections and stops slowloris clients), and
 //! every connection is retired gracefully after
@@ -14,13 +17,15 @@
 //! Handlers only render the snapshot the collector last published; they
 //! never touch BPF maps.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -29,7 +34,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, info, warn};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::collect::Snapshot;
 
@@ -121,34 +126,19 @@ pub async fn serve_with_limits(
     if let Ok(addr) = listener.local_addr() {
         info!("serving metrics on http://{addr}/metrics");
     }
+    let open = Arc::new(OpenConnections::default());
     let mut shutdown = pin!(shutdown);
     loop {
-        // Take a slot before accepting: beyond the cap, clients wait in the
-        // kernel's queue instead of holding a task and a socket here.
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break, // closed: cannot happen, nothing closes it
-            },
-        };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                debug!("metrics connection from {peer}");
-                tokio::spawn(connection(
-                    http.clone(),
-                    stream,
-                    snapshots.clone(),
-                    stop_rx.clone(),
-                    Arc::clone(&limits),
-                    slot,
-                ));
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) if is_connection_error(&e) => {
+                debug!("accept: {e}");
+                continue;
             }
-            Err(e) if is_connection_error(&e) => debug!("accept: {e}"),
             Err(e) => {
                 // Out of file descriptors or memory: back off rather than spin.
                 warn!("cannot accept a metrics connection: {e}");
@@ -156,8 +146,38 @@ pub async fn serve_with_limits(
                     () = &mut shutdown => break,
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
+                continue;
             }
-        }
+        };
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // Full: make room by closing the oldest connection that is
+                // not answering a request; it frees its slot at once.
+                if !open.evict_oldest_idle() {
+                    debug!("metrics connection from {peer} refused: every slot is busy");
+                    continue;
+                }
+                let freed = tokio::time::timeout(EVICTION_WAIT, Arc::clone(&slots).acquire_owned());
+                match freed.await {
+                    Ok(Ok(slot)) => slot,
+                    _ => {
+                        debug!("metrics connection from {peer} refused: no slot freed in time");
+                        continue;
+                    }
+                }
+            }
+        };
+        debug!("metrics connection from {peer}");
+        let state = open.register();
+        tokio::spawn(connection(
+            http.clone(),
+            stream,
+            snapshots.clone(),
+            stop_rx.clone(),
+            Arc::clone(&limits),
+            (slot, Arc::clone(&open), state),
+        ));
     }
 
     // Refuse new clients at once, then let open connections finish.
@@ -174,6 +194,84 @@ pub async fn serve_with_limits(
         warn!("metrics server stopped with connections still open");
     }
     Ok(())
+}
+
+/// How long a client arriving at the cap waits for an evicted connection to
+/// free its slot before it is turned away.
+const EVICTION_WAIT: Duration = Duration::from_millis(200);
+
+/// A connection whose last request started longer ago than this is taken
+/// as idle (its response, a few hundred KiB at most, is long written).
+const IDLE_AFTER: Duration = Duration::from_secs(1);
+
+/// One open connection, as the accept loop sees it.
+struct ConnState {
+    id: u64,
+    /// Start of its latest request, in ms since `OpenConnections::epoch`;
+    /// `u64::MAX` while it has sent no complete request head.
+    last_request_ms: AtomicU64,
+    /// Told to close now.
+    evict: Notify,
+}
+
+/// The open connections, oldest first.
+struct OpenConnections {
+    epoch: Instant,
+    next_id: AtomicU64,
+    list: Mutex<VecDeque<Arc<ConnState>>>,
+}
+
+impl Default for OpenConnections {
+    fn default() -> Self {
+        OpenConnections {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            list: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl OpenConnections {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn register(&self) -> Arc<ConnState> {
+        let state = Arc::new(ConnState {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            last_request_ms: AtomicU64::new(u64::MAX),
+            evict: Notify::new(),
+        });
+        self.lock().push_back(Arc::clone(&state));
+        state
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().retain(|c| c.id != id);
+    }
+
+    /// Tells the oldest connection that is not answering a request to
+    /// close; false if every one is busy.
+    fn evict_oldest_idle(&self) -> bool {
+        let now = self.now_ms();
+        let idle_ms = IDLE_AFTER.as_millis() as u64;
+        let mut list = self.lock();
+        let Some(i) = list.iter().position(|c| {
+            let last = c.last_request_ms.load(Ordering::Relaxed);
+            last == u64::MAX || now.saturating_sub(last) >= idle_ms
+        }) else {
+            return false;
+        };
+        if let Some(c) = list.remove(i) {
+            c.evict.notify_one();
+        }
+        true
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Arc<ConnState>>> {
+        // The list stays consistent whatever panicked while holding it.
+        self.list.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Errors that concern one connection only, not the listener.
@@ -194,9 +292,19 @@ async fn connection(
     snapshots: watch::Receiver<Arc<Snapshot>>,
     mut stop: watch::Receiver<bool>,
     limits: Arc<ServerLimits>,
-    _slot: OwnedSemaphorePermit,
+    (_slot, open, state): (OwnedSemaphorePermit, Arc<OpenConnections>, Arc<ConnState>),
 ) {
+    // Unregisters on every way out, before the slot is released.
+    struct Registered(Arc<OpenConnections>, u64);
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            self.0.remove(self.1);
+        }
+    }
+    let _registered = Registered(Arc::clone(&open), state.id);
+    let seen = Arc::clone(&state);
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+        seen.last_request_ms.store(open.now_ms(), Ordering::Relaxed);
         let response = respond(request.method(), request.uri().path(), &snapshots);
         std::future::ready(Ok::<_, Infallible>(response))
     });
@@ -208,6 +316,8 @@ async fn connection(
             }
             return;
         }
+        // Evicted to make room for a new client: close at once.
+        () = state.evict.notified() => return,
         () = tokio::time::sleep(limits.max_connection_age) => {}
         // An error means the server is gone: stop too.
         _ = stop.wait_for(|stopped| *stopped) => {}
@@ -440,6 +550,32 @@ mod tests {
         let mut rest = Vec::new();
         let closed = tokio::time::timeout(PATIENCE, slow.read_to_end(&mut rest)).await;
         assert!(closed.is_ok(), "slow connection still open");
+        stop(stop_tx, task).await;
+    }
+
+    #[tokio::test]
+    async fn a_crowd_of_slow_clients_cannot_lock_others_out() {
+        // The default header timeout (10 s) is longer than the test: only
+        // eviction can make room.
+        let limits = ServerLimits {
+            max_connections: 4,
+            ..ServerLimits::default()
+        };
+        let (addr, _snap_tx, stop_tx, task) = start(limits).await;
+        let mut crowd = Vec::new();
+        for _ in 0..40 {
+            let mut slow = TcpStream::connect(addr).await.unwrap();
+            slow.write_all(b"GET /metr").await.unwrap();
+            crowd.push(slow);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for path in ["/healthz", "/metrics"] {
+            let started = Instant::now();
+            let r = request(addr, "GET", path).await;
+            assert_eq!(r.status, 200);
+            assert!(started.elapsed() < Duration::from_secs(2), "{path}");
+        }
+        drop(crowd);
         stop(stop_tx, task).await;
     }
 

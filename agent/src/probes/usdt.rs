@@ -194,6 +194,17 @@ pub enum UsdtError {
     },
 }
 
+impl UsdtError {
+    /// The error without its file name, for callers that name the file
+    /// themselves (so the path is not printed twice).
+    pub fn without_path(self) -> UsdtError {
+        match self {
+            UsdtError::File { error, .. } => *error,
+            other => other,
+        }
+    }
+}
+
 /// Reads every SDT probe in an x86-64 ELF executable or shared object, in
 /// note order. A file without `.note.stapsdt` has no probes. Structural
 /// damage (a truncated note, an address outside the loaded segments) fails
@@ -638,6 +649,38 @@ mod tests {
             Err(UsdtError::Note { index, defect }) => (index, defect),
             other => panic!("expected a note error, got {other:?}"),
         }
+    }
+
+    /// Every truncation of a valid file, and every single-byte corruption
+    /// of its headers and notes, is an error or a parse, never a panic; a
+    /// truncated file never yields the full probe list.
+    #[test]
+    fn truncated_or_corrupt_files_never_panic() {
+        let seed = include_bytes!("../../../fuzz/seeds/usdt_notes/two_probes.elf");
+        let full = parse_usdt_notes(seed.as_slice()).unwrap().len();
+        for len in 0..seed.len() {
+            if let Ok(p) = parse_usdt_notes(&seed[..len]) {
+                assert!(p.len() < full, "{len} bytes parsed as the whole file");
+            }
+        }
+        for at in 0..seed.len() {
+            for byte in [0x00, 0x7f, 0xff] {
+                let mut bad = seed.to_vec();
+                bad[at] = byte;
+                let _ = parse_usdt_notes(&bad);
+            }
+        }
+    }
+
+    /// The fuzzer's seed (`fuzz/seeds/usdt_notes`, made with [`Fixture`])
+    /// must stay a valid file, or fuzzing starts from nothing.
+    #[test]
+    fn fuzz_seed_parses() {
+        let seed = include_bytes!("../../../fuzz/seeds/usdt_notes/two_probes.elf");
+        let probes = parse_usdt_notes(seed.as_slice()).unwrap();
+        let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["vmops__begin", "safepoint__begin"]);
+        assert_eq!(probes[0].args.len(), 3);
     }
 
     #[test]

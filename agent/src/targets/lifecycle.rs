@@ -30,6 +30,7 @@
 //! its own process, is the next step.
 
 use std::{
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -90,6 +91,10 @@ struct Entry {
     state: State,
     /// CLOCK_MONOTONIC of the exec that made it pending (0: found by scan).
     exec_ns: u64,
+    /// The traced program (`/proc/PID/exe` when attached), so that the
+    /// sweep notices an exec even when no exec event comes (`--pid` alone
+    /// does not follow processes).
+    exe: PathBuf,
 }
 
 /// Tracks every process the agent traces or is still deciding about.
@@ -149,6 +154,7 @@ impl Lifecycle {
             Entry {
                 state: State::Traced(monotonic_ns()),
                 exec_ns: 0,
+                exe: target.process.exe.clone(),
             },
         );
         Ok(attached.len())
@@ -183,6 +189,7 @@ impl Lifecycle {
                             next: now,
                         },
                         exec_ns: 0,
+                        exe: PathBuf::new(),
                     },
                 );
             }
@@ -208,6 +215,7 @@ impl Lifecycle {
                 next: now,
             },
             exec_ns: ktime_ns,
+            exe: PathBuf::new(),
         };
         if self.table.get_mut(pid).is_none() {
             // The common case, kept free of system calls (a build execs
@@ -233,6 +241,7 @@ impl Lifecycle {
                 next: now,
             },
             exec_ns: ktime_ns,
+            exe: PathBuf::new(),
         };
         match self.table.seen(id) {
             Seen::Same(entry) => {
@@ -287,6 +296,7 @@ impl Lifecycle {
     pub fn run_due(&mut self, now: Instant, sweep: bool, ctx: &mut Ctx<'_>) {
         let mut due = Vec::new();
         let mut gone = Vec::new();
+        let mut execed = Vec::new();
         let mut forget = Vec::new();
         for (id, e) in self.table.iter() {
             match e.state {
@@ -295,6 +305,13 @@ impl Lifecycle {
                 }
                 State::Pending { .. } => {}
                 State::Traced(_) if sweep && !id.is_alive() => gone.push(id.pid),
+                State::Traced(_) if sweep => {
+                    if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", id.pid))
+                        && exe != e.exe
+                    {
+                        execed.push((id.pid, exe));
+                    }
+                }
                 State::Traced(_) => {}
                 State::Exited(at) if sweep && now.duration_since(at) >= self.forget_after => {
                     forget.push(id.pid)
@@ -316,6 +333,9 @@ impl Lifecycle {
         }
         for pid in gone {
             self.exited(pid, now, ctx);
+        }
+        for (pid, exe) in execed {
+            self.execed(pid, &exe, now, ctx);
         }
         for pid in forget {
             self.forget(pid, ctx);
@@ -474,6 +494,7 @@ impl Lifecycle {
                 lock(ctx.collector).add_target(info, target.runtime);
                 if let Some((_, e)) = self.table.get_mut(pid) {
                     e.state = State::Traced(inspected_ns);
+                    e.exe = target.process.exe.clone();
                 }
                 let after = if exec_ns == 0 {
                     "found at start".to_string()
@@ -516,6 +537,35 @@ impl Lifecycle {
         }
     }
 
+    /// A traced process replaced its program: its probes point into an
+    /// address space that is gone. Following processes, the new program is
+    /// inspected like any exec'd one; otherwise the target is done.
+    fn execed(&mut self, pid: u32, exe: &Path, now: Instant, ctx: &mut Ctx<'_>) {
+        ctx.tracer.detach(pid);
+        let follows = self.selection.follows();
+        if let Some((_, e)) = self.table.get_mut(pid) {
+            e.state = if follows {
+                State::Pending {
+                    attempt: 0,
+                    next: now,
+                }
+            } else {
+                State::Exited(now)
+            };
+        }
+        eprintln!(
+            "pausewatch: pid {pid} exec'd into {}; its probes are detached, its last numbers \
+             stay in /metrics for {} s{}",
+            exe.display(),
+            self.forget_after.as_secs_f64(),
+            if follows {
+                "; the new program is inspected"
+            } else {
+                ""
+            }
+        );
+    }
+
     fn exited(&mut self, pid: u32, now: Instant, ctx: &mut Ctx<'_>) {
         ctx.tracer.detach(pid);
         if let Err(e) = ctx.tracer.forget_inflight(pid) {
@@ -525,7 +575,8 @@ impl Lifecycle {
             e.state = State::Exited(now);
         }
         eprintln!(
-            "pausewatch: pid {pid} exited; its last numbers stay in /metrics for {} s",
+            "pausewatch: pid {pid} exited; its probes are detached, its last numbers stay in \
+             /metrics for {} s",
             self.forget_after.as_secs_f64()
         );
     }

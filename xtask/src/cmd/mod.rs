@@ -3,4 +3,5 @@
 pub mod bench;
 pub mod build;
 pub mod demo;
+pub mod fuzz;
 pub mod test;

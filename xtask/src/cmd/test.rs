@@ -4,7 +4,8 @@
 //! the release agent, checks formatting and lints (host and BPF crates), and
 //! runs every test: unit tests and the privileged end-to-end tests that load
 //! BPF into the kernel and compare the agent with the runtimes' own logs.
-//! Without a filter it ends with `bench --quick` as a smoke test.
+//! Without a filter it then runs each fuzz target for [`FUZZ_SECONDS`] and
+//! ends with `bench --quick` as a smoke test.
 
 use std::process::Command;
 
@@ -41,7 +42,12 @@ const PACKAGES: &[&str] = &[
     "golang-1.21-go",
     "golang-1.22-go",
     "golang-1.23-go",
+    // The hardening tests map runtime libraries from a small python3 script.
+    "python3",
 ];
+
+/// How long `cargo xtask test` runs each fuzz target.
+const FUZZ_SECONDS: u64 = 20;
 
 /// Runs `cargo xtask test`.
 pub fn run(args: TestArgs) -> Result<()> {
@@ -91,9 +97,15 @@ pub fn run(args: TestArgs) -> Result<()> {
         test.arg(f);
     }
     util::run(&mut test)?;
+    // A filtered run is a quick local iteration; the full run also fuzzes
+    // and smoke-tests the benchmark machinery.
     if args.filter.is_none() {
-        // CI smoke test of the benchmark machinery: every figure must be
-        // producible here; the numbers go to target/bench, nothing is asserted.
+        super::fuzz::run_fuzz(super::fuzz::FuzzArgs {
+            seconds: FUZZ_SECONDS,
+            target: None,
+        })?;
+        // Every figure must be producible here; the numbers go to
+        // target/bench, nothing is asserted.
         step("cargo xtask bench --quick (smoke test, no thresholds)");
         super::bench::run(super::bench::BenchArgs { quick: true })?;
     }

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use xtask::workloads::monotonic_now_ns;
 
+pub mod transparency;
+
 /// Fails the test unless it runs as root: the end-to-end tests load BPF
 /// programs and must never be skipped silently.
 pub fn require_root(what: &str) {

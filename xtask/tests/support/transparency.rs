@@ -1,0 +1,133 @@
+//! "The agent changes nothing in its targets": runs a deterministic workload
+//! twice, once alone and once traced by the agent, and returns both
+//! outcomes for the caller to compare. Any runtime can use it; the workload
+//! only has to follow a small protocol:
+//!
+//! 1. print a line equal to `ready` on stdout once the runtime is loaded;
+//! 2. wait for one line on stdin (the agent is attached in between);
+//! 3. do its deterministic work, print results, exit with a status of its
+//!    choice. Output and status must depend on nothing but the arguments.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Agent, free_port, http_get, parse_prometheus, sum_of};
+
+/// What one run of the workload produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: Option<i32>,
+}
+
+/// The traced run's extras: how many pauses the agent counted for the
+/// workload (proof that it really traced it) and its stderr.
+pub struct Traced {
+    pub outcome: Outcome,
+    pub pauses_counted: f64,
+    pub agent_stderr: String,
+    pub agent_status: Option<ExitStatus>,
+}
+
+/// Runs `make()` to completion; with `agent` set, attaches it (`agent run
+/// --pid <workload>`) after `ready` and before releasing the workload, and
+/// scrapes it once the workload has exited.
+fn run_once(make: &dyn Fn() -> Command, agent: Option<&Path>, timeout: Duration) -> Traced {
+    let started = Instant::now();
+    let mut cmd = make();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the workload {cmd:?}: {e}"));
+    let pid = child.id();
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut stderr = child.stderr.take().expect("piped");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut out = String::new();
+    let mut first = String::new();
+    stdout
+        .read_line(&mut first)
+        .expect("reading the workload's stdout");
+    assert_eq!(
+        first.trim_end(),
+        "ready",
+        "the workload {cmd:?} did not start with \"ready\""
+    );
+    out.push_str(&first);
+
+    let mut tracer = agent.map(|bin| {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut a = Agent::start(bin, pid, listen, &["--summary", "0", "--interval", "0.2"]);
+        a.wait_stderr("armed in", Duration::from_secs(30));
+        a
+    });
+    let mut stdin = child.stdin.take().expect("piped");
+    stdin.write_all(b"go\n").expect("releasing the workload");
+    drop(stdin);
+    stdout
+        .read_to_string(&mut out)
+        .expect("reading the workload's stdout");
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("waiting for the workload") {
+            break s;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "the workload {cmd:?} did not finish within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = err_reader.join().unwrap_or_default();
+    let outcome = Outcome {
+        stdout: out,
+        stderr: err,
+        status: status.code(),
+    };
+    match tracer.as_mut() {
+        None => Traced {
+            outcome,
+            pauses_counted: 0.0,
+            agent_stderr: String::new(),
+            agent_status: None,
+        },
+        Some(a) => {
+            // Two collection intervals, so the last pauses are in.
+            std::thread::sleep(Duration::from_millis(600));
+            let samples = parse_prometheus(&http_get(a.listen, "/metrics"));
+            let pid_text = pid.to_string();
+            let pauses = sum_of(
+                &samples,
+                "pausewatch_pause_seconds_count",
+                &[("pid", pid_text.as_str())],
+            );
+            let (agent_status, _) = a.interrupt(Duration::from_secs(10));
+            Traced {
+                outcome,
+                pauses_counted: pauses,
+                agent_stderr: a.stderr_text(),
+                agent_status,
+            }
+        }
+    }
+}
+
+/// Runs the workload alone, then traced; returns (untraced, traced).
+pub fn untraced_and_traced(
+    make: &dyn Fn() -> Command,
+    agent: &Path,
+    timeout: Duration,
+) -> (Outcome, Traced) {
+    let alone = run_once(make, None, timeout).outcome;
+    let traced = run_once(make, Some(agent), timeout);
+    (alone, traced)
+}
