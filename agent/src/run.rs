@@ -306,9 +306,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         .await
         .context("waiting for the lifecycle thread")?
         .map_err(|_| anyhow::anyhow!("the lifecycle thread panicked"))?;
-    for pid in tracer.attached_pids() {
-        tracer.detach(pid);
-    }
+    tracer.detach_all();
     let last = analyze(&mut engine, started, lock(&collector).collect());
     let _ = snap_tx.send(last.clone());
     let _ = stop_tx.send(true);

@@ -34,6 +34,16 @@
 //! other JVMs running on this shared machine, which are not ours to slow
 //! down, and that cost is the very argument against it above.
 //!
+//! The price of per-process attachments is paid on detach: each uprobe
+//! unregistration waits ~0.1 s for a grace period under a kernel-wide
+//! mutex (measured with strace: closes from 32 threads completed one every
+//! ~90 ms), so a JVM's 6 probes take ~0.6 s to detach, 50 JVMs ~48 s at
+//! shutdown, and while the lifecycle thread detaches an exited target it
+//! attaches nothing, which is the likely cause of the seconds-long attach
+//! delays the churn test saw when several JVMs exited at once. Sharing
+//! attachments would make that cost per distinct library instead of per
+//! process; it is the next step for busy nodes.
+//!
 //! # Bounded memory
 //!
 //! The BPF maps have fixed sizes, shared by all targets (see
