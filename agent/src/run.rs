@@ -251,6 +251,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         .map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_trim = Instant::now();
     let mut last_summary = (Instant::now(), first.clone());
 
     loop {
@@ -283,6 +284,10 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             ));
         }
         let snapshot = analyze(&mut engine, started, snapshot);
+        if last_trim.elapsed() >= TRIM_EVERY {
+            return_free_memory();
+            last_trim = Instant::now();
+        }
         let _ = snap_tx.send(snapshot.clone());
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every
@@ -322,6 +327,22 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// How often freed memory is handed back to the kernel (see [`return_free_memory`]).
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// Hands pages freed by glibc's allocator back to the kernel. Snapshots of
+/// targets that came and went (the rule engine keeps two windows of them)
+/// are freed in small pieces that glibc keeps in its arenas, so without
+/// this the agent's RSS would stay at its busiest level after a churn of
+/// processes instead of following the number of live targets.
+fn return_free_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim has no preconditions; it only releases free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Runs the rule engine on a fresh snapshot and returns it with the

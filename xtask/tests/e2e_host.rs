@@ -341,6 +341,10 @@ fn all_follows_and_forgets_churning_jvms() {
             "0.5",
             "--forget-after",
             &forget,
+            // The rule engine keeps two windows of snapshots: a short one,
+            // so that the exited targets' leave memory within the test.
+            "--window",
+            "5",
         ],
     );
     agent.wait_stderr("following new processes", Duration::from_secs(30));
@@ -380,8 +384,9 @@ fn all_follows_and_forgets_churning_jvms() {
     });
     let churn = started.elapsed();
     // Other processes of the host may come and go meanwhile; give the agent
-    // a grace period plus a read to drop whatever was ours.
-    std::thread::sleep(Duration::from_secs(2));
+    // its grace period, two rule windows and a memory trim (every 5 s) to
+    // drop whatever was ours.
+    std::thread::sleep(Duration::from_secs(FORGET_AFTER_SECS + 12));
     let rss_after = rss_kib(agent.pid());
     let stderr = agent.stderr_text();
     agent.interrupt(Duration::from_secs(10));

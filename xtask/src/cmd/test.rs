@@ -90,7 +90,7 @@ pub fn run(args: TestArgs) -> Result<()> {
 
     step("cargo test (unit, integration and end-to-end tests; the BPF ones run one at a time)");
     let mut test = cargo();
-    test.args(["test", "--workspace"])
+    test.args(["test", "--workspace", "--no-fail-fast"])
         .env("PAUSEWATCH_EBPF_OBJECT", &object)
         .env("PAUSEWATCH_AGENT", &agent);
     if let Some(f) = &args.filter {

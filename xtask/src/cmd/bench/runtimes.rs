@@ -2,8 +2,9 @@
 //! agent attached, in alternating repetitions.
 //!
 //! Each runtime is one entry of [`WORKLOADS`]: a name, a target, and a
-//! function that starts its workload held at a gate. Adding a runtime (Go,
-//! CPython, Node) is adding an entry; nothing else here changes.
+//! function that starts its workload held at a gate (the Go workload has
+//! none: the agent attaches right after it starts). Adding a runtime is
+//! adding an entry; nothing else here changes.
 
 use std::{path::Path, time::Duration};
 
@@ -45,15 +46,165 @@ pub struct RuntimeWorkload {
 }
 
 /// The workloads measured, one per runtime.
-pub const WORKLOADS: &[RuntimeWorkload] = &[RuntimeWorkload {
-    name: "hotspot_gcheavy",
-    description: "GcHeavy on JDK 17: one worker allocating as fast as it can (ops = allocations), \
+pub const WORKLOADS: &[RuntimeWorkload] = &[
+    RuntimeWorkload {
+        name: "hotspot_gcheavy",
+        description: "GcHeavy on JDK 17: one worker allocating as fast as it can (ops = allocations), \
                   G1 with a 16 MB young generation (a young GC every few ms), \
                   Thread.getAllStackTraces() every 5 ms (a ThreadDump safepoint); hundreds of \
                   safepoints per second",
-    target: Some(("< 1%", 1.0)),
-    start: start_gcheavy,
-}];
+        target: Some(("< 1%", 1.0)),
+        start: start_gcheavy,
+    },
+    RuntimeWorkload {
+        name: "go_gcload",
+        description: "xtask/workloads/go built with Go 1.23: one goroutine building and checking \
+                  linked lists (ops = rounds), a 16 MB live heap, GC tens of times per second \
+                  and runtime.ReadMemStats every 100 ms (two kinds of stop-the-world)",
+        target: Some(("< 1%", 1.0)),
+        start: start_go,
+    },
+    RuntimeWorkload {
+        name: "cpython_gc_cycles",
+        description: "xtask/workloads/python/gc_cycles.py on /usr/bin/python3.11: reference cycles \
+                  at a steady rate, collections of every generation (ops = rounds)",
+        target: Some(("< 2%", 2.0)),
+        start: start_python,
+    },
+    RuntimeWorkload {
+        name: "v8_gc_alloc",
+        description: "xtask/workloads/node/gc_alloc.js on /usr/bin/node: short-lived objects \
+                  (scavenges) and a rolling old generation (mark-compacts) (ops = rounds)",
+        target: Some(("< 2%", 2.0)),
+        start: start_node,
+    },
+];
+
+/// The Go workload has no gate: it runs from its start, so the agent is
+/// attached right after its `ready` line (armed in tens of ms of a run of
+/// several seconds) and ops are its own rounds/s over the whole run.
+fn start_go(secs: u64) -> Result<Box<dyn GatedWorkload>> {
+    let binary = xtask::goworkload::build_gcload("1.23", false)?;
+    let mut child = std::process::Command::new(binary)
+        .arg(format!("-duration={secs}s"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting the Go workload")?;
+    let stdout = child.stdout.take().context("piped stdout")?;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    match lines.next() {
+        Some(Ok(l)) if l.starts_with("ready") => {}
+        other => bail!("the Go workload did not say ready: {other:?}"),
+    }
+    let pid = child.id();
+    Ok(Box::new(GoRun {
+        child,
+        lines: Box::new(lines),
+        cpu_at_gate: process_cpu_secs(pid)?,
+    }))
+}
+
+struct GoRun {
+    child: std::process::Child,
+    lines: Box<dyn Iterator<Item = std::io::Result<String>>>,
+    cpu_at_gate: f64,
+}
+
+impl GatedWorkload for GoRun {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    fn open_gate(&mut self) -> Result<()> {
+        Ok(())
+    }
+    fn wait_ops(&mut self, _timeout: Duration) -> Result<(u64, f64)> {
+        let pid = self.child.id();
+        let mut rounds = None;
+        for line in self.lines.by_ref() {
+            let line = line.context("reading the Go workload's output")?;
+            if let Some(n) = line.strip_prefix("rounds=") {
+                rounds = n.trim().parse().ok();
+            }
+            if line.starts_with("checksum=") {
+                break;
+            }
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !is_zombie(pid) {
+            if std::time::Instant::now() > deadline {
+                bail!("the Go workload {pid} did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cpu = process_cpu_secs(pid)? - self.cpu_at_gate;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the Go workload exited {status}");
+        }
+        Ok((rounds.context("the Go workload printed no rounds=")?, cpu))
+    }
+}
+
+fn start_python(secs: u64) -> Result<Box<dyn GatedWorkload>> {
+    let script = xtask::scripted::workload_path("python/gc_cycles.py");
+    start_script(
+        Path::new("/usr/bin/python3.11"),
+        vec![script.display().to_string(), secs.to_string()],
+    )
+}
+
+fn start_node(secs: u64) -> Result<Box<dyn GatedWorkload>> {
+    let script = xtask::scripted::workload_path("node/gc_alloc.js");
+    start_script(
+        Path::new("/usr/bin/node"),
+        vec![
+            "--expose-gc".to_string(),
+            "--no-memory-reducer".to_string(),
+            script.display().to_string(),
+            secs.to_string(),
+        ],
+    )
+}
+
+/// A script of `xtask/workloads` speaking the gate protocol of
+/// `xtask::scripted` (ready, a line on stdin, `done {json}` with `rounds`).
+fn start_script(program: &Path, args: Vec<String>) -> Result<Box<dyn GatedWorkload>> {
+    let mut w = xtask::scripted::ScriptWorkload::spawn(program, &args)?;
+    w.wait_ready(Duration::from_secs(30))?;
+    Ok(Box::new(GatedScript {
+        w,
+        cpu_at_gate: 0.0,
+    }))
+}
+
+struct GatedScript {
+    w: xtask::scripted::ScriptWorkload,
+    cpu_at_gate: f64,
+}
+
+impl GatedWorkload for GatedScript {
+    fn pid(&self) -> u32 {
+        self.w.pid()
+    }
+    fn open_gate(&mut self) -> Result<()> {
+        self.cpu_at_gate = process_cpu_secs(self.w.pid())?;
+        self.w.go()
+    }
+    fn wait_ops(&mut self, timeout: Duration) -> Result<(u64, f64)> {
+        let json = self.w.wait_done(timeout)?;
+        // The script waits for stdin to close after `done`: its CPU time
+        // is read while it idles there.
+        let cpu = process_cpu_secs(self.w.pid())? - self.cpu_at_gate;
+        let v: serde_json::Value =
+            serde_json::from_str(&json).with_context(|| format!("bad done line {json:?}"))?;
+        let rounds = v["rounds"]
+            .as_u64()
+            .with_context(|| format!("no rounds in {json:?}"))?;
+        self.w.finish(Duration::from_secs(30))?;
+        Ok((rounds, cpu))
+    }
+}
 
 fn start_gcheavy(secs: u64) -> Result<Box<dyn GatedWorkload>> {
     let mut jvm = JavaWorkload::jdk(17)?
