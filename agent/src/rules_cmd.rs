@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ExplainArgs, RulesCommand},
-    collect::Collector,
+    collect::{Collector, monotonic_ns},
     discovery, preflight,
     rules::{
         self, Engine, Evaluation, FEATURES, Features, Outcome, RuleSet, features::FeatureValue,
@@ -137,17 +137,6 @@ fn explain(args: ExplainArgs) -> Result<()> {
     );
     print!("{}", explanation(&set, &features, &eval));
     Ok(())
-}
-
-/// CLOCK_MONOTONIC now, in nanoseconds.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The features, each rule's outcome with the values it read, and the profile.

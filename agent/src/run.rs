@@ -19,7 +19,7 @@ use tokio::{
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ProbesArgs, RunArgs},
-    collect::{Collector, Snapshot, events::EventLine},
+    collect::{Collector, Snapshot, events::EventLine, lock},
     discovery::{self, ProgramArg},
     export,
     rules::{self, Engine},
@@ -445,12 +445,6 @@ fn drain(
     }
     out.flush()?;
     Ok(())
-}
-
-fn lock(c: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
-    // A panic while holding the lock leaves the maps untouched, so the data
-    // is still good; keep going rather than poison the whole agent.
-    c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Runs `agent probes`: prints what would be attached.

@@ -42,7 +42,7 @@ use std::{
 
 use crate::{
     bpf::Tracer,
-    collect::{Collector, TargetInfo},
+    collect::{Collector, TargetInfo, lock, monotonic_ns},
     discovery::{self, DiscoveryError, Process, Target},
 };
 
@@ -601,19 +601,4 @@ pub fn target_info(t: &Target) -> TargetInfo {
         exe: t.process.exe.display().to_string(),
         container: labels::read(t.process.pid),
     }
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn lock(c: &Mutex<Collector>) -> std::sync::MutexGuard<'_, Collector> {
-    // A panic while holding the lock leaves the maps untouched.
-    c.lock().unwrap_or_else(|p| p.into_inner())
 }
