@@ -168,7 +168,8 @@ const FINDING_HELP: &str = "1 while a rule of the rule engine holds for a proces
 the --window; the series disappears when it stops holding.";
 
 const RECOMMENDATION_HELP: &str = "Always 1: the advice of each rule that holds, with the \
-feature values filled in.";
+feature values filled in when the rule began to hold or at the last --window boundary (held for \
+a window so that the label does not change at every scrape).";
 
 const STALL_RATIO_HELP: &str = "Share of wall time (0..1) the process was stopped over the \
 rule engine's --window, counting nested pause kinds once (HotSpot: safepoints).";
@@ -375,7 +376,7 @@ fn verdict_families(snapshot: &Snapshot) -> Vec<MetricFamily> {
             let mut with_severity = labels.clone();
             with_severity.push(label("severity", f.severity.label()));
             findings.push(gauge_metric(with_severity, 1.0));
-            labels.push(label("advice", &f.advice));
+            labels.push(label("advice", &f.advice_label));
             advice.push(gauge_metric(labels, 1.0));
         }
         stall.push(gauge_metric(base(), v.features.now.stall_ratio));

@@ -24,8 +24,13 @@ pub struct Finding {
     pub severity: Severity,
     /// The profile it votes for.
     pub profile: Option<String>,
-    /// The advice with the feature values filled in.
+    /// The advice with this evaluation's feature values filled in (the
+    /// live summary and `rules explain` print it).
     pub advice: String,
+    /// The advice as first rendered in the current window: the `advice`
+    /// label of `pausewatch_recommendation_info`, held for a window so that
+    /// changing numbers do not make a new series at every scrape.
+    pub advice_label: String,
 }
 
 /// What one rule said about one process.
@@ -100,6 +105,7 @@ pub fn evaluate(rules: &RuleSet, features: &Features) -> Evaluation {
                 severity: rule.severity,
                 profile: rule.profile.clone(),
                 advice: render_advice(rule, features),
+                advice_label: render_advice(rule, features),
             });
         }
         outcomes.push((rule.name.clone(), outcome));
@@ -244,7 +250,7 @@ impl Engine {
                 let key = (target.pid, f.rule.clone());
                 match self.advice.get(&key) {
                     Some((since, text)) if at.saturating_sub(*since) < self.history.window() => {
-                        f.advice.clone_from(text);
+                        f.advice_label.clone_from(text);
                     }
                     _ => {
                         self.advice.insert(key, (at, f.advice.clone()));
@@ -462,7 +468,7 @@ advice = "{stall_ratio:%}"
     }
 
     #[test]
-    fn advice_is_refreshed_once_per_window_not_every_evaluation() {
+    fn advice_label_is_refreshed_once_per_window_not_every_evaluation() {
         let set = rules(
             r#"
 [[rule]]
@@ -486,9 +492,9 @@ advice = "{pauses} pauses"
         engine.observe(Duration::ZERO, snap(0));
         let advice = |engine: &mut Engine, s: u64, n: usize| {
             let v = engine.observe(Duration::from_secs(s), snap(n));
-            v[0].findings.first().map(|f| f.advice.clone())
+            v[0].findings.first().map(|f| f.advice_label.clone())
         };
-        // One more pause every second; the text changes every 4 s only.
+        // One more pause every second; the label changes every 4 s only.
         assert_eq!(advice(&mut engine, 1, 1).as_deref(), Some("1 pauses"));
         assert_eq!(advice(&mut engine, 2, 2).as_deref(), Some("1 pauses"));
         assert_eq!(advice(&mut engine, 4, 4).as_deref(), Some("1 pauses"));
@@ -497,6 +503,10 @@ advice = "{pauses} pauses"
         // rendered afresh at once.
         assert_eq!(advice(&mut engine, 10, 5), None);
         assert_eq!(advice(&mut engine, 11, 8).as_deref(), Some("3 pauses"));
+        // The advice itself always has this evaluation's numbers.
+        let v = engine.observe(Duration::from_secs(12), snap(9));
+        assert_eq!(v[0].findings[0].advice, "4 pauses");
+        assert_eq!(v[0].findings[0].advice_label, "3 pauses");
     }
 
     #[test]
