@@ -90,8 +90,8 @@ impl Plan {
                 rate_secs: 3,
                 unpaced_pairs: 3_000_000,
                 overhead_reps: 6,
-                overhead_secs: 20,
-                target_counts: vec![1, 10, 50],
+                overhead_secs: 15,
+                target_counts: vec![1, 10, 50, 100],
                 footprint_secs: 20,
                 accuracy_secs: 30,
             }

@@ -1,6 +1,6 @@
 //! Footprint: start-to-armed time (against bpftrace and BCC's javagc on the
 //! same JVM), and the agent's RSS, CPU and scrape latency while tracing
-//! 1, 10 and 50 JVMs.
+//! 1, 10, 50 and (full run) 100 JVMs.
 
 use std::{
     path::Path,
@@ -172,8 +172,9 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         {
             report.note(format!(
                 "the agent took {:.1} s from SIGINT to exit while tracing {n} JVMs ({p} uprobes, \
-                 {:.0} ms per uprobe): detaching uprobes one perf-event link at a time dominates it \
-                 (`agent bench-attach`, which does nothing but attach, is as slow to exit)",
+                 {:.0} ms per uprobe): the kernel unregisters uprobes one at a time, each waiting \
+                 for a grace period under a kernel-wide mutex (closing them from many threads is \
+                 no faster); `agent bench-attach`, which does nothing but attach, is as slow to exit",
                 stop_ms / 1e3,
                 stop_ms / f64::from(p)
             ));
@@ -181,6 +182,12 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         for mut j in jvms {
             j.kill()?;
         }
+        // Issue 8's targets for a few JVMs; issue 9's for a busy node.
+        let (rss_target, cpu_target) = if n >= 100 {
+            (("< 64 MB", 64.0), ("< 2%", 2.0))
+        } else {
+            (("< 30 MB", 30.0), ("< 1%", 1.0))
+        };
         let what = format!(
             "{n} JDK 17 JVMs (-Xmx32m, -XX:TieredStopAtLevel=1, serial GC, 2 MB/s allocation, a thread \
              dump per second) traced by one `agent run`"
@@ -192,7 +199,7 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
                 rss,
                 format!("VmRSS of the agent, sampled every second; {what}"),
             )?
-            .target("< 30 MB", 30.0, true),
+            .target(rss_target.0, rss_target.1, true),
         );
         report.push(
             Figure::new(
@@ -204,7 +211,7 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
                     plan.footprint_secs
                 ),
             )?
-            .target("< 1%", 1.0, true),
+            .target(cpu_target.0, cpu_target.1, true),
         );
         report.push(Figure::new(
             format!("agent_stop_{n}_targets"),
@@ -212,12 +219,17 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
             vec![stop_ms],
             format!("SIGINT to exit of the agent (detaching every uprobe, draining); {what}"),
         )?);
-        report.push(Figure::new(
+        let scrape = Figure::new(
             format!("scrape_latency_{n}_targets"),
             "ms",
             scrape_ms,
             format!("GET /metrics over loopback, full response read, once per second; {what}"),
-        )?);
+        )?;
+        report.push(if n >= 100 {
+            scrape.target("< 50 ms", 50.0, true)
+        } else {
+            scrape
+        });
     }
     Ok(())
 }
