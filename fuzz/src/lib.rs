@@ -5,7 +5,7 @@
 //! returns (an error is fine); a panic, hang or sanitizer report is a bug.
 //! A crash found becomes a unit test next to the parser, with its input.
 
-use pausewatch::probes::{elf, parse_args, parse_usdt_notes};
+use pausewatch::probes::{elf, gobuildinfo, gopclntab::Pclntab, parse_args, parse_usdt_notes};
 
 /// The stapsdt note parser on a whole ELF file, and the argument decoder on
 /// every probe it finds.
@@ -55,5 +55,25 @@ pub fn elf_lookup(data: &[u8]) {
             let _ = s.file_offset(addr);
             let _ = s.is_executable();
         }
+    }
+}
+
+/// The Go `.gopclntab` decoder (stripped Go binaries are read with it) and
+/// the `.go.buildinfo` version reader, on the same bytes.
+pub fn go_pclntab(data: &[u8]) {
+    let _ = gobuildinfo::version(data);
+    if let Ok(table) = Pclntab::parse(data) {
+        for f in table.funcs().take(4096) {
+            std::hint::black_box((f.name.len(), f.entry, f.end));
+        }
+        let _ = table.find("runtime.stopTheWorldWithSema");
+    }
+}
+
+/// The rules file reader: TOML, the CEL conditions and their type check,
+/// and the advice templates.
+pub fn rules_file(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = pausewatch::rules::file::parse("fuzz.toml", text);
     }
 }

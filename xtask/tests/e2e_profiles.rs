@@ -19,7 +19,7 @@
 //! `python_cycles` (`xtask/workloads/python/cycles.py`) allocate garbage as
 //! fast as they can with a collector tuned to run often, so stop-the-world
 //! collections (Go's STW phases, CPython's generational collections of the
-//! cycles) take well over the `gc_overhead` rule's share of wall time: the
+//! cycles) take a large share of wall time (the `*_go`/`*_cpython` rules): the
 //! throughput profile. They have no log of their own to compare the stall
 //! ratio with (the Go and CPython end-to-end tests check the durations), so
 //! these cases check the profile and findings only.
@@ -141,7 +141,10 @@ const CASES: &[Case] = &[
             env: &[("GOGC", "10")],
         },
         profile: "throughput",
-        findings: &["gc_overhead", "frequent_gc"],
+        // Go's collector runs concurrently: its stop-the-world phases take
+        // 6-10% of wall time even at GOGC=10, on the gc_overhead_go rule's
+        // edge, so only the frequency is a sure finding.
+        findings: &["frequent_gc_go"],
         absent: &["idle", "long_pauses"],
     },
     // Cycles only the cyclic collector frees, generation 0 threshold 200.
@@ -152,8 +155,8 @@ const CASES: &[Case] = &[
             script: "python/cycles.py",
         },
         profile: "throughput",
-        findings: &["gc_overhead"],
-        absent: &["idle"],
+        findings: &["gc_overhead_cpython"],
+        absent: &["idle", "gc_overhead", "frequent_gc"],
     },
     // 1 MB/s into a 64 MB young generation: one collection a minute.
     Case {

@@ -529,7 +529,16 @@ impl Ty {
 /// Compiles a condition and checks it is a bool over known features.
 /// Errors carry the character offset inside the condition.
 fn compile(when: &str) -> Result<(cel::Program, Vec<String>), (usize, String)> {
-    let program = cel::Program::compile(when).map_err(|errors| {
+    // The CEL parser is a generated ANTLR parser from another crate: a
+    // panic on some odd input must not take the agent down (a bad rules
+    // file keeps the previous rules), so it becomes a syntax error.
+    let compiled = std::panic::catch_unwind(|| cel::Program::compile(when)).map_err(|_| {
+        (
+            0,
+            "syntax error: the CEL parser could not read this condition".to_string(),
+        )
+    })?;
+    let program = compiled.map_err(|errors| {
         let first = errors.errors.first();
         let offset = first.map_or(0, |e| {
             let (line, col) = (e.pos.0.max(1) as usize, e.pos.1.max(1) as usize);
