@@ -75,7 +75,9 @@ impl<'a> Pclntab<'a> {
         if magic != MAGIC_118 && magic != MAGIC_120 {
             return Err(PclntabError::Magic(magic));
         }
-        let (min_lc, ptr_size) = (data[6], data[7]);
+        let (Some(&min_lc), Some(&ptr_size)) = (data.get(6), data.get(7)) else {
+            return Err(PclntabError::Malformed("short header"));
+        };
         if ptr_size != 8 || min_lc != 1 {
             return Err(PclntabError::Architecture { ptr_size, min_lc });
         }
@@ -132,8 +134,8 @@ impl<'a> Pclntab<'a> {
         let name = std::str::from_utf8(&tail[..tail.iter().position(|&b| b == 0)?]).ok()?;
         Some(GoFunc {
             name,
-            entry: self.text_start + u64::from(entry_off),
-            end: self.text_start + u64::from(next_off),
+            entry: self.text_start.checked_add(u64::from(entry_off))?,
+            end: self.text_start.checked_add(u64::from(next_off))?,
         })
     }
 
@@ -162,6 +164,41 @@ fn u64_at(d: &[u8], at: usize) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by `cargo xtask fuzz go_pclntab`: a text start near 2^64
+    /// made an entry address overflow.
+    #[test]
+    fn an_entry_past_the_address_space_is_skipped() {
+        let mut d = vec![0u8; 0x80];
+        d[..4].copy_from_slice(&MAGIC_120.to_le_bytes());
+        d[6] = 1; // min_lc
+        d[7] = 8; // ptr_size
+        d[8..16].copy_from_slice(&1u64.to_le_bytes()); // nfunc
+        d[24..32].copy_from_slice(&u64::MAX.to_le_bytes()); // text start
+        d[32..40].copy_from_slice(&0x70u64.to_le_bytes()); // funcnames
+        d[64..72].copy_from_slice(&0x50u64.to_le_bytes()); // functab
+        d[0x50..0x54].copy_from_slice(&1u32.to_le_bytes()); // entry offset
+        d[0x54..0x58].copy_from_slice(&0x18u32.to_le_bytes()); // func offset
+        d[0x58..0x5c].copy_from_slice(&2u32.to_le_bytes()); // next entry
+        d[0x6c..0x70].copy_from_slice(&0i32.to_le_bytes()); // name offset
+        d[0x70] = b'f';
+        let t = Pclntab::parse(&d).expect("header is well formed");
+        assert_eq!(t.len(), 1);
+        assert!(t.func(0).is_none());
+        assert_eq!(t.funcs().count(), 0);
+    }
+
+    /// Found by `cargo xtask fuzz go_pclntab`: a bare magic number.
+    #[test]
+    fn a_magic_number_alone_is_an_error() {
+        for magic in [MAGIC_118, MAGIC_120] {
+            let data = magic.to_le_bytes();
+            assert!(matches!(
+                Pclntab::parse(&data),
+                Err(PclntabError::Malformed(_))
+            ));
+        }
+    }
+
     use super::*;
 
     /// A table with two functions, `a.f` at 0x1000 and `a.g` at 0x1040,
