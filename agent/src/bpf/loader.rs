@@ -147,6 +147,9 @@ pub struct Tracer {
     links: HashMap<u32, Vec<Link>>,
     /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
     self_test: Option<(String, UProbeLinkId)>,
+    /// Detaches links of targets that went away, off the caller's thread
+    /// (see [`Reaper`]); started at the first such detach.
+    reaper: Option<Reaper>,
 }
 
 /// One attached uprobe, owned by the tracer.
@@ -207,6 +210,7 @@ impl Tracer {
                 cookies: HashMap::new(),
                 links: HashMap::new(),
                 self_test: None,
+                reaper: None,
             },
             maps,
         ))
@@ -260,9 +264,24 @@ impl Tracer {
     /// its open intervals: a target killed or exec'd in the middle of a
     /// pause never sends the end, and its entries would otherwise fill the
     /// in-flight map for good.
+    ///
+    /// The probes are detached on a background thread: the kernel takes
+    /// ~0.1 s per uprobe (see [`Reaper`]), and the caller, the thread that
+    /// attaches new processes, must not wait for that. The target's
+    /// process is gone or runs another program, so its old probes can no
+    /// longer fire meanwhile.
     pub fn detach(&mut self, pid: u32) {
         let links = self.take_links(pid);
-        release(links);
+        if !links.is_empty() {
+            match &self.reaper {
+                Some(r) => r.release(links),
+                None => {
+                    let r = Reaper::start();
+                    r.release(links);
+                    self.reaper = Some(r);
+                }
+            }
+        }
         self.drop_inflight(pid);
     }
 
@@ -282,6 +301,11 @@ impl Tracer {
             links.push(OwnedLink::Aya { _link: link });
         }
         release(links);
+        // Whatever targets that went away left to the reaper is detached
+        // before the agent reports that it has stopped.
+        if let Some(r) = self.reaper.take() {
+            r.finish();
+        }
         for pid in pids {
             self.drop_inflight(pid);
         }
@@ -524,6 +548,52 @@ enum OwnedLink {
 /// cheaper; see the notes in `targets/mod.rs`.
 fn release(links: Vec<OwnedLink>) {
     drop(links);
+}
+
+/// A thread that detaches links handed to it, one batch after another.
+///
+/// Uprobe unregistration is serial in the kernel (a grace period of ~0.1 s
+/// each under a kernel-wide mutex): when the lifecycle thread detached an
+/// exited JVM's 6 probes itself, new processes waited behind it, seconds
+/// when several targets exited together. An attach still waits for the
+/// unregistration in progress (the same mutex), but not for the queue.
+struct Reaper {
+    queue: std::sync::mpsc::Sender<Vec<OwnedLink>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reaper {
+    fn start() -> Reaper {
+        let (queue, batches) = std::sync::mpsc::channel::<Vec<OwnedLink>>();
+        let thread = std::thread::Builder::new()
+            .name("pausewatch-detach".into())
+            .spawn(move || {
+                for links in batches {
+                    release(links);
+                }
+            })
+            .inspect_err(|e| {
+                // The receiver is gone with the closure, so every send
+                // fails and the caller detaches inline: slower, correct.
+                log::warn!("cannot start the detach thread ({e}); detaching inline");
+            })
+            .ok();
+        Reaper { queue, thread }
+    }
+
+    fn release(&self, links: Vec<OwnedLink>) {
+        if let Err(std::sync::mpsc::SendError(links)) = self.queue.send(links) {
+            release(links);
+        }
+    }
+
+    /// Waits until every link handed over so far is detached.
+    fn finish(self) {
+        drop(self.queue);
+        if let Some(t) = self.thread {
+            let _ = t.join();
+        }
+    }
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, BpfError> {

@@ -554,7 +554,7 @@ impl Lifecycle {
             };
         }
         eprintln!(
-            "pausewatch: pid {pid} exec'd into {}; its probes are detached, its last numbers \
+            "pausewatch: pid {pid} exec'd into {}; its probes are being detached, its last numbers \
              stay in /metrics for {} s{}",
             exe.display(),
             self.forget_after.as_secs_f64(),
@@ -575,7 +575,7 @@ impl Lifecycle {
             e.state = State::Exited(now);
         }
         eprintln!(
-            "pausewatch: pid {pid} exited; its probes are detached, its last numbers stay in \
+            "pausewatch: pid {pid} exited; its probes are being detached, its last numbers stay in \
              /metrics for {} s",
             self.forget_after.as_secs_f64()
         );
