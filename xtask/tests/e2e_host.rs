@@ -16,7 +16,10 @@
 //! target before its gate opens (or, for Go, promptly after its start),
 //! pauses exported while it runs, exported counts equal to the runtime's
 //! own, forgotten within the grace period, attached less than 1 s after its
-//! runtime appeared.
+//! runtime appeared: at its exec for Go, CPython and Node (the agent's own
+//! "ms after exec"); for a JVM, when `libjvm.so` was mapped, which the test
+//! bounds from above by polling `/proc`, so that the agent's share it judges
+//! is never over-stated by a JVM start-up stalled on the loaded machine.
 //!
 //! Ground truth, per runtime:
 //! - JVM: the workload logs its GCs (`-Xlog:gc`); its heavy phase, which
@@ -554,30 +557,34 @@ struct Outcome {
     exported: Counts,
     truth: Truth,
     forgotten: bool,
-    /// From the exec of `java` to `libjvm.so` in its maps, as seen by
-    /// polling `/proc` every 2 ms (the part of the agent's "ms after exec"
-    /// that is the JVM's own start-up, not the agent); 0 for a runtime
-    /// that is there at exec.
+    /// At most this long from the exec of `java` to `libjvm.so` in its
+    /// maps, as seen by polling `/proc` every 2 ms (the part of the agent's
+    /// "ms after exec" that is the JVM's own start-up, not the agent); 0
+    /// for a runtime that is there at exec.
     runtime_after_exec_ms: Option<f64>,
 }
 
-/// Polls `/proc/PID` every 2 ms: when does the process run `java`, and when
-/// is `libjvm.so` mapped? Returns the milliseconds between the two.
-fn watch_runtime_load(pid: u32, timeout: Duration) -> Option<f64> {
+/// Polls `/proc/PID` every 2 ms until `libjvm.so` is mapped; returns an
+/// upper bound, in ms, of the time from the exec of `java` to then: from
+/// the last moment the process was seen not yet running `java` (or
+/// `spawned`, before the spawn) to the first read of its maps that shows
+/// the library. A poller that the loaded machine leaves waiting only makes
+/// the bound looser, so the agent's share computed from it (its "ms after
+/// exec" less this) is a lower bound of the true one, never an
+/// over-statement.
+fn watch_runtime_load(pid: u32, spawned: Instant, timeout: Duration) -> Option<f64> {
     let deadline = Instant::now() + timeout;
-    let mut exec_at = None;
+    let mut not_java = spawned;
     while Instant::now() < deadline {
-        if exec_at.is_none()
-            && fs::read_link(format!("/proc/{pid}/exe"))
-                .is_ok_and(|e| e.file_name().is_some_and(|n| n == "java"))
+        let before = Instant::now();
+        let is_java = fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|e| e.file_name().is_some_and(|n| n == "java"));
+        if !is_java {
+            not_java = before;
+        } else if fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|m| m.contains("libjvm.so"))
         {
-            exec_at = Some(Instant::now());
-        }
-        if let Some(at) = exec_at
-            && fs::read_to_string(format!("/proc/{pid}/maps"))
-                .is_ok_and(|m| m.contains("libjvm.so"))
-        {
-            return Some(at.elapsed().as_secs_f64() * 1e3);
+            return Some(not_java.elapsed().as_secs_f64() * 1e3);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -587,12 +594,13 @@ fn watch_runtime_load(pid: u32, timeout: Duration) -> Option<f64> {
 /// Drives one process through its life and records what the agent showed.
 fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
     let rt = kind.runtime;
+    let spawned = Instant::now();
     let mut p = rt.start(secs, tag);
     let pid = p.pid();
     let runtime_after_exec_ms = if rt.at_exec() {
         Some(0.0)
     } else {
-        watch_runtime_load(pid, Duration::from_secs(20))
+        watch_runtime_load(pid, spawned, Duration::from_secs(20))
     };
     p.wait_gate();
     // Attached: exported as a target. JVM start-up under load takes a while,
@@ -822,8 +830,8 @@ fn all_follows_and_forgets_churning_jvms() {
         "exported (less before gate)",
         "runtime's own",
         "gone",
-        "after ms",
-        "rt ms"
+        "exec→att",
+        "exec→rt≤"
     );
     for o in &outcomes {
         let name = o.kind.name;
@@ -836,7 +844,17 @@ fn all_follows_and_forgets_churning_jvms() {
             latencies.push(ms);
         }
         if let (Some(total), Some(rt)) = (latency, o.runtime_after_exec_ms) {
-            agent_share.push(total - rt);
+            // The agent's part: from the runtime's appearance to the attach.
+            // (The JVM's own start-up, exec to libjvm.so, is ~30 ms idle and
+            // seconds on a loaded 2-core machine; it is printed, not judged.)
+            let share = total - rt;
+            agent_share.push(share);
+            c.check(share < 1000.0, || {
+                format!(
+                    "{name} pid {pid}: attached {share:.1} ms after its runtime appeared \
+                     ({total:.1} ms after exec, the runtime at most {rt:.1} ms after it)"
+                )
+            });
         }
         let own = match &o.truth {
             Truth::Exact(want) => {
@@ -934,12 +952,6 @@ fn all_follows_and_forgets_churning_jvms() {
              median {:.1} ms, max {last:.1} ms",
             agent_share[agent_share.len() / 2]
         );
-        // The agent's part: from the runtime's appearance to the attach.
-        // (The JVM's own start-up, exec to libjvm.so, is ~30 ms idle and
-        // seconds on a loaded 2-core machine; it is printed, not judged.)
-        c.check(*last < 1000.0, || {
-            format!("an attach took {last:.1} ms after its runtime appeared")
-        });
     }
     attach_times.sort_by(f64::total_cmp);
     if let (Some(first), Some(last)) = (attach_times.first(), attach_times.last()) {
