@@ -5,23 +5,55 @@
 //! kubepods-like cgroup, in its own pid and mount namespaces, with its
 //! container and pod.
 //!
-//! The processes come from a table of kinds ([`KINDS`]): JVMs on JDK 17 and
-//! 25, started directly, through `sh -c 'exec java ...'` and through a
-//! launcher script that execs java after a delay. Other runtimes join by
-//! adding a row (a launcher and a ground-truth count).
+//! The churn test starts its processes from a table of kinds ([`KINDS`]),
+//! round robin, one every [`START_EVERY`]: JVMs on JDK 17 and 25 (started
+//! directly, through `sh -c 'exec java ...'` and through a launcher script
+//! that execs java after a delay), the Go workload built with Go 1.23
+//! (plain and stripped), gc_cycles.py on Debian's CPython 3.11 and
+//! gc_alloc.js on Node.js. Each kind ([`Runtime`]) knows how it starts,
+//! which exported series hold its pauses and how to read its runtime's own
+//! account of them. The same checks hold for every process: exported as a
+//! target before its gate opens (or, for Go, promptly after its start),
+//! pauses exported while it runs, exported counts equal to the runtime's
+//! own, forgotten within the grace period, attached less than 1 s after its
+//! runtime appeared: at its exec for Go, CPython and Node (the agent's own
+//! "ms after exec"); for a JVM, when `libjvm.so` was mapped, which the test
+//! bounds from above by polling `/proc`, so that the agent's share it judges
+//! is never over-stated by a JVM start-up stalled on the loaded machine.
 //!
-//! Ground truth: each JVM logs its GCs (`-Xlog:gc`); the heavy phase, which
-//! calls `System.gc()` every [`SYSTEM_GC_MS`], only starts when the test
-//! opens the workload's gate, after the agent exports the process, so every
-//! full collection happens under the probes and the agent's
-//! `pausewatch_pause_seconds_count{kind="gc",cause="full"}` must equal the
-//! log's `Pause Full` lines, exactly.
+//! Ground truth, per runtime:
+//! - JVM: the workload logs its GCs (`-Xlog:gc`); its heavy phase, which
+//!   calls `System.gc()` every [`SYSTEM_GC_MS`], starts only when the test
+//!   opens its gate, after the agent exports the process, so every full
+//!   collection happens under the probes and
+//!   `pausewatch_pause_seconds_count{kind="gc",cause="full"}` must equal the
+//!   log's `Pause Full` lines, exactly.
+//! - CPython and Node: the scripts' gate protocol (`xtask::scripted`). Their
+//!   own account covers exactly the measured phase after the gate (CPython's
+//!   `gc.callbacks` counts per generation; Node's `--trace-gc` lines per
+//!   collector), so the agent's counts per cause, less what it exported
+//!   before the gate (the interpreter's start-up collections, which it sees
+//!   because it attaches at exec), must equal them exactly. They are read
+//!   when the script says `done`: CPython's final collections at exit are
+//!   real pauses the script does not count.
+//! - Go: the workload has no gate, so the agent attaches while it runs. The
+//!   runtime's `GODEBUG=gctrace=1` lines carry each cycle's start (`@`, in
+//!   ms since the runtime started, which is after the exec); the agent's
+//!   "tracing pid N ..., X ms after exec" line says when its probes were in.
+//!   Every cycle that began at `@` ≥ X ms must be counted (none missed); a
+//!   cycle that began during the attach, or up to [`GO_START_SLACK_MS`]
+//!   before it (the runtime's own start after the exec), may be; and the
+//!   program may exit during a cycle that then has no gctrace line. So the
+//!   exported `GC sweep termination` count must lie in
+//!   [sure, sure + maybe + 1].
 //!
-//! Needs root; fails (never skips) without it, the JDKs, `unshare` or cgroup2.
+//! Needs root; fails (never skips) without it, the JDKs, Go 1.23,
+//! `/usr/bin/python3.11`, `/usr/bin/node`, `unshare` or cgroup2.
 //! See the numbers with `cargo test -p xtask --test e2e_host -- --nocapture`.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +62,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::{Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root};
+use xtask::goworkload::build_gcload;
+use xtask::groundtruth::{cpython, go, v8};
+use xtask::scripted::{ScriptWorkload, workload_path};
 use xtask::workloads::JavaWorkload;
 
 /// The two tests share the machine's cores; one at a time.
@@ -43,8 +78,22 @@ const FORGET_AFTER_SECS: u64 = 5;
 const PROCESSES: usize = 24;
 /// A new process starts this often.
 const START_EVERY: Duration = Duration::from_millis(2500);
+/// The agent's `--interval`: how often it reads the BPF maps.
+const INTERVAL_SECS: f64 = 0.5;
+/// The Go toolchain of the Go kinds.
+const GO_VERSION: &str = "1.23";
+/// The Go runtime's clock (`@` of gctrace) starts this long after the exec
+/// at most: cycles that began up to this much before the attach may have
+/// been counted (see the module docs).
+const GO_START_SLACK_MS: f64 = 50.0;
+/// The interpreter of the CPython kind (Debian's, with USDT probes).
+const PYTHON: &str = "/usr/bin/python3.11";
+/// The Node.js of the Node kind.
+const NODE: &str = "/usr/bin/node";
+/// The Go runtime's cause of the stop-the-world that begins each GC cycle.
+const GO_SWEEP: &str = "GC sweep termination";
 
-/// How a kind of process is started: `program args...` runs the workload.
+/// How a JVM is started: `program args...` runs the workload.
 #[derive(Clone, Copy, Debug)]
 enum Launch {
     /// `java args...`.
@@ -56,40 +105,148 @@ enum Launch {
     Script,
 }
 
+/// A runtime of the churn test and how its workload is started.
+#[derive(Clone, Copy, Debug)]
+enum Runtime {
+    /// A small GcHeavy JVM, gated, logging its GCs.
+    Jvm { jdk: u32, launch: Launch },
+    /// The Go workload (un-gated) with `GODEBUG=gctrace=1`.
+    Go { stripped: bool },
+    /// `workloads/python/gc_cycles.py` on [`PYTHON`], gated.
+    CPython,
+    /// `workloads/node/gc_alloc.js` on [`NODE`], gated.
+    Node,
+}
+
+impl Runtime {
+    /// The `runtime` label of its series.
+    fn label(self) -> &'static str {
+        match self {
+            Runtime::Jvm { .. } => "hotspot",
+            Runtime::Go { .. } => "go",
+            Runtime::CPython => "cpython",
+            Runtime::Node => "v8",
+        }
+    }
+
+    /// The `kind` label of the series compared with the ground truth.
+    fn series_kind(self) -> &'static str {
+        match self {
+            Runtime::Go { .. } => "stw",
+            _ => "gc",
+        }
+    }
+
+    /// Whether the series of `cause` is compared with the ground truth. A
+    /// JVM's young collections and a Go program's other stops are not in
+    /// the runtime's account the test reads.
+    fn compares(self, cause: &str) -> bool {
+        match self {
+            Runtime::Jvm { .. } => cause == "full",
+            Runtime::Go { .. } => cause == GO_SWEEP,
+            Runtime::CPython | Runtime::Node => true,
+        }
+    }
+
+    /// Causes the workload always produces: none of them in its own
+    /// account means the workload is broken.
+    fn required(self) -> &'static [&'static str] {
+        match self {
+            Runtime::Jvm { .. } => &["full"],
+            Runtime::Go { .. } => &[GO_SWEEP],
+            Runtime::CPython => &["gen0", "gen1", "gen2"],
+            Runtime::Node => &["scavenge", "mark-compact"],
+        }
+    }
+
+    /// Whether the runtime is in the executable itself, there at exec
+    /// (otherwise a JVM's `libjvm.so`, mapped by the launcher later).
+    fn at_exec(self) -> bool {
+        !matches!(self, Runtime::Jvm { .. })
+    }
+
+    /// Starts the workload for a measured phase of `secs`.
+    fn start(self, secs: u64, tag: &str) -> Running {
+        match self {
+            Runtime::Jvm { jdk, launch } => Running::Jvm(start_jvm(jdk, launch, secs, tag, None)),
+            Runtime::Go { stripped } => Running::Go(start_go(stripped, secs, tag)),
+            Runtime::CPython => Running::Script(spawn_script(
+                PYTHON,
+                &[
+                    workload_path("python/gc_cycles.py").display().to_string(),
+                    secs.to_string(),
+                ],
+            )),
+            Runtime::Node => Running::Script(spawn_script(
+                NODE,
+                &[
+                    "--expose-gc".to_string(),
+                    "--no-memory-reducer".to_string(),
+                    workload_path("node/gc_alloc.js").display().to_string(),
+                    secs.to_string(),
+                ],
+            )),
+        }
+    }
+}
+
 /// One kind of process in the churn test.
 #[derive(Clone, Copy, Debug)]
 struct ProcessKind {
     name: &'static str,
-    jdk: u32,
-    launch: Launch,
+    runtime: Runtime,
 }
 
-/// Every kind of process the churn test starts, round robin. Go, CPython and
-/// Node rows go here once those runtimes are merged.
-const KINDS: [ProcessKind; 4] = [
+/// Every kind of process the churn test starts, round robin (24 processes:
+/// three of each).
+const KINDS: [ProcessKind; 8] = [
     ProcessKind {
         name: "jdk17",
-        jdk: 17,
-        launch: Launch::Direct,
+        runtime: Runtime::Jvm {
+            jdk: 17,
+            launch: Launch::Direct,
+        },
+    },
+    ProcessKind {
+        name: "go1.23",
+        runtime: Runtime::Go { stripped: false },
+    },
+    ProcessKind {
+        name: "cpython3.11",
+        runtime: Runtime::CPython,
     },
     ProcessKind {
         name: "jdk25",
-        jdk: 25,
-        launch: Launch::Direct,
+        runtime: Runtime::Jvm {
+            jdk: 25,
+            launch: Launch::Direct,
+        },
+    },
+    ProcessKind {
+        name: "node",
+        runtime: Runtime::Node,
     },
     ProcessKind {
         name: "jdk17-sh-c",
-        jdk: 17,
-        launch: Launch::ShExec,
+        runtime: Runtime::Jvm {
+            jdk: 17,
+            launch: Launch::ShExec,
+        },
+    },
+    ProcessKind {
+        name: "go1.23-strip",
+        runtime: Runtime::Go { stripped: true },
     },
     ProcessKind {
         name: "jdk25-script",
-        jdk: 25,
-        launch: Launch::Script,
+        runtime: Runtime::Jvm {
+            jdk: 25,
+            launch: Launch::Script,
+        },
     },
 ];
 
-/// A started workload process.
+/// A started JVM workload.
 struct Started {
     child: Child,
     gate: PathBuf,
@@ -105,20 +262,27 @@ impl Drop for Started {
     }
 }
 
-/// Starts a small GcHeavy JVM of `kind` for `secs` of heavy phase, gated.
+/// A per-process scratch directory.
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pausewatch-host-{}-{tag}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts a small GcHeavy JVM for `secs` of heavy phase, gated.
 /// `wrap` may put a command in front (the namespace test).
-fn start(
-    kind: ProcessKind,
+fn start_jvm(
+    jdk: u32,
+    launch: Launch,
     secs: u64,
     tag: &str,
     wrap: Option<&dyn Fn(Vec<String>) -> Command>,
 ) -> Started {
-    let dir = std::env::temp_dir().join(format!("pausewatch-host-{}-{tag}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir(tag);
     let log = dir.join("gc.log");
-    let workload = JavaWorkload::jdk(kind.jdk)
-        .unwrap_or_else(|e| panic!("JDK {}: {e:#}", kind.jdk))
+    let workload = JavaWorkload::jdk(jdk)
+        .unwrap_or_else(|e| panic!("JDK {jdk}: {e:#}"))
         .heap_mb(32)
         .young_mb(Some(8))
         .live_mb(4)
@@ -132,7 +296,7 @@ fn start(
     let java = workload.java().to_str().unwrap().to_string();
     let mut full = vec![java];
     full.extend(args);
-    let mut cmd = match (wrap, kind.launch) {
+    let mut cmd = match (wrap, launch) {
         (Some(w), _) => w(full),
         (None, Launch::Direct) => {
             let mut c = Command::new(&full[0]);
@@ -163,12 +327,94 @@ fn start(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("starting {kind:?}: {e}"));
+        .unwrap_or_else(|e| panic!("starting JDK {jdk} ({launch:?}): {e}"));
     Started {
         child,
         gate,
         log,
         dir,
+    }
+}
+
+/// A started Go workload; its stderr (the gctrace lines) goes to `trace`.
+struct GoStarted {
+    child: Child,
+    trace: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for GoStarted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts the Go workload for `secs`, with gctrace on; it runs at once.
+fn start_go(stripped: bool, secs: u64, tag: &str) -> GoStarted {
+    let binary = build_gcload(GO_VERSION, stripped)
+        .unwrap_or_else(|e| panic!("building the Go {GO_VERSION} workload: {e:#}"));
+    let dir = scratch_dir(tag);
+    let trace = dir.join("gctrace.txt");
+    let child = Command::new(&binary)
+        .args(["-duration", &format!("{secs}s")])
+        .env("GODEBUG", "gctrace=1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&trace).expect("creating the gctrace file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+    GoStarted { child, trace, dir }
+}
+
+fn spawn_script(program: &str, args: &[String]) -> ScriptWorkload {
+    ScriptWorkload::spawn(Path::new(program), args)
+        .unwrap_or_else(|e| panic!("{e:#} (`cargo xtask test` installs {program})"))
+}
+
+/// A running workload of any kind.
+enum Running {
+    Jvm(Started),
+    Go(GoStarted),
+    Script(ScriptWorkload),
+}
+
+impl Running {
+    fn pid(&self) -> u32 {
+        match self {
+            Running::Jvm(p) => p.child.id(),
+            Running::Go(p) => p.child.id(),
+            Running::Script(s) => s.pid(),
+        }
+    }
+
+    /// Whether the process is still there (a script waits for the test
+    /// after its measured phase, so it always is until [`Self::finish`]).
+    fn is_running(&mut self) -> bool {
+        match self {
+            Running::Jvm(p) => p.child.try_wait().unwrap().is_none(),
+            Running::Go(p) => p.child.try_wait().unwrap().is_none(),
+            Running::Script(_) => true,
+        }
+    }
+
+    /// Waits until the workload sits at its gate (a script's `ready`; a
+    /// JVM waits for its gate file from the start, Go has no gate).
+    fn wait_gate(&mut self) {
+        if let Running::Script(s) = self {
+            s.wait_ready(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        }
+    }
+
+    /// Opens the gate: the measured phase starts.
+    fn open_gate(&mut self) {
+        match self {
+            Running::Jvm(p) => fs::write(&p.gate, b"").unwrap(),
+            Running::Go(_) => {}
+            Running::Script(s) => s.go().unwrap_or_else(|e| panic!("{e:#}")),
+        }
     }
 }
 
@@ -205,6 +451,40 @@ fn full_gcs(samples: &[support::Sample], pid: u32) -> Option<u64> {
         .map(|s| s.value as u64)
 }
 
+/// Pause counts per cause.
+type Counts = BTreeMap<String, u64>;
+
+/// The exported pause counts of `pid` that `runtime`'s ground truth is
+/// compared with, per cause (only non-zero ones).
+fn exported_counts(samples: &[support::Sample], pid: u32, runtime: Runtime) -> Counts {
+    let pid = pid.to_string();
+    let mut out = Counts::new();
+    for s in samples {
+        if s.name == "pausewatch_pause_seconds_count"
+            && s.label("pid") == pid
+            && s.label("runtime") == runtime.label()
+            && s.label("kind") == runtime.series_kind()
+            && runtime.compares(s.label("cause"))
+            && s.value > 0.0
+        {
+            *out.entry(s.label("cause").to_string()).or_default() += s.value as u64;
+        }
+    }
+    out
+}
+
+/// `now` less `before`, per cause, keeping only non-zero differences (a
+/// count below its baseline shows as a huge number, never as agreement).
+fn minus(now: &Counts, before: &Counts) -> Counts {
+    now.iter()
+        .map(|(c, &n)| {
+            let b = before.get(c).copied().unwrap_or(0);
+            (c.clone(), n.wrapping_sub(b))
+        })
+        .filter(|(_, n)| *n != 0)
+        .collect()
+}
+
 fn any_series_of(samples: &[support::Sample], pid: u32) -> bool {
     let pid = pid.to_string();
     samples.iter().any(|s| s.label("pid") == pid)
@@ -228,8 +508,8 @@ fn poll(
     }
 }
 
-/// Waits for the workload to end its heavy phase by itself. (Not
-/// `Child::wait`, which closes stdin first: the workload stops on EOF.)
+/// Waits for the workload to end by itself. (Not `Child::wait`, which
+/// closes stdin first: the JVM workload stops on EOF.)
 fn wait_exit(child: &mut Child, secs: u64) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while child.try_wait().unwrap().is_none() {
@@ -252,39 +532,59 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
+/// A runtime's own account of its pauses.
+#[derive(Debug)]
+enum Truth {
+    /// Exact counts per cause over the part of its life the agent must
+    /// have seen whole.
+    Exact(Counts),
+    /// Go: the start of each GC cycle, ms after the runtime started (`@`);
+    /// judged against the attach time (see the module docs).
+    GoCycles(Vec<f64>),
+}
+
 /// What happened to one process of the churn test.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Outcome {
-    kind: &'static str,
+    kind: ProcessKind,
     pid: u32,
     attached: bool,
     seen_running: bool,
-    exported_full: Option<u64>,
-    logged_full: u64,
+    /// Exported before the gate opened (CPython's and Node's start-up
+    /// collections), subtracted from `exported`.
+    before_gate: Counts,
+    /// Exported once the runtime's account was complete, less `before_gate`.
+    exported: Counts,
+    truth: Truth,
     forgotten: bool,
-    /// From the exec of `java` to `libjvm.so` in its maps, as seen by
-    /// polling `/proc` every 2 ms (the part of the agent's "ms after exec"
-    /// that is the JVM's own start-up, not the agent).
+    /// At most this long from the exec of `java` to `libjvm.so` in its
+    /// maps, as seen by polling `/proc` every 2 ms (the part of the agent's
+    /// "ms after exec" that is the JVM's own start-up, not the agent); 0
+    /// for a runtime that is there at exec.
     runtime_after_exec_ms: Option<f64>,
 }
 
-/// Polls `/proc/PID` every 2 ms: when does the process run `java`, and when
-/// is `libjvm.so` mapped? Returns the milliseconds between the two.
-fn watch_runtime_load(pid: u32, timeout: Duration) -> Option<f64> {
+/// Polls `/proc/PID` every 2 ms until `libjvm.so` is mapped; returns an
+/// upper bound, in ms, of the time from the exec of `java` to then: from
+/// the last moment the process was seen not yet running `java` (or
+/// `spawned`, before the spawn) to the first read of its maps that shows
+/// the library. A poller that the loaded machine leaves waiting only makes
+/// the bound looser, so the agent's share computed from it (its "ms after
+/// exec" less this) is a lower bound of the true one, never an
+/// over-statement.
+fn watch_runtime_load(pid: u32, spawned: Instant, timeout: Duration) -> Option<f64> {
     let deadline = Instant::now() + timeout;
-    let mut exec_at = None;
+    let mut not_java = spawned;
     while Instant::now() < deadline {
-        if exec_at.is_none()
-            && fs::read_link(format!("/proc/{pid}/exe"))
-                .is_ok_and(|e| e.file_name().is_some_and(|n| n == "java"))
+        let before = Instant::now();
+        let is_java = fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|e| e.file_name().is_some_and(|n| n == "java"));
+        if !is_java {
+            not_java = before;
+        } else if fs::read_to_string(format!("/proc/{pid}/maps"))
+            .is_ok_and(|m| m.contains("libjvm.so"))
         {
-            exec_at = Some(Instant::now());
-        }
-        if let Some(at) = exec_at
-            && fs::read_to_string(format!("/proc/{pid}/maps"))
-                .is_ok_and(|m| m.contains("libjvm.so"))
-        {
-            return Some(at.elapsed().as_secs_f64() * 1e3);
+            return Some(not_java.elapsed().as_secs_f64() * 1e3);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -293,43 +593,160 @@ fn watch_runtime_load(pid: u32, timeout: Duration) -> Option<f64> {
 
 /// Drives one process through its life and records what the agent showed.
 fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
-    let mut p = start(kind, secs, tag, None);
-    let pid = p.child.id();
-    let mut out = Outcome {
-        kind: kind.name,
-        pid,
-        ..Outcome::default()
+    let rt = kind.runtime;
+    let spawned = Instant::now();
+    let mut p = rt.start(secs, tag);
+    let pid = p.pid();
+    let runtime_after_exec_ms = if rt.at_exec() {
+        Some(0.0)
+    } else {
+        watch_runtime_load(pid, spawned, Duration::from_secs(20))
     };
-    out.runtime_after_exec_ms = watch_runtime_load(pid, Duration::from_secs(20));
+    p.wait_gate();
     // Attached: exported as a target. JVM start-up under load takes a while,
     // but the agent must have it before the gate opens.
-    out.attached = poll(addr, Duration::from_secs(20), |s| has_target(s, pid));
-    fs::write(&p.gate, b"").unwrap();
-    out.seen_running = poll(addr, Duration::from_secs(secs + 20), |s| {
-        full_gcs(s, pid).is_some_and(|n| n > 0)
-    }) && p.child.try_wait().unwrap().is_none();
-    wait_exit(&mut p.child, secs + 30);
-    out.logged_full = full_gcs_in_log(&p.log);
-    // Final numbers, inside the grace period: the agent reads the maps every
-    // 0.5 s, so allow a couple of reads for the last GCs to show.
-    let mut last = None;
-    poll(addr, Duration::from_secs(3), |s| {
-        last = full_gcs(s, pid);
-        last == Some(out.logged_full)
-    });
-    out.exported_full = last;
-    out.forgotten = poll(addr, Duration::from_secs(FORGET_AFTER_SECS + 10), |s| {
+    let attached = poll(addr, Duration::from_secs(20), |s| has_target(s, pid));
+    // What it exported so far: the workload is idle at its gate, so a map
+    // read more than one interval after the attach has all of it.
+    let mut before_gate = Counts::new();
+    if matches!(p, Running::Script(_)) {
+        std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 2.0));
+        before_gate = exported_counts(&scrape(addr), pid, rt);
+    }
+    p.open_gate();
+    let seen_running = poll(addr, Duration::from_secs(secs + 20), |s| {
+        !minus(&exported_counts(s, pid, rt), &before_gate).is_empty()
+    }) && p.is_running();
+    // The runtime's own account, and the agent's numbers once the last
+    // pauses of it were read from the maps (every INTERVAL_SECS).
+    let settle = |want: &Counts| {
+        let mut last = Counts::new();
+        poll(addr, Duration::from_secs(3), |s| {
+            last = minus(&exported_counts(s, pid, rt), &before_gate);
+            &last == want
+        });
+        last
+    };
+    let (truth, exported) = match &mut p {
+        Running::Jvm(j) => {
+            wait_exit(&mut j.child, secs + 30);
+            let want = Counts::from([("full".to_string(), full_gcs_in_log(&j.log))]);
+            let got = settle(&want);
+            (Truth::Exact(want), got)
+        }
+        Running::Go(g) => {
+            wait_exit(&mut g.child, secs + 30);
+            // The bound is only known with the agent's attach time, at the
+            // end: give the agent a few map reads for the last cycles.
+            std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 3.0));
+            let got = exported_counts(&scrape(addr), pid, rt);
+            let trace = fs::read_to_string(&g.trace).unwrap_or_default();
+            let cycles = go::parse(&trace).iter().map(|c| c.at_s * 1e3).collect();
+            (Truth::GoCycles(cycles), got)
+        }
+        Running::Script(s) => {
+            let json = s
+                .wait_done(Duration::from_secs(secs + 60))
+                .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+            match rt {
+                Runtime::CPython => {
+                    let report = cpython::parse_report(&json)
+                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+                    let want: Counts = (0..3)
+                        .map(|g| (cpython::GcReport::cause(g), report.counts[g]))
+                        .filter(|(_, n)| *n > 0)
+                        .collect();
+                    // Now, before the exit: the interpreter's collections
+                    // at exit are not in the script's account.
+                    let got = settle(&want);
+                    s.finish(Duration::from_secs(30))
+                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+                    (Truth::Exact(want), got)
+                }
+                _ => {
+                    // Node prints its trace on stdout, read at the exit.
+                    let stdout = s
+                        .finish(Duration::from_secs(30))
+                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+                    let trace = v8::parse_trace(stdout.iter().map(String::as_str));
+                    assert!(
+                        trace.unparsed.is_empty(),
+                        "{} pid {pid}: trace lines that did not parse: {:?}",
+                        kind.name,
+                        trace.unparsed
+                    );
+                    let mut want = Counts::new();
+                    for g in &trace.gcs {
+                        *want.entry(g.cause.to_string()).or_default() += 1;
+                    }
+                    let got = settle(&want);
+                    (Truth::Exact(want), got)
+                }
+            }
+        }
+    };
+    let forgotten = poll(addr, Duration::from_secs(FORGET_AFTER_SECS + 10), |s| {
         !any_series_of(s, pid)
     });
-    out
+    Outcome {
+        kind,
+        pid,
+        attached,
+        seen_running,
+        before_gate,
+        exported,
+        truth,
+        forgotten,
+        runtime_after_exec_ms,
+    }
+}
+
+/// The agent's "tracing pid N (...), K probes attached in A ms, L ms after
+/// exec" line for `pid`: (A, L).
+fn attach_line(stderr: &str, pid: u32) -> (Option<f64>, Option<f64>) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains(&format!("tracing pid {pid} (")));
+    let latency = line
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|t| t.strip_suffix(" ms after exec"))
+        .and_then(|t| t.parse::<f64>().ok());
+    let attach = line
+        .and_then(|l| l.split(" attached in ").nth(1))
+        .and_then(|t| t.split(" ms").next())
+        .and_then(|t| t.parse::<f64>().ok());
+    (attach, latency)
+}
+
+fn show(counts: &Counts) -> String {
+    if counts.is_empty() {
+        return "-".into();
+    }
+    counts
+        .iter()
+        .map(|(c, n)| format!("{c}={n}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[test]
 fn all_follows_and_forgets_churning_jvms() {
     require_root("all_follows_and_forgets_churning_jvms");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Build (or find cached) the Go workloads before any baseline.
+    for stripped in [false, true] {
+        build_gcload(GO_VERSION, stripped)
+            .unwrap_or_else(|e| panic!("building the Go {GO_VERSION} workload: {e:#}"));
+    }
+    for program in [PYTHON, NODE] {
+        assert!(
+            Path::new(program).is_file(),
+            "{program} is missing (`cargo xtask test` installs it)"
+        );
+    }
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let forget = FORGET_AFTER_SECS.to_string();
+    let interval = INTERVAL_SECS.to_string();
     let mut agent = Agent::start_selecting(
         &agent_binary(),
         listen,
@@ -338,7 +755,7 @@ fn all_follows_and_forgets_churning_jvms() {
             "--summary",
             "0",
             "--interval",
-            "0.5",
+            &interval,
             "--forget-after",
             &forget,
             // The rule engine keeps two windows of snapshots: a short one,
@@ -356,7 +773,7 @@ fn all_follows_and_forgets_churning_jvms() {
     let agent_pid = agent.pid();
     let sampling = std::sync::atomic::AtomicBool::new(true);
     let mut peak_rss = rss_before;
-    let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+    let results: Vec<std::thread::Result<Outcome>> = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut peak = 0;
             while sampling.load(std::sync::atomic::Ordering::Relaxed) {
@@ -368,7 +785,7 @@ fn all_follows_and_forgets_churning_jvms() {
         let handles: Vec<_> = (0..PROCESSES)
             .map(|i| {
                 let kind = KINDS[i % KINDS.len()];
-                // 3 to 5 s of heavy phase: a mix of lifetimes.
+                // 3 to 5 s of measured phase: a mix of lifetimes.
                 let secs = 3 + (i as u64 % 3);
                 let delay = START_EVERY * i as u32;
                 scope.spawn(move || {
@@ -377,12 +794,17 @@ fn all_follows_and_forgets_churning_jvms() {
                 })
             })
             .collect();
-        let outcomes = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        // Every driver first (one may have panicked), then the sampler.
+        let results = handles.into_iter().map(|h| h.join()).collect();
         sampling.store(false, std::sync::atomic::Ordering::Relaxed);
         peak_rss = peak_rss.max(sampler.join().unwrap());
-        outcomes
+        results
     });
     let churn = started.elapsed();
+    let outcomes: Vec<Outcome> = results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        .collect();
     // Other processes of the host may come and go meanwhile; give the agent
     // its grace period, two rule windows and a memory trim (every 5 s) to
     // drop whatever was ours.
@@ -400,103 +822,136 @@ fn all_follows_and_forgets_churning_jvms() {
         churn.as_secs_f64()
     );
     println!(
-        "{:<14} {:>7} {:>8} {:>8} {:>9} {:>7} {:>10} {:>12} {:>11}",
+        "{:<13} {:>7} {:>5} {:>5} {:<38} {:<38} {:>5} {:>8} {:>7}",
         "kind",
         "pid",
-        "attached",
-        "running",
-        "exported",
-        "logged",
-        "forgotten",
-        "attach ms",
-        "libjvm ms"
+        "att",
+        "run",
+        "exported (less before gate)",
+        "runtime's own",
+        "gone",
+        "exec→att",
+        "exec→rt≤"
     );
     for o in &outcomes {
-        let line = stderr
-            .lines()
-            .find(|l| l.contains(&format!("tracing pid {} (", o.pid)));
-        let latency = line
-            .and_then(|l| l.rsplit(", ").next())
-            .and_then(|t| t.strip_suffix(" ms after exec"))
-            .and_then(|t| t.parse::<f64>().ok());
-        if let Some(ms) = line
-            .and_then(|l| l.split(" attached in ").nth(1))
-            .and_then(|t| t.split(" ms").next())
-            .and_then(|t| t.parse::<f64>().ok())
-        {
+        let name = o.kind.name;
+        let pid = o.pid;
+        let (attach_ms, latency) = attach_line(&stderr, pid);
+        if let Some(ms) = attach_ms {
             attach_times.push(ms);
         }
         if let Some(ms) = latency {
             latencies.push(ms);
         }
-        if let (Some(total), Some(jvm)) = (latency, o.runtime_after_exec_ms) {
-            agent_share.push(total - jvm);
+        if let (Some(total), Some(rt)) = (latency, o.runtime_after_exec_ms) {
+            // The agent's part: from the runtime's appearance to the attach.
+            // (The JVM's own start-up, exec to libjvm.so, is ~30 ms idle and
+            // seconds on a loaded 2-core machine; it is printed, not judged.)
+            let share = total - rt;
+            agent_share.push(share);
+            c.check(share < 1000.0, || {
+                format!(
+                    "{name} pid {pid}: attached {share:.1} ms after its runtime appeared \
+                     ({total:.1} ms after exec, the runtime at most {rt:.1} ms after it)"
+                )
+            });
+        }
+        let own = match &o.truth {
+            Truth::Exact(want) => {
+                c.eq(
+                    &format!("{name} pid {pid} pauses exported vs its runtime's own, per cause"),
+                    &o.exported,
+                    want,
+                );
+                show(want)
+            }
+            Truth::GoCycles(at_ms) => {
+                let exported = o.exported.get(GO_SWEEP).copied().unwrap_or(0);
+                match (latency, attach_ms) {
+                    (Some(l), Some(a)) => {
+                        // Surely after the attach, and possibly during it
+                        // or (the runtime's start) just before.
+                        let sure = at_ms.iter().filter(|&&t| t >= l).count() as u64;
+                        let maybe = at_ms
+                            .iter()
+                            .filter(|&&t| t < l && t + 1.0 > l - a - GO_START_SLACK_MS)
+                            .count() as u64;
+                        c.check(exported >= sure && exported <= sure + maybe + 1, || {
+                            format!(
+                                "{name} pid {pid}: {exported} GC cycles exported; its gctrace \
+                                     has {sure} that began after the attach ({l:.1} ms after \
+                                     exec) and {maybe} near it, of {} in all",
+                                at_ms.len()
+                            )
+                        });
+                        format!("gc={}, after attach {sure} (+{maybe}?)", at_ms.len())
+                    }
+                    _ => format!("gc={} (no attach time)", at_ms.len()),
+                }
+            }
+        };
+        let truth_has = |cause: &str| match &o.truth {
+            Truth::Exact(want) => want.get(cause).is_some_and(|&n| n > 0),
+            Truth::GoCycles(at_ms) => !at_ms.is_empty(),
+        };
+        for cause in o.kind.runtime.required() {
+            c.check(truth_has(cause), || {
+                format!(
+                    "{name} pid {pid}: its runtime's own account has no {cause} (workload broken?)"
+                )
+            });
         }
         println!(
-            "{:<14} {:>7} {:>8} {:>8} {:>9} {:>7} {:>10} {:>12} {:>11}",
-            o.kind,
-            o.pid,
+            "{:<13} {:>7} {:>5} {:>5} {:<38} {:<38} {:>5} {:>8} {:>7}",
+            name,
+            pid,
             o.attached,
             o.seen_running,
-            o.exported_full.map_or("-".into(), |n| n.to_string()),
-            o.logged_full,
+            show(&o.exported),
+            own,
             o.forgotten,
             latency.map_or("-".into(), |ms| format!("{ms:.1}")),
-            o.runtime_after_exec_ms
-                .map_or("-".into(), |ms| format!("{ms:.1}")),
+            match o.runtime_after_exec_ms {
+                Some(ms) if !o.kind.runtime.at_exec() => format!("{ms:.1}"),
+                Some(_) => "exec".into(),
+                None => "-".into(),
+            },
         );
+        if !o.before_gate.is_empty() {
+            println!(
+                "{:<13} {:>7} before its gate: {}",
+                "",
+                "",
+                show(&o.before_gate)
+            );
+        }
         c.check(o.attached, || {
-            format!("{} pid {} was never exported as a target", o.kind, o.pid)
+            format!("{name} pid {pid} was never exported as a target")
         });
         c.check(o.seen_running, || {
-            format!("{} pid {}: no full GC exported while it ran", o.kind, o.pid)
+            format!("{name} pid {pid}: no pause exported while it ran")
         });
-        c.check(o.logged_full > 0, || {
-            format!(
-                "{} pid {}: its log has no full GC (workload broken?)",
-                o.kind, o.pid
-            )
-        });
-        c.eq(
-            &format!(
-                "{} pid {} full GCs exported after exit vs its -Xlog",
-                o.kind, o.pid
-            ),
-            o.exported_full,
-            Some(o.logged_full),
-        );
         c.check(o.forgotten, || {
-            format!(
-                "{} pid {} still exported {FORGET_AFTER_SECS} s after exit",
-                o.kind, o.pid
-            )
+            format!("{name} pid {pid} still exported {FORGET_AFTER_SECS} s after exit")
         });
         c.check(latency.is_some(), || {
-            format!(
-                "{} pid {}: no 'ms after exec' line on the agent's stderr",
-                o.kind, o.pid
-            )
+            format!("{name} pid {pid}: no 'ms after exec' line on the agent's stderr")
         });
     }
     latencies.sort_by(f64::total_cmp);
     if let (Some(first), Some(last)) = (latencies.first(), latencies.last()) {
         println!(
-            "attach after the exec of java: min {first:.1} ms, median {:.1} ms, max {last:.1} ms",
+            "attach after the exec of the runtime: min {first:.1} ms, median {:.1} ms, max {last:.1} ms",
             latencies[latencies.len() / 2]
         );
     }
     agent_share.sort_by(f64::total_cmp);
     if let (Some(first), Some(last)) = (agent_share.first(), agent_share.last()) {
         println!(
-            "attach after libjvm.so was mapped: min {first:.1} ms, median {:.1} ms, max {last:.1} ms",
+            "attach after the runtime appeared (exec, or libjvm.so mapped): min {first:.1} ms, \
+             median {:.1} ms, max {last:.1} ms",
             agent_share[agent_share.len() / 2]
         );
-        // The agent's part: from the runtime's appearance to the attach.
-        // (The JVM's own start-up, exec to libjvm.so, is ~30 ms idle and
-        // seconds on a loaded 2-core machine; it is printed, not judged.)
-        c.check(*last < 1000.0, || {
-            format!("an attach took {last:.1} ms after libjvm.so was mapped")
-        });
     }
     attach_times.sort_by(f64::total_cmp);
     if let (Some(first), Some(last)) = (attach_times.first(), attach_times.last()) {
@@ -568,7 +1023,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         c.arg("-c").arg(outer).args(java);
         c
     };
-    let mut p = start(KINDS[1], 4, "pod", Some(&wrap));
+    let mut p = start_jvm(25, Launch::Direct, 4, "pod", Some(&wrap));
 
     let want_info = |s: &support::Sample| {
         s.name == "pausewatch_target_info"
