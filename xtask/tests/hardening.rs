@@ -347,19 +347,29 @@ fn sigkill_leaves_no_program_link_or_map() {
 /// (pid, kind) of every open interval.
 fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
     let dir = format!("/proc/{agent_pid}/fdinfo");
+    // The agent holds several hash maps (the Go programs have their own),
+    // in no fixed fd order: pick INFLIGHT by its name.
     let map_id = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
-        .find(|info| {
+        .filter(|info| {
             info.lines()
                 .any(|l| l.split_whitespace().eq(["map_type:", "1"]))
         })
-        .and_then(|info| {
+        .filter_map(|info| {
             info.lines()
                 .find_map(|l| l.strip_prefix("map_id:"))
                 .and_then(|v| v.trim().parse::<u32>().ok())
         })
-        .expect("the agent holds a hash map (INFLIGHT)");
+        .find(|id| {
+            Command::new("bpftool")
+                .args(["map", "show", "id", &id.to_string(), "-j"])
+                .output()
+                .ok()
+                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+                .is_some_and(|v| v["name"] == "INFLIGHT")
+        })
+        .expect("the agent holds the INFLIGHT hash map");
     let out = Command::new("bpftool")
         .args(["map", "dump", "id", &map_id.to_string(), "-j"])
         .output()
