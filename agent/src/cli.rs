@@ -6,12 +6,15 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// pausewatch: how long, how often and why does the runtime stop my threads?
 ///
-/// Times stop-the-world pauses (HotSpot safepoints, VM operations and GC
-/// pauses) inside running processes with eBPF uprobes on the runtime's own
-/// probe points: no restart, no agent inside the target. Pauses are
-/// aggregated into histograms in the kernel and served to Prometheus.
+/// Times stop-the-world pauses inside running processes: HotSpot safepoints,
+/// VM operations and GC pauses, Go stop-the-world phases, CPython and
+/// Node.js (V8) collections. eBPF uprobes on the runtime's own probe points:
+/// no restart, no agent inside the target, no flag naming the runtime.
+/// Pauses are aggregated into histograms in the kernel, each process's
+/// workload is classified by rules, and everything is served to Prometheus.
 ///
-/// Needs root (or CAP_BPF, CAP_PERFMON and CAP_SYS_PTRACE).
+/// Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and, on most kernels,
+/// CAP_SYS_ADMIN for uprobes). `agent check` says what this host lacks.
 #[derive(Debug, Parser)]
 #[command(name = "agent", version, propagate_version = true)]
 pub struct Cli {
