@@ -92,23 +92,12 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             });
         }
         for note in found {
-            let arg = if reads_arg {
-                let a = note.arg(0).map_err(|e| DiscoveryError::Probes {
-                    path: host_binary.clone(),
-                    source: Box::new(e),
-                })?;
-                ProgramArg::Usdt(a.to_bpf())
-            } else {
-                ProgramArg::None
-            };
-            probes.push(ProbeAttach {
+            probes.push(ProbeAttach::from_usdt(
+                note,
                 program,
-                probe: format!("{provider}:{name}"),
-                binary: host_binary.clone(),
-                file_offset: note.file_offset,
-                ref_ctr_offset: note.semaphore_offset,
-                arg,
-            });
+                &host_binary,
+                reads_arg,
+            )?);
         }
     }
     Ok(Some(target(process, &binary, probes)))

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
+use super::{DiscoveryError, ProbeAttach, Process, Runtime, Target};
 use crate::probes::usdt::{self, UsdtProbe};
 
 /// (provider, name, BPF program, whether the program reads argument 0).
@@ -50,23 +50,12 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             });
         }
         for note in found {
-            let arg = if reads_arg {
-                let a = note.arg(0).map_err(|e| DiscoveryError::Probes {
-                    path: host_libjvm.clone(),
-                    source: Box::new(e),
-                })?;
-                ProgramArg::Usdt(a.to_bpf())
-            } else {
-                ProgramArg::None
-            };
-            probes.push(ProbeAttach {
+            probes.push(ProbeAttach::from_usdt(
+                note,
                 program,
-                probe: format!("{provider}:{name}"),
-                binary: host_libjvm.clone(),
-                file_offset: note.file_offset,
-                ref_ctr_offset: note.semaphore_offset,
-                arg,
-            });
+                &host_libjvm,
+                reads_arg,
+            )?);
         }
     }
     Ok(Some(Target {

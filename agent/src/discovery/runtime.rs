@@ -1,10 +1,11 @@
 //! The runtimes pausewatch knows, and the one place that picks a process's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pausewatch_common::{ArgSpec, GO_CAUSE_LEN_SHIFT, GO_CAUSE_STRING, Kind};
 
 use super::{DiscoveryError, Process, cpython, go, hotspot, v8};
+use crate::probes::usdt::UsdtProbe;
 
 /// A supported language runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,6 +110,36 @@ pub struct ProbeAttach {
     pub ref_ctr_offset: Option<u64>,
     /// The argument the program reads.
     pub arg: ProgramArg,
+}
+
+impl ProbeAttach {
+    /// The uprobe for one location of a USDT probe in `binary` (a host
+    /// path), with the probe's semaphore and, when the program reads it,
+    /// its first argument.
+    pub fn from_usdt(
+        note: &UsdtProbe,
+        program: &'static str,
+        binary: &Path,
+        reads_arg: bool,
+    ) -> Result<ProbeAttach, DiscoveryError> {
+        let arg = if reads_arg {
+            let a = note.arg(0).map_err(|e| DiscoveryError::Probes {
+                path: binary.to_path_buf(),
+                source: Box::new(e),
+            })?;
+            ProgramArg::Usdt(a.to_bpf())
+        } else {
+            ProgramArg::None
+        };
+        Ok(ProbeAttach {
+            program,
+            probe: format!("{}:{}", note.provider, note.name),
+            binary: binary.to_path_buf(),
+            file_offset: note.file_offset,
+            ref_ctr_offset: note.semaphore_offset,
+            arg,
+        })
+    }
 }
 
 /// A process with a recognised runtime and the probes to attach to it.
