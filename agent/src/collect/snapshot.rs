@@ -79,6 +79,20 @@ impl Default for Hist {
 }
 
 impl Hist {
+    /// A histogram of these observations, as the BPF side would bin them
+    /// (for tests of everything downstream of the collector).
+    #[cfg(test)]
+    pub(crate) fn of(values: &[u64]) -> Hist {
+        let mut h = Hist::default();
+        for &v in values {
+            h.count += 1;
+            h.sum_ns += v;
+            h.max_ns = h.max_ns.max(v);
+            h.buckets[pausewatch_common::bucket_index(v)] += 1;
+        }
+        h
+    }
+
     /// Adds another histogram into this one (used to fold per-CPU values).
     pub fn merge(&mut self, other: &Hist) {
         self.count += other.count;
@@ -139,17 +153,9 @@ impl Hist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pausewatch_common::bucket_index;
 
     fn hist_of(values: &[u64]) -> Hist {
-        let mut h = Hist::default();
-        for &v in values {
-            h.count += 1;
-            h.sum_ns += v;
-            h.max_ns = h.max_ns.max(v);
-            h.buckets[bucket_index(v)] += 1;
-        }
-        h
+        Hist::of(values)
     }
 
     #[test]

@@ -500,7 +500,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use pausewatch_common::{BUCKETS, bucket_index};
+    use pausewatch_common::BUCKETS;
 
     use super::*;
     use crate::collect::Series;
@@ -573,14 +573,7 @@ mod tests {
     }
 
     fn hist_of(values: &[u64]) -> Hist {
-        let mut h = Hist::default();
-        for &v in values {
-            h.count += 1;
-            h.sum_ns += v;
-            h.max_ns = h.max_ns.max(v);
-            h.buckets[bucket_index(v)] += 1;
-        }
-        h
+        Hist::of(values)
     }
 
     fn series(pid: u32, kind: Kind, cause: &str, values: &[u64]) -> Series {

@@ -460,17 +460,9 @@ impl History {
 pub(crate) mod tests {
     use super::*;
     use crate::collect::Series;
-    use pausewatch_common::bucket_index;
 
     pub(crate) fn hist_of(values: &[u64]) -> Hist {
-        let mut h = Hist::default();
-        for &v in values {
-            h.count += 1;
-            h.sum_ns += v;
-            h.max_ns = h.max_ns.max(v);
-            h.buckets[bucket_index(v)] += 1;
-        }
-        h
+        Hist::of(values)
     }
 
     pub(crate) fn target() -> TargetInfo {
