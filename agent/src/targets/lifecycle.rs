@@ -97,6 +97,20 @@ struct Entry {
     exe: PathBuf,
 }
 
+impl Entry {
+    /// To be inspected at `now`, after an exec at `exec_ns` (0: found by scan).
+    fn pending(now: Instant, exec_ns: u64) -> Entry {
+        Entry {
+            state: State::Pending {
+                attempt: 0,
+                next: now,
+            },
+            exec_ns,
+            exe: PathBuf::new(),
+        }
+    }
+}
+
 /// Tracks every process the agent traces or is still deciding about.
 pub struct Lifecycle {
     selection: Selection,
@@ -209,14 +223,7 @@ impl Lifecycle {
         if pid == self.me || self.selection.exclude.contains(&pid) {
             return;
         }
-        let pending = Entry {
-            state: State::Pending {
-                attempt: 0,
-                next: now,
-            },
-            exec_ns: ktime_ns,
-            exe: PathBuf::new(),
-        };
+        let pending = Entry::pending(now, ktime_ns);
         if self.table.get_mut(pid).is_none() {
             // The common case, kept free of system calls (a build execs
             // hundreds of processes a second): the start time is learnt at
@@ -234,14 +241,6 @@ impl Lifecycle {
         }
         let Some(id) = Identity::current(pid) else {
             return;
-        };
-        let pending = Entry {
-            state: State::Pending {
-                attempt: 0,
-                next: now,
-            },
-            exec_ns: ktime_ns,
-            exe: PathBuf::new(),
         };
         match self.table.seen(id) {
             Seen::Same(entry) => {
