@@ -374,12 +374,15 @@ fn gc_class(g: &GcRecord) -> Option<&'static str> {
     }
 }
 
-/// The safepoint record whose safepoint contains `g` (GC pause lines are
-/// logged inside the safepoint, before its own line), by index.
+/// The safepoint record whose safepoint contains `g`, by index. The VM
+/// thread logs a GC pause inside its safepoint and the safepoint's own line
+/// after the safepoint ends, so it is the first safepoint logged after `g`.
+/// (Not `approx_begin_ns() <= g.logged_at_ns`: if the VM thread is preempted
+/// between the end of a short safepoint and its log call, the estimated
+/// begin lands after a 30 µs Cleanup pause's line.)
 fn enclosing_safepoint(records: &[SafepointRecord], g: &GcRecord) -> Option<usize> {
     let i = records.partition_point(|r| r.logged_at_ns < g.logged_at_ns);
-    let r = records.get(i)?;
-    (r.approx_begin_ns() <= g.logged_at_ns).then_some(i)
+    (i < records.len()).then_some(i)
 }
 
 #[derive(Default)]
