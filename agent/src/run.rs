@@ -8,6 +8,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use axum::body::Bytes;
 use aya::maps::{MapData, RingBuf};
 use pausewatch_common::{Kind, LostReason, PauseEvent};
 use tokio::{
@@ -209,12 +210,15 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     );
 
     let first = analyze(&mut engine, started, lock(&collector).collect());
-    let (snap_tx, snap_rx) = watch::channel(first.clone());
+    // Rendered once per snapshot, here, so a scrape only copies a reference:
+    // on a busy node a render competes for CPU with the targets, and a scrape
+    // that waited for it would take as long as the run queue makes it.
+    let (page_tx, page_rx) = watch::channel(Bytes::from(export::render(&first)));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let server = {
         let mut stop = stop_rx.clone();
-        tokio::spawn(export::serve(listener, snap_rx.clone(), async move {
+        tokio::spawn(export::serve(listener, page_rx, async move {
             let _ = stop.wait_for(|s| *s).await;
         }))
     };
@@ -288,7 +292,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             return_free_memory();
             last_trim = Instant::now();
         }
-        let _ = snap_tx.send(snapshot.clone());
+        let _ = page_tx.send(Bytes::from(export::render(&snapshot)));
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every
         {
@@ -313,7 +317,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the lifecycle thread panicked"))?;
     tracer.detach_all();
     let last = analyze(&mut engine, started, lock(&collector).collect());
-    let _ = snap_tx.send(last.clone());
+    let _ = page_tx.send(Bytes::from(export::render(&last)));
     let _ = stop_tx.send(true);
     if let Some(events) = events {
         events.await.context("the event reader failed")??;

@@ -1,19 +1,16 @@
 //! [`Snapshot`] → Prometheus text exposition format (version 0.0.4).
 //!
-//! Every value is built as a const metric (`prometheus::proto::MetricFamily`,
-//! as Cloudflare's ebpf_exporter does) straight from the snapshot: nothing is
-//! registered, so the output is exactly what the BPF maps held when the
-//! snapshot was taken, and a process that went away simply stops appearing.
+//! Every value is written as a const metric (as Cloudflare's ebpf_exporter
+//! does) straight from the snapshot: nothing is registered, so the output is
+//! exactly what the BPF maps held when the snapshot was taken, and a process
+//! that went away simply stops appearing.
 
 use std::collections::BTreeMap;
 use std::time::{Instant, UNIX_EPOCH};
 
 use pausewatch_common::{Kind, bucket_upper_bound_ns};
-use prometheus::TextEncoder;
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
 
+use super::text::{Labels, MetricType, TextWriter, ns_to_seconds};
 use crate::collect::{Hist, Snapshot, TargetInfo};
 
 /// Histogram of stop-the-world pauses, labelled by `kind` (see [`pause_kind_label`]).
@@ -34,8 +31,8 @@ pub const TARGETS: &str = "pausewatch_targets";
 pub const LOST_EVENTS_TOTAL: &str = "pausewatch_lost_events_total";
 /// Gauge: Unix time at which the rendered snapshot was read from the maps.
 pub const SNAPSHOT_TIMESTAMP_SECONDS: &str = "pausewatch_snapshot_timestamp_seconds";
-/// Gauge: how long rendering this scrape took.
-pub const SCRAPE_DURATION_SECONDS: &str = "pausewatch_scrape_duration_seconds";
+/// Gauge: how long rendering the page took.
+pub const RENDER_DURATION_SECONDS: &str = "pausewatch_render_duration_seconds";
 
 /// Gauge: 1 for each process's current workload profile, 0 for the others.
 pub const WORKLOAD_PROFILE: &str = "pausewatch_workload_profile";
@@ -78,14 +75,6 @@ const fn exported_edges() -> [u64; EXPORTED_EDGE_COUNT] {
     edges
 }
 
-/// Why rendering failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// The Prometheus text encoder rejected the metric families.
-    #[error("cannot encode metrics: {0}")]
-    Encode(#[from] prometheus::Error),
-}
-
 /// The `kind` label of `pausewatch_pause_seconds` for a kind that is a
 /// stop-the-world pause, or `None` for kinds exported in other families.
 ///
@@ -114,6 +103,17 @@ enum HistFamily {
     TimeToSafepoint,
     VmOperation,
     GcConcurrent,
+}
+
+impl HistFamily {
+    fn name_and_help(self) -> (&'static str, &'static str) {
+        match self {
+            HistFamily::Pause => (PAUSE_SECONDS, PAUSE_HELP),
+            HistFamily::TimeToSafepoint => (TIME_TO_SAFEPOINT_SECONDS, TTS_HELP),
+            HistFamily::VmOperation => (VM_OPERATION_SECONDS, VM_OP_HELP),
+            HistFamily::GcConcurrent => (GC_CONCURRENT_CYCLE_SECONDS, GC_CONCURRENT_HELP),
+        }
+    }
 }
 
 const PAUSE_HELP: &str = "Stop-the-world pauses of the traced runtime, in seconds. \
@@ -157,8 +157,9 @@ pauses are missing from the histograms.";
 const SNAPSHOT_TIMESTAMP_HELP: &str = "Unix time, in seconds, at which the agent last read \
 the BPF maps; a value that stops advancing means collection is stuck.";
 
-const SCRAPE_DURATION_HELP: &str = "Time taken to render this /metrics response from the \
-latest snapshot, in seconds.";
+const RENDER_DURATION_HELP: &str = "Wall time the agent took to render this page from \
+its snapshot, in seconds. The page is rendered once per snapshot (--interval) and every \
+scrape until the next one is served the same bytes.";
 
 const WORKLOAD_PROFILE_HELP: &str = "The rule engine's workload profile of each process: 1 \
 for the current one (throughput, latency, mixed, idle, balanced or a profile named in the \
@@ -179,24 +180,23 @@ rule engine's --window, counting nested pause kinds once (HotSpot: safepoints)."
 /// Series that share labels (e.g. two cause ids that resolved to the same
 /// text) are merged, since duplicate label sets make a scrape invalid.
 /// Families with no series are left out.
-pub fn render(snapshot: &Snapshot) -> Result<String, ExportError> {
+pub fn render(snapshot: &Snapshot) -> String {
     let started = Instant::now();
-    let encoder = TextEncoder::new();
-    let mut out = String::new();
-    encoder.encode_utf8(&families(snapshot), &mut out)?;
-    // Rendered last so that the time covers building and encoding the rest.
-    let elapsed = started.elapsed().as_secs_f64();
-    let scrape = gauge_family(
-        SCRAPE_DURATION_SECONDS,
-        SCRAPE_DURATION_HELP,
-        vec![gauge_metric(Vec::new(), elapsed)],
+    // About 7 KiB per histogram series: reserve once instead of doubling.
+    let mut w = TextWriter::with_capacity(4096 + snapshot.series.len() * 7 * 1024);
+    write_families(snapshot, &mut w);
+    // Written last so that the time covers everything before it.
+    w.family(
+        RENDER_DURATION_SECONDS,
+        RENDER_DURATION_HELP,
+        MetricType::Gauge,
     );
-    encoder.encode_utf8(&[scrape], &mut out)?;
-    Ok(out)
+    w.sample(&Labels::new(), started.elapsed().as_secs_f64());
+    w.finish()
 }
 
-/// Every metric family except the scrape duration, empty ones left out.
-fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+/// Every metric family except the render duration, empty ones left out.
+fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
     // First entry per pid wins; a duplicate would only repeat a label set.
     let mut targets: BTreeMap<u32, &TargetInfo> = BTreeMap::new();
     for t in &snapshot.targets {
@@ -204,7 +204,8 @@ fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
     }
 
     // Group by output labels, merging duplicates; BTreeMap keeps the output
-    // order stable from scrape to scrape.
+    // order stable from scrape to scrape, and the family first in the key
+    // keeps each family's series together.
     let mut grouped: BTreeMap<(HistFamily, u32, Option<&'static str>, &str), Hist> =
         BTreeMap::new();
     for s in &snapshot.series {
@@ -221,87 +222,69 @@ fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
             .and_modify(|h| merge_saturating(h, &s.hist))
             .or_insert_with(|| s.hist.clone());
     }
-
-    let mut hists: BTreeMap<HistFamily, Vec<Metric>> = BTreeMap::new();
-    let mut pause_max = Vec::new();
-    for ((family, pid, kind, cause), hist) in &grouped {
-        let (comm, runtime) = match targets.get(pid) {
+    let labels_of = |pid: u32, kind: Option<&str>, cause: &str| {
+        let (comm, runtime) = match targets.get(&pid) {
             Some(t) => (t.comm.as_str(), t.runtime),
             None => ("", "unknown"),
         };
-        let pid = pid.to_string();
-        let mut labels = vec![
-            label("pid", &pid),
-            label("comm", comm),
-            label("runtime", runtime),
-        ];
+        let mut labels = Labels::new()
+            .with("pid", &pid.to_string())
+            .with("comm", comm)
+            .with("runtime", runtime);
         if let Some(kind) = kind {
-            labels.push(label("kind", kind));
+            labels.push("kind", kind);
         }
-        labels.push(label("cause", cause));
-        if *family == HistFamily::Pause {
-            pause_max.push(gauge_metric(labels.clone(), ns_to_seconds(hist.max_ns)));
-        }
-        hists
-            .entry(*family)
-            .or_default()
-            .push(histogram_metric(labels, hist));
-    }
-
-    let mut out = Vec::new();
-    let mut take_hist = |family: HistFamily, name: &str, help: &str| {
-        hists
-            .remove(&family)
-            .map(|metrics| family_of(name, help, MetricType::HISTOGRAM, metrics))
+        labels.push("cause", cause);
+        labels
     };
-    out.extend(take_hist(HistFamily::Pause, PAUSE_SECONDS, PAUSE_HELP));
-    if !pause_max.is_empty() {
-        out.push(gauge_family(PAUSE_MAX_SECONDS, PAUSE_MAX_HELP, pause_max));
+
+    // Pause histograms sort first; their maxima follow them as a gauge
+    // family, then come the other histogram families.
+    let (pauses, others): (Vec<_>, Vec<_>) = grouped
+        .iter()
+        .partition(|((family, ..), _)| *family == HistFamily::Pause);
+    let mut pause_max = Vec::with_capacity(pauses.len());
+    let mut current = None;
+    for (&(family, pid, kind, cause), hist) in pauses.into_iter().chain(others) {
+        if current != Some(family) {
+            if current == Some(HistFamily::Pause) {
+                write_pause_max(w, &pause_max);
+            }
+            current = Some(family);
+            let (name, help) = family.name_and_help();
+            w.family(name, help, MetricType::Histogram);
+        }
+        let labels = labels_of(pid, kind, cause);
+        w.histogram(&labels, hist);
+        if family == HistFamily::Pause {
+            pause_max.push((labels, hist.max_ns));
+        }
     }
-    out.extend(take_hist(
-        HistFamily::TimeToSafepoint,
-        TIME_TO_SAFEPOINT_SECONDS,
-        TTS_HELP,
-    ));
-    out.extend(take_hist(
-        HistFamily::VmOperation,
-        VM_OPERATION_SECONDS,
-        VM_OP_HELP,
-    ));
-    out.extend(take_hist(
-        HistFamily::GcConcurrent,
-        GC_CONCURRENT_CYCLE_SECONDS,
-        GC_CONCURRENT_HELP,
-    ));
+    if current == Some(HistFamily::Pause) {
+        write_pause_max(w, &pause_max);
+    }
 
     if !targets.is_empty() {
-        let info = targets
-            .values()
-            .map(|t| {
-                let labels = vec![
-                    label("pid", &t.pid.to_string()),
-                    label("comm", &t.comm),
-                    label("runtime", t.runtime),
-                    label("runtime_version", &t.runtime_version),
-                    label("exe", &t.exe),
-                    // Empty when unknown, which Prometheus treats as absent.
-                    label("container_id", &t.container.container_id),
-                    label("pod_uid", &t.container.pod_uid),
-                    label("namespace", &t.container.namespace),
-                    label("pod", &t.container.pod),
-                ];
-                gauge_metric(labels, 1.0)
-            })
-            .collect();
-        out.push(gauge_family(TARGET_INFO, TARGET_INFO_HELP, info));
+        w.family(TARGET_INFO, TARGET_INFO_HELP, MetricType::Gauge);
+        for t in targets.values() {
+            let labels = Labels::new()
+                .with("pid", &t.pid.to_string())
+                .with("comm", &t.comm)
+                .with("runtime", t.runtime)
+                .with("runtime_version", &t.runtime_version)
+                .with("exe", &t.exe)
+                // Empty when unknown, which Prometheus treats as absent.
+                .with("container_id", &t.container.container_id)
+                .with("pod_uid", &t.container.pod_uid)
+                .with("namespace", &t.container.namespace)
+                .with("pod", &t.container.pod);
+            w.sample(&labels, 1.0);
+        }
     }
-    out.push(gauge_family(
-        TARGETS,
-        TARGETS_HELP,
-        vec![gauge_metric(Vec::new(), targets.len() as f64)],
-    ));
+    w.family(TARGETS, TARGETS_HELP, MetricType::Gauge);
+    w.sample(&Labels::new(), targets.len() as f64);
 
-    out.extend(verdict_families(snapshot));
+    write_verdicts(snapshot, w);
 
     // Every reason in the snapshot, zeros included, so that rate() has a
     // series to work on before the first loss; repeated reasons are summed.
@@ -313,39 +296,35 @@ fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
         }
     }
     if !lost.is_empty() {
-        let metrics = lost
-            .into_iter()
-            .map(|(reason, n)| {
-                let mut counter = Counter::default();
-                counter.set_value(n as f64);
-                let mut m = Metric::from_label(vec![label("reason", reason)]);
-                m.set_counter(counter);
-                m
-            })
-            .collect();
-        out.push(family_of(
-            LOST_EVENTS_TOTAL,
-            LOST_HELP,
-            MetricType::COUNTER,
-            metrics,
-        ));
+        w.family(LOST_EVENTS_TOTAL, LOST_HELP, MetricType::Counter);
+        for (reason, n) in lost {
+            w.sample(&Labels::new().with("reason", reason), n as f64);
+        }
     }
 
     if let Some(ts) = snapshot
         .taken_at
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
     {
-        out.push(gauge_family(
+        w.family(
             SNAPSHOT_TIMESTAMP_SECONDS,
             SNAPSHOT_TIMESTAMP_HELP,
-            vec![gauge_metric(Vec::new(), ts.as_secs_f64())],
-        ));
+            MetricType::Gauge,
+        );
+        w.sample(&Labels::new(), ts.as_secs_f64());
     }
-    out
+}
+
+/// The largest pause of each pause series, labelled like the series.
+fn write_pause_max(w: &mut TextWriter, maxima: &[(Labels, u64)]) {
+    w.family(PAUSE_MAX_SECONDS, PAUSE_MAX_HELP, MetricType::Gauge);
+    for (labels, max_ns) in maxima {
+        w.sample(labels, ns_to_seconds(*max_ns));
+    }
 }
 
 /// The rule engine's output: profiles, findings, advice and stall ratio.
-fn verdict_families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+fn write_verdicts(snapshot: &Snapshot, w: &mut TextWriter) {
     let (mut profiles, mut findings, mut advice, mut stall) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seen = std::collections::BTreeSet::new();
@@ -353,44 +332,41 @@ fn verdict_families(snapshot: &Snapshot) -> Vec<MetricFamily> {
         if !seen.insert(v.pid) {
             continue;
         }
-        let pid = v.pid.to_string();
-        let base = || {
-            vec![
-                label("pid", &pid),
-                label("comm", &v.comm),
-                label("runtime", v.runtime),
-            ]
-        };
+        let base = Labels::new()
+            .with("pid", &v.pid.to_string())
+            .with("comm", &v.comm)
+            .with("runtime", v.runtime);
         for p in v.profiles.iter() {
-            let mut labels = base();
-            labels.push(label("profile", p));
-            profiles.push(gauge_metric(labels, f64::from(u8::from(*p == v.profile))));
+            profiles.push((
+                base.clone().with("profile", p),
+                f64::from(u8::from(*p == v.profile)),
+            ));
         }
         let mut rules = std::collections::BTreeSet::new();
         for f in &v.findings {
             if !rules.insert(f.rule.as_str()) {
                 continue;
             }
-            let mut labels = base();
-            labels.push(label("rule", &f.rule));
-            let mut with_severity = labels.clone();
-            with_severity.push(label("severity", f.severity.label()));
-            findings.push(gauge_metric(with_severity, 1.0));
-            labels.push(label("advice", &f.advice_label));
-            advice.push(gauge_metric(labels, 1.0));
+            let labels = base.clone().with("rule", &f.rule);
+            findings.push((labels.clone().with("severity", f.severity.label()), 1.0));
+            advice.push((labels.with("advice", &f.advice_label), 1.0));
         }
-        stall.push(gauge_metric(base(), v.features.now.stall_ratio));
+        stall.push((base, v.features.now.stall_ratio));
     }
-    [
+    for (name, help, samples) in [
         (WORKLOAD_PROFILE, WORKLOAD_PROFILE_HELP, profiles),
         (FINDING, FINDING_HELP, findings),
         (RECOMMENDATION_INFO, RECOMMENDATION_HELP, advice),
         (STALL_RATIO, STALL_RATIO_HELP, stall),
-    ]
-    .into_iter()
-    .filter(|(_, _, metrics)| !metrics.is_empty())
-    .map(|(name, help, metrics)| gauge_family(name, help, metrics))
-    .collect()
+    ] {
+        if samples.is_empty() {
+            continue;
+        }
+        w.family(name, help, MetricType::Gauge);
+        for (labels, value) in &samples {
+            w.sample(labels, *value);
+        }
+    }
 }
 
 /// Cumulative counts at each of [`EXPORTED_EDGES_NS`].
@@ -425,27 +401,6 @@ pub fn cumulative_counts(hist: &Hist) -> [u64; EXPORTED_EDGE_COUNT] {
     counts
 }
 
-fn histogram_metric(labels: Vec<LabelPair>, hist: &Hist) -> Metric {
-    let buckets = EXPORTED_EDGES_NS
-        .iter()
-        .zip(cumulative_counts(hist))
-        .map(|(&edge, count)| {
-            let mut b = Bucket::default();
-            b.set_upper_bound(ns_to_seconds(edge));
-            b.set_cumulative_count(count);
-            b
-        })
-        .collect();
-    // The encoder adds le="+Inf" = sample count itself.
-    let mut h = Histogram::default();
-    h.set_sample_count(hist.count);
-    h.set_sample_sum(ns_to_seconds(hist.sum_ns));
-    h.set_bucket(buckets);
-    let mut m = Metric::from_label(labels);
-    m.set_histogram(h);
-    m
-}
-
 /// Adds `other` into `into` without overflowing (the snapshot's own
 /// `Hist::merge` uses plain addition, which panics in debug builds).
 fn merge_saturating(into: &mut Hist, other: &Hist) {
@@ -458,41 +413,6 @@ fn merge_saturating(into: &mut Hist, other: &Hist) {
     for (a, b) in into.buckets.iter_mut().zip(&other.buckets) {
         *a = a.saturating_add(*b);
     }
-}
-
-/// Nanoseconds to seconds. One correctly rounded division, so an edge such
-/// as 8192 ns prints as exactly `0.000008192` (Rust prints the shortest
-/// decimal that reads back as the same f64).
-fn ns_to_seconds(ns: u64) -> f64 {
-    ns as f64 / 1e9
-}
-
-fn label(name: &str, value: &str) -> LabelPair {
-    let mut l = LabelPair::default();
-    l.set_name(name.to_owned());
-    l.set_value(value.to_owned());
-    l
-}
-
-fn gauge_metric(labels: Vec<LabelPair>, value: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(value);
-    let mut m = Metric::from_label(labels);
-    m.set_gauge(g);
-    m
-}
-
-fn gauge_family(name: &str, help: &str, metrics: Vec<Metric>) -> MetricFamily {
-    family_of(name, help, MetricType::GAUGE, metrics)
-}
-
-fn family_of(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.to_owned());
-    f.set_help(help.to_owned());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
 }
 
 #[cfg(test)]
@@ -660,7 +580,7 @@ mod tests {
             let exact = exact.trim_end_matches('0').trim_end_matches('.');
             assert_eq!(ns_to_seconds(edge).to_string(), exact);
         }
-        let text = render(&synthetic()).unwrap();
+        let text = render(&synthetic());
         assert!(text.contains("le=\"0.000008192\""), "{text}");
         assert!(text.contains("le=\"0.000049152\""), "{text}");
         assert!(text.contains("le=\"17.179869184\""), "{text}");
@@ -668,7 +588,7 @@ mod tests {
 
     #[test]
     fn histogram_counts_sums_and_buckets_are_exact() {
-        let text = render(&synthetic()).unwrap();
+        let text = render(&synthetic());
         let samples = parse(&text);
         let sel = [
             ("pid", "42"),
@@ -703,7 +623,7 @@ mod tests {
 
     #[test]
     fn every_family_has_its_labels() {
-        let text = render(&synthetic()).unwrap();
+        let text = render(&synthetic());
         let samples = parse(&text);
         let gc = [("pid", "42"), ("kind", "gc"), ("cause", "minor")];
         assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &gc), 2.0);
@@ -763,7 +683,7 @@ mod tests {
             one(&samples, "pausewatch_snapshot_timestamp_seconds", &[]),
             1_700_000_000.25
         );
-        assert!(one(&samples, "pausewatch_scrape_duration_seconds", &[]) >= 0.0);
+        assert!(one(&samples, "pausewatch_render_duration_seconds", &[]) >= 0.0);
 
         assert!(text.contains("# TYPE pausewatch_pause_seconds histogram\n"));
         assert!(text.contains("# TYPE pausewatch_lost_events_total counter\n"));
@@ -773,7 +693,7 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        let text = render(&synthetic()).unwrap();
+        let text = render(&synthetic());
         assert!(
             text.contains(r#"cause="a \"quoted\" \\ cause\nline2""#),
             "{text}"
@@ -793,7 +713,7 @@ mod tests {
         ];
         snap.targets.push(snap.targets[0].clone());
         snap.lost = vec![("ringbuf_full", 1), ("ringbuf_full", 2)];
-        let samples = parse(&render(&snap).unwrap());
+        let samples = parse(&render(&snap));
         let sel = [("cause", "Cleanup")];
         assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &sel), 3.0);
         assert_eq!(one(&samples, "pausewatch_pause_seconds_sum", &sel), 0.00006);
@@ -828,18 +748,18 @@ mod tests {
                 },
             });
         }
-        let samples = parse(&render(&snap).unwrap());
+        let samples = parse(&render(&snap));
         let buckets = find(&samples, "pausewatch_pause_seconds_bucket", &[]);
         assert_eq!(buckets.len(), EXPORTED_EDGE_COUNT + 1);
     }
 
     #[test]
     fn empty_snapshot_renders() {
-        let text = render(&Snapshot::default()).unwrap();
+        let text = render(&Snapshot::default());
         let samples = parse(&text);
         assert_eq!(one(&samples, "pausewatch_targets", &[]), 0.0);
         assert!(find(&samples, "pausewatch_pause_seconds_count", &[]).is_empty());
-        assert!(text.contains("pausewatch_scrape_duration_seconds "));
+        assert!(text.contains("pausewatch_render_duration_seconds "));
     }
 
     #[test]
@@ -862,7 +782,7 @@ mod tests {
         assert!(engine.observe(Duration::ZERO, base.into()).is_empty());
         let mut with = snap.clone();
         with.verdicts = engine.observe(Duration::from_secs(10), snap.into());
-        let samples = parse(&render(&with).unwrap());
+        let samples = parse(&render(&with));
         let who = [("pid", "42"), ("comm", "java"), ("runtime", "hotspot")];
         let profile = |p: &str| {
             let mut sel = who.to_vec();
@@ -882,7 +802,7 @@ mod tests {
         sel.extend([("rule", "stopped"), ("advice", "stopped \"100%\"")]);
         assert_eq!(one(&samples, RECOMMENDATION_INFO, &sel), 1.0);
         // No verdicts, no families.
-        let text = render(&synthetic()).unwrap();
+        let text = render(&synthetic());
         assert!(!text.contains(WORKLOAD_PROFILE), "{text}");
     }
 

@@ -19,13 +19,14 @@
 //! | `pausewatch_targets` | gauge | |
 //! | `pausewatch_lost_events_total` | counter | `reason` |
 //! | `pausewatch_snapshot_timestamp_seconds` | gauge | |
-//! | `pausewatch_scrape_duration_seconds` | gauge | |
+//! | `pausewatch_render_duration_seconds` | gauge | |
 //!
 //! Histogram buckets are the [`EXPORTED_EDGES_NS`] subset of the fine BPF
 //! bucket edges, so every exported cumulative count is exact.
 
 pub mod metrics;
 pub mod server;
+pub mod text;
 
-pub use metrics::{EXPORTED_EDGES_NS, ExportError, pause_kind_label, render};
+pub use metrics::{EXPORTED_EDGES_NS, pause_kind_label, render};
 pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};

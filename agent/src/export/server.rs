@@ -14,8 +14,9 @@
 //! client that never reads it). So a slow client holds one slot for a
 //! bounded time and never blocks the others for good.
 //!
-//! Handlers only render the snapshot the collector last published; they
-//! never touch BPF maps.
+//! Handlers only hand out the page the collector last rendered (shared
+//! bytes, no copy): a scrape never renders, never touches a BPF map, and
+//! costs the same on a busy node as on an idle one.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -35,10 +36,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, info, warn};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
-
-use crate::collect::Snapshot;
-
-use super::metrics::render;
 
 /// Content type of the Prometheus text exposition format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -91,23 +88,23 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves `GET /metrics` (the latest snapshot from `snapshots`, as
-/// `text/plain; version=0.0.4`), `GET /healthz` (200 `ok`), 404 for other
+/// Serves `GET /metrics` (the latest page from `pages`, rendered by
+/// [`render`](super::render), as `text/plain; version=0.0.4`), `GET /healthz` (200 `ok`), 404 for other
 /// paths and 405 for methods other than GET and HEAD, with the default
 /// [`ServerLimits`]. Stops accepting when `shutdown` resolves, then gives
 /// open connections [`ServerLimits::shutdown_grace`] to finish.
 pub async fn serve(
     listener: TcpListener,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    pages: watch::Receiver<Bytes>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    serve_with_limits(listener, snapshots, shutdown, ServerLimits::default()).await
+    serve_with_limits(listener, pages, shutdown, ServerLimits::default()).await
 }
 
 /// [`serve`] with explicit limits.
 pub async fn serve_with_limits(
     listener: TcpListener,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    pages: watch::Receiver<Bytes>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
 ) -> io::Result<()> {
@@ -173,7 +170,7 @@ pub async fn serve_with_limits(
         tokio::spawn(connection(
             http.clone(),
             stream,
-            snapshots.clone(),
+            pages.clone(),
             stop_rx.clone(),
             Arc::clone(&limits),
             (slot, Arc::clone(&open), state),
@@ -289,7 +286,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn connection(
     http: http1::Builder,
     stream: TcpStream,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    pages: watch::Receiver<Bytes>,
     mut stop: watch::Receiver<bool>,
     limits: Arc<ServerLimits>,
     (_slot, open, state): (OwnedSemaphorePermit, Arc<OpenConnections>, Arc<ConnState>),
@@ -305,7 +302,7 @@ async fn connection(
     let seen = Arc::clone(&state);
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         seen.last_request_ms.store(open.now_ms(), Ordering::Relaxed);
-        let response = respond(request.method(), request.uri().path(), &snapshots);
+        let response = respond(request.method(), request.uri().path(), &pages);
         std::future::ready(Ok::<_, Infallible>(response))
     });
     let mut conn = pin!(http.serve_connection(TokioIo::new(stream), service));
@@ -331,12 +328,9 @@ async fn connection(
     }
 }
 
-/// The whole routing table. Cheap: at worst one render of the snapshot.
-fn respond(
-    method: &Method,
-    path: &str,
-    snapshots: &watch::Receiver<Arc<Snapshot>>,
-) -> Response<Body> {
+/// The whole routing table. Cheap: `/metrics` clones a reference to the
+/// latest page.
+fn respond(method: &Method, path: &str, pages: &watch::Receiver<Bytes>) -> Response<Body> {
     // hyper leaves out the body of a HEAD response by itself.
     if method != Method::GET && method != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -347,23 +341,12 @@ fn respond(
     }
     match path {
         "/metrics" => {
-            // Clone the Arc and release the watch lock before rendering, so
-            // the collector is never kept waiting on a scrape.
-            let snapshot = Arc::clone(&snapshots.borrow());
-            match render(&snapshot) {
-                Ok(body) => {
-                    let mut response = Response::new(Body::from(body));
-                    response.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static(METRICS_CONTENT_TYPE),
-                    );
-                    response
-                }
-                Err(e) => {
-                    warn!("{e}");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}\n"))
-                }
-            }
+            let mut response = Response::new(Body::from(pages.borrow().clone()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(METRICS_CONTENT_TYPE),
+            );
+            response
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -389,7 +372,7 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::collect::TargetInfo;
+    use crate::collect::{Snapshot, TargetInfo};
 
     /// Bound on every wait, so a broken server fails the test, not hangs it.
     const PATIENCE: Duration = Duration::from_secs(10);
@@ -425,8 +408,9 @@ mod tests {
         }
     }
 
-    fn snapshot(targets: u32) -> Arc<Snapshot> {
-        Arc::new(Snapshot {
+    /// The page of a snapshot with `targets` targets.
+    fn page(targets: u32) -> Bytes {
+        Bytes::from(super::super::render(&Snapshot {
             targets: (1..=targets)
                 .map(|pid| TargetInfo {
                     pid,
@@ -438,7 +422,7 @@ mod tests {
                 })
                 .collect(),
             ..Snapshot::default()
-        })
+        }))
     }
 
     /// Starts a server on an ephemeral loopback port.
@@ -446,7 +430,7 @@ mod tests {
         limits: ServerLimits,
     ) -> (
         SocketAddr,
-        watch::Sender<Arc<Snapshot>>,
+        watch::Sender<Bytes>,
         oneshot::Sender<()>,
         JoinHandle<io::Result<()>>,
     ) {
@@ -457,7 +441,7 @@ mod tests {
         .await
         .unwrap();
         let addr = listener.local_addr().unwrap();
-        let (snap_tx, snap_rx) = watch::channel(snapshot(1));
+        let (snap_tx, snap_rx) = watch::channel(page(1));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let shutdown = async move {
             let _ = stop_rx.await;
@@ -490,8 +474,8 @@ mod tests {
         assert!(r.body.contains("\npausewatch_targets 1\n"), "{}", r.body);
         assert!(r.body.contains("# TYPE pausewatch_target_info gauge\n"));
 
-        // A new snapshot is what the next scrape sees.
-        snap_tx.send(snapshot(3)).unwrap();
+        // A new page is what the next scrape sees.
+        snap_tx.send(page(3)).unwrap();
         let r = request(addr, "GET", "/metrics?x=1").await;
         assert!(r.body.contains("\npausewatch_targets 3\n"), "{}", r.body);
 
