@@ -444,8 +444,9 @@ pub fn overhead(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
                      runtime pauses so often that the uprobe traps themselves cost this much.",
                     w.name
                 ),
-                None => "The per-event stage did not run, so the probes' share is not known."
-                    .to_owned(),
+                None => {
+                    "The per-event stage did not run, so the probes' share is not known.".to_owned()
+                }
             };
             report.note(format!(
                 "overhead on {} MISSES its target: median {median:.2}% wall-clock throughput lost, \
