@@ -10,39 +10,49 @@
 //! There is one BPF program per probe point, loaded once (`bpf::loader`);
 //! what is per process is the attachment. Each target gets its own uprobe
 //! perf events, scoped to its pid (`UProbeScope::OneProcess`). The
-//! alternative, one attachment per (libjvm.so inode, offset) for all
-//! processes with a pid set in a BPF map to filter on, was rejected:
-//! - the kernel installs a system-wide uprobe's breakpoint in every process
-//!   that maps the file, so unselected processes (`--exclude-pid`, processes
-//!   outside `--comm`/`--exe`, over `--max-targets`) would still take the
-//!   trap on every probe hit (2-10 µs each here) only to be filtered out in
-//!   BPF; with per-process scope the kernel never installs it in them;
-//! - per-process attachments come and go with the process, so nothing has
-//!   to be kept consistent between a filter map and the links.
+//! alternative is one attachment per (libjvm.so inode, offset) for all
+//! processes, with a pid set in a BPF map to filter on. They differ in:
+//! - who takes the trap: the kernel installs a system-wide uprobe's
+//!   breakpoint in every process that maps the file, so unselected
+//!   processes (`--exclude-pid`, processes outside `--comm`/`--exe`, over
+//!   `--max-targets`) would take it on every probe hit only to be filtered
+//!   out in BPF; with per-process scope the kernel never installs it there;
+//! - bookkeeping: per-process attachments come and go with the process, so
+//!   nothing has to be kept consistent between a filter map and the links;
+//! - detach time, measured below.
 //!
-//! The cost of the choice, measured on this machine (2 cores shared with
-//! other builds, load average 10 to 16, kernel 6.18) by the churn test
-//! (`xtask/tests/e2e_host.rs`, 24 JVMs of JDK 17 and 25, 6 and 8 uprobes
-//! each, up to ~4 at a time): attaching one JVM's uprobes took 0.7 ms at
-//! best, 22 ms median, 112 ms at worst (`perf_event_open` of a uprobe
-//! writes the breakpoint into the target's memory under its `mmap_lock`,
-//! which a starting JVM holds a lot); the agent's RSS went from 7.8 MB
-//! before the churn to 9.5 MB at its peak and stayed there (allocator pages
-//! kept, not per-target state: it does not grow with the number of
-//! processes that came and went). The shared
-//! attachment was not measured: it would have put breakpoints into the
-//! other JVMs running on this shared machine, which are not ours to slow
-//! down, and that cost is the very argument against it above.
+//! Both measured on this machine (2 cores, kernel 6.18), with N idle JDK 17
+//! JVMs and the 6 HotSpot probes: per-process is `agent run --pid` on all N
+//! (6N uprobes); shared is `bpftrace` with the same 6 USDT probes and no
+//! `-p` (6 uprobes, the kernel putting each breakpoint into every JVM):
 //!
-//! The price of per-process attachments is paid on detach: each uprobe
-//! unregistration waits ~0.1 s for a grace period under a kernel-wide
-//! mutex (measured with strace: closes from 32 threads completed one every
-//! ~90 ms), so a JVM's 6 probes take ~0.6 s to detach, 50 JVMs ~48 s at
-//! shutdown, and while the lifecycle thread detaches an exited target it
-//! attaches nothing, which is the likely cause of the seconds-long attach
-//! delays the churn test saw when several JVMs exited at once. Sharing
-//! attachments would make that cost per distinct library instead of per
-//! process; it is the next step for busy nodes.
+//! | N | attach, per-process | attach, shared | detach, per-process | detach, shared |
+//! |---|---|---|---|---|
+//! | 10 | 65 ms (60 uprobes) | 0.27 s from spawn | 6.8 s | 0.76 s |
+//! | 50 | 94 ms (300 uprobes) | 0.16 s from spawn | 32.8 s | 0.76 s |
+//!
+//! Attaching costs about the same either way (the kernel writes the same
+//! breakpoints into the same processes); detaching is where they differ:
+//! each uprobe unregistration waits ~0.1 s for a grace period under a
+//! kernel-wide mutex (strace: closes from 32 threads completed one every
+//! ~90 ms), so per-process detach grows with N and shared does not. The
+//! churn test (`xtask/tests/e2e_host.rs`, 24 JVMs of JDK 17 and 25 at up to
+//! ~4 at a time, on a loaded machine) saw one JVM's uprobes attach in 0.7 ms
+//! at best, 22 ms median, 112 ms at worst (`perf_event_open` of a uprobe
+//! writes the breakpoint under the target's `mmap_lock`, which a starting
+//! JVM holds a lot), and RSS go from 7.8 MB to 9.5 MB at its peak and stay
+//! there (allocator pages, not per-target state).
+//!
+//! Chosen: per-process, for now. What it costs is shutdown time (59 s with
+//! 100 JVMs, which the bundled systemd unit and DaemonSet allow for) and
+//! the lifecycle's background detach of exited targets (the `Reaper` in
+//! `bpf::loader`, so that new processes never wait behind it). What shared
+//! attachment would cost: a trap in every unselected process that maps the
+//! library (the empty-program floor, ~0.8 µs per begin/end pair here, on
+//! every safepoint of every other JVM), a pid filter map that must stay
+//! consistent with the target table, and reference counts per (inode,
+//! offset) so that the last target's exit detaches. For `--all` on a busy
+//! node it is the better trade, and the next step.
 //!
 //! # Bounded memory
 //!
