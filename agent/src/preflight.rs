@@ -78,6 +78,33 @@ pub fn check_capabilities(caps: u64) -> Result<(), PreflightError> {
     }
 }
 
+/// Raises the soft limit on open files to the hard one and returns the new
+/// soft limit. Every uprobe is a file descriptor (6 to 8 per JVM) and every
+/// traced process one more, so a node of 150 JVMs would exceed the usual
+/// soft limit of 1024 while its hard limit is far higher (systemd: 524288).
+/// A failure leaves the limit as it was: attaching then reports EMFILE.
+pub fn raise_open_files_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    lim.rlim_cur
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     // A bad rules file is an error before anything is attached.
     let rules = rules::load(args.rules.as_deref())?;
     crate::check::require_host()?;
+    let open_files = crate::preflight::raise_open_files_limit();
+    log::debug!("open files limit: {open_files}");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -266,7 +266,7 @@ impl Tracer {
     /// in-flight map for good.
     ///
     /// The probes are detached on a background thread: the kernel takes
-    /// ~0.1 s per uprobe (see [`Reaper`]), and the caller, the thread that
+    /// ~0.1 s per uprobe (see `Reaper`), and the caller, the thread that
     /// attaches new processes, must not wait for that. The target's
     /// process is gone or runs another program, so its old probes can no
     /// longer fire meanwhile.

@@ -48,7 +48,7 @@ use crate::{
 
 use super::{
     follow::ProcessChange,
-    identity::{ByIdentity, Identity, Seen},
+    identity::{ByIdentity, ExitWatch, Identity, Seen},
     labels,
     select::Selection,
 };
@@ -95,9 +95,19 @@ struct Entry {
     /// sweep notices an exec even when no exec event comes (`--pid` alone
     /// does not follow processes).
     exe: PathBuf,
+    /// Set when traced: how the sweep tells that it exited.
+    exit_watch: Option<ExitWatch>,
 }
 
 impl Entry {
+    /// Whether the traced process `id` has exited (the sweep's question).
+    fn has_exited(&self, id: Identity) -> bool {
+        match &self.exit_watch {
+            Some(watch) => watch.has_exited(),
+            None => !id.is_alive(),
+        }
+    }
+
     /// To be inspected at `now`, after an exec at `exec_ns` (0: found by scan).
     fn pending(now: Instant, exec_ns: u64) -> Entry {
         Entry {
@@ -107,6 +117,7 @@ impl Entry {
             },
             exec_ns,
             exe: PathBuf::new(),
+            exit_watch: None,
         }
     }
 }
@@ -169,6 +180,7 @@ impl Lifecycle {
                 state: State::Traced(monotonic_ns()),
                 exec_ns: 0,
                 exe: target.process.exe.clone(),
+                exit_watch: ExitWatch::open(id),
             },
         );
         Ok(attached.len())
@@ -204,6 +216,7 @@ impl Lifecycle {
                         },
                         exec_ns: 0,
                         exe: PathBuf::new(),
+                        exit_watch: None,
                     },
                 );
             }
@@ -303,7 +316,7 @@ impl Lifecycle {
                     due.push((id.pid, attempt, next))
                 }
                 State::Pending { .. } => {}
-                State::Traced(_) if sweep && !id.is_alive() => gone.push(id.pid),
+                State::Traced(_) if sweep && e.has_exited(id) => gone.push(id.pid),
                 State::Traced(_) if sweep => {
                     if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", id.pid))
                         && exe != e.exe
@@ -491,9 +504,10 @@ impl Lifecycle {
                 let mut info = target_info(&target);
                 info.container = labels::read(pid);
                 lock(ctx.collector).add_target(info, target.runtime);
-                if let Some((_, e)) = self.table.get_mut(pid) {
+                if let Some((id, e)) = self.table.get_mut(pid) {
                     e.state = State::Traced(inspected_ns);
                     e.exe = target.process.exe.clone();
+                    e.exit_watch = ExitWatch::open(id);
                 }
                 let after = if exec_ns == 0 {
                     "found at start".to_string()
