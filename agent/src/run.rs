@@ -8,7 +8,6 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use axum::body::Bytes;
 use aya::maps::{MapData, RingBuf};
 use pausewatch_common::{Kind, LostReason, PauseEvent};
 use tokio::{
@@ -215,7 +214,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     // Rendered once per snapshot, here, so a scrape only copies a reference:
     // on a busy node a render competes for CPU with the targets, and a scrape
     // that waited for it would take as long as the run queue makes it.
-    let (page_tx, page_rx) = watch::channel(Bytes::from(export::render(&first)));
+    let (page_tx, page_rx) = watch::channel(export::page(&first));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let server = {
@@ -294,7 +293,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             return_free_memory();
             last_trim = Instant::now();
         }
-        let _ = page_tx.send(Bytes::from(export::render(&snapshot)));
+        let _ = page_tx.send(export::page(&snapshot));
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every
         {
@@ -319,7 +318,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the lifecycle thread panicked"))?;
     tracer.detach_all();
     let last = analyze(&mut engine, started, lock(&collector).collect());
-    let _ = page_tx.send(Bytes::from(export::render(&last)));
+    let _ = page_tx.send(export::page(&last));
     let _ = stop_tx.send(true);
     if let Some(events) = events {
         events.await.context("the event reader failed")??;

@@ -182,8 +182,9 @@ rule engine's --window, counting nested pause kinds once (HotSpot: safepoints)."
 /// Families with no series are left out.
 pub fn render(snapshot: &Snapshot) -> String {
     let started = Instant::now();
-    // About 7 KiB per histogram series: reserve once instead of doubling.
-    let mut w = TextWriter::with_capacity(4096 + snapshot.series.len() * 7 * 1024);
+    // A histogram series is 43 lines, about 5.5 KB (3.8 MB for 700 series
+    // of 100 JVMs): reserve once instead of doubling.
+    let mut w = TextWriter::with_capacity(4096 + snapshot.series.len() * 6 * 1024);
     write_families(snapshot, &mut w);
     // Written last so that the time covers everything before it.
     w.family(

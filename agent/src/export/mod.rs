@@ -1,9 +1,10 @@
 //! Export: [`Snapshot`](crate::collect::Snapshot)s as Prometheus metrics over HTTP.
 //!
-//! [`metrics`] turns one snapshot into the text exposition format; [`server`]
-//! serves the latest snapshot on `GET /metrics`. The HTTP side only ever
-//! reads the snapshot that the collector last published, so a scrape costs
-//! one render and never touches a BPF map, however often it comes.
+//! [`metrics`] turns one snapshot into the text exposition format, written
+//! by [`text`]; [`page`] does so once per snapshot, and [`server`] serves the
+//! latest page on `GET /metrics`. A scrape only takes a reference to that
+//! page: it never renders and never touches a BPF map, however often it
+//! comes.
 //!
 //! Exported families (names and label keys are a contract that dashboards
 //! and alert rules depend on):
@@ -30,3 +31,13 @@ pub mod text;
 
 pub use metrics::{EXPORTED_EDGES_NS, pause_kind_label, render};
 pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};
+
+use axum::body::Bytes;
+
+use crate::collect::Snapshot;
+
+/// The `/metrics` page of `snapshot`, ready to be shared by every scrape
+/// until the next snapshot.
+pub fn page(snapshot: &Snapshot) -> Bytes {
+    Bytes::from(render(snapshot))
+}

@@ -88,9 +88,9 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves `GET /metrics` (the latest page from `pages`, rendered by
-/// [`render`](super::render), as `text/plain; version=0.0.4`), `GET /healthz` (200 `ok`), 404 for other
-/// paths and 405 for methods other than GET and HEAD, with the default
+/// Serves `GET /metrics` (the latest page from `pages`, made by
+/// [`page`](super::page), as `text/plain; version=0.0.4`), `GET /healthz`
+/// (200 `ok`), 404 for other paths and 405 for methods other than GET and HEAD, with the default
 /// [`ServerLimits`]. Stops accepting when `shutdown` resolves, then gives
 /// open connections [`ServerLimits::shutdown_grace`] to finish.
 pub async fn serve(
@@ -410,7 +410,7 @@ mod tests {
 
     /// The page of a snapshot with `targets` targets.
     fn page(targets: u32) -> Bytes {
-        Bytes::from(super::super::render(&Snapshot {
+        super::super::page(&Snapshot {
             targets: (1..=targets)
                 .map(|pid| TargetInfo {
                     pid,
@@ -422,7 +422,7 @@ mod tests {
                 })
                 .collect(),
             ..Snapshot::default()
-        }))
+        })
     }
 
     /// Starts a server on an ephemeral loopback port.
