@@ -5,8 +5,12 @@
 //!   the agent is checked against.
 //! - [`workloads`]: the bundled programs that make pauses on purpose.
 //! - [`scripted`]: the bundled Python and Node.js scripts, started and gated.
+//! - [`runtimes`]: runtime builds downloaded into the project-local cache.
+//! - [`util`]: process, path and package helpers.
 
 pub mod goworkload;
 pub mod groundtruth;
+pub mod runtimes;
 pub mod scripted;
+pub mod util;
 pub mod workloads;

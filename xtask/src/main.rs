@@ -2,7 +2,7 @@
 //! benchmarking pausewatch on a fresh machine, with nothing done by hand.
 
 mod cmd;
-mod util;
+use xtask::util;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
