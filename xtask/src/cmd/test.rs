@@ -44,6 +44,9 @@ const PACKAGES: &[&str] = &[
     "golang-1.23-go",
     // The hardening tests map runtime libraries from a small python3 script.
     "python3",
+    // readelf: the independent reading that the probe parsers' tests on
+    // installed runtime files are compared with.
+    "binutils",
 ];
 
 /// How long `cargo xtask test` runs each fuzz target.
