@@ -16,6 +16,7 @@ use tokio::{
     sync::watch,
 };
 
+use crate::discovery::support::{Support, support};
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ProbesArgs, RunArgs},
@@ -166,6 +167,16 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         Duration::from_secs_f64(args.forget_after),
     );
     for target in &targets {
+        if let Support::Expected = support(target.runtime, &target.version) {
+            log::warn!(
+                "pid {}: {} {} is not a version tested in CI; every probe the agent needs \
+                 was found and checked, so it is traced (see `agent probes --pid {}`)",
+                target.process.pid,
+                target.runtime.label(),
+                target.version,
+                target.process.pid
+            );
+        }
         let mut ctx = lifecycle::Ctx {
             tracer: &mut tracer,
             collector: &collector,
@@ -465,6 +476,7 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
         target.version
     )?;
     writeln!(out, "exe: {}", target.process.exe.display())?;
+    writeln!(out, "support: {}", support(target.runtime, &target.version))?;
     if target.runtime == discovery::Runtime::Go {
         let host_exe = target.process.host_path(&target.process.exe);
         let go = discovery::go::describe(&host_exe)

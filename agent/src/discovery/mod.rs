@@ -9,6 +9,7 @@ pub mod go;
 pub mod hotspot;
 pub mod process;
 pub mod runtime;
+pub mod support;
 pub mod v8;
 
 pub use process::Process;
