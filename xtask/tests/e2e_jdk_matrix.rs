@@ -164,7 +164,7 @@ fn entry(major: u32, gc: &[&str], young: bool) {
     let mut jvm = Jvm::start(major, gc, young);
     // Generational collectors with a fixed young generation pause for ms.
     let tolerance = if young { MS_PAUSES } else { US_PAUSES };
-    attach_and_compare(&mut jvm, tolerance);
+    attach_and_compare(&mut jvm, tolerance).finish();
 }
 
 #[test]

@@ -17,10 +17,10 @@
 //! command line keeps collections of node's own start-up, before the
 //! agent attached, out of the trace.)
 //!
-//! What must match: per collector (`cause` = `scavenge`, `mark-compact`,
-//! `minor-mark-compact`), the agent's count equals the number of trace
-//! lines, and the agent's summed duration is within 10% of the trace's
-//! summed pauses. Also, the `--events` durations, in order, against the
+//! What must match ([`support::scenario`]): per collector (`cause` =
+//! `scavenge`, `mark-compact`, `minor-mark-compact`), the agent's count
+//! equals the number of trace lines, and the agent's summed duration is
+//! within 10% of the trace's summed pauses. Also, the `--events` durations, in order, against the
 //! trace lines: the agent brackets the same interval as V8 (see
 //! `ebpf/src/v8.rs`), so each is printed for a look but only the sums are
 //! held to the 10%.
@@ -41,11 +41,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
-use support::{
-    Agent, Checks, agent_binary, free_port, http_get, median_max, ms, parse_prometheus, ratio,
-    require_root, sum_by, sum_of,
-};
-use xtask::groundtruth::v8::parse_trace;
+use support::scenario::{Subject, SumTolerance, Tally, Window, attach_and_compare};
+use support::{agent_binary, median_max, ms, require_root};
+use xtask::groundtruth::v8::{Trace, parse_trace};
 use xtask::runtimes;
 use xtask::scripted::{ScriptWorkload, workload_path};
 
@@ -53,10 +51,11 @@ use xtask::scripted::{ScriptWorkload, workload_path};
 static SERIAL: Mutex<()> = Mutex::new(());
 /// Length of the script's measured phase.
 const SECONDS: &str = "4";
-/// The agent's `--interval`.
-const INTERVAL_SECS: f64 = 0.5;
-/// Tolerance of the summed durations (fraction of the trace's).
-const SUM_TOLERANCE: f64 = 0.10;
+/// Tolerance of the summed durations.
+const TOLERANCE: SumTolerance = SumTolerance {
+    relative: 0.10,
+    per_pause_ns: 0.0,
+};
 
 /// One `--events` line (the fields used here).
 #[derive(Debug, Deserialize)]
@@ -100,14 +99,71 @@ fn e2e_v8_node26() {
     gc_collectors("26.12.1");
 }
 
+/// Node.js running the workload, held at its gate.
+struct Node {
+    version: String,
+    script: ScriptWorkload,
+    report: Option<Report>,
+    trace: Trace,
+}
+
+impl Subject for Node {
+    fn describe(&self) -> String {
+        format!("Node.js {}", self.version)
+    }
+
+    fn pid(&self) -> u32 {
+        self.script.pid()
+    }
+
+    fn runtime(&self) -> &'static str {
+        "v8"
+    }
+
+    fn kind(&self) -> &'static str {
+        "gc"
+    }
+
+    fn min_pauses(&self) -> f64 {
+        10.0
+    }
+
+    fn run(&mut self) {
+        self.script.go().unwrap_or_else(|e| panic!("{e:#}"));
+        let json = self
+            .script
+            .wait_done(Duration::from_secs(120))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.report = Some(
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("bad report {json:?}: {e}")),
+        );
+    }
+
+    /// The script switched the trace on after the gate and off before
+    /// `done`, so the whole trace is the window.
+    fn truth(&mut self, _: &Window, _: &BTreeMap<String, f64>) -> BTreeMap<String, Tally> {
+        let lines = self
+            .script
+            .finish(Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        self.trace = parse_trace(lines.iter().map(String::as_str));
+        let mut truth: BTreeMap<String, Tally> = BTreeMap::new();
+        for g in &self.trace.gcs {
+            let t = truth.entry(g.cause.to_string()).or_default();
+            t.count += 1.0;
+            t.sum_ns += g.pause_ms * 1e6;
+        }
+        truth
+    }
+}
+
 /// Traces the workload on Node.js `version` and compares with its trace.
 fn gc_collectors(version: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root(&format!("e2e_v8 (Node {version})"));
-    let agent_bin = agent_binary();
     let node_bin = runtimes::node(version).unwrap_or_else(|e| panic!("{e:#}"));
     let script = workload_path("node/gc_alloc.js");
-    let mut node = ScriptWorkload::spawn(
+    let mut script = ScriptWorkload::spawn(
         &node_bin,
         &[
             "--expose-gc".to_string(),
@@ -117,12 +173,13 @@ fn gc_collectors(version: &str) {
         ],
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
-    node.wait_ready(Duration::from_secs(30))
+    script
+        .wait_ready(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e:#}"));
-    let pid = node.pid();
+    let pid = script.pid();
 
     // `agent probes` names the runtime and the V8 functions.
-    let probes = Command::new(&agent_bin)
+    let probes = Command::new(agent_binary())
         .args(["probes", "--pid", &pid.to_string()])
         .output()
         .expect("running agent probes");
@@ -130,110 +187,43 @@ fn gc_collectors(version: &str) {
     assert!(
         probes.status.success()
             && probes_text.contains(": v8 ")
+            && probes_text.contains("support: tested in CI")
             && probes_text.contains("v8::internal::GCTracer::StartObservablePause")
             && probes_text.contains("v8::internal::Heap::PerformGarbageCollection")
             && probes_text.contains("v8::internal::GCTracer::StopObservablePause"),
-        "agent probes --pid {pid} did not show V8 and its probes:\n{probes_text}\n{}",
+        "agent probes --pid {pid} did not show V8, its support and its probes:\n{probes_text}\n{}",
         String::from_utf8_lossy(&probes.stderr)
     );
 
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let interval = INTERVAL_SECS.to_string();
-    let mut agent = Agent::start(
-        &agent_bin,
-        pid,
-        listen,
-        &["--events", "--summary", "0", "--interval", &interval],
-    );
-    let (_, armed) = agent.wait_stderr("armed in", Duration::from_secs(30));
-    eprintln!("{armed}");
-    assert!(
-        armed.contains(&format!("tracing pid {pid} (")) && armed.contains(" v8 "),
-        "unexpected armed line: {armed}"
-    );
-
-    node.go().unwrap_or_else(|e| panic!("{e:#}"));
-    let json = node
-        .wait_done(Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let report: Report =
-        serde_json::from_str(&json).unwrap_or_else(|e| panic!("bad report {json:?}: {e}"));
-
-    std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 2.5));
-    let samples = parse_prometheus(&http_get(listen, "/metrics"));
-    let (status, stdout) = agent.interrupt(Duration::from_secs(5));
-    let stderr = agent.stderr_text();
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the agent did not exit 0 within 5 s of SIGINT ({status:?}); stderr:\n{stderr}"
-    );
-    let trace_lines = node
-        .finish(Duration::from_secs(30))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let trace = parse_trace(trace_lines.iter().map(String::as_str));
-
-    let pid_text = pid.to_string();
-    let want = [
-        ("pid", pid_text.as_str()),
-        ("runtime", "v8"),
-        ("kind", "gc"),
-    ];
-    let counts = sum_by(&samples, "pausewatch_pause_seconds_count", "cause", &want);
-    let sums = sum_by(&samples, "pausewatch_pause_seconds_sum", "cause", &want);
-    let mut trace_counts: BTreeMap<String, f64> = BTreeMap::new();
-    let mut trace_sums: BTreeMap<String, f64> = BTreeMap::new();
-    for g in &trace.gcs {
-        *trace_counts.entry(g.cause.to_string()).or_default() += 1.0;
-        *trace_sums.entry(g.cause.to_string()).or_default() += g.pause_ms * 1e6;
-    }
-
-    let mut checks = Checks::new();
+    let mut node = Node {
+        version: version.to_string(),
+        script,
+        report: None,
+        trace: Trace::default(),
+    };
+    let mut outcome = attach_and_compare(&mut node, TOLERANCE);
+    let checks = &mut outcome.checks;
+    let trace = &node.trace;
     checks.check(trace.unparsed.is_empty(), || {
         format!("trace lines that did not parse: {:?}", trace.unparsed)
     });
     for needed in ["scavenge", "mark-compact"] {
-        checks.check(trace_counts.contains_key(needed), || {
+        checks.check(trace.gcs.iter().any(|g| g.cause == needed), || {
             format!("the trace has no {needed}; the workload is broken")
         });
     }
-    let mut table = format!(
-        "Node.js {version} workload: {} rounds in {:.2} s ({:.0} rounds/s)\n\
-         {:<20} {:>7} {:>7} {:>12} {:>12} {:>7}\n",
-        report.rounds,
-        report.elapsed_ns as f64 / 1e9,
-        report.rounds_per_second,
-        "cause",
-        "trace",
-        "agent",
-        "trace ms",
-        "agent ms",
-        "ratio"
-    );
-    let mut causes: Vec<&String> = trace_counts.keys().chain(counts.keys()).collect();
-    causes.sort();
-    causes.dedup();
-    for cause in causes {
-        let n = counts.get(cause).copied().unwrap_or(0.0);
-        let want_n = trace_counts.get(cause).copied().unwrap_or(0.0);
-        let s = sums.get(cause).copied().unwrap_or(0.0) * 1e9;
-        let want_s = trace_sums.get(cause).copied().unwrap_or(0.0);
-        table.push_str(&format!(
-            "{cause:<20} {want_n:>7} {n:>7} {:>12} {:>12} {:>7.4}\n",
-            ms(want_s),
-            ms(s),
-            ratio(s, want_s)
+    if let Some(r) = &node.report {
+        outcome.table.push_str(&format!(
+            "workload: {} rounds in {:.2} s ({:.0} rounds/s)\n",
+            r.rounds,
+            r.elapsed_ns as f64 / 1e9,
+            r.rounds_per_second
         ));
-        checks.eq(&format!("{cause} collections"), n, want_n);
-        checks.within(
-            &format!("{cause} summed duration (s)"),
-            s / 1e9,
-            want_s / 1e9,
-            SUM_TOLERANCE,
-        );
     }
 
     // Per collection, in order: same collector, and how far apart.
-    let events: Vec<Event> = stdout
+    let events: Vec<Event> = outcome
+        .events
         .iter()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad --events line {l:?}: {e}")))
@@ -248,23 +238,10 @@ fn gc_collectors(version: &str) {
         diffs.push(e.duration_ns.abs_diff((g.pause_ms * 1e6) as u64));
     }
     let (median, max) = median_max(&diffs);
-    table.push_str(&format!(
+    outcome.table.push_str(&format!(
         "per collection |agent - trace|: median {} ms, max {} ms\n",
         ms(median as f64),
         ms(max as f64)
     ));
-    checks.eq(
-        "lost events",
-        sum_of(&samples, "pausewatch_lost_events_total", &[]),
-        0.0,
-    );
-    for line in stderr.lines() {
-        let l = line.to_ascii_lowercase();
-        checks.check(
-            !(l.contains("error") || l.contains("warn") || l.contains("panic")),
-            || format!("the agent complained on stderr: {line}"),
-        );
-    }
-    eprintln!("{table}");
-    checks.finish(&format!("{table}\nagent stderr:\n{stderr}"));
+    outcome.finish();
 }

@@ -15,7 +15,7 @@ use xtask::groundtruth::hotspot::SafepointRecord;
 use xtask::workloads::monotonic_now_ns;
 
 use super::{
-    Checks, agent_binary, free_port, http_get, ms, parse_prometheus, ratio, sum_by, sum_of,
+    Checks, Sample, agent_binary, free_port, http_get, ms, parse_prometheus, ratio, sum_by, sum_of,
 };
 
 /// The agent's `--interval` in scenarios.
@@ -76,11 +76,35 @@ pub struct SumTolerance {
     pub per_pause_ns: f64,
 }
 
-/// Attaches the release agent to `subject`, runs it, and checks that per
-/// cause the counts are equal and the sums within `tolerance`, that
-/// nothing was lost, and that the agent exited cleanly without complaint.
-/// Returns the comparison table (also printed).
-pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) -> String {
+/// What a scenario saw, for checks of the caller's own before
+/// [`Outcome::finish`].
+pub struct Outcome {
+    /// The scenario's checks so far.
+    pub checks: Checks,
+    /// The per-cause comparison, for the failure message and the log.
+    pub table: String,
+    /// The agent's `--events` lines.
+    pub events: Vec<String>,
+    /// The final scrape.
+    pub samples: Vec<Sample>,
+    /// Everything the agent wrote to stderr.
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Prints the table and fails the test if any check failed.
+    pub fn finish(self) {
+        eprintln!("{}", self.table);
+        self.checks
+            .finish(&format!("{}\nagent stderr:\n{}", self.table, self.stderr));
+    }
+}
+
+/// Attaches the release agent (with `--events`) to `subject`, runs it, and
+/// checks that per cause the counts are equal and the sums within
+/// `tolerance`, that nothing was lost, and that the agent exited cleanly
+/// without complaint.
+pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) -> Outcome {
     let name = subject.describe();
     let pid = subject.pid();
     let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -89,7 +113,7 @@ pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) ->
         &agent_binary(),
         pid,
         listen,
-        &["--summary", "0", "--interval", &interval],
+        &["--events", "--summary", "0", "--interval", &interval],
     );
     let (armed_ns, armed) = agent.wait_stderr("armed in", Duration::from_secs(30));
     assert!(
@@ -102,7 +126,7 @@ pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) ->
     std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 2.5));
     let scrape_ns = monotonic_now_ns();
     let samples = parse_prometheus(&http_get(listen, "/metrics"));
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
+    let (status, events) = agent.interrupt(Duration::from_secs(10));
     let stderr = agent.stderr_text();
 
     let pid_s = pid.to_string();
@@ -193,9 +217,13 @@ pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) ->
         "agent - log per pause: {:+.1} µs",
         (agent_sum - log_sum) / logged.max(1.0) / 1e3
     );
-    eprintln!("{table}");
-    c.finish(&format!("{table}\nagent stderr:\n{stderr}"));
-    table
+    Outcome {
+        checks: c,
+        table,
+        events,
+        samples,
+        stderr,
+    }
 }
 
 /// The safepoint records the agent's numbers must equal, given the agent's
