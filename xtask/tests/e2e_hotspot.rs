@@ -59,6 +59,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
+use support::hotspot::{Window, comparable_safepoints};
 use support::{
     Agent, Checks, Sample, agent_binary, buckets_by_le, free_port, histogram_quantile, http_get,
     median_max, ms, parse_prometheus, ratio, require_root, sum_by, sum_of,
@@ -279,67 +280,9 @@ fn run_e2e(major: u32) {
     report.checks.finish(&context);
 }
 
-/// CLOCK_MONOTONIC instants that delimit the comparison.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    /// The agent process was started (probes get attached after this).
-    agent_spawned_ns: u64,
-    /// The test read the agent's "armed" line: every probe is attached.
-    armed_ns: u64,
-    /// Just before the scrape (the JVM has exited by then).
-    scrape_ns: u64,
-}
-
 struct Report {
     checks: Checks,
     table: String,
-}
-
-/// The safepoint records the agent's numbers must equal, given the agent's
-/// per-operation counts.
-///
-/// All records that began after the test saw the "armed" line and were
-/// logged before the scrape. At the front edge, the JVM is parked at its
-/// gate while the agent attaches, so normally nothing is in flight; but the
-/// JVM may run a safepoint of its own there (JDK 17 runs a periodic
-/// "Cleanup" safepoint when it has inline-cache or other cleanup work, and
-/// some startup activity can still trigger one). A safepoint that began
-/// while the probes were being attached, or between the agent printing
-/// "armed" and the test reading it, may or may not have been seen by the
-/// agent. So for each operation, up to ONE record from
-/// [agent started, armed line read) is taken in, and only if the agent's
-/// count for that operation asks for it; anything beyond that fails the
-/// count check. Such a record is listed in the table.
-fn comparable_safepoints(
-    records: &[SafepointRecord],
-    agent_counts: &BTreeMap<String, f64>,
-    w: Window,
-) -> (Vec<SafepointRecord>, Vec<SafepointRecord>) {
-    let ended_in_time = |r: &SafepointRecord| r.logged_at_ns <= w.scrape_ns;
-    let mut inside: Vec<SafepointRecord> = records
-        .iter()
-        .filter(|r| r.approx_begin_ns() >= w.armed_ns && ended_in_time(r))
-        .cloned()
-        .collect();
-    let arming: Vec<&SafepointRecord> = records
-        .iter()
-        .filter(|r| {
-            let b = r.approx_begin_ns();
-            b >= w.agent_spawned_ns && b < w.armed_ns && ended_in_time(r)
-        })
-        .collect();
-    let mut claimed = Vec::new();
-    for (op, &count) in agent_counts {
-        let logged = inside.iter().filter(|r| &r.op == op).count() as f64;
-        if count == logged + 1.0
-            && let Some(r) = arming.iter().rev().find(|r| &r.op == op)
-        {
-            claimed.push((*r).clone());
-        }
-    }
-    inside.extend(claimed.iter().cloned());
-    inside.sort_by_key(SafepointRecord::approx_begin_ns);
-    (inside, claimed)
 }
 
 /// How the agent labels a G1 pause line: `Some("full")` / `Some("minor")`
