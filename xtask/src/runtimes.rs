@@ -100,11 +100,13 @@ pub fn debian_root(suite: &str, packages: &[&str]) -> Result<PathBuf> {
             .arg(suite)
             .arg(dir)
             .arg(&uri))?;
-        // Downloaded packages are not needed once installed.
-        let archives = dir.join("var/cache/apt/archives");
-        for e in fs::read_dir(&archives).into_iter().flatten().flatten() {
-            if e.path().extension().is_some_and(|x| x == "deb") {
-                let _ = fs::remove_file(e.path());
+        // The downloaded packages and the archive's package lists (half of
+        // the root's size) are not needed once everything is installed.
+        for sub in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+            for e in fs::read_dir(dir.join(sub)).into_iter().flatten().flatten() {
+                if e.path().is_file() && e.file_name() != "lock" {
+                    let _ = fs::remove_file(e.path());
+                }
             }
         }
         Ok(())
