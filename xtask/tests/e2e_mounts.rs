@@ -219,7 +219,7 @@ fn jvm_whose_libjvm_was_replaced_after_it_started() {
     let mut jvm = JavaWorkload::new(jdk.join("bin/java"))
         .duration_secs(3)
         .gate(true)
-        .stack_traces_every_ms(20)
+        .stack_traces_every_ms(100)
         .system_gc_every_ms(1000)
         .log_path(&log_path)
         .spawn()
