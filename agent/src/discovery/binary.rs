@@ -233,6 +233,68 @@ mod tests {
         assert_eq!(&head, b"\x7fELF");
     }
 
+    /// Drops CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE from the calling
+    /// thread's effective set (capabilities are per thread).
+    fn drop_map_files_capabilities() {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy, Default)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        let mut header = Header {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let mut data = [Data::default(); 2];
+        // SAFETY: header and two data words, as version 3 requires.
+        let rc = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+        assert_eq!(rc, 0, "capget: {}", io::Error::last_os_error());
+        data[0].effective &= !(1 << 21); // CAP_SYS_ADMIN
+        data[1].effective &= !(1 << (40 - 32)); // CAP_CHECKPOINT_RESTORE
+        // SAFETY: as above.
+        let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+        assert_eq!(rc, 0, "capset: {}", io::Error::last_os_error());
+    }
+
+    #[test]
+    fn without_map_files_only_a_path_with_the_mapped_inode_is_opened() {
+        std::thread::spawn(|| {
+            drop_map_files_capabilities();
+            let me = Process::inspect(std::process::id()).unwrap();
+            let mapping = me
+                .mapped
+                .iter()
+                .find(|m| m.path == me.exe)
+                .expect("the test binary is mapped")
+                .clone();
+            let denied = File::open(me.map_files_path(&mapping)).unwrap_err();
+            assert!(is_denied(&denied), "map_files still opens: {denied}");
+            let b = Binary::open_mapped(&me, &mapping).unwrap();
+            assert_eq!(b.via(), mapping.path.as_path());
+            assert_eq!(std::fs::metadata(b.path()).unwrap().ino(), mapping.inode);
+            // Another file at no path the process has: refused, not guessed.
+            let other = Mapping {
+                inode: mapping.inode + 1,
+                ..mapping
+            };
+            let err = Binary::open_mapped(&me, &other).unwrap_err();
+            assert!(
+                matches!(err, DiscoveryError::Open { .. })
+                    && err.to_string().contains("CAP_SYS_ADMIN"),
+                "{err}"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
     #[test]
     fn a_deleted_file_is_still_opened_and_not_reachable() {
         // A copy of python3.11 that is started, then deleted.
