@@ -344,6 +344,17 @@ mod tests {
         let meta = std::fs::metadata(mapped.path()).unwrap();
         assert_eq!(meta.ino(), mapping.inode);
         assert_eq!(meta.nlink(), 0);
+        // And the interpreter is still recognised, with its probes in the
+        // deleted file.
+        let t = super::super::cpython::detect(&p)
+            .unwrap()
+            .expect("a deleted python3.11 is still CPython");
+        assert_eq!(t.version, "3.11");
+        assert!(
+            t.probes.iter().any(|x| x.probe == "python:gc__start"),
+            "{:?}",
+            t.probes
+        );
         drop(child.stdin.take());
         let _ = child.wait();
         let _ = std::fs::remove_dir_all(&dir);

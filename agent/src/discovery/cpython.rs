@@ -47,14 +47,15 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     // over the executable, which then is only a thin `main`.
     let (binary, named_python) = match process.find_mapped(is_libpython) {
         Some(lib) => (Binary::open_mapped(process, lib)?, true),
-        None => {
-            let named = is_python_exe(&process.exe);
-            match Binary::open_exe(process) {
-                Ok(exe) => (exe, named),
-                Err(_) if !named => return Ok(None),
-                Err(e) => return Err(e),
+        // Named without the ` (deleted)` of an executable replaced on disk.
+        None => match Binary::open_exe(process) {
+            Ok(exe) => {
+                let named = is_python_exe(exe.shown());
+                (exe, named)
             }
-        }
+            Err(_) if !is_python_exe(&process.exe) => return Ok(None),
+            Err(e) => return Err(e),
+        },
     };
     let notes = match usdt::read_usdt_probes(binary.path()) {
         Ok(notes) => notes,

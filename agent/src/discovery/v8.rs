@@ -67,14 +67,15 @@ pub fn cause_name(cause: u64) -> String {
 pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     let (binary, named_node) = match process.find_mapped(|n| n.starts_with("libnode.so")) {
         Some(lib) => (Binary::open_mapped(process, lib)?, true),
-        None => {
-            let named = is_node_exe(&process.exe);
-            match Binary::open_exe(process) {
-                Ok(exe) => (exe, named),
-                Err(_) if !named => return Ok(None),
-                Err(e) => return Err(e),
+        // Named without the ` (deleted)` of an executable replaced on disk.
+        None => match Binary::open_exe(process) {
+            Ok(exe) => {
+                let named = is_node_exe(exe.shown());
+                (exe, named)
             }
-        }
+            Err(_) if !is_node_exe(&process.exe) => return Ok(None),
+            Err(e) => return Err(e),
+        },
     };
     let wanted: Vec<&str> = PROBES.iter().map(|(name, _)| *name).collect();
     let found = match symbols::find_functions(binary.path(), &wanted) {
