@@ -239,7 +239,7 @@ impl Tracer {
                     .map_err(|source| {
                         attach_error(
                             probe.probe.clone(),
-                            probe.binary.shown().to_path_buf(),
+                            PathBuf::from(probe.binary.to_string()),
                             probe.file_offset,
                             pid,
                             source,
@@ -510,7 +510,7 @@ impl Tracer {
         )
         .map_err(|source| BpfError::AttachRefCtr {
             probe: probe.probe.clone(),
-            binary: probe.binary.shown().to_path_buf(),
+            binary: PathBuf::from(probe.binary.to_string()),
             offset: probe.file_offset,
             ref_ctr_offset,
             pid,
