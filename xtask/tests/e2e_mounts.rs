@@ -5,9 +5,9 @@
 //!
 //! - CPython 3.13 in a plain chroot: maps prints the chroot's directory in
 //!   front of every path, so `/proc/PID/root` + that path does not exist.
-//! - CPython 3.13 behind pivot_root in a mount namespace of its own: maps
-//!   prints the paths as the process sees them, which name nothing (or
-//!   something else) on the host.
+//! - CPython 3.13 behind pivot_root into an overlay in a mount namespace of
+//!   its own, as in a container: maps prints the paths as the process sees
+//!   them, which name nothing (or something else) on the host.
 //! - A JVM whose `libjvm.so` was replaced on disk after it started, as a
 //!   package upgrade does: maps prints `... (deleted)`, and the path names
 //!   the successor, an inode the JVM never mapped.
@@ -125,7 +125,7 @@ fn cpython_in_a_plain_chroot() {
     let shown = wait_mapped(pid, "python3.13");
     // What makes this case: maps names the file as the host sees it, so
     // the process's root put in front of it names nothing.
-    let want = root.join("usr/bin/python3.13");
+    let want = fs::canonicalize(root.join("usr/bin/python3.13")).expect("python3.13 in the root");
     assert_eq!(
         Path::new(&shown),
         want,
@@ -145,12 +145,22 @@ fn cpython_behind_pivot_root_in_its_own_mount_namespace() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root("cpython_behind_pivot_root_in_its_own_mount_namespace");
     let root = trixie_root();
-    let script = ScriptInRoot::new(&root, "pivot");
-    // A bind mount of the root becomes the namespace's root and the old
-    // root is detached, as container runtimes do (the root's umount needs
-    // a /proc).
-    let shell = "mount --bind \"$0\" \"$0\" && cd \"$0\" && pivot_root . mnt && cd / && \
-                 mount -t proc proc /proc && umount -l /mnt && \
+    // As a container runtime does it: an overlay with the root as its
+    // image layer becomes the namespace's root, and the old root is
+    // detached (the root's umount needs a /proc). The script goes into
+    // the upper layer, so the cached root is left as it was.
+    let scratch = std::env::temp_dir().join(format!(
+        "pausewatch-e2e-overlay-{}-{}",
+        std::process::id(),
+        monotonic_now_ns()
+    ));
+    for d in ["up", "work", "merged"] {
+        fs::create_dir_all(scratch.join(d)).expect("overlay folders");
+    }
+    let script = ScriptInRoot::new(&scratch.join("up"), "pivot");
+    let shell = "mount -t overlay overlay -o lowerdir=\"$0\",upperdir=\"$1/up\",workdir=\"$1/work\" \
+                 \"$1/merged\" && cd \"$1/merged\" && pivot_root . mnt && cd / && \
+                 mount -t proc proc /proc && umount -l /mnt && shift && \
                  exec /usr/bin/python3.13 \"$@\"";
     let py = ScriptWorkload::spawn(
         Path::new("/usr/bin/unshare"),
@@ -162,6 +172,7 @@ fn cpython_behind_pivot_root_in_its_own_mount_namespace() {
             "-c".to_string(),
             shell.to_string(),
             root.display().to_string(),
+            scratch.display().to_string(),
             script.inside.display().to_string(),
             PY_SECONDS.to_string(),
         ],
@@ -183,6 +194,8 @@ fn cpython_behind_pivot_root_in_its_own_mount_namespace() {
         "pid {pid} shares the test's mount namespace"
     );
     cpython::check_gc_generations(py, "3.13");
+    drop(script);
+    let _ = fs::remove_dir_all(&scratch);
 }
 
 /// The JVM's own `libjvm.so` is replaced on disk by a copy (a package
@@ -233,9 +246,10 @@ fn jvm_whose_libjvm_was_replaced_after_it_started() {
     fs::copy(&libjvm, &next).unwrap();
     fs::rename(&next, &libjvm).unwrap();
     let shown = mapped_path(pid, "libjvm.so").unwrap_or_default();
+    let real = fs::canonicalize(&libjvm).expect("the new libjvm.so");
     assert_eq!(
         shown,
-        format!("{} (deleted)", libjvm.display()),
+        format!("{} (deleted)", real.display()),
         "maps of pid {pid} does not show the old libjvm.so as deleted: the test proves nothing"
     );
 
