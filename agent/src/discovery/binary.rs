@@ -188,11 +188,18 @@ fn open_error(process: &Process, shown: &Path, via: &Path, source: io::Error) ->
     {
         return DiscoveryError::NoSuchProcess(process.pid);
     }
+    let hint = if is_denied(&source) {
+        "; run the agent as root (opening /proc/PID/map_files needs CAP_SYS_ADMIN, \
+         /proc/PID/exe of another user's process CAP_SYS_PTRACE)"
+    } else {
+        ""
+    };
     DiscoveryError::Open {
         pid: process.pid,
         path: shown.to_path_buf(),
         via: via.to_path_buf(),
         source,
+        hint,
     }
 }
 
@@ -293,6 +300,30 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_process_gone_before_its_files_are_opened_is_no_such_process() {
+        let mut child = std::process::Command::new("/usr/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let p = loop {
+            let p = Process::inspect(child.id()).unwrap();
+            if p.find_mapped(|n| n == "sleep").is_some() {
+                break p;
+            }
+            assert!(std::time::Instant::now() < deadline, "{p:?}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mapping = p.find_mapped(|n| n == "sleep").unwrap();
+        let err = Binary::open_mapped(&p, mapping).unwrap_err();
+        assert!(matches!(err, DiscoveryError::NoSuchProcess(_)), "{err}");
+        let err = Binary::open_exe(&p).unwrap_err();
+        assert!(matches!(err, DiscoveryError::NoSuchProcess(_)), "{err}");
     }
 
     #[test]

@@ -98,10 +98,7 @@ pub enum DiscoveryError {
         supported: &'static str,
     },
     /// A binary the process runs could not be opened through its mapping.
-    #[error(
-        "cannot open {path}, mapped by pid {pid}, through {via}: {source}; the agent needs \
-         root (CAP_SYS_ADMIN opens /proc/PID/map_files)"
-    )]
+    #[error("cannot open {path}, mapped by pid {pid}, through {via}: {source}{hint}")]
     Open {
         /// Process id.
         pid: u32,
@@ -112,6 +109,8 @@ pub enum DiscoveryError {
         /// Why opening failed.
         #[source]
         source: std::io::Error,
+        /// What the user can do about it, if anything (starts with `; `).
+        hint: &'static str,
     },
     /// Any other /proc error.
     #[error("cannot inspect pid {pid}: {message}")]
