@@ -478,9 +478,9 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
     writeln!(out, "exe: {}", target.process.exe.display())?;
     writeln!(out, "support: {}", support(target.runtime, &target.version))?;
     if target.runtime == discovery::Runtime::Go {
-        let host_exe = target.process.host_path(&target.process.exe);
-        let go = discovery::go::describe(&host_exe)
-            .with_context(|| format!("cannot read {}", host_exe.display()))?;
+        let exe = discovery::Binary::open_exe(&target.process)?;
+        let go =
+            discovery::go::describe(exe.path()).with_context(|| format!("cannot read {exe}"))?;
         writeln!(
             out,
             "symbols: {}",
@@ -490,6 +490,16 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
                 "not stripped (.symtab present), functions from .gopclntab"
             }
         )?;
+    }
+    // Each file once: what the process names it and how the agent opened it.
+    let mut files: Vec<&discovery::Binary> = Vec::new();
+    for p in &target.probes {
+        if !files.iter().any(|f| f.same_file(&p.binary)) {
+            files.push(&p.binary);
+        }
+    }
+    for f in files {
+        writeln!(out, "file: {f} (opened through {})", f.via().display())?;
     }
     for p in &target.probes {
         let arg = match &p.arg {
@@ -511,12 +521,7 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
         writeln!(
             out,
             "  {:<28} {}+{:#x} -> {}{}{}",
-            p.probe,
-            p.binary.display(),
-            p.file_offset,
-            p.program,
-            arg,
-            semaphore
+            p.probe, p.binary, p.file_offset, p.program, arg, semaphore
         )?;
     }
     Ok(())

@@ -80,9 +80,43 @@ pub fn node(version: &str) -> Result<PathBuf> {
     Ok(node)
 }
 
+/// A Debian root file system of `suite` with `packages` (for example
+/// CPython 3.13 from trixie, which needs a newer glibc than the host's),
+/// made once by `debootstrap --variant=minbase` from the Debian archive the
+/// machine's apt already uses; run its programs with `chroot`.
+pub fn debian_root(suite: &str, packages: &[&str]) -> Result<PathBuf> {
+    let name = format!("debian-{suite}-{}", packages.join("-"));
+    cached(&name, |dir| {
+        ensure_debian_packages(&["debootstrap"])?;
+        let uri = crate::util::debian_archive_uri()?;
+        step(format!(
+            "debootstrap {suite} with {} into {}",
+            packages.join(" "),
+            dir.display()
+        ));
+        run(Command::new("debootstrap")
+            .args(["--variant=minbase", "--merged-usr"])
+            .arg(format!("--include={}", packages.join(",")))
+            .arg(suite)
+            .arg(dir)
+            .arg(&uri))?;
+        // The downloaded packages and the archive's package lists (half of
+        // the root's size) are not needed once everything is installed.
+        for sub in ["var/cache/apt/archives", "var/lib/apt/lists"] {
+            for e in fs::read_dir(dir.join(sub)).into_iter().flatten().flatten() {
+                if e.path().is_file() && e.file_name() != "lock" {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Returns `<cache>/<name>`, filling it with `fetch` first unless its stamp
-/// says an earlier fetch completed.
-fn cached(name: &str, fetch: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
+/// says an earlier fetch completed. The fetch runs in a scratch folder that
+/// is renamed into place once complete, under a per-entry lock.
+pub fn cached(name: &str, fetch: impl FnOnce(&Path) -> Result<()>) -> Result<PathBuf> {
     let cache = cache_dir();
     fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let dir = cache.join(name);

@@ -115,7 +115,7 @@ pub fn ensure_bookworm_backports() -> Result<()> {
     if sources.contains("bookworm-backports") {
         return Ok(());
     }
-    let Some((uri, signed_by)) = bookworm_uri(&sources) else {
+    let Some((uri, signed_by)) = suite_uri(&sources, "bookworm") else {
         bail!(
             "found no apt source for bookworm to add bookworm-backports next to; \
              add the suite yourself (see https://backports.debian.org/Instructions/)"
@@ -153,9 +153,31 @@ fn apt_sources_text() -> String {
     text
 }
 
-/// The mirror URI (and keyring, if named) of the `bookworm` suite, from
-/// deb822 stanzas or one-line `deb URI bookworm ...` entries.
-fn bookworm_uri(sources: &str) -> Option<(String, Option<String>)> {
+/// The URI of the Debian archive this machine's apt already uses (the one
+/// serving its own release, from `/etc/os-release`), for tools such as
+/// `debootstrap` that need a mirror: read at run time, so no mirror's name
+/// is ever written down here.
+pub fn debian_archive_uri() -> Result<String> {
+    let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let Some(codename) = os
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|c| c.trim_matches('"').to_string())
+    else {
+        bail!("/etc/os-release names no VERSION_CODENAME: this is not a Debian system");
+    };
+    match suite_uri(&apt_sources_text(), &codename) {
+        Some((uri, _)) => Ok(uri),
+        None => bail!(
+            "found no apt source for {codename} in /etc/apt/sources.list or \
+             /etc/apt/sources.list.d/ to take the Debian archive's address from"
+        ),
+    }
+}
+
+/// The mirror URI (and keyring, if named) of `suite`, from deb822 stanzas
+/// or one-line `deb URI SUITE ...` entries.
+fn suite_uri(sources: &str, suite: &str) -> Option<(String, Option<String>)> {
     for stanza in sources.split("\n\n") {
         let field = |name: &str| {
             stanza
@@ -165,7 +187,7 @@ fn bookworm_uri(sources: &str) -> Option<(String, Option<String>)> {
         let suites = field("Suites:").unwrap_or_default();
         let types = field("Types:").unwrap_or_default();
         if types.split_whitespace().any(|t| t == "deb")
-            && suites.split_whitespace().any(|s| s == "bookworm")
+            && suites.split_whitespace().any(|s| s == suite)
             && let Some(uris) = field("URIs:")
             && let Some(uri) = uris.split_whitespace().next()
         {
@@ -180,7 +202,7 @@ fn bookworm_uri(sources: &str) -> Option<(String, Option<String>)> {
             // Options such as [signed-by=...]: skip to the URI.
             uri = f.find(|w| !w.ends_with(']') && w.contains("://"))?;
         }
-        (f.next()? == "bookworm").then(|| (uri.to_string(), None))
+        (f.next()? == suite).then(|| (uri.to_string(), None))
     })
 }
 
@@ -194,7 +216,7 @@ mod tests {
                       Components: main\nSigned-By: /usr/share/keyrings/k.gpg\n\n\
                       Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
         assert_eq!(
-            bookworm_uri(deb822),
+            suite_uri(deb822, "bookworm"),
             Some((
                 "http://mirror.example/debian".to_string(),
                 Some("/usr/share/keyrings/k.gpg".to_string())
@@ -203,12 +225,16 @@ mod tests {
         let one_line = "deb http://m.example/debian bookworm-security main\n\
                         deb http://m.example/debian bookworm main contrib\n";
         assert_eq!(
-            bookworm_uri(one_line),
+            suite_uri(one_line, "bookworm"),
             Some(("http://m.example/debian".to_string(), None))
         );
         assert_eq!(
-            bookworm_uri("deb http://m.example/debian bullseye main"),
+            suite_uri("deb http://m.example/debian bullseye main", "bookworm"),
             None
+        );
+        assert_eq!(
+            suite_uri(deb822, "bookworm-security").map(|(u, _)| u),
+            Some("http://mirror.example/debian-security".to_string())
         );
     }
 }

@@ -43,7 +43,7 @@
 //! Two shorter tests: a binary whose build info claims a Go version with no
 //! known probe layout gets an error naming it, and the agent still traces
 //! the other `--pid`; a binary that exists only in the process's own mount
-//! namespace (a container's view) is traced through `/proc/PID/root`.
+//! namespace (a container's view) is traced through `/proc/PID/exe`.
 //!
 //! # Why the agent and gctrace differ by a few µs per pause
 //!
@@ -752,7 +752,7 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
 
 /// A Go binary that exists only inside the process's own mount namespace
 /// (as in a container: a tmpfs mounted over an empty host directory) is
-/// found and traced through `/proc/PID/root`.
+/// found and traced through `/proc/PID/exe`.
 #[test]
 fn go_binary_in_another_mount_namespace_is_traced() {
     require_root("the Go mount-namespace test");

@@ -1068,15 +1068,16 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
             != fs::read_link("/proc/self/ns/mnt").ok(),
         || format!("pid {pid} shares the test's mount namespace"),
     );
-    // The probes go through /proc/PID/root.
+    // libjvm.so is opened through the JVM's own mapping of it.
     let probes = Command::new(agent_binary())
         .args(["probes", "--pid", &pid.to_string()])
         .output()
         .unwrap();
     let probes = String::from_utf8_lossy(&probes.stdout);
-    c.check(probes.contains(&format!("/proc/{pid}/root/")), || {
-        format!("`agent probes` does not attach through /proc/{pid}/root:\n{probes}")
-    });
+    c.check(
+        probes.contains(&format!("(opened through /proc/{pid}/map_files/")),
+        || format!("`agent probes` does not open libjvm.so through its mapping:\n{probes}"),
+    );
     // And they fire: its System.gc() calls show up.
     c.check(
         poll(listen, Duration::from_secs(20), |s| {

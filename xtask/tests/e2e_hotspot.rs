@@ -59,7 +59,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
-use support::scenario::{Window, comparable_safepoints};
+use support::hotspot::{Window, comparable_safepoints};
 use support::{
     Agent, Checks, Sample, agent_binary, buckets_by_le, free_port, histogram_quantile, http_get,
     median_max, ms, parse_prometheus, ratio, require_root, sum_by, sum_of,
@@ -386,7 +386,7 @@ fn compare(
     });
 
     // --- What HotSpot logged, cut to the same interval.
-    let (records, claimed) = comparable_safepoints(&log.safepoints, &agent_counts, &w);
+    let (records, claimed) = comparable_safepoints(&log.safepoints, &agent_counts, w);
     let agent_unknown = agent_counts.get("unknown").copied().unwrap_or(0.0);
     let mut rows: BTreeMap<String, OpRow> = BTreeMap::new();
     for r in &records {

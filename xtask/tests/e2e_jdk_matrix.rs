@@ -26,10 +26,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use support::hotspot::comparable_safepoints;
 use support::require_root;
-use support::scenario::{
-    Subject, SumTolerance, Tally, Window, attach_and_compare, comparable_safepoints,
-};
+use support::scenario::{Subject, SumTolerance, Tally, Window, attach_and_compare};
 use xtask::groundtruth::hotspot;
 use xtask::workloads::{JavaWorkload, RunningJava, find_java, jdk_major, monotonic_now_ns};
 
@@ -136,7 +135,7 @@ impl Subject for Jvm {
 
     fn truth(&mut self, w: &Window, counts: &BTreeMap<String, f64>) -> BTreeMap<String, Tally> {
         let log = hotspot::read_log(&self.log).unwrap_or_else(|e| panic!("{e:#}"));
-        let (records, _) = comparable_safepoints(&log.safepoints, counts, w);
+        let (records, _) = comparable_safepoints(&log.safepoints, counts, *w);
         let mut truth: BTreeMap<String, Tally> = BTreeMap::new();
         for r in &records {
             let t = truth.entry(r.op.clone()).or_default();

@@ -228,12 +228,18 @@ impl Tracer {
             };
             let result = match probe.ref_ctr_offset {
                 None => self
-                    .attach_one(probe.program, probe.file_offset, cookie, &probe.binary, pid)
+                    .attach_one(
+                        probe.program,
+                        probe.file_offset,
+                        cookie,
+                        probe.binary.path(),
+                        pid,
+                    )
                     .map(|link| Link::Aya(probe.program, link))
                     .map_err(|source| {
                         attach_error(
                             probe.probe.clone(),
-                            probe.binary.clone(),
+                            PathBuf::from(probe.binary.to_string()),
                             probe.file_offset,
                             pid,
                             source,
@@ -457,7 +463,7 @@ impl Tracer {
         program: &'static str,
         offset: u64,
         cookie: u32,
-        binary: &PathBuf,
+        binary: &Path,
         pid: u32,
     ) -> Result<UProbeLinkId, ProgramError> {
         let p: &mut UProbe = self
@@ -496,7 +502,7 @@ impl Tracer {
             .map_err(|_| BpfError::Missing(format!("loaded program {program}")))?;
         refctr::attach(
             fd,
-            &probe.binary,
+            probe.binary.path(),
             probe.file_offset,
             ref_ctr_offset,
             pid,
@@ -504,7 +510,7 @@ impl Tracer {
         )
         .map_err(|source| BpfError::AttachRefCtr {
             probe: probe.probe.clone(),
-            binary: probe.binary.clone(),
+            binary: PathBuf::from(probe.binary.to_string()),
             offset: probe.file_offset,
             ref_ctr_offset,
             pid,

@@ -20,7 +20,7 @@
 
 use std::path::Path;
 
-use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
+use super::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
 use crate::probes::{
     symbols,
     usdt::{self, UsdtProbe},
@@ -46,18 +46,25 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     // distributions' `libpython3.x.so` builds and embedders load it) wins
     // over the executable, which then is only a thin `main`.
     let (binary, named_python) = match process.find_mapped(is_libpython) {
-        Some(lib) => (lib.to_path_buf(), true),
-        None => (process.exe.clone(), is_python_exe(&process.exe)),
+        Some(lib) => (Binary::open_mapped(process, lib)?, true),
+        // Named without the ` (deleted)` of an executable replaced on disk.
+        None => match Binary::open_exe(process) {
+            Ok(exe) => {
+                let named = is_python_exe(exe.shown());
+                (exe, named)
+            }
+            Err(_) if !is_python_exe(&process.exe) => return Ok(None),
+            Err(e) => return Err(e),
+        },
     };
-    let host_binary = process.host_path(&binary);
-    let notes = match usdt::read_usdt_probes(&host_binary) {
+    let notes = match usdt::read_usdt_probes(binary.path()) {
         Ok(notes) => notes,
         // Not our business unless it claims to be Python.
         Err(_) if !named_python => return Ok(None),
         Err(e) => {
             return Err(DiscoveryError::Probes {
-                path: host_binary,
-                source: Box::new(e),
+                path: binary.shown().to_path_buf(),
+                source: Box::new(e.without_path()),
             });
         }
     };
@@ -69,20 +76,20 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     for (provider, name, program, reads_arg) in PROBES {
         let found: Vec<&UsdtProbe> = usdt::find(&notes, provider, name).collect();
         if found.is_empty() {
-            if let Some(probes) = fallback_probes(&host_binary) {
+            if let Some(probes) = fallback_probes(&binary) {
                 log::warn!(
                     "pid {}: {} has no USDT probe {provider}:{name} (built without \
                      --with-dtrace); timing collections with uprobes on {FALLBACK_FUNCTION} \
                      instead, which misses collections in inlined copies of it",
                     process.pid,
-                    binary.display()
+                    binary
                 );
                 return Ok(Some(target(process, &binary, probes)));
             }
             return Err(DiscoveryError::MissingProbe {
                 pid: process.pid,
                 runtime: Runtime::CPython.label(),
-                library: binary,
+                library: binary.shown().to_path_buf(),
                 probe: format!("{provider}:{name}"),
                 hint: "this Python was built without DTrace/SystemTap probes \
                        (./configure --with-dtrace) and its symbol table does not name \
@@ -92,34 +99,29 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             });
         }
         for note in found {
-            probes.push(ProbeAttach::from_usdt(
-                note,
-                program,
-                &host_binary,
-                reads_arg,
-            )?);
+            probes.push(ProbeAttach::from_usdt(note, program, &binary, reads_arg)?);
         }
     }
     Ok(Some(target(process, &binary, probes)))
 }
 
-fn target(process: &Process, binary: &Path, probes: Vec<ProbeAttach>) -> Target {
+fn target(process: &Process, binary: &Binary, probes: Vec<ProbeAttach>) -> Target {
     Target {
         process: process.clone(),
         runtime: Runtime::CPython,
-        version: python_version(binary).unwrap_or_else(|| "unknown".to_string()),
+        version: python_version(binary.shown()).unwrap_or_else(|| "unknown".to_string()),
         probes,
     }
 }
 
 /// Entry and return uprobes on `gc_collect_main`, if the file names it.
-fn fallback_probes(host_binary: &Path) -> Option<Vec<ProbeAttach>> {
-    let found = symbols::find_functions(host_binary, &[FALLBACK_FUNCTION]).ok()?;
+fn fallback_probes(binary: &Binary) -> Option<Vec<ProbeAttach>> {
+    let found = symbols::find_functions(binary.path(), &[FALLBACK_FUNCTION]).ok()?;
     let f = found.first()?;
     let probe = |program, what: &str| ProbeAttach {
         program,
         probe: format!("{FALLBACK_FUNCTION} ({what})"),
-        binary: host_binary.to_path_buf(),
+        binary: binary.clone(),
         file_offset: f.file_offset,
         ref_ctr_offset: None,
         arg: ProgramArg::None,
@@ -181,13 +183,23 @@ mod tests {
 
     #[test]
     fn finds_the_probes_of_debians_python() {
-        let me = Process::inspect(std::process::id()).unwrap();
-        let fake = Process {
-            exe: "/usr/bin/python3.11".into(),
-            mapped: Vec::new(),
-            ..me
-        };
-        let t = detect(&fake).unwrap().expect("python3.11 is CPython");
+        let mut child = std::process::Command::new("/usr/bin/python3.11")
+            .args(["-c", "import sys; print(flush=True); sys.stdin.read()"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The blank line comes once the interpreter runs.
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let found = detect(&Process::inspect(child.id()).unwrap());
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let t = found.unwrap().expect("python3.11 is CPython");
         assert_eq!(t.runtime, Runtime::CPython);
         assert_eq!(t.version, "3.11");
         let start: Vec<_> = t

@@ -2,7 +2,7 @@
 //!
 //! A process is a Go program when its executable has a `.go.buildinfo`
 //! section (also in static binaries and in containers: the file is read
-//! through `/proc/PID/root`). Functions are looked up in `.gopclntab`, which
+//! through `/proc/PID/exe`, see [`super::binary`]). Functions are looked up in `.gopclntab`, which
 //! `-ldflags=-s -w` keeps, so stripped binaries need no special case.
 //!
 //! What is probed depends on the runtime version, read from the sources of
@@ -27,12 +27,12 @@
 //! gctrace and `runtime/metrics` use as the end of the pause. No uretprobe:
 //! the call site is found by decoding the body ([`crate::probes::disasm`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use object::{Object, ObjectSection};
 use pausewatch_common::{ARG_CONST, ARG_REG, ArgSpec};
 
-use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
+use super::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
 use crate::probes::{
     Register, disasm,
     elf::{self, MappedFile},
@@ -142,12 +142,13 @@ pub struct GoBinary {
 
 /// Returns the Go target in `process`, or `None` if its executable is not Go.
 pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
-    let binary = process.host_path(&process.exe);
-    let file = match MappedFile::open(&binary) {
-        Ok(f) => f,
-        // An executable that cannot be mapped (deleted, special) is simply
-        // not recognised here; other detectors may still claim the process.
-        Err(_) => return Ok(None),
+    // An executable that cannot be opened or mapped (special files) is
+    // simply not recognised here; other detectors may still claim the process.
+    let Ok(binary) = Binary::open_exe(process) else {
+        return Ok(None);
+    };
+    let Ok(file) = MappedFile::open(binary.path()) else {
+        return Ok(None);
     };
     let Ok(elf_file) = elf::parse_elf64(&file) else {
         return Ok(None);
@@ -156,7 +157,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
         return Ok(None);
     };
     let wrap = |e: GoBinaryError| DiscoveryError::GoBinary {
-        path: binary.clone(),
+        path: binary.shown().to_path_buf(),
         source: Box::new(e),
     };
     let info = inspect(&elf_file, buildinfo.data().unwrap_or_default()).map_err(wrap)?;
@@ -196,11 +197,11 @@ fn inspect(elf_file: &elf::Elf64<'_>, buildinfo: &[u8]) -> Result<GoBinary, GoBi
     })
 }
 
-/// The uprobes for `layout` in the Go executable `elf_file`, reachable at `binary`.
+/// The uprobes for `layout` in the Go executable `elf_file`, opened as `binary`.
 pub fn probes(
     elf_file: &elf::Elf64<'_>,
     layout: Layout,
-    binary: &Path,
+    binary: &Binary,
 ) -> Result<Vec<ProbeAttach>, GoBinaryError> {
     let pclntab = elf_file
         .section_by_name(".gopclntab")
@@ -209,7 +210,7 @@ pub fn probes(
     let table = gopclntab::Pclntab::parse(pclntab)?;
     let segments = elf::load_segments(elf_file)?;
     let data = elf_file.data();
-    let binary: PathBuf = binary.to_path_buf();
+    let binary = binary.clone();
 
     let func = |name: &'static str| table.find(name).ok_or(GoBinaryError::MissingFunction(name));
     let offset = |name: &'static str, addr: u64| {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{DiscoveryError, ProbeAttach, Process, Runtime, Target};
+use super::{Binary, DiscoveryError, ProbeAttach, Process, Runtime, Target};
 use crate::probes::usdt::{self, UsdtProbe};
 
 /// (provider, name, BPF program, whether the program reads argument 0).
@@ -27,12 +27,12 @@ const PROBES: [(&str, &str, &str, bool); 6] = [
 
 /// Returns the HotSpot target in `process`, or `None` if no `libjvm.so` is mapped.
 pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
-    let Some(libjvm) = process.find_mapped(|n| n == "libjvm.so") else {
+    let Some(mapping) = process.find_mapped(|n| n == "libjvm.so") else {
         return Ok(None);
     };
-    let host_libjvm = process.host_path(libjvm);
-    let notes = usdt::read_usdt_probes(&host_libjvm).map_err(|e| DiscoveryError::Probes {
-        path: host_libjvm.clone(),
+    let libjvm = Binary::open_mapped(process, mapping)?;
+    let notes = usdt::read_usdt_probes(libjvm.path()).map_err(|e| DiscoveryError::Probes {
+        path: libjvm.shown().to_path_buf(),
         source: Box::new(e.without_path()),
     })?;
     let mut probes = Vec::new();
@@ -42,7 +42,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             return Err(DiscoveryError::MissingProbe {
                 pid: process.pid,
                 runtime: Runtime::HotSpot.label(),
-                library: libjvm.to_path_buf(),
+                library: libjvm.shown().to_path_buf(),
                 probe: format!("{provider}:{name}"),
                 hint: "this JVM was built without DTrace/SystemTap probes \
                        (--enable-dtrace); OpenJDK packages of Debian, Ubuntu, Fedora \
@@ -50,20 +50,28 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             });
         }
         for note in found {
-            probes.push(ProbeAttach::from_usdt(
-                note,
-                program,
-                &host_libjvm,
-                reads_arg,
-            )?);
+            probes.push(ProbeAttach::from_usdt(note, program, &libjvm, reads_arg)?);
         }
     }
     Ok(Some(Target {
         process: process.clone(),
         runtime: Runtime::HotSpot,
-        version: java_version(&host_libjvm).unwrap_or_else(|| "unknown".to_string()),
+        version: jdk_version(process.pid, &libjvm),
         probes,
     }))
+}
+
+/// The JDK's version, from the `release` file beside the very `libjvm.so`
+/// the process runs; `unknown` when that file is no longer where the JVM
+/// found it (deleted or replaced, as by a package upgrade: the `release`
+/// now there may describe the successor) or lies where the agent cannot
+/// see it.
+fn jdk_version(pid: u32, libjvm: &Binary) -> String {
+    let found = libjvm.reachable().and_then(java_version);
+    if found.is_none() {
+        log::debug!("pid {pid}: JDK version unknown: no release file beside {libjvm}");
+    }
+    found.unwrap_or_else(|| "unknown".to_string())
 }
 
 /// The `JAVA_VERSION` of the JDK that `libjvm` belongs to, from its `release`

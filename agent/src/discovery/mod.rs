@@ -4,6 +4,7 @@
 //! looks at the process's mappings and returns its probe list, or `None` when
 //! the process is not of its kind.
 
+pub mod binary;
 pub mod cpython;
 pub mod go;
 pub mod hotspot;
@@ -12,7 +13,8 @@ pub mod runtime;
 pub mod support;
 pub mod v8;
 
-pub use process::Process;
+pub use binary::Binary;
+pub use process::{Mapping, Process};
 pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect, detect_in};
 
 use std::path::PathBuf;
@@ -95,6 +97,21 @@ pub enum DiscoveryError {
         binary: PathBuf,
         /// The supported versions, as a readable list.
         supported: &'static str,
+    },
+    /// A binary the process runs could not be opened through its mapping.
+    #[error("cannot open {path}, mapped by pid {pid}, through {via}: {source}{hint}")]
+    Open {
+        /// Process id.
+        pid: u32,
+        /// The file as the process's maps names it.
+        path: PathBuf,
+        /// The link or path that was opened.
+        via: PathBuf,
+        /// Why opening failed.
+        #[source]
+        source: std::io::Error,
+        /// What the user can do about it, if anything (starts with `; `).
+        hint: &'static str,
     },
     /// Any other /proc error.
     #[error("cannot inspect pid {pid}: {message}")]

@@ -1,5 +1,6 @@
 //! What the agent needs to know about a process, read from `/proc`.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use procfs::{
@@ -16,13 +17,49 @@ pub struct Process {
     pub pid: u32,
     /// `/proc/PID/comm`.
     pub comm: String,
-    /// The executable, as the process sees it (inside its mount namespace).
+    /// The executable as `/proc/PID/exe` names it: relative to the agent's
+    /// root when the file is reachable from there, to the process's own
+    /// root otherwise, with ` (deleted)` once it is gone. For names and
+    /// messages; the file itself is opened through the link (see
+    /// [`super::binary`]).
     pub exe: PathBuf,
     /// Start time in clock ticks since boot; with the pid, identifies the
     /// process across pid reuse.
     pub start_time: u64,
-    /// Files mapped executable into the process, as the process sees them.
-    pub mapped: Vec<PathBuf>,
+    /// Files mapped executable into the process, one entry per file.
+    pub mapped: Vec<Mapping>,
+}
+
+/// One file mapped executable into a process, as `/proc/PID/maps` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// The path maps prints, without the ` (deleted)` suffix: relative to
+    /// the agent's root when the file is reachable from there (a plain
+    /// chroot shows its directory in front), to the process's root when
+    /// not (a pivot_root'ed container). Never opened as such.
+    pub path: PathBuf,
+    /// Whether maps marks the file deleted (removed or replaced on disk
+    /// since it was mapped).
+    pub deleted: bool,
+    /// Start and end address of the file's first executable mapping, which
+    /// name its `/proc/PID/map_files/` entry.
+    pub range: (u64, u64),
+    /// Device (major, minor) and inode of the mapped file, as maps shows them.
+    pub dev: (u32, u32),
+    /// Inode number of the mapped file.
+    pub inode: u64,
+}
+
+/// What maps and `/proc/PID/exe` append to the path of a file that is gone.
+const DELETED: &str = " (deleted)";
+
+/// Splits the ` (deleted)` suffix off a path from maps or `/proc/PID/exe`.
+pub fn strip_deleted(path: &Path) -> (PathBuf, bool) {
+    let bytes = path.as_os_str().as_bytes();
+    match bytes.strip_suffix(DELETED.as_bytes()) {
+        Some(rest) => (PathBuf::from(std::ffi::OsStr::from_bytes(rest)), true),
+        None => (path.to_path_buf(), false),
+    }
 }
 
 impl Process {
@@ -32,13 +69,27 @@ impl Process {
         let stat = p.stat().map_err(|e| proc_error(pid, "stat", e))?;
         let exe = p.exe().map_err(|e| proc_error(pid, "exe", e))?;
         let maps = p.maps().map_err(|e| proc_error(pid, "maps", e))?;
-        let mut mapped: Vec<PathBuf> = Vec::new();
+        let mut mapped: Vec<Mapping> = Vec::new();
         for m in maps {
             if let MMapPath::Path(path) = m.pathname
                 && m.perms.contains(procfs::process::MMPermissions::EXECUTE)
-                && !mapped.contains(&path)
             {
-                mapped.push(path);
+                let (path, deleted) = strip_deleted(&path);
+                let dev = (m.dev.0 as u32, m.dev.1 as u32);
+                // A file mapped twice is one entry, but a replaced file and
+                // its successor, mapped under one path, are two.
+                if !mapped
+                    .iter()
+                    .any(|x| x.dev == dev && x.inode == m.inode && x.path == path)
+                {
+                    mapped.push(Mapping {
+                        path,
+                        deleted,
+                        range: m.address,
+                        dev,
+                        inode: m.inode,
+                    });
+                }
             }
         }
         Ok(Process {
@@ -51,18 +102,26 @@ impl Process {
     }
 
     /// The first executable mapping whose file name satisfies `pred`.
-    pub fn find_mapped(&self, pred: impl Fn(&str) -> bool) -> Option<&Path> {
-        self.mapped
-            .iter()
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&pred))
-            .map(PathBuf::as_path)
+    pub fn find_mapped(&self, pred: impl Fn(&str) -> bool) -> Option<&Mapping> {
+        self.mapped.iter().find(|m| {
+            m.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(&pred)
+        })
     }
 
-    /// A path inside the process's mount namespace, made reachable from the
-    /// host through `/proc/PID/root` (so containers need no special case).
-    pub fn host_path(&self, inside: &Path) -> PathBuf {
-        let rel = inside.strip_prefix("/").unwrap_or(inside);
-        PathBuf::from(format!("/proc/{}/root", self.pid)).join(rel)
+    /// `/proc/PID/map_files/START-END` of `mapping`: a link the kernel
+    /// resolves to the mapped file itself, wherever it lives and whether or
+    /// not it still has a name (opening it needs CAP_SYS_ADMIN).
+    pub fn map_files_path(&self, mapping: &Mapping) -> PathBuf {
+        let (start, end) = mapping.range;
+        PathBuf::from(format!("/proc/{}/map_files/{start:x}-{end:x}", self.pid))
+    }
+
+    /// `/proc/PID/root`, the process's root directory as the agent reaches it.
+    pub fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid))
     }
 
     /// Whether the traced program still runs: same pid and start time, and
@@ -135,9 +194,21 @@ mod tests {
         };
         assert_eq!(other.state(), ProcessState::Execed(me.exe.clone()));
         assert!(!me.mapped.is_empty());
+        let exe = me
+            .find_mapped(|n| me.exe.ends_with(n))
+            .expect("own exe mapped");
+        assert!(!exe.deleted && exe.inode != 0, "{exe:?}");
         assert!(
-            me.host_path(Path::new("/etc/hostname"))
-                .starts_with("/proc")
+            me.map_files_path(exe)
+                .starts_with(format!("/proc/{}/map_files/", me.pid))
+        );
+        assert_eq!(
+            strip_deleted(Path::new("/opt/jdk/lib/server/libjvm.so (deleted)")),
+            (PathBuf::from("/opt/jdk/lib/server/libjvm.so"), true)
+        );
+        assert_eq!(
+            strip_deleted(Path::new("/usr/bin/python3")),
+            (PathBuf::from("/usr/bin/python3"), false)
         );
     }
 

@@ -1,10 +1,8 @@
 //! The runtimes pausewatch knows, and the one place that picks a process's.
 
-use std::path::{Path, PathBuf};
-
 use pausewatch_common::{ArgSpec, GO_CAUSE_LEN_SHIFT, GO_CAUSE_STRING, Kind};
 
-use super::{DiscoveryError, Process, cpython, go, hotspot, v8};
+use super::{Binary, DiscoveryError, Process, cpython, go, hotspot, v8};
 use crate::probes::usdt::UsdtProbe;
 
 /// A supported language runtime.
@@ -100,8 +98,8 @@ pub struct ProbeAttach {
     pub program: &'static str,
     /// What it is, for messages: `provider:name` or a symbol.
     pub probe: String,
-    /// The binary, as a path reachable from the host.
-    pub binary: PathBuf,
+    /// The binary, held open; uprobes attach at [`Binary::path`].
+    pub binary: Binary,
     /// File offset of the instruction to probe.
     pub file_offset: u64,
     /// File offset of the probe's USDT semaphore, which the kernel keeps
@@ -113,18 +111,17 @@ pub struct ProbeAttach {
 }
 
 impl ProbeAttach {
-    /// The uprobe for one location of a USDT probe in `binary` (a host
-    /// path), with the probe's semaphore and, when the program reads it,
-    /// its first argument.
+    /// The uprobe for one location of a USDT probe in `binary`, with the
+    /// probe's semaphore and, when the program reads it, its first argument.
     pub fn from_usdt(
         note: &UsdtProbe,
         program: &'static str,
-        binary: &Path,
+        binary: &Binary,
         reads_arg: bool,
     ) -> Result<ProbeAttach, DiscoveryError> {
         let arg = if reads_arg {
             let a = note.arg(0).map_err(|e| DiscoveryError::Probes {
-                path: binary.to_path_buf(),
+                path: binary.shown().to_path_buf(),
                 source: Box::new(e),
             })?;
             ProgramArg::Usdt(a.to_bpf())
@@ -134,7 +131,7 @@ impl ProbeAttach {
         Ok(ProbeAttach {
             program,
             probe: format!("{}:{}", note.provider, note.name),
-            binary: binary.to_path_buf(),
+            binary: binary.clone(),
             file_offset: note.file_offset,
             ref_ctr_offset: note.semaphore_offset,
             arg,

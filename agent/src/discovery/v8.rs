@@ -27,7 +27,7 @@
 
 use std::path::Path;
 
-use super::{DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
+use super::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
 use object::{Object, ObjectSection};
 
 use crate::probes::{
@@ -66,12 +66,19 @@ pub fn cause_name(cause: u64) -> String {
 /// Returns the V8 target in `process`, or `None` if it runs no V8.
 pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     let (binary, named_node) = match process.find_mapped(|n| n.starts_with("libnode.so")) {
-        Some(lib) => (lib.to_path_buf(), true),
-        None => (process.exe.clone(), is_node_exe(&process.exe)),
+        Some(lib) => (Binary::open_mapped(process, lib)?, true),
+        // Named without the ` (deleted)` of an executable replaced on disk.
+        None => match Binary::open_exe(process) {
+            Ok(exe) => {
+                let named = is_node_exe(exe.shown());
+                (exe, named)
+            }
+            Err(_) if !is_node_exe(&process.exe) => return Ok(None),
+            Err(e) => return Err(e),
+        },
     };
-    let host_binary = process.host_path(&binary);
     let wanted: Vec<&str> = PROBES.iter().map(|(name, _)| *name).collect();
-    let found = match symbols::find_functions(&host_binary, &wanted) {
+    let found = match symbols::find_functions(binary.path(), &wanted) {
         Ok(found) => found,
         Err(_) if !named_node => return Ok(None),
         Err(e) => {
@@ -91,7 +98,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             return Err(DiscoveryError::MissingProbe {
                 pid: process.pid,
                 runtime: Runtime::V8.label(),
-                library: binary,
+                library: binary.shown().to_path_buf(),
                 probe: name.to_string(),
                 hint: "this Node.js does not export the V8 heap function the agent \
                        probes (stripped of its dynamic symbols, or a V8 version whose \
@@ -103,7 +110,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             probes.push(ProbeAttach {
                 program,
                 probe: name.to_string(),
-                binary: host_binary.clone(),
+                binary: binary.clone(),
                 file_offset: f.file_offset,
                 ref_ctr_offset: None,
                 arg: ProgramArg::None,
@@ -113,7 +120,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     Ok(Some(Target {
         process: process.clone(),
         runtime: Runtime::V8,
-        version: v8_version(&host_binary).unwrap_or_else(|| "unknown".to_string()),
+        version: v8_version(binary.path()).unwrap_or_else(|| "unknown".to_string()),
         probes,
     }))
 }

@@ -482,6 +482,11 @@ impl Lifecycle {
                 self.retry_or_give_up(pid, attempt, now);
                 return;
             }
+            // Exited while its files were opened.
+            Err(DiscoveryError::NoSuchProcess(_)) => {
+                self.table.remove(pid);
+                return;
+            }
             Err(e) => {
                 eprintln!("pausewatch: not tracing pid {pid}: {e}");
                 self.table.remove(pid);

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use xtask::workloads::monotonic_now_ns;
 
+pub mod cpython;
+pub mod hotspot;
 pub mod scenario;
 pub mod transparency;
 

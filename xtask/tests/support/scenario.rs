@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use xtask::groundtruth::hotspot::SafepointRecord;
 use xtask::workloads::monotonic_now_ns;
 
 use super::{
@@ -224,49 +223,4 @@ pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) ->
         samples,
         stderr,
     }
-}
-
-/// The safepoint records the agent's numbers must equal, given the agent's
-/// per-operation counts.
-///
-/// All records that began after the test saw the "armed" line and were
-/// logged before the scrape. At the front edge, the JVM is parked at its
-/// gate while the agent attaches, so normally nothing is in flight; but the
-/// JVM may run a safepoint of its own there (a periodic "Cleanup", or
-/// start-up work). A safepoint that began while the probes were being
-/// attached, or between the agent printing "armed" and the test reading it,
-/// may or may not have been seen by the agent. So for each operation, up to
-/// ONE record from [agent started, armed line read) is taken in, and only
-/// if the agent's count for that operation asks for it; anything beyond
-/// that fails the count check. Returns the records and those claimed so.
-pub fn comparable_safepoints(
-    records: &[SafepointRecord],
-    agent_counts: &BTreeMap<String, f64>,
-    w: &Window,
-) -> (Vec<SafepointRecord>, Vec<SafepointRecord>) {
-    let ended_in_time = |r: &SafepointRecord| r.logged_at_ns <= w.scrape_ns;
-    let mut inside: Vec<SafepointRecord> = records
-        .iter()
-        .filter(|r| r.approx_begin_ns() >= w.armed_ns && ended_in_time(r))
-        .cloned()
-        .collect();
-    let arming: Vec<&SafepointRecord> = records
-        .iter()
-        .filter(|r| {
-            let b = r.approx_begin_ns();
-            b >= w.agent_spawned_ns && b < w.armed_ns && ended_in_time(r)
-        })
-        .collect();
-    let mut claimed = Vec::new();
-    for (op, &count) in agent_counts {
-        let logged = inside.iter().filter(|r| &r.op == op).count() as f64;
-        if count == logged + 1.0
-            && let Some(r) = arming.iter().rev().find(|r| &r.op == op)
-        {
-            claimed.push((*r).clone());
-        }
-    }
-    inside.extend(claimed.iter().cloned());
-    inside.sort_by_key(SafepointRecord::approx_begin_ns);
-    (inside, claimed)
 }

@@ -1,0 +1,128 @@
+//! HotSpot comparisons shared by the end-to-end tests: which of HotSpot's
+//! `-Xlog:safepoint` records the agent's numbers must equal, and the
+//! per-VM-operation check of counts and summed durations.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use xtask::groundtruth::hotspot::SafepointRecord;
+
+use super::{Checks, Sample, ms, ratio, sum_by, sum_of};
+
+pub use super::scenario::Window;
+
+/// The safepoint records the agent's numbers must equal, given the agent's
+/// per-operation counts.
+///
+/// All records that began after the test saw the "armed" line and were
+/// logged before the scrape. At the front edge, the JVM is parked at its
+/// gate while the agent attaches, so normally nothing is in flight; but the
+/// JVM may run a safepoint of its own there (JDK 17 runs a periodic
+/// "Cleanup" safepoint when it has inline-cache or other cleanup work, and
+/// some startup activity can still trigger one). A safepoint that began
+/// while the probes were being attached, or between the agent printing
+/// "armed" and the test reading it, may or may not have been seen by the
+/// agent. So for each operation, up to ONE record from
+/// [agent started, armed line read) is taken in, and only if the agent's
+/// count for that operation asks for it; anything beyond that fails the
+/// count check. Such a record is listed in the table.
+pub fn comparable_safepoints(
+    records: &[SafepointRecord],
+    agent_counts: &BTreeMap<String, f64>,
+    w: Window,
+) -> (Vec<SafepointRecord>, Vec<SafepointRecord>) {
+    let ended_in_time = |r: &SafepointRecord| r.logged_at_ns <= w.scrape_ns;
+    let mut inside: Vec<SafepointRecord> = records
+        .iter()
+        .filter(|r| r.approx_begin_ns() >= w.armed_ns && ended_in_time(r))
+        .cloned()
+        .collect();
+    let arming: Vec<&SafepointRecord> = records
+        .iter()
+        .filter(|r| {
+            let b = r.approx_begin_ns();
+            b >= w.agent_spawned_ns && b < w.armed_ns && ended_in_time(r)
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for (op, &count) in agent_counts {
+        let logged = inside.iter().filter(|r| &r.op == op).count() as f64;
+        if count == logged + 1.0
+            && let Some(r) = arming.iter().rev().find(|r| &r.op == op)
+        {
+            claimed.push((*r).clone());
+        }
+    }
+    inside.extend(claimed.iter().cloned());
+    inside.sort_by_key(SafepointRecord::approx_begin_ns);
+    (inside, claimed)
+}
+
+/// Checks the agent's safepoints of `pid` against HotSpot's log records
+/// in window `w`: per VM operation the count is equal, and the summed
+/// duration of all of them is within `sum_tolerance` of the log's summed
+/// `Total`. Returns the table it printed its numbers in.
+pub fn check_safepoints(
+    c: &mut Checks,
+    pid: u32,
+    records: &[SafepointRecord],
+    samples: &[Sample],
+    w: Window,
+    sum_tolerance: f64,
+) -> String {
+    let pid_s = pid.to_string();
+    let sel = [("pid", pid_s.as_str()), ("kind", "safepoint")];
+    let counts = sum_by(samples, "pausewatch_pause_seconds_count", "cause", &sel);
+    let sums = sum_by(samples, "pausewatch_pause_seconds_sum", "cause", &sel);
+    let (records, claimed) = comparable_safepoints(records, &counts, w);
+    let mut rows: BTreeMap<&str, (usize, u64, f64, f64)> = BTreeMap::new();
+    for r in &records {
+        let row = rows.entry(r.op.as_str()).or_default();
+        row.0 += 1;
+        row.1 += r.total_ns;
+    }
+    for (op, &n) in &counts {
+        let row = rows.entry(op.as_str()).or_default();
+        row.2 = n;
+        row.3 = sums.get(op).copied().unwrap_or(0.0) * 1e9;
+    }
+    let mut t = format!(
+        "{:<28} {:>6} {:>6} {:>10} {:>10} {:>7}\n",
+        "VM operation", "log", "agent", "log ms", "agent ms", "ratio"
+    );
+    for (op, (log_n, log_sum, agent_n, agent_sum)) in &rows {
+        let _ = writeln!(
+            t,
+            "{op:<28} {log_n:>6} {agent_n:>6} {:>10} {:>10} {:>7.4}",
+            ms(*log_sum as f64),
+            ms(*agent_sum),
+            ratio(*agent_sum, *log_sum as f64)
+        );
+        c.eq(&format!("safepoint count of {op}"), *agent_n, *log_n as f64);
+    }
+    for r in &claimed {
+        let _ = writeln!(t, "(taken in from while the agent attached: {})", r.op);
+    }
+    c.check(!records.is_empty(), || {
+        "HotSpot logged no safepoint in the window: the workload is broken".to_string()
+    });
+    let log_sum: u64 = records.iter().map(|r| r.total_ns).sum();
+    let agent_sum = sum_of(samples, "pausewatch_pause_seconds_sum", &sel) * 1e9;
+    c.within(
+        "summed safepoint duration (ms)",
+        agent_sum / 1e6,
+        log_sum as f64 / 1e6,
+        sum_tolerance,
+    );
+    let _ = writeln!(
+        t,
+        "{:<28} {:>6} {:>6} {:>10} {:>10} {:>7.4}",
+        "all",
+        records.len(),
+        sum_of(samples, "pausewatch_pause_seconds_count", &sel),
+        ms(log_sum as f64),
+        ms(agent_sum),
+        ratio(agent_sum, log_sum as f64)
+    );
+    t
+}
