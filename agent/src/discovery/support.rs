@@ -18,6 +18,9 @@ pub enum Support {
     Tested(&'static str),
     /// Not tested in CI, but every probe was found and passed its checks.
     Expected,
+    /// The version could not be read (a JDK whose `release` file is not
+    /// the running `libjvm.so`'s); every probe was found and checked.
+    Unknown,
 }
 
 impl fmt::Display for Support {
@@ -27,6 +30,10 @@ impl fmt::Display for Support {
             Support::Expected => f.write_str(
                 "expected to work: this version is not tested in CI, \
                  but every probe the agent needs was found and checked",
+            ),
+            Support::Unknown => f.write_str(
+                "version unknown, so not known to be tested; \
+                 every probe the agent needs was found and checked",
             ),
         }
     }
@@ -93,6 +100,11 @@ const TESTED: &[Tested] = &[
         test: "e2e_cpython: CPython 3.11",
     },
     Tested {
+        runtime: Runtime::CPython,
+        series: "3.13",
+        test: "e2e_mounts: CPython 3.13 in a chroot and behind pivot_root",
+    },
+    Tested {
         runtime: Runtime::Go,
         series: "1.19",
         test: "e2e_go: Go 1.19",
@@ -153,6 +165,9 @@ pub fn series(runtime: Runtime, version: &str) -> String {
 
 /// How far `version` of `runtime` is vouched for.
 pub fn support(runtime: Runtime, version: &str) -> Support {
+    if version == "unknown" {
+        return Support::Unknown;
+    }
     let series = series(runtime, version);
     TESTED
         .iter()
