@@ -3,8 +3,9 @@
 //! through `/proc/PID/map_files/` and `/proc/PID/exe`
 //! (`agent/src/discovery/binary.rs`).
 //!
-//! - CPython 3.13 in a plain chroot: maps prints the chroot's directory in
-//!   front of every path, so `/proc/PID/root` + that path does not exist.
+//! - CPython 3.13 (Debian trixie) and 3.14 (Debian sid) in a plain chroot:
+//!   maps prints the chroot's directory in front of every path, so
+//!   `/proc/PID/root` + that path does not exist.
 //! - CPython 3.13 behind pivot_root into an overlay in a mount namespace of
 //!   its own, as in a container: maps prints the paths as the process sees
 //!   them, which name nothing (or something else) on the host.
@@ -107,25 +108,39 @@ fn wait_mapped(pid: u32, name: &str) -> String {
 
 #[test]
 fn cpython_in_a_plain_chroot() {
+    cpython_chrooted("trixie", "3.13");
+}
+
+/// CPython 3.14 (generational again from 3.14.10), from Debian sid: the
+/// newest CPython of the version matrix, in the same plain chroot.
+#[test]
+fn cpython_3_14_in_a_plain_chroot() {
+    cpython_chrooted("sid", "3.14");
+}
+
+/// CPython `version` from a Debian `suite` root, run with plain `chroot`.
+fn cpython_chrooted(suite: &str, version: &str) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    require_root("cpython_in_a_plain_chroot");
-    let root = trixie_root();
-    let script = ScriptInRoot::new(&root, "chroot");
+    require_root(&format!("CPython {version} in a plain chroot"));
+    let python = format!("python{version}");
+    let root = xtask::runtimes::debian_root(suite, &[&python])
+        .unwrap_or_else(|e| panic!("making the Debian {suite} root with {python}: {e:#}"));
+    let script = ScriptInRoot::new(&root, &format!("chroot-{version}"));
     let py = ScriptWorkload::spawn(
         Path::new("/usr/sbin/chroot"),
         &[
             root.display().to_string(),
-            "/usr/bin/python3.13".to_string(),
+            format!("/usr/bin/{python}"),
             script.inside.display().to_string(),
             PY_SECONDS.to_string(),
         ],
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
     let pid = py.pid();
-    let shown = wait_mapped(pid, "python3.13");
+    let shown = wait_mapped(pid, &python);
     // What makes this case: maps names the file as the host sees it, so
     // the process's root put in front of it names nothing.
-    let want = fs::canonicalize(root.join("usr/bin/python3.13")).expect("python3.13 in the root");
+    let want = fs::canonicalize(root.join("usr/bin").join(&python)).expect("python in the root");
     assert_eq!(
         Path::new(&shown),
         want,
@@ -137,7 +152,7 @@ fn cpython_in_a_plain_chroot() {
         "{} exists: the test proves nothing",
         doubled.display()
     );
-    cpython::check_gc_generations(py, "3.13");
+    cpython::check_gc_generations(py, version);
 }
 
 #[test]

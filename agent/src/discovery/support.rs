@@ -105,6 +105,11 @@ const TESTED: &[Tested] = &[
         test: "e2e_mounts: CPython 3.13 in a chroot and behind pivot_root",
     },
     Tested {
+        runtime: Runtime::CPython,
+        series: "3.14",
+        test: "e2e_mounts: CPython 3.14 in a chroot",
+    },
+    Tested {
         runtime: Runtime::Go,
         series: "1.19",
         test: "e2e_go: Go 1.19",
