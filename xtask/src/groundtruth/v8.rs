@@ -7,7 +7,8 @@
 //!
 //! The line is `[pid:isolate] <ms since isolate start> ms: <collector>
 //! [(reduce)] <heap before> (<committed>) -> <after> (<committed>) MB,
-//! <pause ms> / <external callbacks ms> ms ...`. The pause is what the
+//! [pooled: <n> MB, ]<pause ms> / <external callbacks ms> ms ...` (Node 22
+//! and later add the `pooled:` field). The pause is what the
 //! agent measures (V8's observable pause, `GCTracer::StartObservablePause`
 //! to `StopObservablePause`); the incremental marking steps in parentheses
 //! ran before it, interleaved with JavaScript, and are not part of it.
@@ -92,6 +93,15 @@ pub fn parse_line(line: &str) -> Result<GcLine> {
         bail!("unknown collector {collector:?}");
     };
     let (_, after) = rest.split_once("MB, ").context("no `MB, <pause>`")?;
+    let after = match after.strip_prefix("pooled: ") {
+        Some(pooled) => {
+            pooled
+                .split_once("MB, ")
+                .context("no `pooled: <n> MB, <pause>`")?
+                .1
+        }
+        None => after,
+    };
     let pause = after
         .split_whitespace()
         .next()
@@ -132,6 +142,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.cause, "minor-mark-compact");
+    }
+
+    #[test]
+    fn parses_the_pooled_field_of_node_22() {
+        let g = parse_line("[21375:0x3a6eb000]     3341 ms: Scavenge 4.7 (5.4) -> 4.3 (6.4) MB, pooled: 0 MB, 3.88 / 0.00 ms  (average mu = 1.000, current mu = 1.000) allocation failure; ").unwrap();
+        assert_eq!(g.cause, "scavenge");
+        assert_eq!(g.pause_ms, 3.88);
+        assert!(parse_line("[1:0x1] 5 ms: Scavenge 1 (1) -> 1 (1) MB, pooled: 0 M").is_err());
     }
 
     #[test]
