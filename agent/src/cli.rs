@@ -111,8 +111,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub all: bool,
 
-    /// Trace (and follow) processes with this command name (as in
-    /// /proc/PID/comm, e.g. java); repeatable.
+    /// Trace (and follow) processes with this command name, the one they
+    /// got at exec (e.g. java, node; a later rename such as Node 24's
+    /// `MainThread` does not count); repeatable.
     #[arg(long = "comm", value_name = "NAME", num_args = 1)]
     pub comms: Vec<String>,
 

@@ -122,6 +122,7 @@ mod tests {
         let target = TargetInfo {
             pid: 7,
             comm: "java".into(),
+            current_comm: String::new(),
             runtime: "hotspot",
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),
@@ -184,6 +185,7 @@ mod tests {
         let target = TargetInfo {
             pid: 9,
             comm: "python3.11".into(),
+            current_comm: String::new(),
             runtime: "cpython",
             runtime_version: "3.11".into(),
             exe: "/usr/bin/python3.11".into(),

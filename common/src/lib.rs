@@ -226,10 +226,14 @@ pub const EVENTS_WAKEUP_BYTES: u32 = RINGBUF_BYTES / 4;
 /// How often the agent drains the event ring buffer without a wake-up, in ms.
 /// 1 MiB / 4 holds ~6,500 events, so this keeps up with 65,000 pauses/s.
 pub const EVENTS_DRAIN_MS: u64 = 100;
-/// Size of the process event ring buffer in bytes: 16 Ki events of
-/// [`ProcessEvent`], far more execs and exits than a busy node makes between
-/// two reads by the agent.
-pub const PROCESS_RINGBUF_BYTES: u32 = 1 << 18;
+/// Size of the process event ring buffer in bytes: ~13,000 records of
+/// [`ProcessEvent`] (32 bytes plus the ring's 8-byte header), far more execs
+/// and exits than a busy node makes between two reads by the agent.
+pub const PROCESS_RINGBUF_BYTES: u32 = 1 << 19;
+
+/// Length of a command name as the kernel stores it (`TASK_COMM_LEN`: 15
+/// bytes and a NUL).
+pub const COMM_LEN: usize = 16;
 
 /// A process began running a new program (`sched_process_exec`).
 pub const PROCESS_EXEC: u32 = 1;
@@ -246,6 +250,10 @@ pub struct ProcessEvent {
     pub pid: u32,
     /// CLOCK_MONOTONIC nanoseconds when the tracepoint fired.
     pub ktime_ns: u64,
+    /// For [`PROCESS_EXEC`]: the command name the kernel gave the new
+    /// program (the file name it was exec'd by, cut to 15 bytes,
+    /// NUL-padded), before the program can rename itself; zero for exits.
+    pub comm: [u8; COMM_LEN],
 }
 
 #[cfg(feature = "user")]

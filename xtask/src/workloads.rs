@@ -311,6 +311,7 @@ pub struct JavaWorkload {
     gate: Gate,
     stop_file: Option<PathBuf>,
     workload_args: Vec<String>,
+    launcher: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -342,6 +343,7 @@ impl JavaWorkload {
             gate: Gate::None,
             stop_file: None,
             workload_args: Vec::new(),
+            launcher: Vec::new(),
         }
     }
 
@@ -479,6 +481,20 @@ impl JavaWorkload {
         self
     }
 
+    /// Starts the JVM as `launcher... java args...` instead of `java
+    /// args...`: a wrapper as launch scripts have (e.g. `sh -c '...; exec
+    /// "$0" "$@"'`). It must end by exec'ing java, so that the pid of
+    /// [`RunningJava`] is the JVM's.
+    pub fn launch_through<I, S>(mut self, launcher: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.launcher = launcher.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The `java` this workload runs.
     pub fn java(&self) -> &Path {
         &self.java
     }
@@ -569,7 +585,15 @@ impl JavaWorkload {
             // A stale log from an earlier run would be appended to.
             let _ = std::fs::remove_file(log);
         }
-        let mut child = match Command::new(&self.java)
+        let mut command = match self.launcher.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&self.java);
+                c
+            }
+            None => Command::new(&self.java),
+        };
+        let mut child = match command
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -120,6 +120,25 @@ pub enum BpfError {
     },
 }
 
+impl BpfError {
+    /// Whether the kernel refused a uprobe because its process is gone
+    /// (`ESRCH`: it exited during the attach). Such a process is an
+    /// expected race, `node --version` under `--comm node` being typical,
+    /// not a fault of the agent or the host.
+    pub fn target_gone(&self) -> bool {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>()
+                && io.raw_os_error() == Some(libc::ESRCH)
+            {
+                return true;
+            }
+            source = s.source();
+        }
+        false
+    }
+}
+
 /// Options fixed at load time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {

@@ -35,6 +35,17 @@ impl Collector {
         self.targets.insert(info.pid, (info, runtime));
     }
 
+    /// Records the name `pid` calls itself now (`/proc/PID/comm`), shown
+    /// beside its exec-time name when the two differ.
+    pub fn set_current_comm(&mut self, pid: u32, current: &str) {
+        if let Some((info, _)) = self.targets.get_mut(&pid) {
+            let shown = if current == info.comm { "" } else { current };
+            if info.current_comm != shown {
+                info.current_comm = shown.to_string();
+            }
+        }
+    }
+
     /// Stops reporting `pid`: deletes its histograms from the BPF map (so a
     /// later process with the same pid starts from zero), its target info
     /// and its cached cause names. Returns how many series were deleted.

@@ -28,8 +28,12 @@ pub struct Snapshot {
 pub struct TargetInfo {
     /// Process id.
     pub pid: u32,
-    /// `/proc/PID/comm`.
+    /// The command name at exec (see `discovery::process`): the `comm`
+    /// label, stable for the life of the program.
     pub comm: String,
+    /// `/proc/PID/comm` as last seen, when the program renamed itself since
+    /// its exec (Node 24's `MainThread`); empty while it equals `comm`.
+    pub current_comm: String,
     /// Runtime label, e.g. `hotspot`.
     pub runtime: &'static str,
     /// The runtime's version, e.g. `17.0.15`, or `unknown`.

@@ -1,4 +1,12 @@
 //! What the agent needs to know about a process, read from `/proc`.
+//!
+//! A process is named by its command name at exec ([`Process::comm`]), not
+//! by whatever `/proc/PID/comm` says when the agent looks: programs rename
+//! themselves (Node 24 calls its main thread, which is the process's comm,
+//! `MainThread`; Node 26 `node-MainThread`; Python's `setproctitle` and
+//! Node's `process.title` set any text). Where the exec was seen, the
+//! tracepoint's name is used (`targets::follow`); for a process that ran
+//! before the agent, [`exec_name`] reconstructs it from `/proc`.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -15,8 +23,14 @@ use super::DiscoveryError;
 pub struct Process {
     /// Process id in the agent's pid namespace.
     pub pid: u32,
-    /// `/proc/PID/comm`.
+    /// The command name the kernel gave the process at its last exec: from
+    /// the exec event when the agent saw it, else reconstructed by
+    /// [`exec_name`]. Stable for the life of the program, whatever it calls
+    /// itself later.
     pub comm: String,
+    /// `/proc/PID/comm` when inspected: the name the program may have given
+    /// itself since (`MainThread` for Node 24).
+    pub current_comm: String,
     /// The executable as `/proc/PID/exe` names it: relative to the agent's
     /// root when the file is reachable from there, to the process's own
     /// root otherwise, with ` (deleted)` once it is gone. For names and
@@ -63,11 +77,26 @@ pub fn strip_deleted(path: &Path) -> (PathBuf, bool) {
 }
 
 impl Process {
-    /// Reads a process's identity and executable mappings.
+    /// Reads a process's identity and executable mappings; its exec-time
+    /// name is reconstructed from `/proc` (see [`exec_name`]).
     pub fn inspect(pid: u32) -> Result<Process, DiscoveryError> {
+        Process::inspect_named(pid, None)
+    }
+
+    /// Like [`Process::inspect`], with the exec-time name `exec_comm` when
+    /// the caller knows it (from the exec event), which then wins.
+    pub fn inspect_named(pid: u32, exec_comm: Option<&str>) -> Result<Process, DiscoveryError> {
         let p = ProcfsProcess::new(pid as i32).map_err(|e| proc_error(pid, "stat", e))?;
         let stat = p.stat().map_err(|e| proc_error(pid, "stat", e))?;
         let exe = p.exe().map_err(|e| proc_error(pid, "exe", e))?;
+        let comm = match exec_comm {
+            Some(name) => name.to_string(),
+            None => exec_name(&stat.comm, &exe, || {
+                // Unreadable (the process is exiting): the executable's
+                // name is the fallback, as for a rewritten argv.
+                p.cmdline().unwrap_or_default()
+            }),
+        };
         let maps = p.maps().map_err(|e| proc_error(pid, "maps", e))?;
         let mut mapped: Vec<Mapping> = Vec::new();
         for m in maps {
@@ -94,7 +123,8 @@ impl Process {
         }
         Ok(Process {
             pid,
-            comm: stat.comm,
+            comm,
+            current_comm: stat.comm,
             exe,
             start_time: stat.starttime,
             mapped,
@@ -146,6 +176,68 @@ impl Process {
     }
 }
 
+/// Longest command name the kernel keeps (`TASK_COMM_LEN` - 1).
+pub const COMM_MAX: usize = pausewatch_common::COMM_LEN - 1;
+
+/// `name` as the kernel would store it as a command name: cut to
+/// [`COMM_MAX`] bytes (at a character boundary, so the result stays text).
+pub fn kernel_comm(name: &str) -> &str {
+    let mut end = name.len().min(COMM_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// The best reconstruction of the command name a process got at its exec,
+/// for a process whose exec the agent did not see (it ran before the agent
+/// started, or `--pid`), from its current name `current`, its executable
+/// `exe` and, only when `current` is not simply the executable's name, its
+/// argument vector `argv` (`/proc/PID/cmdline`).
+///
+/// The kernel names a process after the file name it was exec'd by (for a
+/// script, the script's). `current` is that name unless the program renamed
+/// itself, so it is kept when it still reads as one of the candidates: the
+/// executable's file name, `argv[0]`'s (a symlink such as `python3` →
+/// `python3.11` is exec'd by its own name, which the shell passes as
+/// `argv[0]`), or, after an interpreter, `argv[1]` or `argv[2]`'s (a
+/// `#!/usr/bin/python3` script runs as `[interpreter, (its argument),
+/// script, ...]` named after the script). Otherwise the program renamed
+/// itself, and `argv[0]` is taken if it still names the executable (its
+/// file name is a prefix of the executable's: `node` for `node`, `python3`
+/// for `python3.11`), for it is what the exec was called with; a program
+/// that rewrote its argv too (`setproctitle`, Node's `process.title`) gets
+/// the executable's file name, which no program can change.
+pub fn exec_name(current: &str, exe: &Path, argv: impl FnOnce() -> Vec<String>) -> String {
+    let exe_base = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // A replaced executable reads `/usr/bin/x (deleted)`.
+    let exe_base = exe_base.strip_suffix(" (deleted)").unwrap_or(&exe_base);
+    let exe_name = kernel_comm(exe_base);
+    if current == exe_name {
+        return current.to_string();
+    }
+    let argv = argv();
+    let base =
+        |arg: &str| -> String { kernel_comm(arg.rsplit('/').next().unwrap_or(arg)).to_string() };
+    let argv0 = argv
+        .first()
+        .map(|a| base(a))
+        .filter(|a| !a.is_empty() && exe_base.starts_with(a.as_str()));
+    match argv0 {
+        Some(argv0) => {
+            if current == argv0 || argv.iter().skip(1).take(2).any(|a| base(a) == current) {
+                current.to_string()
+            } else {
+                argv0
+            }
+        }
+        None => exe_name.to_string(),
+    }
+}
+
 /// What became of a traced process.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessState {
@@ -186,6 +278,10 @@ mod tests {
     fn inspects_itself() {
         let me = Process::inspect(std::process::id()).unwrap();
         assert!(!me.comm.is_empty());
+        assert_eq!(
+            me.comm, me.current_comm,
+            "the test binary does not rename itself"
+        );
         assert!(me.is_alive());
         assert_eq!(me.state(), ProcessState::Running);
         let other = Process {
@@ -210,6 +306,86 @@ mod tests {
             strip_deleted(Path::new("/usr/bin/python3")),
             (PathBuf::from("/usr/bin/python3"), false)
         );
+    }
+
+    fn args(list: &[&str]) -> impl FnOnce() -> Vec<String> {
+        let v: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        move || v
+    }
+
+    #[test]
+    fn exec_names_of_processes_that_renamed_themselves() {
+        let never = || -> Vec<String> { panic!("argv is not needed when comm is the exe's name") };
+        // Not renamed: kept, and argv not read.
+        assert_eq!(
+            exec_name("java", Path::new("/usr/lib/jvm/x/bin/java"), never),
+            "java"
+        );
+        // Node 24's and 26's main thread names.
+        let node = Path::new("/opt/node-v24/bin/node");
+        assert_eq!(
+            exec_name("MainThread", node, args(&["node", "app.js"])),
+            "node"
+        );
+        assert_eq!(
+            exec_name(
+                "node-MainThread",
+                node,
+                args(&["/opt/node-v24/bin/node", "x.js"])
+            ),
+            "node"
+        );
+        // Exec'd through a symlink: the symlink's name, from argv[0].
+        let py = Path::new("/usr/bin/python3.11");
+        assert_eq!(
+            exec_name("python3", py, args(&["python3", "-m", "x"])),
+            "python3"
+        );
+        // A script run by its interpreter is named after the script.
+        assert_eq!(
+            exec_name(
+                "manage.py",
+                py,
+                args(&["/usr/bin/python3", "./manage.py", "run"])
+            ),
+            "manage.py"
+        );
+        assert_eq!(
+            exec_name(
+                "tsc",
+                node,
+                args(&["/usr/bin/node", "--max-old-space-size=99", "bin/tsc"])
+            ),
+            "tsc"
+        );
+        // setproctitle / process.title rewrite argv as well: the exe's name.
+        assert_eq!(
+            exec_name("celery: worker", py, args(&["celery: worker"])),
+            "python3.11"
+        );
+        assert_eq!(exec_name("my-api", node, args(&["my-api"])), "node");
+        // Renamed by prctl alone, argv intact.
+        assert_eq!(
+            exec_name("worker-3", py, args(&["python3", "w.py"])),
+            "python3"
+        );
+        // argv unreadable (exiting) and a replaced executable.
+        assert_eq!(
+            exec_name(
+                "MainThread",
+                Path::new("/usr/bin/node (deleted)"),
+                args(&[])
+            ),
+            "node"
+        );
+        // Names are cut as the kernel cuts them.
+        let long = Path::new("/srv/my-long-service-name");
+        assert_eq!(
+            exec_name("my-long-service", long, args(&[])),
+            "my-long-service"
+        );
+        assert_eq!(exec_name("MainThread", long, args(&[])), "my-long-service");
+        assert_eq!(kernel_comm("ééééééééé"), "ééééééé");
     }
 
     #[test]

@@ -145,7 +145,11 @@ These run alongside the application and are NOT pauses.";
 
 const TARGET_INFO_HELP: &str = "Always 1: one series per traced process, naming its \
 command, runtime, runtime version and executable, and its container_id, pod_uid, \
-namespace and pod where the host can tell (empty otherwise). Join on pid.";
+namespace and pod where the host can tell (empty otherwise). Join on pid. comm, here and \
+on every other series, is the command name the process got at exec (the executable's or \
+script's file name, 15 bytes at most), which stays put when a program renames itself; \
+current_comm is the name it gives itself now (/proc/PID/comm, e.g. MainThread for Node 24), \
+set only when that differs.";
 
 const TARGETS_HELP: &str = "Number of processes being traced.";
 
@@ -274,6 +278,7 @@ fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
                 .with("runtime", t.runtime)
                 .with("runtime_version", &t.runtime_version)
                 .with("exe", &t.exe)
+                .with("current_comm", &t.current_comm)
                 // Empty when unknown, which Prometheus treats as absent.
                 .with("container_id", &t.container.container_id)
                 .with("pod_uid", &t.container.pod_uid)
@@ -531,6 +536,7 @@ mod tests {
             targets: vec![TargetInfo {
                 pid: 42,
                 comm: "java".to_owned(),
+                current_comm: String::new(),
                 runtime: "hotspot",
                 runtime_version: "17.0.15".to_owned(),
                 exe: "/usr/lib/jvm/java-17/bin/java".to_owned(),
@@ -690,6 +696,28 @@ mod tests {
         assert!(text.contains("# TYPE pausewatch_lost_events_total counter\n"));
         assert!(text.contains("# HELP pausewatch_pause_seconds Stop-the-world"));
         assert!(text.contains("-Xlog:safepoint Total"));
+    }
+
+    #[test]
+    fn a_renamed_process_keeps_its_exec_time_comm() {
+        let mut snap = synthetic();
+        snap.targets[0].comm = "node".to_owned();
+        snap.targets[0].current_comm = "MainThread".to_owned();
+        snap.targets[0].runtime = "v8";
+        let samples = parse(&render(&snap));
+        let who = [("pid", "42"), ("comm", "node"), ("kind", "safepoint")];
+        assert_eq!(
+            one(&samples, "pausewatch_pause_seconds_count", &who),
+            PAUSES.len() as f64
+        );
+        let info = [("comm", "node"), ("current_comm", "MainThread")];
+        assert_eq!(one(&samples, "pausewatch_target_info", &info), 1.0);
+        for (_, labels, _) in &samples {
+            assert_ne!(labels.get("comm").map(String::as_str), Some("MainThread"));
+        }
+        // Not renamed: the label is empty, which Prometheus reads as absent.
+        let text = render(&synthetic());
+        assert!(text.contains(r#"current_comm="""#), "{text}");
     }
 
     #[test]

@@ -16,11 +16,17 @@
 //! | `pausewatch_time_to_safepoint_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
 //! | `pausewatch_vm_operation_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
 //! | `pausewatch_gc_concurrent_cycle_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
-//! | `pausewatch_target_info` | gauge (1) | `pid`, `comm`, `runtime`, `runtime_version`, `exe` |
+//! | `pausewatch_target_info` | gauge (1) | `pid`, `comm`, `runtime`, `runtime_version`, `exe`, `current_comm`, `container_id`, `pod_uid`, `namespace`, `pod` |
 //! | `pausewatch_targets` | gauge | |
 //! | `pausewatch_lost_events_total` | counter | `reason` |
 //! | `pausewatch_snapshot_timestamp_seconds` | gauge | |
 //! | `pausewatch_render_duration_seconds` | gauge | |
+//!
+//! `comm` is the command name the process got at exec, which a program's
+//! later renaming does not change (so series keep their labels and a
+//! dashboard grouped by `comm` keeps Node 24 services apart, rather than
+//! all under `MainThread`); `current_comm` on the info series carries the
+//! renamed one where it differs.
 //!
 //! Histogram buckets are the [`EXPORTED_EDGES_NS`] subset of the fine BPF
 //! bucket edges, so every exported cumulative count is exact.

@@ -415,6 +415,7 @@ mod tests {
                 .map(|pid| TargetInfo {
                     pid,
                     comm: "java".to_owned(),
+                    current_comm: String::new(),
                     runtime: "hotspot",
                     runtime_version: "21".to_owned(),
                     exe: "/usr/bin/java".to_owned(),

@@ -469,6 +469,7 @@ pub(crate) mod tests {
         TargetInfo {
             pid: 9,
             comm: "java".into(),
+            current_comm: String::new(),
             runtime: "hotspot",
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),

@@ -19,7 +19,7 @@ use super::TargetsError;
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// What happened to a process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProcessChange {
     /// `pid` runs a new program (a new process, or an exec in an old one).
     Exec {
@@ -27,6 +27,10 @@ pub enum ProcessChange {
         pid: u32,
         /// CLOCK_MONOTONIC nanoseconds of the exec.
         ktime_ns: u64,
+        /// The command name the kernel gave the new program, read in the
+        /// tracepoint, before the program could rename itself (`None` if
+        /// it came empty).
+        comm: Option<String>,
     },
     /// `pid` exited.
     Exit {
@@ -120,15 +124,32 @@ fn decode(item: &[u8]) -> Option<ProcessChange> {
         PROCESS_EXEC => Some(ProcessChange::Exec {
             pid: e.pid,
             ktime_ns: e.ktime_ns,
+            comm: comm_text(&e.comm),
         }),
         PROCESS_EXIT => Some(ProcessChange::Exit { pid: e.pid }),
         _ => None,
     }
 }
 
+/// The text of a NUL-padded kernel command name (not always UTF-8: the
+/// kernel copies file name bytes), `None` when empty.
+fn comm_text(raw: &[u8]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    (end > 0).then(|| String::from_utf8_lossy(&raw[..end]).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pausewatch_common::COMM_LEN;
+
+    fn bytes_of(e: &ProcessEvent) -> Vec<u8> {
+        // SAFETY: a plain-old-data struct viewed as bytes.
+        unsafe {
+            std::slice::from_raw_parts((e as *const ProcessEvent).cast::<u8>(), size_of_val(e))
+        }
+        .to_vec()
+    }
 
     #[test]
     fn decodes_records() {
@@ -136,12 +157,37 @@ mod tests {
             what: PROCESS_EXIT,
             pid: 77,
             ktime_ns: 5,
+            comm: [0; COMM_LEN],
         };
-        // SAFETY: a plain-old-data struct viewed as bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts((&e as *const ProcessEvent).cast::<u8>(), size_of_val(&e))
-        };
-        assert_eq!(decode(bytes), Some(ProcessChange::Exit { pid: 77 }));
+        let bytes = bytes_of(&e);
+        assert_eq!(decode(&bytes), Some(ProcessChange::Exit { pid: 77 }));
         assert_eq!(decode(&bytes[..4]), None);
+
+        let mut comm = [0; COMM_LEN];
+        comm[..4].copy_from_slice(b"node");
+        let exec = ProcessEvent {
+            what: PROCESS_EXEC,
+            pid: 78,
+            ktime_ns: 6,
+            comm,
+        };
+        assert_eq!(
+            decode(&bytes_of(&exec)),
+            Some(ProcessChange::Exec {
+                pid: 78,
+                ktime_ns: 6,
+                comm: Some("node".into())
+            })
+        );
+    }
+
+    #[test]
+    fn command_names_are_cut_at_the_nul() {
+        assert_eq!(
+            comm_text(b"my-long-service\0"),
+            Some("my-long-service".into())
+        );
+        assert_eq!(comm_text(&[0; COMM_LEN]), None);
+        assert_eq!(comm_text(b"a\xffb\0\0"), Some("a\u{fffd}b".into()));
     }
 }

@@ -91,6 +91,12 @@ struct Entry {
     state: State,
     /// CLOCK_MONOTONIC of the exec that made it pending (0: found by scan).
     exec_ns: u64,
+    /// The command name from that exec's event (`None`: found by scan or
+    /// `--pid`, reconstructed from `/proc` at inspection instead).
+    exec_comm: Option<String>,
+    /// `/proc/PID/comm` as last reported to the collector (traced only),
+    /// so that the sweep passes on a rename once.
+    current_comm: String,
     /// The traced program (`/proc/PID/exe` when attached), so that the
     /// sweep notices an exec even when no exec event comes (`--pid` alone
     /// does not follow processes).
@@ -108,14 +114,17 @@ impl Entry {
         }
     }
 
-    /// To be inspected at `now`, after an exec at `exec_ns` (0: found by scan).
-    fn pending(now: Instant, exec_ns: u64) -> Entry {
+    /// To be inspected at `now`, after an exec at `exec_ns` (0: found by
+    /// scan) that named it `exec_comm`.
+    fn pending(now: Instant, exec_ns: u64, exec_comm: Option<String>) -> Entry {
         Entry {
             state: State::Pending {
                 attempt: 0,
                 next: now,
             },
             exec_ns,
+            exec_comm,
+            current_comm: String::new(),
             exe: PathBuf::new(),
             exit_watch: None,
         }
@@ -179,6 +188,8 @@ impl Lifecycle {
             Entry {
                 state: State::Traced(monotonic_ns()),
                 exec_ns: 0,
+                exec_comm: None,
+                current_comm: target.process.current_comm.clone(),
                 exe: target.process.exe.clone(),
                 exit_watch: ExitWatch::open(id),
             },
@@ -214,9 +225,7 @@ impl Lifecycle {
                             attempt: BACKOFF_MS.len() - 1,
                             next: now,
                         },
-                        exec_ns: 0,
-                        exe: PathBuf::new(),
-                        exit_watch: None,
+                        ..Entry::pending(now, 0, None)
                     },
                 );
             }
@@ -227,16 +236,27 @@ impl Lifecycle {
     pub fn on_change(&mut self, change: ProcessChange, now: Instant, ctx: &mut Ctx<'_>) {
         log::debug!("{change:?}");
         match change {
-            ProcessChange::Exec { pid, ktime_ns } => self.on_exec(pid, ktime_ns, now, ctx),
+            ProcessChange::Exec {
+                pid,
+                ktime_ns,
+                comm,
+            } => self.on_exec(pid, ktime_ns, comm, now, ctx),
             ProcessChange::Exit { pid } => self.on_exit(pid, now, ctx),
         }
     }
 
-    fn on_exec(&mut self, pid: u32, ktime_ns: u64, now: Instant, ctx: &mut Ctx<'_>) {
+    fn on_exec(
+        &mut self,
+        pid: u32,
+        ktime_ns: u64,
+        comm: Option<String>,
+        now: Instant,
+        ctx: &mut Ctx<'_>,
+    ) {
         if pid == self.me || self.selection.exclude.contains(&pid) {
             return;
         }
-        let pending = Entry::pending(now, ktime_ns);
+        let pending = Entry::pending(now, ktime_ns, comm);
         if self.table.get_mut(pid).is_none() {
             // The common case, kept free of system calls (a build execs
             // hundreds of processes a second): the start time is learnt at
@@ -258,9 +278,13 @@ impl Lifecycle {
         match self.table.seen(id) {
             Seen::Same(entry) => {
                 if let State::Traced(inspected_ns) = entry.state {
-                    if inspected_ns >= ktime_ns {
+                    if inspected_ns >= ktime_ns && entry.exec_comm == pending.exec_comm {
                         // Read late (a burst of events): the inspection
-                        // that attached already saw this program.
+                        // that attached already saw this program. (With
+                        // another name, it saw this program under the
+                        // previous exec's name, e.g. a `#!/usr/bin/env
+                        // node` script's, so it is selected and labelled
+                        // again below.)
                         return;
                     }
                     // The same process runs another program now: its old
@@ -310,6 +334,7 @@ impl Lifecycle {
         let mut gone = Vec::new();
         let mut execed = Vec::new();
         let mut forget = Vec::new();
+        let mut renamed = Vec::new();
         for (id, e) in self.table.iter() {
             match e.state {
                 State::Pending { next, attempt } if next <= now => {
@@ -322,6 +347,10 @@ impl Lifecycle {
                         && exe != e.exe
                     {
                         execed.push((id.pid, exe));
+                    } else if let Some(now_comm) = read_comm(id.pid)
+                        && now_comm != e.current_comm
+                    {
+                        renamed.push((id.pid, now_comm));
                     }
                 }
                 State::Traced(_) => {}
@@ -348,6 +377,12 @@ impl Lifecycle {
         }
         for (pid, exe) in execed {
             self.execed(pid, &exe, now, ctx);
+        }
+        for (pid, current) in renamed {
+            lock(ctx.collector).set_current_comm(pid, &current);
+            if let Some((_, e)) = self.table.get_mut(pid) {
+                e.current_comm = current;
+            }
         }
         for pid in forget {
             self.forget(pid, ctx);
@@ -446,7 +481,7 @@ impl Lifecycle {
         };
         let exec_ns = entry.exec_ns;
         let inspected_ns = monotonic_ns();
-        let process = match Process::inspect(pid) {
+        let process = match Process::inspect_named(pid, entry.exec_comm.as_deref()) {
             Ok(p) if id.start_time == UNKNOWN_START => {
                 // First look at a process known from its exec event.
                 let known = Identity {
@@ -472,10 +507,12 @@ impl Lifecycle {
             }
         };
         if !self.selection.wants(pid, &process.comm, &process.exe) {
-            // Only an exec can change comm or exe, and it comes as an event.
+            // Only an exec can change the exec-time name or exe, and it
+            // comes as an event.
             self.table.remove(pid);
             return;
         }
+        let start_time = process.start_time;
         let target = match discovery::detect_in(process) {
             Ok(t) => t,
             Err(DiscoveryError::NoSupportedRuntime { .. }) => {
@@ -488,7 +525,11 @@ impl Lifecycle {
                 return;
             }
             Err(e) => {
-                eprintln!("pausewatch: not tracing pid {pid}: {e}");
+                if exited_meanwhile(pid, start_time) {
+                    log::info!("pid {pid}: exited while being inspected ({e})");
+                } else {
+                    eprintln!("pausewatch: not tracing pid {pid}: {e}");
+                }
                 self.table.remove(pid);
                 return;
             }
@@ -512,6 +553,7 @@ impl Lifecycle {
                 if let Some((id, e)) = self.table.get_mut(pid) {
                     e.state = State::Traced(inspected_ns);
                     e.exe = target.process.exe.clone();
+                    e.current_comm = target.process.current_comm.clone();
                     e.exit_watch = ExitWatch::open(id);
                 }
                 let after = if exec_ns == 0 {
@@ -530,6 +572,12 @@ impl Lifecycle {
                     target.version,
                     probes.len(),
                 );
+            }
+            Err(e) if e.target_gone() || exited_meanwhile(pid, start_time) => {
+                // The usual end of a short run (`node --version` before
+                // the real program): nothing was missed, nothing to retry.
+                log::info!("pid {pid}: exited while being attached ({e})");
+                self.table.remove(pid);
             }
             Err(e) => {
                 log::warn!("pid {pid}: {e}");
@@ -609,11 +657,29 @@ impl Lifecycle {
     }
 }
 
+/// Whether the process `pid` that started at `start_time` has exited (or
+/// its pid names another process by now).
+fn exited_meanwhile(pid: u32, start_time: u64) -> bool {
+    !Identity { pid, start_time }.is_alive()
+}
+
+/// `/proc/PID/comm` without its newline, or `None` if the process is gone.
+/// (Not `/proc/PID/stat`, which walks every thread of the process.)
+fn read_comm(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(text.strip_suffix('\n').unwrap_or(&text).to_string())
+}
+
 /// What `pausewatch_target_info` says about a target (labels come separately).
 pub fn target_info(t: &Target) -> TargetInfo {
     TargetInfo {
         pid: t.process.pid,
         comm: t.process.comm.clone(),
+        current_comm: if t.process.current_comm == t.process.comm {
+            String::new()
+        } else {
+            t.process.current_comm.clone()
+        },
         runtime: t.runtime.label(),
         runtime_version: t.version.clone(),
         exe: t.process.exe.display().to_string(),

@@ -6,6 +6,12 @@
 //! a supported runtime in it, which discovery decides, and room under
 //! `--max-targets`, which the lifecycle counts.
 //!
+//! `--comm` compares with the name the process got at its exec (see
+//! `discovery::process`), not with `/proc/PID/comm` at the moment the agent
+//! looks: that one changes when a program renames itself (Node 24's
+//! `MainThread`), and a selection that depended on when the agent got to a
+//! process would trace it or not by chance.
+//!
 //! `--exe` takes a shell-style wildcard (`*`, `?`). The matcher is written
 //! here rather than taken from a glob crate: paths are matched as plain
 //! strings (no directory semantics, no character classes, no file system),
@@ -13,15 +19,14 @@
 
 use std::path::Path;
 
-/// Longest command name the kernel keeps (`TASK_COMM_LEN` - 1).
-const COMM_LEN: usize = 15;
+use crate::discovery::process::kernel_comm;
 
 /// The selection rules from the command line.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
     /// Every process with a supported runtime.
     pub all: bool,
-    /// Processes whose command name (`/proc/PID/comm`) is one of these.
+    /// Processes whose command name at exec is one of these.
     pub comms: Vec<String>,
     /// Processes whose executable matches one of these wildcards; a pattern
     /// without `/` is matched against the file name only.
@@ -38,7 +43,7 @@ impl Selection {
         self.all || !self.comms.is_empty() || !self.exes.is_empty()
     }
 
-    /// Whether the process `pid`, running `comm` from `exe`, is wanted.
+    /// Whether the process `pid`, exec'd as `comm` from `exe`, is wanted.
     pub fn wants(&self, pid: u32, comm: &str, exe: &Path) -> bool {
         if self.exclude.contains(&pid) {
             return false;
@@ -53,14 +58,7 @@ impl Selection {
 /// `--comm` compares with the name as the kernel stores it, cut to 15 bytes,
 /// so `--comm my-long-service-name` still finds its processes.
 fn comm_matches(wanted: &str, comm: &str) -> bool {
-    let cut = |s: &str| -> String {
-        let mut end = s.len().min(COMM_LEN);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s[..end].to_string()
-    };
-    cut(wanted) == comm
+    kernel_comm(wanted) == comm
 }
 
 fn exe_matches(pattern: &str, exe: &Path) -> bool {

@@ -33,6 +33,8 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     // /usr/bin/python3.11, with USDT probes (e2e_cpython).
     "python3.11-minimal",
+    // `setproctitle` for Python 3.11: a program that renames itself (e2e_exec_names).
+    "python3-setproctitle",
     // /usr/bin/node (e2e_v8). Debian 12's is Node 18 with V8 in libnode.so;
     // an installed NodeSource or nodejs.org `nodejs` package satisfies it too.
     "nodejs",

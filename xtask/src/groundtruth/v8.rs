@@ -10,7 +10,7 @@
 //! Node 26 writes `pooled: 0.0 MB`.) The line is
 //! `[pid:isolate] <ms since isolate start> ms: <collector>
 //! [(reduce)] <heap before> (<committed>) -> <after> (<committed>) MB,
-//! <pause ms> / <external callbacks ms> ms ...`. The pause is what the
+//! [pooled: <n> MB, ]<pause ms> / <external callbacks ms> ms ...`. The pause is what the
 //! agent measures (V8's observable pause, `GCTracer::StartObservablePause`
 //! to `StopObservablePause`); the incremental marking steps in parentheses
 //! ran before it, interleaved with JavaScript, and are not part of it.

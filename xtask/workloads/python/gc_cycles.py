@@ -13,6 +13,11 @@ Protocol (stderr, see xtask/src/scripted.rs): prints
 (argv[1], default 3), prints `pausewatch-workload: done {json}` and waits
 for stdin to close before exiting.
 
+With a TITLE (argv[2]), it first renames itself with `setproctitle` (Debian's
+python3-setproctitle), as servers such as gunicorn and celery do: that
+changes /proc/PID/comm and /proc/PID/cmdline, which the tracer must not
+take for the process's name.
+
 The automatic collector is disabled outside the measured phase, and the
 callback is registered only inside it, so that the script counts exactly
 the collections that run while the tracer is attached and the test is
@@ -65,6 +70,10 @@ def say(text):
 
 def main():
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+    if len(sys.argv) > 2:
+        import setproctitle
+
+        setproctitle.setproctitle(sys.argv[2])
     gc.disable()
     gc.collect()
     gc.set_threshold(THRESHOLD0, THRESHOLD1, THRESHOLD2)
