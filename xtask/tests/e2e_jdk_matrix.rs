@@ -45,12 +45,14 @@ const RELATIVE: f64 = 0.02;
 const MS_PAUSES: SumTolerance = SumTolerance {
     relative: RELATIVE,
     per_pause_ns: 0.0,
+    per_cause: false,
 };
 
 /// For collectors with pauses of tens of µs: the log write, per pause.
 const US_PAUSES: SumTolerance = SumTolerance {
     relative: RELATIVE,
     per_pause_ns: 30_000.0,
+    per_cause: false,
 };
 
 /// One JVM of the matrix, running GcHeavy with `-Xlog:safepoint`.

@@ -87,12 +87,18 @@ pub fn parse_line(line: &str) -> Result<GcLine> {
         .iter()
         .position(|w| w.parse::<f64>().is_ok())
         .context("no heap size after the collector's name")?;
-    let collector = words[..first_number]
-        .iter()
-        .copied()
-        .filter(|w| !(w.starts_with('(') && w.ends_with(')')))
-        .collect::<Vec<_>>()
-        .join(" ");
+    // Qualifiers in parentheses are not part of the name: `(reduce)`, and
+    // Node 26's `(during sweeping)`.
+    let mut in_parens = false;
+    let mut name = Vec::new();
+    for w in &words[..first_number] {
+        if !in_parens && !w.starts_with('(') {
+            name.push(*w);
+        } else {
+            in_parens = !w.ends_with(')');
+        }
+    }
+    let collector = name.join(" ");
     let Some(cause) = cause_of(&collector) else {
         bail!("unknown collector {collector:?}");
     };
@@ -155,6 +161,9 @@ mod tests {
         let g = parse_line("[7:0x2]   301 ms: Mark-sweep 30.1 (50.0) -> 10.2 (30.0) MB, 5.25 / 0.00 ms  (average mu = 0.99, current mu = 0.97) testing; GC in old space requested").unwrap();
         assert_eq!((g.cause, g.pause_ms), ("mark-compact", 5.25));
         assert!(parse_line("[1:0x1] 5 ms: Scavenge 1 (1) -> 1 (1) MB, pooled: 0 MB").is_err());
+        let g = parse_line("[23150:0x3cc9f000]     2487 ms: Scavenge (during sweeping) 103.8 (137.4) -> 70.9 (135.1) MB, pooled: 8.5 MB, 84.82 / 0.00 ms (average mu = 0.789, current mu = 0.758) allocation failure; ").unwrap();
+        assert_eq!(g.collector, "Scavenge");
+        assert_eq!((g.cause, g.pause_ms), ("scavenge", 84.82));
     }
 
     #[test]

@@ -61,6 +61,21 @@ pub fn agent_binary() -> PathBuf {
     path
 }
 
+/// What `agent probes --pid PID` prints; panics with its stderr if it fails.
+pub fn agent_probes(pid: u32) -> String {
+    let out = Command::new(agent_binary())
+        .args(["probes", "--pid", &pid.to_string()])
+        .output()
+        .expect("running agent probes");
+    assert!(
+        out.status.success(),
+        "agent probes --pid {pid} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");

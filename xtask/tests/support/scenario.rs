@@ -73,6 +73,15 @@ pub struct SumTolerance {
     /// include a fixed cost the log's excludes (HotSpot's `safepoint__end`
     /// fires after its `-Xlog` line is written).
     pub per_pause_ns: f64,
+    /// Hold each cause's sum to the tolerance too, not only the total.
+    pub per_cause: bool,
+}
+
+impl SumTolerance {
+    /// Whether `agent` is close enough to `log` over `pauses` pauses.
+    fn holds(&self, agent: f64, log: f64, pauses: f64) -> bool {
+        (agent - log).abs() <= self.relative * log + self.per_pause_ns * pauses
+    }
 }
 
 /// What a scenario saw, for checks of the caller's own before
@@ -189,6 +198,16 @@ pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) ->
             ratio(s, t.sum_ns)
         );
         c.eq(&format!("{name}: count of {cause}"), n, t.count);
+        if tolerance.per_cause {
+            c.check(tolerance.holds(s, t.sum_ns, t.count), || {
+                format!(
+                    "{name}: summed {cause} time: agent {} ms, log {} ms (ratio {:.4})",
+                    ms(s),
+                    ms(t.sum_ns),
+                    ratio(s, t.sum_ns)
+                )
+            });
+        }
     }
     let _ = writeln!(
         table,
@@ -199,8 +218,7 @@ pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) ->
         ms(agent_sum),
         ratio(agent_sum, log_sum)
     );
-    let allowed = tolerance.relative * log_sum + tolerance.per_pause_ns * logged;
-    c.check((agent_sum - log_sum).abs() <= allowed, || {
+    c.check(tolerance.holds(agent_sum, log_sum, logged), || {
         format!(
             "{name}: summed pause time: agent {} ms, log {} ms, off by {:+.1} µs per pause; \
              allowed {:.1}% + {:.1} µs per pause",
