@@ -478,6 +478,26 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
                 "not stripped (.symtab present), functions from .gopclntab"
             }
         )?;
+        if let Some((text, found_by)) = go.text_base {
+            writeln!(
+                out,
+                "text base: {text:#x} (runtime.text, module data from {})",
+                found_by.describe()
+            )?;
+        }
+        let (major, minor) = discovery::go::NEWEST_TESTED;
+        writeln!(
+            out,
+            "support: {}",
+            match go.support {
+                Some(discovery::go::Support::Tested) => "tested in CI".to_string(),
+                Some(discovery::go::Support::Untested) => format!(
+                    "expected to work: newer than the newest tested Go {major}.{minor}, \
+                     and every structural check passed"
+                ),
+                None => "refused".to_string(),
+            }
+        )?;
     }
     for p in &target.probes {
         let arg = match &p.arg {
