@@ -124,11 +124,16 @@ func main() {
 	procsDone := make(chan int)
 	base := runtime.GOMAXPROCS(0)
 	flip := false
+	other := base - 1
+	if other < 1 {
+		other = base + 1
+	}
 	go every(*procs, func() {
-		// Alternate: setting the current value stops nothing.
+		// Alternate: setting the current value stops nothing. Fewer Ps
+		// rather than more, so the change adds no threads to the CPUs.
 		flip = !flip
 		if flip {
-			runtime.GOMAXPROCS(base + 1)
+			runtime.GOMAXPROCS(other)
 		} else {
 			runtime.GOMAXPROCS(base)
 		}
