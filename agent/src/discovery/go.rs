@@ -312,6 +312,8 @@ pub fn probes(
 /// The checked functions of one module.
 struct Code<'i, 'a> {
     image: &'i Image<'a>,
+    /// The executable, as a path reachable from the host.
+    binary: PathBuf,
     module: GoModule<'a>,
     /// Every function, in address order.
     funcs: Vec<GoFunc<'a>>,
@@ -387,7 +389,6 @@ impl<'a> Code<'_, 'a> {
         probe: String,
         program: &'static str,
         arg: ProgramArg,
-        binary: &Path,
     ) -> Result<ProbeAttach, GoBinaryError> {
         if !body.is_boundary(addr) {
             return Err(GoBinaryError::NotABoundary { name, addr });
@@ -395,7 +396,7 @@ impl<'a> Code<'_, 'a> {
         Ok(ProbeAttach {
             program,
             probe,
-            binary: binary.to_path_buf(),
+            binary: self.binary.clone(),
             file_offset: self.offset(name, addr)?,
             arg,
             // Go has no USDT semaphores.
@@ -408,10 +409,9 @@ impl<'a> Code<'_, 'a> {
         name: &'static str,
         program: &'static str,
         arg: ProgramArg,
-        binary: &Path,
     ) -> Result<ProbeAttach, GoBinaryError> {
         let (f, body) = self.body(name)?;
-        self.probe(name, &body, f.entry, name.to_string(), program, arg, binary)
+        self.probe(name, &body, f.entry, name.to_string(), program, arg)
     }
 }
 
@@ -427,10 +427,10 @@ pub fn probes_in(
     let funcs: Vec<GoFunc<'_>> = module.table.funcs().collect();
     let code = Code {
         image,
+        binary: binary.to_path_buf(),
         module,
         funcs,
     };
-    let binary: PathBuf = binary.to_path_buf();
 
     let mut out = Vec::new();
     match layout {
@@ -443,33 +443,22 @@ pub fn probes_in(
                 signed: 0,
                 _pad: [0; 6],
             };
-            out.push(code.at_entry(STOP, "go_stw_begin", ProgramArg::Usdt(reason), &binary)?);
+            out.push(code.at_entry(STOP, "go_stw_begin", ProgramArg::Usdt(reason))?);
         }
         Layout::ReasonString => {
-            out.push(code.at_entry(
-                "runtime.stopTheWorld",
-                "go_stw_reason",
-                ProgramArg::None,
-                &binary,
-            )?);
+            out.push(code.at_entry("runtime.stopTheWorld", "go_stw_reason", ProgramArg::None)?);
             out.push(code.at_entry(
                 "runtime.stopTheWorld.func1",
                 "go_stw_reason_here",
                 ProgramArg::None,
-                &binary,
             )?);
-            out.push(code.at_entry(STOP, "go_stw_begin", ProgramArg::None, &binary)?);
+            out.push(code.at_entry(STOP, "go_stw_begin", ProgramArg::None)?);
             for (name, cause) in [
                 ("runtime.finishsweep_m", STW_GC_SWEEP_TERM),
                 ("runtime.gcMarkTermination", STW_GC_MARK_TERM),
                 ("runtime.readmemstats_m", STW_READ_MEM_STATS),
             ] {
-                out.push(code.at_entry(
-                    name,
-                    "go_stw_cause",
-                    ProgramArg::Usdt(constant(cause)),
-                    &binary,
-                )?);
+                out.push(code.at_entry(name, "go_stw_cause", ProgramArg::Usdt(constant(cause)))?);
             }
         }
     }
@@ -491,7 +480,6 @@ pub fn probes_in(
         format!("{START}+{:#x} (call {WAKEP})", site - start.entry),
         "go_stw_end",
         ProgramArg::None,
-        &binary,
     )?);
     Ok(out)
 }
