@@ -33,8 +33,10 @@
 //! function decodes cleanly from its entry to its end, every direct call in
 //! it lands on a function entry of the table (which a wrong text base would
 //! break), and each probe sits on one of its instruction boundaries (the
-//! entry, or the one `CALL runtime.wakep`). A Go release newer than the
-//! newest tested one is traced, with a warning, only when all of that holds.
+//! entry, or the one `CALL runtime.wakep`). From Go 1.21 the binary's own
+//! `stwReasonStrings` must also begin with [`STW_REASONS`], the names the
+//! reason byte is read with. A Go release newer than the newest tested one
+//! is traced, with a warning, only when all of that holds.
 
 use std::path::{Path, PathBuf};
 
@@ -190,6 +192,13 @@ pub enum GoBinaryError {
         /// The rejected address.
         addr: u64,
     },
+    /// The binary's `stwReasonStrings` is not the table the cause names
+    /// come from.
+    #[error(
+        "found no stop-the-world reason table (runtime.stwReasonStrings) beginning with the \
+         Go 1.21-1.27 names, so pause reasons would be misnamed; nothing is attached"
+    )]
+    ReasonTable,
     /// A version newer than the newest tested failed a structural check.
     #[error(
         "{version} is newer than the newest Go this agent was tested with (Go {}.{}) and \
@@ -223,8 +232,8 @@ pub fn untested_warning(pid: u32, version: &str) -> String {
     format!(
         "pid {pid}: {version} is newer than the newest Go this agent was tested with \
          (Go {}.{}); tracing it because every structural check passed (text base, \
-         instruction boundaries, one call of runtime.wakep); its pause reasons are named \
-         from the Go 1.21-1.27 table",
+         instruction boundaries, one call of runtime.wakep, a stop-the-world reason table \
+         beginning with the Go 1.21-1.27 names)",
         NEWEST_TESTED.0, NEWEST_TESTED.1
     )
 }
@@ -435,6 +444,11 @@ pub fn probes_in(
     let mut out = Vec::new();
     match layout {
         Layout::ReasonByte => {
+            // The reason byte is named with STW_REASONS: the binary's own
+            // table must begin with it (later releases may append).
+            if gomodule::find_string_table(image, &STW_REASONS).is_none() {
+                return Err(GoBinaryError::ReasonTable);
+            }
             let reason = ArgSpec {
                 loc: ARG_REG,
                 reg_off: Register::Rax.pt_regs_offset(),
@@ -534,12 +548,14 @@ mod tests {
         external: false,
         relocations_only: false,
         symbols: false,
+        strings: Some(&STW_REASONS),
     };
     const EXTERNAL: Link = Link {
         go126: false,
         external: true,
         relocations_only: false,
         symbols: false,
+        strings: Some(&STW_REASONS),
     };
 
     fn file_offset(addr: u64) -> u64 {
@@ -675,6 +691,18 @@ mod tests {
             probe_list(&c).unwrap_err(),
             GoBinaryError::MissingFunction(STOP)
         ));
+    }
+
+    #[test]
+    fn a_renumbered_reason_table_is_refused() {
+        const SWAPPED: [&str; 3] = ["unknown", "GC sweep termination", "GC mark termination"];
+        for strings in [None, Some(&SWAPPED[..])] {
+            let link = Link { strings, ..GO126 };
+            let c = fixture::build(&runtime(start_body()), link);
+            let err = probe_list(&c).unwrap_err();
+            assert!(matches!(err, GoBinaryError::ReasonTable), "{err}");
+            assert!(err.to_string().contains("nothing is attached"));
+        }
     }
 
     #[test]

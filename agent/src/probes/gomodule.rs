@@ -127,6 +127,40 @@ impl<'a> Image<'a> {
     }
 }
 
+/// Address of an array of Go strings (pointer, length) in the writable
+/// segments whose first elements are `strings`, in order: how a table such
+/// as `runtime.stwReasonStrings` is recognised without symbols.
+pub fn find_string_table(image: &Image<'_>, strings: &[&str]) -> Option<u64> {
+    let first = strings.first()?;
+    let string_at = |addr: u64| {
+        let ptr = image.word(addr)?;
+        let len = image.word(addr.checked_add(8)?)?;
+        image.bytes(ptr, len)
+    };
+    for (segment, bytes) in &image.segments {
+        if segment.flags & PF_W == 0 {
+            continue;
+        }
+        for (i, pair) in bytes.chunks_exact(16).enumerate() {
+            let addr = segment.vaddr + 16 * i as u64;
+            // Cheap filter on the raw length word before any pointer read.
+            if u64::from_le_bytes(pair[8..16].try_into().unwrap_or_default()) != first.len() as u64
+            {
+                continue;
+            }
+            let matches = strings.iter().enumerate().all(|(k, want)| {
+                addr.checked_add(16 * k as u64)
+                    .and_then(string_at)
+                    .is_some_and(|got| got == want.as_bytes())
+            });
+            if matches {
+                return Some(addr);
+            }
+        }
+    }
+    None
+}
+
 /// What the ELF headers say about where the module data and the pc-line
 /// table are; each is checked against the record found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -412,6 +446,8 @@ pub(crate) mod fixture {
         pub relocations_only: bool,
         /// Whether `.symtab` names `runtime.text`/`runtime.firstmoduledata`.
         pub symbols: bool,
+        /// A table of Go strings to lay out in the data segment.
+        pub strings: Option<&'static [&'static str]>,
     }
 
     pub(crate) const TEXT_SEGMENT: u64 = 0x40_1000;
@@ -544,7 +580,7 @@ pub(crate) mod fixture {
 
         // The data segment: a decoy pointer to the table (as other
         // runtime variables hold), then the module data record.
-        let mut data = vec![0u8; 0x40 + 0x100];
+        let mut data = vec![0u8; 0x40 + 0xc0];
         data[8..16].copy_from_slice(&RODATA.to_le_bytes());
         let mut relative = HashMap::new();
         let mut put = |data: &mut Vec<u8>, off: u64, value: u64, pointer: bool| {
@@ -565,6 +601,22 @@ pub(crate) mod fixture {
         put(&mut data, MD_MAXPC, text_base + text_len, true);
         put(&mut data, MD_TEXT, text_base, true);
         put(&mut data, MD_ETEXT, text_base + text_len, true);
+        // A string table like runtime.stwReasonStrings, after the record.
+        if let Some(strings) = link.strings {
+            let table = data.len() as u64;
+            data.resize(data.len() + 16 * strings.len(), 0);
+            for (k, text) in strings.iter().enumerate() {
+                let at = RODATA + rodata.len() as u64;
+                rodata.extend_from_slice(text.as_bytes());
+                let slot = (table + 16 * k as u64) as usize;
+                if link.relocations_only {
+                    relative.insert(DATA + slot as u64, at);
+                } else {
+                    data[slot..slot + 8].copy_from_slice(&at.to_le_bytes());
+                }
+                data[slot + 8..slot + 16].copy_from_slice(&(text.len() as u64).to_le_bytes());
+            }
+        }
         let hints = Hints {
             module_section: link.go126.then_some(MODULEDATA),
             pclntab_section: Some(RODATA),
@@ -608,24 +660,28 @@ mod tests {
             external: false,
             relocations_only: false,
             symbols: true,
+            strings: None,
         },
         Link {
             go126: true,
             external: false,
             relocations_only: false,
             symbols: false,
+            strings: None,
         },
         Link {
             go126: false,
             external: true,
             relocations_only: false,
             symbols: false,
+            strings: None,
         },
         Link {
             go126: true,
             external: true,
             relocations_only: true,
             symbols: false,
+            strings: None,
         },
     ];
 
@@ -705,6 +761,26 @@ mod tests {
         c.hints.text_symbol = Some(c.text_base - 0x100);
         let text = locate(&c.image(), &c.hints).unwrap_err().to_string();
         assert!(text.contains("runtime.text symbol"), "{text}");
+    }
+
+    #[test]
+    fn string_tables_are_found_by_content() {
+        const NAMES: &[&str] = &["unknown", "GC mark termination", "GC sweep termination"];
+        for relocations_only in [false, true] {
+            let link = Link {
+                relocations_only,
+                strings: Some(NAMES),
+                ..LINKS[1]
+            };
+            let c = fixture::build(&funcs(), link);
+            let at = find_string_table(&c.image(), NAMES).expect("the table");
+            assert_eq!(at, 0x58_0000 + 0x40 + 0xc0);
+            assert_eq!(find_string_table(&c.image(), &NAMES[..2]), Some(at));
+            assert_eq!(
+                find_string_table(&c.image(), &["unknown", "GC sweep termination"]),
+                None
+            );
+        }
     }
 
     #[test]
