@@ -142,7 +142,10 @@ pub fn find_string_table(image: &Image<'_>, strings: &[&str]) -> Option<u64> {
             continue;
         }
         for (i, pair) in bytes.chunks_exact(16).enumerate() {
-            let addr = segment.vaddr + 16 * i as u64;
+            // A crafted header may put a segment at the top of the space.
+            let Some(addr) = segment.vaddr.checked_add(16 * i as u64) else {
+                break;
+            };
             // Cheap filter on the raw length word before any pointer read.
             if u64::from_le_bytes(pair[8..16].try_into().unwrap_or_default()) != first.len() as u64
             {
@@ -298,7 +301,9 @@ pub fn locate<'a>(image: &Image<'a>, hints: &Hints) -> Result<GoModule<'a>, Modu
             continue;
         }
         for (i, _) in bytes.chunks_exact(8).enumerate() {
-            let addr = segment.vaddr + 8 * i as u64;
+            let Some(addr) = segment.vaddr.checked_add(8 * i as u64) else {
+                break;
+            };
             let Some(target) = image.word(addr) else {
                 continue;
             };
