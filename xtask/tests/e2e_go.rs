@@ -36,7 +36,7 @@
 //! - Over the cycles that have one event of each phase, the summed event
 //!   durations of both phases lie within 10% of the summed gctrace clock
 //!   values, and each phase's alone within 20% (the probes' fixed offsets,
-//!   below, are up to 16% of one phase of these short pauses), where
+//!   below, are up to 17% of one phase of these short pauses), where
 //!   gctrace's sum is itself an interval: each printed value is truncated
 //!   to two digits, so the true sum is in [printed, printed + Σ last-digit
 //!   units] ([`PhaseSum::agrees`]).
@@ -158,7 +158,7 @@ const WORKLOAD_ARGS: [&str; 10] = [
 const SUM_TOLERANCE: f64 = 0.10;
 /// Tolerance of each phase's sum alone: the probes' fixed offsets (sweep
 /// termination −3 to −6 µs, mark termination +5 µs up to Go 1.25 and +11 µs
-/// from 1.26) are 5-16% of this workload's 60-80 µs pauses.
+/// from 1.26) are 5-17% of this workload's 60-80 µs pauses.
 const PHASE_TOLERANCE: f64 = 0.20;
 /// How far (event start − gctrace `@`) may be from its median for a pair
 /// to count as lined up: `@` has 1 ms precision, plus the probe's latency.
