@@ -167,7 +167,11 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         Duration::from_secs_f64(args.forget_after),
     );
     for target in &targets {
-        if let Support::Expected = support(target.runtime, &target.version) {
+        // Go's detector warns about a newer release itself, naming the
+        // structural checks it passed.
+        if target.runtime != discovery::Runtime::Go
+            && support(target.runtime, &target.version) == Support::Expected
+        {
             log::warn!(
                 "pid {}: {} {} is not a version tested in CI; every probe the agent needs \
                  was found and checked, so it is traced (see `agent probes --pid {}`)",
@@ -490,6 +494,13 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
                 "not stripped (.symtab present), functions from .gopclntab"
             }
         )?;
+        if let Some((text, found_by)) = go.text_base {
+            writeln!(
+                out,
+                "text base: {text:#x} (runtime.text, module data from {})",
+                found_by.describe()
+            )?;
+        }
     }
     // Each file once: what the process names it and how the agent opened it.
     let mut files: Vec<&discovery::Binary> = Vec::new();

@@ -77,6 +77,20 @@ impl Binary {
         Binary::new(process, shown, deleted, link, file)
     }
 
+    /// Opens a file by the agent's own path: for binaries that no process
+    /// runs yet (tests and tools reading a build).
+    pub fn open_path(path: &Path) -> io::Result<Binary> {
+        let file = File::open(path)?;
+        Ok(Binary {
+            fd_path: PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())),
+            file: Arc::new(file),
+            shown: path.to_path_buf(),
+            deleted: false,
+            via: path.to_path_buf(),
+            reachable: Some(path.to_path_buf()),
+        })
+    }
+
     fn new(
         process: &Process,
         shown: PathBuf,

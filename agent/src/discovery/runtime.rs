@@ -38,7 +38,7 @@ impl Runtime {
             Runtime::HotSpot => "HotSpot JVMs (libjvm.so with USDT probes)",
             Runtime::CPython => "CPython (python3.x or libpython3.x.so with USDT probes)",
             Runtime::V8 => "Node.js (V8 symbols in node or libnode.so)",
-            Runtime::Go => "Go programs (Go 1.19, 1.21 to 1.23)",
+            Runtime::Go => "Go programs (Go 1.19, 1.21 and later)",
         }
     }
 

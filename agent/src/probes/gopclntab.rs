@@ -20,8 +20,11 @@
 //! name: NUL-terminated at funcnameOffset+nameOff
 //! ```
 //!
-//! A function's address is `textStart + entryOff`; it ends where the next
-//! table entry begins (the last entry is the end of the text).
+//! A function's address is the text base plus `entryOff`; it ends where the
+//! next table entry begins (the last entry is the end of the text). The
+//! header's `textStart` is that base only up to Go 1.25 (from Go 1.26 it is
+//! always 0): the base callers should use is the module data's `text`
+//! ([`super::gomodule`]), set with [`Pclntab::with_text_base`].
 
 /// Go 1.18 and 1.19 header magic.
 pub const MAGIC_118: u32 = 0xffff_fff0;
@@ -64,6 +67,7 @@ pub struct Pclntab<'a> {
     data: &'a [u8],
     nfunc: usize,
     text_start: u64,
+    header_text_start: u64,
     funcnames: usize,
     functab: usize,
 }
@@ -100,9 +104,48 @@ impl<'a> Pclntab<'a> {
             data,
             nfunc,
             text_start,
+            header_text_start: text_start,
             funcnames,
             functab,
         })
+    }
+
+    /// The same table with function addresses counted from `text`
+    /// (`runtime.text`) instead of the header's `textStart`.
+    pub fn with_text_base(self, text: u64) -> Pclntab<'a> {
+        Pclntab {
+            text_start: text,
+            ..self
+        }
+    }
+
+    /// The header's `textStart` word as stored (0 from Go 1.26 on).
+    pub fn header_text_start(&self) -> u64 {
+        self.header_text_start
+    }
+
+    /// The text base function addresses are counted from.
+    pub fn text_base(&self) -> u64 {
+        self.text_start
+    }
+
+    /// Offset of the function-name table from the header (`funcnameOffset`).
+    pub fn funcname_offset(&self) -> u64 {
+        self.funcnames as u64
+    }
+
+    /// Offset of the function table from the header (`pclnOffset`).
+    pub fn functab_offset(&self) -> u64 {
+        self.functab as u64
+    }
+
+    /// `entryOff` of function-table row `i`; row `len()` is the end of the
+    /// text.
+    pub fn entry_offset(&self, i: usize) -> Option<u32> {
+        if i > self.nfunc {
+            return None;
+        }
+        u32_at(self.data, self.functab.checked_add(i.checked_mul(8)?)?)
     }
 
     /// Number of functions.
@@ -125,6 +168,11 @@ impl<'a> Pclntab<'a> {
         let func_off = u32_at(self.data, row + 4)? as usize;
         let next_off = u32_at(self.data, row + 8)?;
         let func = self.functab.checked_add(func_off)?;
+        // The _func record repeats its entry offset: a table whose rows and
+        // records disagree is corrupt, and its addresses are not trusted.
+        if u32_at(self.data, func)? != entry_off {
+            return None;
+        }
         let name_off = usize::try_from(i32::from_le_bytes(
             self.data.get(func + 4..func + 8)?.try_into().ok()?,
         ))
@@ -179,6 +227,7 @@ mod tests {
         d[0x50..0x54].copy_from_slice(&1u32.to_le_bytes()); // entry offset
         d[0x54..0x58].copy_from_slice(&0x18u32.to_le_bytes()); // func offset
         d[0x58..0x5c].copy_from_slice(&2u32.to_le_bytes()); // next entry
+        d[0x68..0x6c].copy_from_slice(&1u32.to_le_bytes()); // the record's entry offset
         d[0x6c..0x70].copy_from_slice(&0i32.to_le_bytes()); // name offset
         d[0x70] = b'f';
         let t = Pclntab::parse(&d).expect("header is well formed");
@@ -241,6 +290,27 @@ mod tests {
         );
         assert_eq!(t.find("a.f").unwrap().end, 0x1040);
         assert_eq!(t.find("a.h"), None);
+    }
+
+    #[test]
+    fn a_record_disagreeing_with_its_row_is_not_read() {
+        let mut d = synthetic();
+        // The second _func record (at functab + 32) claims entry 0x44.
+        d[80 + 32] = 0x44;
+        let t = Pclntab::parse(&d).unwrap();
+        assert_eq!(t.find("a.g"), None);
+        assert_eq!(t.funcs().count(), 1);
+    }
+
+    #[test]
+    fn a_text_base_replaces_the_header_start() {
+        let d = synthetic();
+        let t = Pclntab::parse(&d).unwrap().with_text_base(0x40_1000);
+        assert_eq!(t.header_text_start(), 0x1000);
+        assert_eq!(t.text_base(), 0x40_1000);
+        assert_eq!(t.find("a.g").unwrap().entry, 0x40_1040);
+        assert_eq!(t.entry_offset(2), Some(0x100));
+        assert_eq!(t.entry_offset(3), None);
     }
 
     #[test]

@@ -6,13 +6,15 @@
 //! shared plumbing (mapping files, address to file-offset translation);
 //! [`symbols`] finds C++ functions by demangled name (for V8).
 //! Go binaries have no notes: [`gobuildinfo`] reads their version,
-//! [`gopclntab`] their function addresses (stripped or not) and [`disasm`]
-//! the return instructions of a function.
+//! [`gopclntab`] their function table (stripped or not), [`gomodule`] the
+//! text base it is counted from, and [`disasm`] the instruction boundaries
+//! and call sites of a function.
 
 pub mod argspec;
 pub mod disasm;
 pub mod elf;
 pub mod gobuildinfo;
+pub mod gomodule;
 pub mod gopclntab;
 pub mod symbols;
 pub mod usdt;

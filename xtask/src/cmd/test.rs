@@ -39,11 +39,14 @@ const PACKAGES: &[&str] = &[
     // an installed NodeSource or nodejs.org `nodejs` package satisfies it too.
     "nodejs",
     // Go toolchains of the Go end-to-end tests: Debian's default (1.19) and,
-    // from bookworm-backports, 1.21 to 1.23.
+    // from bookworm-backports, 1.21 to 1.23 (1.24 to 1.27 come from PyPI,
+    // see xtask/src/goworkload.rs); a C toolchain for the cgo builds.
     "golang-go",
     "golang-1.21-go",
     "golang-1.22-go",
     "golang-1.23-go",
+    "gcc",
+    "libc6-dev",
     // The hardening tests map runtime libraries from a small python3 script.
     "python3",
     // readelf: the independent reading that the probe parsers' tests on

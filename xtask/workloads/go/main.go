@@ -3,20 +3,30 @@
 // second, calls runtime.ReadMemStats in a loop (a stop-the-world of its own),
 // and checks its own results so that a probe that disturbed it would show.
 //
-// runtime.Stack(all goroutines) too when asked (another stop-the-world).
+// runtime.Stack(all goroutines), runtime.GOMAXPROCS changes and
+// runtime/trace starts too when asked (stop-the-world pauses of their own).
+// With -gate it waits for a line on stdin after "ready", so that a tracer
+// attached in between sees every call it counts.
 //
 // Output (stdout): "ready pid=N" at start; at the end "rounds=N",
-// "readmemstats=N", "stacks=N", "throughput=X rounds/s" and "checksum=C", where C is
-// the same for every run and "ok" if every round computed it.
+// "readmemstats=N", "stacks=N", "gomaxprocs=N", "traces=N",
+// "throughput=X rounds/s", "cgo=yes|no" and "checksum=C", where C is the same
+// for every run and "ok" if every round computed it.
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
+	"runtime/trace"
 	"time"
 )
+
+// cgoUsed is set by cgo.go, which only cgo builds compile.
+var cgoUsed = "no"
 
 type node struct {
 	next  *node
@@ -49,6 +59,9 @@ func main() {
 	live := flag.Int("live-mb", 16, "live heap kept in MB")
 	workers := flag.Int("workers", 1, "goroutines allocating in parallel")
 	stacks := flag.Duration("stacks", 0, "interval of runtime.Stack(all goroutines) calls (0: none)")
+	procs := flag.Duration("gomaxprocs", 0, "interval of runtime.GOMAXPROCS changes (0: none)")
+	traces := flag.Duration("trace", 0, "interval of runtime/trace start and stop (0: none)")
+	gate := flag.Bool("gate", false, "wait for a line on stdin after printing ready")
 	flag.Parse()
 
 	// Live data, so that each collection has something to mark.
@@ -60,6 +73,12 @@ func main() {
 
 	expected := round(10000)
 	fmt.Printf("ready pid=%d\n", os.Getpid())
+	if *gate {
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			fmt.Printf("gate: %v\n", err)
+			os.Exit(3)
+		}
+	}
 
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -83,6 +102,50 @@ func main() {
 		}
 		stacksDone <- calls
 	}()
+	// every runs f at each tick of interval until stop and sends the count.
+	every := func(interval time.Duration, f func(), out chan<- int) {
+		calls := 0
+		if interval > 0 {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+		loop:
+			for {
+				select {
+				case <-stop:
+					break loop
+				case <-t.C:
+					f()
+					calls++
+				}
+			}
+		}
+		out <- calls
+	}
+	procsDone := make(chan int)
+	base := runtime.GOMAXPROCS(0)
+	flip := false
+	other := base - 1
+	if other < 1 {
+		other = base + 1
+	}
+	go every(*procs, func() {
+		// Alternate: setting the current value stops nothing. Fewer Ps
+		// rather than more, so the change adds no threads to the CPUs.
+		flip = !flip
+		if flip {
+			runtime.GOMAXPROCS(other)
+		} else {
+			runtime.GOMAXPROCS(base)
+		}
+	}, procsDone)
+	tracesDone := make(chan int)
+	go every(*traces, func() {
+		if err := trace.Start(io.Discard); err != nil {
+			fmt.Printf("trace: %v\n", err)
+			os.Exit(2)
+		}
+		trace.Stop()
+	}, tracesDone)
 	go func() {
 		calls := 0
 		if *memstats > 0 {
@@ -130,10 +193,15 @@ func main() {
 	close(stop)
 	calls := <-done
 	stackCalls := <-stacksDone
+	procCalls := <-procsDone
+	traceCalls := <-tracesDone
 	runtime.KeepAlive(keep)
 	fmt.Printf("rounds=%d\n", rounds)
 	fmt.Printf("readmemstats=%d\n", calls)
 	fmt.Printf("stacks=%d\n", stackCalls)
+	fmt.Printf("gomaxprocs=%d\n", procCalls)
+	fmt.Printf("traces=%d\n", traceCalls)
 	fmt.Printf("throughput=%.1f rounds/s\n", float64(rounds)/elapsed)
+	fmt.Printf("cgo=%s\n", cgoUsed)
 	fmt.Printf("checksum=%d ok\n", expected)
 }
