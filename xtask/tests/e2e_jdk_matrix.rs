@@ -120,11 +120,6 @@ impl Subject for Jvm {
         "safepoint"
     }
 
-    fn min_pauses(&self) -> f64 {
-        // A System.gc() every 600 ms and a thread dump every 200 ms.
-        10.0
-    }
-
     fn run(&mut self) {
         let label = &self.label;
         self.jvm

@@ -40,7 +40,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
-use support::scenario::{Subject, SumTolerance, Tally, Window, attach_and_compare};
+use support::scenario::{
+    Subject, SumTolerance, Tally, Window, attach_and_compare, run_gated_script,
+};
 use support::{agent_probes, median_max, ms, require_root};
 use xtask::groundtruth::v8::{Trace, parse_trace};
 use xtask::runtimes;
@@ -124,16 +126,8 @@ impl Subject for Node {
         "gc"
     }
 
-    fn min_pauses(&self) -> f64 {
-        10.0
-    }
-
     fn run(&mut self) {
-        self.script.go().unwrap_or_else(|e| panic!("{e:#}"));
-        let json = self
-            .script
-            .wait_done(Duration::from_secs(120))
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        let json = run_gated_script(&mut self.script);
         self.report = Some(
             serde_json::from_str(&json).unwrap_or_else(|e| panic!("bad report {json:?}: {e}")),
         );

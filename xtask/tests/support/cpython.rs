@@ -12,7 +12,7 @@ use xtask::groundtruth::cpython::{GcReport, parse_report};
 use xtask::scripted::ScriptWorkload;
 
 use super::agent_probes;
-use super::scenario::{Subject, SumTolerance, Tally, Window, attach_and_compare};
+use super::scenario::{Subject, SumTolerance, Tally, Window, attach_and_compare, run_gated_script};
 
 /// Length of the script's measured phase, its first argument.
 pub const SECONDS: &str = "4";
@@ -88,16 +88,8 @@ impl Subject for Python {
         "gc"
     }
 
-    fn min_pauses(&self) -> f64 {
-        10.0
-    }
-
     fn run(&mut self) {
-        self.script.go().unwrap_or_else(|e| panic!("{e:#}"));
-        let json = self
-            .script
-            .wait_done(Duration::from_secs(120))
-            .unwrap_or_else(|e| panic!("{e:#}"));
+        let json = run_gated_script(&mut self.script);
         self.report = Some(parse_report(&json).unwrap_or_else(|e| panic!("{e:#}")));
     }
 

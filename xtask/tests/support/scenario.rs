@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use xtask::scripted::ScriptWorkload;
 use xtask::workloads::monotonic_now_ns;
 
 use super::{
@@ -49,7 +50,9 @@ pub trait Subject {
     /// The `kind` label of the pauses compared.
     fn kind(&self) -> &'static str;
     /// The fewest pauses the log must hold for the run to prove anything.
-    fn min_pauses(&self) -> f64;
+    fn min_pauses(&self) -> f64 {
+        10.0
+    }
     /// Opens the gate and returns once the workload has finished and the
     /// process exited the way it would have untraced. Panics otherwise.
     fn run(&mut self);
@@ -241,4 +244,13 @@ pub fn attach_and_compare(subject: &mut dyn Subject, tolerance: SumTolerance) ->
         samples,
         stderr,
     }
+}
+
+/// Opens the gate of a bundled script (`xtask::scripted`) and returns its
+/// `done` report once its measured phase ended.
+pub fn run_gated_script(script: &mut ScriptWorkload) -> String {
+    script.go().unwrap_or_else(|e| panic!("{e:#}"));
+    script
+        .wait_done(Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
