@@ -1116,6 +1116,13 @@ fn remove_cgroups(leaf: &Path, base: &Path) -> std::io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut dir = leaf.to_path_buf();
     loop {
+        // An ancestor shared with another run (one that was killed before
+        // its own clean-up) keeps that run's folders: leave it to them.
+        let has_children =
+            dir != leaf && fs::read_dir(&dir)?.any(|e| e.is_ok_and(|e| e.path().is_dir()));
+        if has_children {
+            return Ok(());
+        }
         // The JVM's exit takes a moment to leave the cgroup.
         while let Err(e) = fs::remove_dir(&dir) {
             if Instant::now() >= deadline {

