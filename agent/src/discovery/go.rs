@@ -222,8 +222,6 @@ pub struct GoBinary {
     pub version: String,
     /// Whether `.symtab` is gone (`-ldflags=-s`): functions came from the pc-line table only.
     pub stripped: bool,
-    /// Whether the version was tested; `None` when it is refused.
-    pub support: Option<Support>,
     /// `runtime.text` and how its module data was found, when it could be.
     pub text_base: Option<(u64, gomodule::FoundBy)>,
 }
@@ -288,7 +286,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     }))
 }
 
-/// Version, symbol status, support and text base of the Go executable at
+/// Version, symbol status and text base of the Go executable at
 /// `path` (for `agent probes`).
 pub fn describe(path: &Path) -> Result<GoBinary, GoBinaryError> {
     let file = MappedFile::open(path)?;
@@ -303,7 +301,6 @@ pub fn describe(path: &Path) -> Result<GoBinary, GoBinaryError> {
         .ok()
         .map(|m| (m.text, m.found_by));
     Ok(GoBinary {
-        support: layout(&version).map(|(_, s)| s),
         version,
         stripped: elf_file.section_by_name(".symtab").is_none(),
         text_base,
@@ -598,17 +595,23 @@ mod tests {
         assert_eq!(c.entry("runtime.lock"), c.text_base);
     }
 
-    #[test]
-    fn a_text_base_at_the_section_start_is_caught_by_the_calls() {
-        // The mistake of taking .text's start as the base of an external
-        // link: every field of the record moved 0x100 down consistently.
-        let mut c = fixture::build(&runtime(start_body()), EXTERNAL);
+    /// Moves every text pointer of the module data, and the table's text
+    /// start, 0x100 down: `.text`'s start taken for `runtime.text`.
+    fn take_section_start_as_base(c: &mut fixture::Crafted) {
         for off in [160u64, 168, 176, 184] {
             let at = (fixture::MODULEDATA - 0x58_0000 + off) as usize;
             let v = u64::from_le_bytes(c.data[at..at + 8].try_into().unwrap()) - 0x100;
             c.data[at..at + 8].copy_from_slice(&v.to_le_bytes());
         }
         c.rodata[24..32].copy_from_slice(&(c.text_base - 0x100).to_le_bytes());
+    }
+
+    #[test]
+    fn a_text_base_at_the_section_start_is_caught_by_the_calls() {
+        // The mistake of taking .text's start as the base of an external
+        // link: every field of the record moved 0x100 down consistently.
+        let mut c = fixture::build(&runtime(start_body()), EXTERNAL);
+        take_section_start_as_base(&mut c);
         // stopTheWorldWithSema's entry then falls in the C code, which makes
         // no Go call; with the calls in, they land where no function starts.
         let err = probe_list(&c).unwrap_err();
@@ -627,12 +630,7 @@ mod tests {
             ),
         );
         let mut c = fixture::build(&funcs, EXTERNAL);
-        for off in [160u64, 168, 176, 184] {
-            let at = (fixture::MODULEDATA - 0x58_0000 + off) as usize;
-            let v = u64::from_le_bytes(c.data[at..at + 8].try_into().unwrap()) - 0x100;
-            c.data[at..at + 8].copy_from_slice(&v.to_le_bytes());
-        }
-        c.rodata[24..32].copy_from_slice(&(c.text_base - 0x100).to_le_bytes());
+        take_section_start_as_base(&mut c);
         let err = probe_list(&c).unwrap_err();
         assert!(matches!(err, GoBinaryError::BaseUnverified { .. }), "{err}");
         let text = err.to_string();

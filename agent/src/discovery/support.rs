@@ -47,7 +47,8 @@ struct Tested {
     test: &'static str,
 }
 
-/// The versions CI tests, each against the runtime's own log.
+/// The versions CI tests, each against the runtime's own log (Go's are in
+/// `go::layout`).
 const TESTED: &[Tested] = &[
     Tested {
         runtime: Runtime::HotSpot,
@@ -109,46 +110,6 @@ const TESTED: &[Tested] = &[
         series: "3.14",
         test: "e2e_mounts: CPython 3.14 in a chroot",
     },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.19",
-        test: "e2e_go: Go 1.19",
-    },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.21",
-        test: "e2e_go: Go 1.21",
-    },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.22",
-        test: "e2e_go: Go 1.22",
-    },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.23",
-        test: "e2e_go: Go 1.23",
-    },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.24",
-        test: "e2e_go: Go 1.24",
-    },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.25",
-        test: "e2e_go: Go 1.25",
-    },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.26",
-        test: "e2e_go: Go 1.26",
-    },
-    Tested {
-        runtime: Runtime::Go,
-        series: "1.27",
-        test: "e2e_go: Go 1.27",
-    },
 ];
 
 /// The part of a version string the table keys on: the JDK feature release
@@ -173,20 +134,21 @@ pub fn support(runtime: Runtime, version: &str) -> Support {
     if version == "unknown" {
         return Support::Unknown;
     }
+    // Go's tested releases are those its detector has a tested probe
+    // layout for; one list, in `go.rs`.
+    if runtime == Runtime::Go {
+        return match super::go::layout(version) {
+            Some((_, super::go::Support::Tested)) => {
+                Support::Tested("e2e_go: Go 1.19, 1.21 to 1.27")
+            }
+            _ => Support::Expected,
+        };
+    }
     let series = series(runtime, version);
     TESTED
         .iter()
         .find(|t| t.runtime == runtime && t.series == series)
         .map_or(Support::Expected, |t| Support::Tested(t.test))
-}
-
-/// The tested version series of `runtime`, oldest first.
-pub fn tested_series(runtime: Runtime) -> Vec<&'static str> {
-    TESTED
-        .iter()
-        .filter(|t| t.runtime == runtime)
-        .map(|t| t.series)
-        .collect()
 }
 
 #[cfg(test)]
@@ -201,6 +163,11 @@ mod tests {
         assert_eq!(series(Runtime::V8, "13.6.233.17-node.63"), "13.6");
         assert_eq!(series(Runtime::CPython, "3.11"), "3.11");
         assert_eq!(series(Runtime::Go, "go1.23.4"), "1.23");
+        assert!(matches!(
+            support(Runtime::Go, "go1.27.3"),
+            Support::Tested(_)
+        ));
+        assert_eq!(support(Runtime::Go, "go1.31.0"), Support::Expected);
     }
 
     #[test]
@@ -214,7 +181,6 @@ mod tests {
             support(Runtime::V8, "9.4.146.26-node.26"),
             Support::Expected
         );
-        assert!(tested_series(Runtime::V8).contains(&"13.6"));
         assert!(
             support(Runtime::HotSpot, "22")
                 .to_string()

@@ -221,6 +221,7 @@ pub fn vaddr_to_mapped_offset(segments: &[LoadSegment], addr: u64) -> Option<u64
 mod tests {
     use super::*;
 
+    // Crafted segments, read from no file: the test owns these values.
     const TEXT: LoadSegment = LoadSegment {
         vaddr: 0x41f000,
         offset: 0x1f000,
