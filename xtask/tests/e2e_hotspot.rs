@@ -129,6 +129,29 @@ fn starts_inside(e: &Event, r: &SafepointRecord, previous: Option<&SafepointReco
     previous.is_none_or(|p| e.start_ns > p.logged_at_ns) && e.start_ns <= r.logged_at_ns
 }
 
+/// Events outside the per-event tolerance whose excess lies after HotSpot
+/// stamped their log line, and the sum of (agent end − stamp) over them:
+/// time the VM thread spent between the end of the pause and the
+/// `safepoint__end` probe.
+fn preempted_after_log_line(events: &[Event], records: &[SafepointRecord]) -> (usize, u64) {
+    let mut matched: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == "safepoint" && e.cause != "unknown")
+        .collect();
+    matched.sort_by_key(|e| e.start_ns);
+    let mut n = 0;
+    let mut excess = 0;
+    for (e, r) in matched.into_iter().zip(records) {
+        let d = e.duration_ns.abs_diff(r.total_ns);
+        let allowed = EVENT_ABS_TOLERANCE_NS as f64 + EVENT_REL_TOLERANCE * r.total_ns as f64;
+        if e.cause == r.op && d as f64 > allowed && e.end_ns() >= r.logged_at_ns {
+            n += 1;
+            excess += e.end_ns() - r.logged_at_ns;
+        }
+    }
+    (n, excess)
+}
+
 #[test]
 fn e2e_hotspot_jdk17() {
     run_e2e(17);
@@ -473,9 +496,17 @@ fn compare(
     let all_buckets = buckets_by_le(samples, "pausewatch_pause_seconds", &sp_sel);
     let agent_p99 = histogram_quantile(0.99, &all_buckets) * 1e9;
     c.eq("safepoint count (all operations)", agent_n, log_n as f64);
+    // The few events the VM thread was preempted in after stamping its log
+    // line (see EVENT_ABS_TOLERANCE_NS) are bounded one by one below; the
+    // sum holds the rest to SUM_TOLERANCE, so one 7 ms preemption on a
+    // loaded CI machine cannot decide it.
+    let (preempted, preempted_ns) = preempted_after_log_line(events, &records);
     c.within(
-        "summed safepoint duration (ms)",
-        agent_sum / 1e6,
+        &format!(
+            "summed safepoint duration (ms), less {:.3} ms after the log line's stamp in {preempted} preempted events",
+            preempted_ns as f64 / 1e6
+        ),
+        (agent_sum - preempted_ns as f64) / 1e6,
         log_sum as f64 / 1e6,
         SUM_TOLERANCE,
     );
