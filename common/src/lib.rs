@@ -256,6 +256,14 @@ pub struct ProcessEvent {
     pub comm: [u8; COMM_LEN],
 }
 
+/// Ruby cause id of a pause from `ruby:gc__mark__begin` to `gc__mark__end`:
+/// one collection's marking, with the sweep steps it runs inside (see
+/// `ebpf/src/ruby.rs`).
+pub const RUBY_CAUSE_MARK: u64 = 1;
+/// Ruby cause id of a sweep step (`gc__sweep__begin` to `gc__sweep__end`)
+/// that runs outside a marking: a lazy sweep step.
+pub const RUBY_CAUSE_SWEEP: u64 = 2;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers,

@@ -17,6 +17,7 @@ mod hotspot;
 mod intervals;
 mod maps;
 mod process;
+mod ruby;
 mod v8;
 
 #[cfg(not(test))]

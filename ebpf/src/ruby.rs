@@ -1,0 +1,70 @@
+//! Ruby (CRuby 3.1) probes, attached to `libruby`'s USDT notes.
+//!
+//! Where Ruby 3.1's `gc.c` fires them (`docs/design.md`, "Ruby"):
+//!
+//! ```text
+//! gc_start                              gc_enter .. gc_exit: a pause
+//!   gc_marks:  gc__mark__begin
+//!              gc_marks_start (roots; sets minor or major)
+//!              unless incremental: gc_marks_rest
+//!                mark everything, then gc_sweep:
+//!                  gc_sweep_step: gc__sweep__begin .. gc__sweep__end  (one or all steps)
+//!              gc__mark__end
+//! later, on allocation                  gc_enter .. gc_exit: a pause each
+//!   gc_sweep_continue / gc_rest:  gc_sweep_step: gc__sweep__begin .. gc__sweep__end
+//!   gc_marks_continue (incremental major marking step): no probe
+//! ```
+//!
+//! So a mark interval is a pause on the thread holding the GVL, and the
+//! sweep steps inside it are part of it: they are not recorded again
+//! (`stall_ratio` would count them twice). A sweep step outside a mark
+//! interval is a pause of its own (`RUBY_CAUSE_SWEEP`). The probes carry no
+//! argument, and whether a collection is minor or major is decided inside
+//! the mark interval, so the cause is `RUBY_CAUSE_MARK` for both.
+
+use aya_ebpf::{macros::uprobe, programs::ProbeContext};
+use pausewatch_common::{Kind, RUBY_CAUSE_MARK, RUBY_CAUSE_SWEEP};
+
+use crate::intervals::{begin, emit, end, is_open, record};
+
+/// In-flight nesting slot of a mark interval.
+const NEST_MARK: u64 = 1;
+/// In-flight nesting slot of a sweep step outside a mark interval.
+const NEST_SWEEP: u64 = 2;
+
+/// `ruby:gc__mark__begin()`.
+#[uprobe]
+pub fn ruby_mark_begin(_ctx: ProbeContext) -> u32 {
+    begin(Kind::GcPause, NEST_MARK, RUBY_CAUSE_MARK);
+    0
+}
+
+/// `ruby:gc__mark__end()`.
+#[uprobe]
+pub fn ruby_mark_end(_ctx: ProbeContext) -> u32 {
+    if let Some((open, ns)) = end(Kind::GcPause, NEST_MARK) {
+        record(Kind::GcPause, open.cause, ns);
+        emit(Kind::GcPause, open.cause, &open, ns);
+    }
+    0
+}
+
+/// `ruby:gc__sweep__begin()`: opens a sweep step unless it runs inside a
+/// mark interval, which already times it.
+#[uprobe]
+pub fn ruby_sweep_begin(_ctx: ProbeContext) -> u32 {
+    if !is_open(Kind::GcPause, NEST_MARK) {
+        begin(Kind::GcPause, NEST_SWEEP, RUBY_CAUSE_SWEEP);
+    }
+    0
+}
+
+/// `ruby:gc__sweep__end()`.
+#[uprobe]
+pub fn ruby_sweep_end(_ctx: ProbeContext) -> u32 {
+    if let Some((open, ns)) = end(Kind::GcPause, NEST_SWEEP) {
+        record(Kind::GcPause, open.cause, ns);
+        emit(Kind::GcPause, open.cause, &open, ns);
+    }
+    0
+}
