@@ -38,6 +38,8 @@ const PACKAGES: &[&str] = &[
     // /usr/bin/node (e2e_v8). Debian 12's is Node 18 with V8 in libnode.so;
     // an installed NodeSource or nodejs.org `nodejs` package satisfies it too.
     "nodejs",
+    // /usr/bin/ruby3.1 and libruby-3.1.so, with USDT probes (e2e_ruby).
+    "ruby3.1",
     // Go toolchains of the Go end-to-end tests: Debian's default (1.19) and,
     // from bookworm-backports, 1.21 to 1.23 (1.24 to 1.27 come from PyPI,
     // see xtask/src/goworkload.rs); a C toolchain for the cgo builds.
