@@ -9,6 +9,7 @@ pub mod cpython;
 pub mod go;
 pub mod hotspot;
 pub mod process;
+pub mod ruby;
 pub mod runtime;
 pub mod support;
 pub mod v8;

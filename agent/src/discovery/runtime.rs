@@ -2,7 +2,7 @@
 
 use pausewatch_common::{ArgSpec, GO_CAUSE_LEN_SHIFT, GO_CAUSE_STRING, Kind};
 
-use super::{Binary, DiscoveryError, Process, cpython, go, hotspot, v8};
+use super::{Binary, DiscoveryError, Process, cpython, go, hotspot, ruby, v8};
 use crate::probes::usdt::UsdtProbe;
 
 /// A supported language runtime.
@@ -16,11 +16,19 @@ pub enum Runtime {
     V8,
     /// The Go runtime, in any Go executable.
     Go,
+    /// CRuby, the reference Ruby interpreter (`libruby`).
+    Ruby,
 }
 
 impl Runtime {
     /// Every supported runtime, in detection order.
-    pub const ALL: [Runtime; 4] = [Runtime::HotSpot, Runtime::Go, Runtime::CPython, Runtime::V8];
+    pub const ALL: [Runtime; 5] = [
+        Runtime::HotSpot,
+        Runtime::Go,
+        Runtime::CPython,
+        Runtime::V8,
+        Runtime::Ruby,
+    ];
 
     /// The `runtime` label value.
     pub const fn label(self) -> &'static str {
@@ -29,6 +37,7 @@ impl Runtime {
             Runtime::CPython => "cpython",
             Runtime::V8 => "v8",
             Runtime::Go => "go",
+            Runtime::Ruby => "ruby",
         }
     }
 
@@ -39,6 +48,7 @@ impl Runtime {
             Runtime::CPython => "CPython (python3.x or libpython3.x.so with USDT probes)",
             Runtime::V8 => "Node.js (V8 symbols in node or libnode.so)",
             Runtime::Go => "Go programs (Go 1.19, 1.21 and later)",
+            Runtime::Ruby => "Ruby (libruby-3.x.so with USDT probes)",
         }
     }
 
@@ -51,6 +61,7 @@ impl Runtime {
             }
             (Runtime::CPython, Kind::GcPause) => Some(cpython::cause_name(cause)),
             (Runtime::V8, Kind::GcPause) => Some(v8::cause_name(cause)),
+            (Runtime::Ruby, Kind::GcPause) => Some(ruby::cause_name(cause)),
             (Runtime::Go, Kind::Stw) if cause & GO_CAUSE_STRING == 0 => Some(
                 go::STW_REASONS
                     .get(cause as usize)
@@ -165,6 +176,7 @@ pub fn detect_in(process: Process) -> Result<Target, DiscoveryError> {
             Runtime::CPython => cpython::detect(&process)?,
             Runtime::V8 => v8::detect(&process)?,
             Runtime::Go => go::detect(&process)?,
+            Runtime::Ruby => ruby::detect(&process)?,
         };
         if let Some(target) = found {
             return Ok(target);
