@@ -110,6 +110,11 @@ const TESTED: &[Tested] = &[
         series: "3.14",
         test: "e2e_mounts: CPython 3.14 in a chroot",
     },
+    Tested {
+        runtime: Runtime::Ruby,
+        series: "3.1",
+        test: "e2e_ruby: Ruby 3.1 (Debian ruby3.1)",
+    },
 ];
 
 /// The part of a version string the table keys on: the JDK feature release

@@ -3,4 +3,5 @@
 pub mod cpython;
 pub mod go;
 pub mod hotspot;
+pub mod ruby;
 pub mod v8;

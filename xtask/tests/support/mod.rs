@@ -20,6 +20,7 @@ use xtask::workloads::monotonic_now_ns;
 
 pub mod cpython;
 pub mod hotspot;
+pub mod ruby;
 pub mod scenario;
 pub mod transparency;
 
