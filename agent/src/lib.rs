@@ -21,5 +21,6 @@ pub mod probes;
 pub mod rules;
 pub mod rules_cmd;
 pub mod run;
+pub mod runtimes;
 pub mod summary;
 pub mod targets;

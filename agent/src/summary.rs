@@ -5,10 +5,7 @@ use std::{collections::HashMap, fmt::Write, time::Duration};
 
 use pausewatch_common::Kind;
 
-use crate::{
-    collect::{Hist, Snapshot},
-    discovery::Runtime,
-};
+use crate::collect::{Hist, Snapshot};
 
 /// Renders the pauses between two snapshots (`before` may be empty).
 pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
@@ -23,10 +20,7 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
         let mut total = Hist::default();
         let mut causes: Vec<(&str, Hist)> = Vec::new();
         let mut tts = Hist::default();
-        // HotSpot's GC pauses run inside safepoints, so for HotSpot only
-        // safepoints count towards the total; for the other runtimes the
-        // collections are the pauses.
-        let gc_is_nested = target.runtime == Runtime::HotSpot.label();
+        let module = target.runtime.module();
         for s in now.series.iter().filter(|s| s.pid == target.pid) {
             let delta = match old.get(&(s.pid, s.kind, s.cause.as_str())) {
                 Some(prev) => s.hist.since(prev),
@@ -35,18 +29,13 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             if delta.count == 0 {
                 continue;
             }
-            match s.kind {
-                // Go's pauses are its stop-the-world phases.
-                Kind::Safepoint | Kind::Stw => {
-                    total.merge(&delta);
-                    causes.push((s.cause.as_str(), delta));
-                }
-                Kind::GcPause if !gc_is_nested => {
-                    total.merge(&delta);
-                    causes.push((s.cause.as_str(), delta));
-                }
-                Kind::TimeToSafepoint => tts.merge(&delta),
-                _ => {}
+            // The total is the pauses that are stops of their own (for
+            // HotSpot the safepoints, which hold its GC pauses).
+            if module.counts_as_stall(s.kind) {
+                total.merge(&delta);
+                causes.push((s.cause.as_str(), delta));
+            } else if s.kind == Kind::TimeToSafepoint {
+                tts.merge(&delta);
             }
         }
         let _ = write!(
@@ -114,6 +103,7 @@ fn write_verdict(out: &mut String, now: &Snapshot, pid: u32) {
 mod tests {
     use super::*;
     use crate::collect::{Series, TargetInfo};
+    use crate::runtimes::Runtime;
     use pausewatch_common::bucket_index;
     use std::sync::Arc;
 
@@ -123,7 +113,7 @@ mod tests {
             pid: 7,
             comm: "java".into(),
             current_comm: String::new(),
-            runtime: "hotspot",
+            runtime: Runtime::HotSpot,
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),
             container: Default::default(),
@@ -186,7 +176,7 @@ mod tests {
             pid: 9,
             comm: "python3.11".into(),
             current_comm: String::new(),
-            runtime: "cpython",
+            runtime: Runtime::CPython,
             runtime_version: "3.11".into(),
             exe: "/usr/bin/python3.11".into(),
             container: Default::default(),

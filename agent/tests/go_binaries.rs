@@ -17,10 +17,11 @@ use std::path::Path;
 use std::process::Command;
 
 use object::{Object, ObjectSection};
-use pausewatch::discovery::{Binary, go};
-use pausewatch::probes::{
-    elf, gobuildinfo,
-    gomodule::{self, Hints, Image},
+use pausewatch::discovery::Binary;
+use pausewatch::probes::elf;
+use pausewatch::runtimes::go::{
+    self, buildinfo as gobuildinfo,
+    module::{self as gomodule, Hints, Image},
 };
 use xtask::goworkload::{GO_VERSIONS, Variant, build_variant, go_tool};
 
@@ -176,7 +177,7 @@ fn check(
 
     // The probes pass every check, at their functions' file offsets.
     let (layout, support) = go::layout(&v).expect("a known layout");
-    assert_eq!(support, go::Support::Tested, "{label}");
+    assert_eq!(support, go::detect::Support::Tested, "{label}");
     let opened = Binary::open_path(binary).unwrap_or_else(|e| panic!("{label}: {e}"));
     let probes = go::probes(&parsed, layout, &opened).unwrap_or_else(|e| panic!("{label}: {e}"));
     let segments = elf::load_segments(&parsed).unwrap();

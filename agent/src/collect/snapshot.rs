@@ -24,7 +24,7 @@ pub struct Snapshot {
 }
 
 /// A traced process and what runs in it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetInfo {
     /// Process id.
     pub pid: u32,
@@ -34,8 +34,8 @@ pub struct TargetInfo {
     /// `/proc/PID/comm` as last seen, when the program renamed itself since
     /// its exec (Node 24's `MainThread`); empty while it equals `comm`.
     pub current_comm: String,
-    /// Runtime label, e.g. `hotspot`.
-    pub runtime: &'static str,
+    /// Its runtime.
+    pub runtime: crate::runtimes::Runtime,
     /// The runtime's version, e.g. `17.0.15`, or `unknown`.
     pub runtime_version: String,
     /// The process's executable.

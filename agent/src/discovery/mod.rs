@@ -1,21 +1,17 @@
 //! Discovery: which runtime a process runs, and which probes it needs.
 //!
-//! One place decides ([`detect`]); each runtime contributes a detector that
-//! looks at the process's mappings and returns its probe list, or `None` when
-//! the process is not of its kind.
+//! One place decides ([`detect`]), asking each runtime's module
+//! ([`crate::runtimes`]) in turn; this module holds what they share: the
+//! inspected process ([`Process`]), its binaries opened through `/proc`
+//! ([`Binary`]) and the probe list they return ([`Target`]).
 
 pub mod binary;
-pub mod cpython;
-pub mod go;
-pub mod hotspot;
 pub mod process;
 pub mod runtime;
-pub mod support;
-pub mod v8;
 
 pub use binary::Binary;
 pub use process::{Mapping, Process};
-pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect, detect_in};
+pub use runtime::{ProbeAttach, ProgramArg, Target, detect, detect_in};
 
 use std::path::PathBuf;
 
@@ -78,7 +74,7 @@ pub enum DiscoveryError {
         path: PathBuf,
         /// What went wrong (boxed: it is large and rare).
         #[source]
-        source: Box<go::GoBinaryError>,
+        source: Box<crate::runtimes::go::GoBinaryError>,
     },
     /// The runtime's version has no known probe layout.
     #[error(

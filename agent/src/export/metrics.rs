@@ -229,7 +229,7 @@ fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
     }
     let labels_of = |pid: u32, kind: Option<&str>, cause: &str| {
         let (comm, runtime) = match targets.get(&pid) {
-            Some(t) => (t.comm.as_str(), t.runtime),
+            Some(t) => (t.comm.as_str(), t.runtime.label()),
             None => ("", "unknown"),
         };
         let mut labels = Labels::new()
@@ -275,7 +275,7 @@ fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
             let labels = Labels::new()
                 .with("pid", &t.pid.to_string())
                 .with("comm", &t.comm)
-                .with("runtime", t.runtime)
+                .with("runtime", t.runtime.label())
                 .with("runtime_version", &t.runtime_version)
                 .with("exe", &t.exe)
                 .with("current_comm", &t.current_comm)
@@ -341,7 +341,7 @@ fn write_verdicts(snapshot: &Snapshot, w: &mut TextWriter) {
         let base = Labels::new()
             .with("pid", &v.pid.to_string())
             .with("comm", &v.comm)
-            .with("runtime", v.runtime);
+            .with("runtime", v.runtime.label());
         for p in v.profiles.iter() {
             profiles.push((
                 base.clone().with("profile", p),
@@ -537,7 +537,7 @@ mod tests {
                 pid: 42,
                 comm: "java".to_owned(),
                 current_comm: String::new(),
-                runtime: "hotspot",
+                runtime: crate::runtimes::Runtime::HotSpot,
                 runtime_version: "17.0.15".to_owned(),
                 exe: "/usr/lib/jvm/java-17/bin/java".to_owned(),
                 container: crate::targets::ContainerLabels {
@@ -703,7 +703,7 @@ mod tests {
         let mut snap = synthetic();
         snap.targets[0].comm = "node".to_owned();
         snap.targets[0].current_comm = "MainThread".to_owned();
-        snap.targets[0].runtime = "v8";
+        snap.targets[0].runtime = crate::runtimes::Runtime::V8;
         let samples = parse(&render(&snap));
         let who = [("pid", "42"), ("comm", "node"), ("kind", "safepoint")];
         assert_eq!(

@@ -416,7 +416,7 @@ mod tests {
                     pid,
                     comm: "java".to_owned(),
                     current_comm: String::new(),
-                    runtime: "hotspot",
+                    runtime: crate::runtimes::Runtime::HotSpot,
                     runtime_version: "21".to_owned(),
                     exe: "/usr/bin/java".to_owned(),
                     container: Default::default(),

@@ -13,7 +13,7 @@ use super::{
     file::{Piece, Rule, RuleSet, Severity},
     profile::{Hysteresis, PROFILES, candidate},
 };
-use crate::collect::Snapshot;
+use crate::{collect::Snapshot, runtimes::Runtime};
 
 /// A rule that holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,8 +66,8 @@ pub struct Verdict {
     pub pid: u32,
     /// `/proc/PID/comm`.
     pub comm: String,
-    /// Runtime label.
-    pub runtime: &'static str,
+    /// Its runtime.
+    pub runtime: Runtime,
     /// The reported profile (after hysteresis).
     pub profile: String,
     /// Every profile name, so the exporter can write the 0s.
@@ -89,7 +89,7 @@ pub fn evaluate(rules: &RuleSet, features: &Features) -> Evaluation {
     let mut outcomes = Vec::with_capacity(rules.rules.len());
     let mut findings = Vec::new();
     for rule in &rules.rules {
-        let outcome = if !rule.applies_to(&features.runtime) {
+        let outcome = if !rule.applies_to(features.runtime) {
             Outcome::NotApplicable
         } else {
             match rule.program.execute(&ctx) {
@@ -297,7 +297,7 @@ mod tests {
 
     fn features(now: WindowStats) -> Features {
         Features {
-            runtime: "hotspot".into(),
+            runtime: Runtime::HotSpot,
             now,
             prev: None,
         }
