@@ -343,7 +343,6 @@ fn write_verdicts(snapshot: &Snapshot, w: &mut TextWriter) {
     }
 }
 
-
 /// Adds `other` into `into` without overflowing (the snapshot's own
 /// `Hist::merge` uses plain addition, which panics in debug builds).
 fn merge_saturating(into: &mut Hist, other: &Hist) {
@@ -364,9 +363,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::export::buckets::{EXPORTED_EDGE_COUNT, EXPORTED_EDGES_NS};
-    use pausewatch_common::BUCKETS;
     use crate::collect::Series;
+    use crate::export::buckets::{EXPORTED_EDGE_COUNT, EXPORTED_EDGES_NS, cumulative_counts};
+    use pausewatch_common::BUCKETS;
 
     /// One parsed sample line: name, labels, value.
     type Sample = (String, BTreeMap<String, String>, f64);
