@@ -22,7 +22,7 @@ use crate::{
     collect::{Collector, Snapshot, events::EventLine, lock},
     discovery::{self, ProgramArg},
     export,
-    rules::{self, Engine},
+    rules::{self, Engine, Report},
     summary,
     targets::{self, Lifecycle, lifecycle},
 };
@@ -302,7 +302,11 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         {
             eprint!(
                 "{}",
-                summary::render(&last_summary.1, &snapshot, last_summary.0.elapsed())
+                summary::render(
+                    &last_summary.1.snapshot,
+                    &snapshot,
+                    last_summary.0.elapsed()
+                )
             );
             last_summary = (Instant::now(), snapshot);
         }
@@ -355,12 +359,8 @@ fn return_free_memory() {
 
 /// Runs the rule engine on a fresh snapshot and returns it with the
 /// verdicts, ready to publish: collector → rules → exporter.
-fn analyze(engine: &mut Engine, started: Instant, snapshot: Snapshot) -> Arc<Snapshot> {
-    let raw = Arc::new(snapshot);
-    let verdicts = engine.observe(started.elapsed(), raw.clone());
-    let mut published = (*raw).clone();
-    published.verdicts = verdicts;
-    Arc::new(published)
+fn analyze(engine: &mut Engine, started: Instant, snapshot: Snapshot) -> Report {
+    engine.judge(started.elapsed(), Arc::new(snapshot))
 }
 
 /// Re-reads the rules file on SIGHUP; a bad file keeps the rules in force.

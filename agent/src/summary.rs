@@ -5,10 +5,14 @@ use std::{collections::HashMap, fmt::Write, time::Duration};
 
 use pausewatch_common::Kind;
 
-use crate::collect::{Hist, Snapshot};
+use crate::{
+    collect::{Hist, Snapshot},
+    rules::{Report, Verdict},
+};
 
 /// Renders the pauses between two snapshots (`before` may be empty).
-pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
+pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
+    let now = &*report.snapshot;
     let secs = elapsed.as_secs_f64().max(1e-3);
     let mut out = String::new();
     let old: HashMap<(u32, Kind, &str), &Hist> = before
@@ -45,7 +49,7 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
         );
         if total.count == 0 {
             out.push_str("no pauses\n");
-            write_verdict(&mut out, now, target.pid);
+            write_verdict(&mut out, &report.verdicts, target.pid);
             continue;
         }
         let ms = |ns: f64| ns / 1e6;
@@ -77,14 +81,14 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             );
         }
         out.push('\n');
-        write_verdict(&mut out, now, target.pid);
+        write_verdict(&mut out, &report.verdicts, target.pid);
     }
     out
 }
 
 /// The rule engine's profile and findings (with advice) for `pid`, if any.
-fn write_verdict(out: &mut String, now: &Snapshot, pid: u32) {
-    let Some(v) = now.verdicts.iter().find(|v| v.pid == pid) else {
+fn write_verdict(out: &mut String, verdicts: &[Verdict], pid: u32) {
+    let Some(v) = verdicts.iter().find(|v| v.pid == pid) else {
         return;
     };
     let _ = writeln!(
@@ -143,7 +147,7 @@ mod tests {
             series: vec![series(30)],
             ..Default::default()
         };
-        let text = render(&before, &now, Duration::from_secs(2));
+        let text = render(&before, &now.clone().into(), Duration::from_secs(2));
         assert!(text.contains("10.0 pauses/s"), "{text}");
         assert!(
             text.contains("G1CollectForAllocation 20x 40.00 ms"),
@@ -155,9 +159,8 @@ mod tests {
         let mut engine =
             crate::rules::Engine::new(crate::rules::defaults(), Duration::from_secs(2));
         let before = Arc::new(before);
-        let mut now = now;
         engine.observe(Duration::ZERO, before.clone());
-        now.verdicts = engine.observe(Duration::from_secs(2), Arc::new(now.clone()));
+        let now = engine.judge(Duration::from_secs(2), Arc::new(now));
         let text = render(&before, &now, Duration::from_secs(2));
         // 20 pauses of 2 ms in 2 s: 600/min, 2% stalled, none of it GC.
         assert!(
@@ -198,7 +201,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let text = render(&Snapshot::default(), &now, Duration::from_secs(1));
+        let text = render(&Snapshot::default(), &now.into(), Duration::from_secs(1));
         assert!(text.contains("4.0 pauses/s"), "{text}");
         assert!(text.contains("gen0 4x 4.00 ms"), "{text}");
         assert!(!text.contains("time to safepoint"), "{text}");

@@ -128,7 +128,6 @@ impl Collector {
             targets,
             series,
             lost,
-            verdicts: Vec::new(),
         }
     }
 }

@@ -18,9 +18,6 @@ pub struct Snapshot {
     pub series: Vec<Series>,
     /// Events that could not be recorded, by `reason` label.
     pub lost: Vec<(&'static str, u64)>,
-    /// The rule engine's verdict per process, added after collection
-    /// (empty straight from the collector).
-    pub verdicts: Vec<crate::rules::Verdict>,
 }
 
 /// A traced process and what runs in it.

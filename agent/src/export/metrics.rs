@@ -1,4 +1,5 @@
-//! [`Snapshot`] → Prometheus text exposition format (version 0.0.4).
+//! [`Report`] (a snapshot and its verdicts) → Prometheus text exposition
+//! format (version 0.0.4).
 //!
 //! Every value is written as a const metric (as Cloudflare's ebpf_exporter
 //! does) straight from the snapshot: nothing is registered, so the output is
@@ -11,7 +12,10 @@ use std::time::{Instant, UNIX_EPOCH};
 use pausewatch_common::Kind;
 
 use super::text::{Labels, MetricType, TextWriter, ns_to_seconds};
-use crate::collect::{Hist, Snapshot, TargetInfo};
+use crate::{
+    collect::{Hist, Snapshot, TargetInfo},
+    rules::{Report, Verdict},
+};
 
 /// Histogram of stop-the-world pauses, labelled by `kind` (see [`pause_kind_label`]).
 pub const PAUSE_SECONDS: &str = "pausewatch_pause_seconds";
@@ -152,12 +156,13 @@ rule engine's --window, counting nested pause kinds once (HotSpot: safepoints)."
 /// Series that share labels (e.g. two cause ids that resolved to the same
 /// text) are merged, since duplicate label sets make a scrape invalid.
 /// Families with no series are left out.
-pub fn render(snapshot: &Snapshot) -> String {
+pub fn render(report: &Report) -> String {
+    let snapshot = &*report.snapshot;
     let started = Instant::now();
     // A histogram series is 43 lines, about 5.5 KB (3.8 MB for 700 series
     // of 100 JVMs): reserve once instead of doubling.
     let mut w = TextWriter::with_capacity(4096 + snapshot.series.len() * 6 * 1024);
-    write_families(snapshot, &mut w);
+    write_families(snapshot, &report.verdicts, &mut w);
     // Written last so that the time covers everything before it.
     w.family(
         RENDER_DURATION_SECONDS,
@@ -169,7 +174,7 @@ pub fn render(snapshot: &Snapshot) -> String {
 }
 
 /// Every metric family except the render duration, empty ones left out.
-fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
+fn write_families(snapshot: &Snapshot, verdicts: &[Verdict], w: &mut TextWriter) {
     // First entry per pid wins; a duplicate would only repeat a label set.
     let mut targets: BTreeMap<u32, &TargetInfo> = BTreeMap::new();
     for t in &snapshot.targets {
@@ -258,7 +263,7 @@ fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
     w.family(TARGETS, TARGETS_HELP, MetricType::Gauge);
     w.sample(&Labels::new(), targets.len() as f64);
 
-    write_verdicts(snapshot, w);
+    write_verdicts(verdicts, w);
 
     // Every reason in the snapshot, zeros included, so that rate() has a
     // series to work on before the first loss; repeated reasons are summed.
@@ -298,11 +303,11 @@ fn write_pause_max(w: &mut TextWriter, maxima: &[(Labels, u64)]) {
 }
 
 /// The rule engine's output: profiles, findings, advice and stall ratio.
-fn write_verdicts(snapshot: &Snapshot, w: &mut TextWriter) {
+fn write_verdicts(verdicts: &[Verdict], w: &mut TextWriter) {
     let (mut profiles, mut findings, mut advice, mut stall) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seen = std::collections::BTreeSet::new();
-    for v in &snapshot.verdicts {
+    for v in verdicts {
         if !seen.insert(v.pid) {
             continue;
         }
@@ -497,7 +502,6 @@ mod tests {
                 series(7, Kind::Safepoint, "Cleanup", &[15_000]),
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
-            verdicts: Vec::new(),
         }
     }
 
@@ -508,7 +512,7 @@ mod tests {
             let exact = exact.trim_end_matches('0').trim_end_matches('.');
             assert_eq!(ns_to_seconds(edge).to_string(), exact);
         }
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(text.contains("le=\"0.000008192\""), "{text}");
         assert!(text.contains("le=\"0.000049152\""), "{text}");
         assert!(text.contains("le=\"17.179869184\""), "{text}");
@@ -516,7 +520,7 @@ mod tests {
 
     #[test]
     fn histogram_counts_sums_and_buckets_are_exact() {
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         let samples = parse(&text);
         let sel = [
             ("pid", "42"),
@@ -551,7 +555,7 @@ mod tests {
 
     #[test]
     fn every_family_has_its_labels() {
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         let samples = parse(&text);
         let gc = [("pid", "42"), ("kind", "gc"), ("cause", "minor")];
         assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &gc), 2.0);
@@ -625,7 +629,7 @@ mod tests {
         snap.targets[0].comm = "node".to_owned();
         snap.targets[0].current_comm = "MainThread".to_owned();
         snap.targets[0].runtime = crate::runtimes::Runtime::V8;
-        let samples = parse(&render(&snap));
+        let samples = parse(&render(&snap.clone().into()));
         let who = [("pid", "42"), ("comm", "node"), ("kind", "safepoint")];
         assert_eq!(
             one(&samples, "pausewatch_pause_seconds_count", &who),
@@ -637,13 +641,13 @@ mod tests {
             assert_ne!(labels.get("comm").map(String::as_str), Some("MainThread"));
         }
         // Not renamed: the label is empty, which Prometheus reads as absent.
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(text.contains(r#"current_comm="""#), "{text}");
     }
 
     #[test]
     fn label_values_are_escaped() {
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(
             text.contains(r#"cause="a \"quoted\" \\ cause\nline2""#),
             "{text}"
@@ -663,7 +667,7 @@ mod tests {
         ];
         snap.targets.push(snap.targets[0].clone());
         snap.lost = vec![("ringbuf_full", 1), ("ringbuf_full", 2)];
-        let samples = parse(&render(&snap));
+        let samples = parse(&render(&snap.clone().into()));
         let sel = [("cause", "Cleanup")];
         assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &sel), 3.0);
         assert_eq!(one(&samples, "pausewatch_pause_seconds_sum", &sel), 0.00006);
@@ -698,14 +702,14 @@ mod tests {
                 },
             });
         }
-        let samples = parse(&render(&snap));
+        let samples = parse(&render(&snap.clone().into()));
         let buckets = find(&samples, "pausewatch_pause_seconds_bucket", &[]);
         assert_eq!(buckets.len(), EXPORTED_EDGE_COUNT + 1);
     }
 
     #[test]
     fn empty_snapshot_renders() {
-        let text = render(&Snapshot::default());
+        let text = render(&Report::default());
         let samples = parse(&text);
         assert_eq!(one(&samples, "pausewatch_targets", &[]), 0.0);
         assert!(find(&samples, "pausewatch_pause_seconds_count", &[]).is_empty());
@@ -730,8 +734,7 @@ mod tests {
             ..snap.clone()
         };
         assert!(engine.observe(Duration::ZERO, base.into()).is_empty());
-        let mut with = snap.clone();
-        with.verdicts = engine.observe(Duration::from_secs(10), snap.into());
+        let with = engine.judge(Duration::from_secs(10), snap.into());
         let samples = parse(&render(&with));
         let who = [("pid", "42"), ("comm", "java"), ("runtime", "hotspot")];
         let profile = |p: &str| {
@@ -752,7 +755,7 @@ mod tests {
         sel.extend([("rule", "stopped"), ("advice", "stopped \"100%\"")]);
         assert_eq!(one(&samples, RECOMMENDATION_INFO, &sel), 1.0);
         // No verdicts, no families.
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(!text.contains(WORKLOAD_PROFILE), "{text}");
     }
 

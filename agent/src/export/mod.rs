@@ -1,4 +1,5 @@
-//! Export: [`Snapshot`](crate::collect::Snapshot)s as Prometheus metrics over HTTP.
+//! Export: [`Report`]s (snapshots and their verdicts) as Prometheus metrics
+//! over HTTP.
 //!
 //! [`metrics`] turns one snapshot into the text exposition format, written
 //! by [`text`] with the histogram boundaries of [`buckets`]; [`page`] does so once per snapshot, and [`server`] serves the
@@ -42,10 +43,10 @@ pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};
 
 use axum::body::Bytes;
 
-use crate::collect::Snapshot;
+use crate::rules::Report;
 
-/// The `/metrics` page of `snapshot`, ready to be shared by every scrape
-/// until the next snapshot.
-pub fn page(snapshot: &Snapshot) -> Bytes {
-    Bytes::from(render(snapshot))
+/// The `/metrics` page of `report`, ready to be shared by every scrape
+/// until the next one.
+pub fn page(report: &Report) -> Bytes {
+    Bytes::from(render(report))
 }

@@ -410,7 +410,7 @@ mod tests {
 
     /// The page of a snapshot with `targets` targets.
     fn page(targets: u32) -> Bytes {
-        super::super::page(&Snapshot {
+        super::super::page(&crate::rules::Report::from(Snapshot {
             targets: (1..=targets)
                 .map(|pid| TargetInfo {
                     pid,
@@ -423,7 +423,7 @@ mod tests {
                 })
                 .collect(),
             ..Snapshot::default()
-        })
+        }))
     }
 
     /// Starts a server on an ephemeral loopback port.

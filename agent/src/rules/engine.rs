@@ -221,6 +221,13 @@ impl Engine {
         self.rules = rules;
     }
 
+    /// Judges `snapshot`, taken at `at`, and returns it with the verdicts,
+    /// ready to publish (see [`Engine::observe`]).
+    pub fn judge(&mut self, at: Duration, snapshot: Arc<Snapshot>) -> super::Report {
+        let verdicts = self.observe(at, snapshot.clone());
+        super::Report { snapshot, verdicts }
+    }
+
     /// Takes the snapshot made at `at` (monotonic) and evaluates every
     /// target in it over the window that ends there.
     pub fn observe(&mut self, at: Duration, snapshot: Arc<Snapshot>) -> Vec<Verdict> {

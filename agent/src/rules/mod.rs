@@ -6,14 +6,16 @@
 //! conditions; the defaults are `defaults.toml`, embedded), [`engine`]
 //! evaluates them into findings with rendered advice, and [`profile`] turns
 //! the findings' votes into one steady profile per process. The result, a
-//! [`Verdict`] per process, rides along in the published
-//! [`Snapshot`](crate::collect::Snapshot).
+//! [`Verdict`] per process, is published beside the snapshot it judged, in
+//! a [`Report`].
 
 pub mod engine;
 pub mod features;
 pub mod file;
 pub mod profile;
+pub mod report;
 
 pub use engine::{Engine, Evaluation, Finding, Outcome, Verdict, evaluate};
 pub use features::{FEATURES, Features, History};
 pub use file::{RuleSet, RulesError, Severity, defaults, load};
+pub use report::Report;
