@@ -463,6 +463,10 @@ pub fn parse(origin: &str, text: &str) -> Result<RulesFile, RulesError> {
 
 /// The built-in rules: the runtime-neutral ones, then each runtime's own
 /// (`RuntimeModule::default_rules`).
+#[allow(
+    clippy::expect_used,
+    reason = "the embedded rules are constants, checked by the_built_in_rules_are_valid"
+)]
 pub fn defaults() -> RuleSet {
     // The embedded files are checked by a unit test; failing here is a build bug.
     let file = parse(DEFAULT_ORIGIN, DEFAULT_RULES).expect("the built-in rules are valid");
