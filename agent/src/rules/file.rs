@@ -3,7 +3,7 @@
 //!
 //! Parsing is `serde` + `toml` (with spans); conditions are CEL, parsed by
 //! the `cel` crate. CEL is dynamically typed, so a condition such as
-//! `stall_ratio > "high"` would only fail while the agent runs; [`check`]
+//! `stall_ratio > "high"` would only fail while the agent runs; `check`
 //! walks the parsed expression once at load time instead, with the feature
 //! types of [`FEATURES`], and reports unknown features, type mismatches and
 //! unsupported constructs where they are written. The advice templates'

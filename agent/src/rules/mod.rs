@@ -2,7 +2,7 @@
 //!
 //! Sits between [`collect`](crate::collect) and [`export`](crate::export)
 //! on the data path: [`features`] turns a sliding window of snapshots into
-//! numbers per process, [`file`] reads the declarative rules (TOML with CEL
+//! numbers per process, [`file`](mod@file) reads the declarative rules (TOML with CEL
 //! conditions; the defaults are `defaults.toml`, embedded), [`engine`]
 //! evaluates them into findings with rendered advice, and [`profile`] turns
 //! the findings' votes into one steady profile per process. The result, a
