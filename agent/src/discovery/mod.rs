@@ -67,14 +67,17 @@ pub enum DiscoveryError {
         #[source]
         source: Box<crate::probes::usdt::UsdtError>,
     },
-    /// A Go executable whose functions could not be read.
-    #[error("cannot read the Go runtime's functions from {path}: {source}")]
-    GoBinary {
-        /// The executable.
+    /// A runtime's binary could not be read as its module needs (a Go
+    /// executable's function table).
+    #[error("cannot read {what} from {path}: {source}")]
+    Unreadable {
+        /// What was being read, e.g. "the Go runtime's functions".
+        what: &'static str,
+        /// The binary.
         path: PathBuf,
-        /// What went wrong (boxed: it is large and rare).
+        /// The runtime module's typed error.
         #[source]
-        source: Box<crate::runtimes::go::GoBinaryError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The runtime's version has no known probe layout.
     #[error(

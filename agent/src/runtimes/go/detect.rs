@@ -193,6 +193,9 @@ pub struct GoBinary {
     pub text_base: Option<(u64, gomodule::FoundBy)>,
 }
 
+/// What [`DiscoveryError::Unreadable`] says the agent was reading.
+pub(super) const FUNCTIONS: &str = "the Go runtime's functions";
+
 /// The warning printed when an untested newer version is traced.
 pub fn untested_warning(pid: u32, version: &str) -> String {
     format!(
@@ -220,7 +223,8 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     let Some(buildinfo) = elf_file.section_by_name(".go.buildinfo") else {
         return Ok(None);
     };
-    let wrap = |e: GoBinaryError| DiscoveryError::GoBinary {
+    let wrap = |e: GoBinaryError| DiscoveryError::Unreadable {
+        what: FUNCTIONS,
         path: binary.shown().to_path_buf(),
         source: Box::new(e),
     };

@@ -98,7 +98,8 @@ impl RuntimeModule for Go {
 
     fn describe(&self, target: &Target) -> Result<Vec<String>, DiscoveryError> {
         let exe = Binary::open_exe(&target.process)?;
-        let go = describe(exe.path()).map_err(|e| DiscoveryError::GoBinary {
+        let go = describe(exe.path()).map_err(|e| DiscoveryError::Unreadable {
+            what: detect::FUNCTIONS,
             path: exe.shown().to_path_buf(),
             source: Box::new(e),
         })?;
