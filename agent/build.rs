@@ -7,7 +7,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PAUSEWATCH_EBPF_OBJECT");
     let object = match env::var_os("PAUSEWATCH_EBPF_OBJECT") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
+        None => PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
             .join("../target/ebpf/bpfel-unknown-none/release/pausewatch-ebpf"),
     };
     if !object.is_file() {

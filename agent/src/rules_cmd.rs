@@ -61,7 +61,11 @@ pub fn describe(set: &RuleSet) -> String {
             if r.runtimes.is_empty() {
                 "all".to_string()
             } else {
-                r.runtimes.join(", ")
+                r.runtimes
+                    .iter()
+                    .map(|r| r.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         );
         let _ = writeln!(out, "  severity: {}", r.severity.label());
@@ -87,7 +91,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     let mut collector = Collector::new(maps.histograms, maps.lost);
     tracer.attach(&target)?;
     let info = target_info(&target);
-    collector.add_target(info.clone(), target.runtime);
+    collector.add_target(info.clone());
 
     let window = Duration::from_secs_f64(args.window);
     let mut engine = Engine::new(set.clone(), window);
@@ -153,7 +157,14 @@ pub fn explanation(set: &RuleSet, features: &Features, eval: &Evaluation) -> Str
         let verdict = match outcome {
             Outcome::Holds => "HOLDS".to_string(),
             Outcome::Fails => "no".to_string(),
-            Outcome::NotApplicable => format!("n/a (only for {})", rule.runtimes.join(", ")),
+            Outcome::NotApplicable => format!(
+                "n/a (only for {})",
+                rule.runtimes
+                    .iter()
+                    .map(|r| r.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             Outcome::Error(e) => format!("error: {e}"),
         };
         let _ = writeln!(out, "  {:<22} {verdict}", rule.name);
@@ -205,7 +216,7 @@ mod tests {
     fn explanation_shows_values_outcomes_and_profile() {
         let set = rules::defaults();
         let features = Features {
-            runtime: "hotspot".into(),
+            runtime: crate::runtimes::Runtime::HotSpot,
             now: WindowStats {
                 window_s: 10.0,
                 pauses: 900,
@@ -234,7 +245,7 @@ mod tests {
         assert!(text.ends_with("\nprofile: throughput\n"), "{text}");
         let d = describe(&set);
         assert!(
-            d.contains("rule time_to_safepoint (<built-in rules>:"),
+            d.contains("rule time_to_safepoint (<built-in rules of hotspot>:"),
             "{d}"
         );
         assert!(d.contains("  runtimes: hotspot"), "{d}");

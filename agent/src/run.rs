@@ -16,14 +16,13 @@ use tokio::{
     sync::watch,
 };
 
-use crate::discovery::support::{Support, support};
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ProbesArgs, RunArgs},
     collect::{Collector, Snapshot, events::EventLine, lock},
     discovery::{self, ProgramArg},
     export,
-    rules::{self, Engine},
+    rules::{self, Engine, Report},
     summary,
     targets::{self, Lifecycle, lifecycle},
 };
@@ -167,19 +166,8 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         Duration::from_secs_f64(args.forget_after),
     );
     for target in &targets {
-        // Go's detector warns about a newer release itself, naming the
-        // structural checks it passed.
-        if target.runtime != discovery::Runtime::Go
-            && support(target.runtime, &target.version) == Support::Expected
-        {
-            log::warn!(
-                "pid {}: {} {} is not a version tested in CI; every probe the agent needs \
-                 was found and checked, so it is traced (see `agent probes --pid {}`)",
-                target.process.pid,
-                target.runtime.label(),
-                target.version,
-                target.process.pid
-            );
+        if let Some(warning) = target.runtime.module().untested_warning(target) {
+            log::warn!("{warning}");
         }
         let mut ctx = lifecycle::Ctx {
             tracer: &mut tracer,
@@ -314,7 +302,11 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         {
             eprint!(
                 "{}",
-                summary::render(&last_summary.1, &snapshot, last_summary.0.elapsed())
+                summary::render(
+                    &last_summary.1.snapshot,
+                    &snapshot,
+                    last_summary.0.elapsed()
+                )
             );
             last_summary = (Instant::now(), snapshot);
         }
@@ -367,12 +359,8 @@ fn return_free_memory() {
 
 /// Runs the rule engine on a fresh snapshot and returns it with the
 /// verdicts, ready to publish: collector → rules → exporter.
-fn analyze(engine: &mut Engine, started: Instant, snapshot: Snapshot) -> Arc<Snapshot> {
-    let raw = Arc::new(snapshot);
-    let verdicts = engine.observe(started.elapsed(), raw.clone());
-    let mut published = (*raw).clone();
-    published.verdicts = verdicts;
-    Arc::new(published)
+fn analyze(engine: &mut Engine, started: Instant, snapshot: Snapshot) -> Report {
+    engine.judge(started.elapsed(), Arc::new(snapshot))
 }
 
 /// Re-reads the rules file on SIGHUP; a bad file keeps the rules in force.
@@ -480,27 +468,13 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
         target.version
     )?;
     writeln!(out, "exe: {}", target.process.exe.display())?;
-    writeln!(out, "support: {}", support(target.runtime, &target.version))?;
-    if target.runtime == discovery::Runtime::Go {
-        let exe = discovery::Binary::open_exe(&target.process)?;
-        let go =
-            discovery::go::describe(exe.path()).with_context(|| format!("cannot read {exe}"))?;
-        writeln!(
-            out,
-            "symbols: {}",
-            if go.stripped {
-                "stripped (no .symtab), functions from .gopclntab"
-            } else {
-                "not stripped (.symtab present), functions from .gopclntab"
-            }
-        )?;
-        if let Some((text, found_by)) = go.text_base {
-            writeln!(
-                out,
-                "text base: {text:#x} (runtime.text, module data from {})",
-                found_by.describe()
-            )?;
-        }
+    writeln!(
+        out,
+        "support: {}",
+        target.runtime.module().support(&target.version)
+    )?;
+    for line in target.runtime.module().describe(&target)? {
+        writeln!(out, "{line}")?;
     }
     // Each file once: what the process names it and how the agent opened it.
     let mut files: Vec<&discovery::Binary> = Vec::new();

@@ -7,11 +7,12 @@ use pausewatch_common::Kind;
 
 use crate::{
     collect::{Hist, Snapshot},
-    discovery::Runtime,
+    rules::{Report, Verdict},
 };
 
 /// Renders the pauses between two snapshots (`before` may be empty).
-pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
+pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
+    let now = &*report.snapshot;
     let secs = elapsed.as_secs_f64().max(1e-3);
     let mut out = String::new();
     let old: HashMap<(u32, Kind, &str), &Hist> = before
@@ -23,10 +24,7 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
         let mut total = Hist::default();
         let mut causes: Vec<(&str, Hist)> = Vec::new();
         let mut tts = Hist::default();
-        // HotSpot's GC pauses run inside safepoints, so for HotSpot only
-        // safepoints count towards the total; for the other runtimes the
-        // collections are the pauses.
-        let gc_is_nested = target.runtime == Runtime::HotSpot.label();
+        let module = target.runtime.module();
         for s in now.series.iter().filter(|s| s.pid == target.pid) {
             let delta = match old.get(&(s.pid, s.kind, s.cause.as_str())) {
                 Some(prev) => s.hist.since(prev),
@@ -35,18 +33,13 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             if delta.count == 0 {
                 continue;
             }
-            match s.kind {
-                // Go's pauses are its stop-the-world phases.
-                Kind::Safepoint | Kind::Stw => {
-                    total.merge(&delta);
-                    causes.push((s.cause.as_str(), delta));
-                }
-                Kind::GcPause if !gc_is_nested => {
-                    total.merge(&delta);
-                    causes.push((s.cause.as_str(), delta));
-                }
-                Kind::TimeToSafepoint => tts.merge(&delta),
-                _ => {}
+            // The total is the pauses that are stops of their own (for
+            // HotSpot the safepoints, which hold its GC pauses).
+            if module.counts_as_stall(s.kind) {
+                total.merge(&delta);
+                causes.push((s.cause.as_str(), delta));
+            } else if s.kind == Kind::TimeToSafepoint {
+                tts.merge(&delta);
             }
         }
         let _ = write!(
@@ -56,7 +49,7 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
         );
         if total.count == 0 {
             out.push_str("no pauses\n");
-            write_verdict(&mut out, now, target.pid);
+            write_verdict(&mut out, &report.verdicts, target.pid);
             continue;
         }
         let ms = |ns: f64| ns / 1e6;
@@ -88,14 +81,14 @@ pub fn render(before: &Snapshot, now: &Snapshot, elapsed: Duration) -> String {
             );
         }
         out.push('\n');
-        write_verdict(&mut out, now, target.pid);
+        write_verdict(&mut out, &report.verdicts, target.pid);
     }
     out
 }
 
 /// The rule engine's profile and findings (with advice) for `pid`, if any.
-fn write_verdict(out: &mut String, now: &Snapshot, pid: u32) {
-    let Some(v) = now.verdicts.iter().find(|v| v.pid == pid) else {
+fn write_verdict(out: &mut String, verdicts: &[Verdict], pid: u32) {
+    let Some(v) = verdicts.iter().find(|v| v.pid == pid) else {
         return;
     };
     let _ = writeln!(
@@ -114,6 +107,7 @@ fn write_verdict(out: &mut String, now: &Snapshot, pid: u32) {
 mod tests {
     use super::*;
     use crate::collect::{Series, TargetInfo};
+    use crate::runtimes::Runtime;
     use pausewatch_common::bucket_index;
     use std::sync::Arc;
 
@@ -123,7 +117,7 @@ mod tests {
             pid: 7,
             comm: "java".into(),
             current_comm: String::new(),
-            runtime: "hotspot",
+            runtime: Runtime::HotSpot,
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),
             container: Default::default(),
@@ -153,7 +147,7 @@ mod tests {
             series: vec![series(30)],
             ..Default::default()
         };
-        let text = render(&before, &now, Duration::from_secs(2));
+        let text = render(&before, &now.clone().into(), Duration::from_secs(2));
         assert!(text.contains("10.0 pauses/s"), "{text}");
         assert!(
             text.contains("G1CollectForAllocation 20x 40.00 ms"),
@@ -165,9 +159,8 @@ mod tests {
         let mut engine =
             crate::rules::Engine::new(crate::rules::defaults(), Duration::from_secs(2));
         let before = Arc::new(before);
-        let mut now = now;
         engine.observe(Duration::ZERO, before.clone());
-        now.verdicts = engine.observe(Duration::from_secs(2), Arc::new(now.clone()));
+        let now = engine.judge(Duration::from_secs(2), Arc::new(now));
         let text = render(&before, &now, Duration::from_secs(2));
         // 20 pauses of 2 ms in 2 s: 600/min, 2% stalled, none of it GC.
         assert!(
@@ -186,7 +179,7 @@ mod tests {
             pid: 9,
             comm: "python3.11".into(),
             current_comm: String::new(),
-            runtime: "cpython",
+            runtime: Runtime::CPython,
             runtime_version: "3.11".into(),
             exe: "/usr/bin/python3.11".into(),
             container: Default::default(),
@@ -208,7 +201,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let text = render(&Snapshot::default(), &now, Duration::from_secs(1));
+        let text = render(&Snapshot::default(), &now.into(), Duration::from_secs(1));
         assert!(text.contains("4.0 pauses/s"), "{text}");
         assert!(text.contains("gen0 4x 4.00 ms"), "{text}");
         assert!(!text.contains("time to safepoint"), "{text}");

@@ -6,6 +6,9 @@
 //! and the one that drops privileges need root; they fail, not skip,
 //! without it. The `--help` and argument-parsing ones run as anyone.
 
+// An integration test reports a failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

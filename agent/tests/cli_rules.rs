@@ -3,6 +3,9 @@
 //! `error: FILE:LINE:COLUMN: ...` line. None of these load BPF: the rules
 //! are checked before the privilege check, so they run as anyone.
 
+// An integration test reports a failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 

@@ -12,15 +12,19 @@
 //! toolchain's own `go version`, and the probes pass every check at the
 //! file offsets of their functions.
 
+// An integration test reports a failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use object::{Object, ObjectSection};
-use pausewatch::discovery::{Binary, go};
-use pausewatch::probes::{
-    elf, gobuildinfo,
-    gomodule::{self, Hints, Image},
+use pausewatch::discovery::Binary;
+use pausewatch::probes::elf;
+use pausewatch::runtimes::go::{
+    self, buildinfo as gobuildinfo,
+    module::{self as gomodule, Hints, Image},
 };
 use xtask::goworkload::{GO_VERSIONS, Variant, build_variant, go_tool};
 
@@ -176,7 +180,7 @@ fn check(
 
     // The probes pass every check, at their functions' file offsets.
     let (layout, support) = go::layout(&v).expect("a known layout");
-    assert_eq!(support, go::Support::Tested, "{label}");
+    assert_eq!(support, go::detect::Support::Tested, "{label}");
     let opened = Binary::open_path(binary).unwrap_or_else(|e| panic!("{label}: {e}"));
     let probes = go::probes(&parsed, layout, &opened).unwrap_or_else(|e| panic!("{label}: {e}"));
     let segments = elf::load_segments(&parsed).unwrap();

@@ -5,7 +5,8 @@
 //! returns (an error is fine); a panic, hang or sanitizer report is a bug.
 //! A crash found becomes a unit test next to the parser, with its input.
 
-use pausewatch::probes::{elf, gobuildinfo, gopclntab::Pclntab, parse_args, parse_usdt_notes};
+use pausewatch::probes::{elf, parse_args, parse_usdt_notes};
+use pausewatch::runtimes::go::{buildinfo as gobuildinfo, pclntab::Pclntab};
 
 /// The stapsdt note parser on a whole ELF file, and the argument decoder on
 /// every probe it finds.

@@ -311,7 +311,7 @@ impl Tracer {
     }
 
     /// Detaches every probe of every target and the self-test probe, for
-    /// shutdown (see [`release`] for what that costs).
+    /// shutdown (see `release` for what that costs).
     pub fn detach_all(&mut self) {
         let pids: Vec<u32> = self.links.keys().copied().collect();
         let mut links = Vec::new();

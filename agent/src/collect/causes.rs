@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use pausewatch_common::Kind;
 
-use crate::discovery::Runtime;
+use crate::runtimes::{CauseText, Runtime};
 
 /// Longest name read from a target.
 const MAX_NAME: usize = 128;
@@ -31,36 +31,23 @@ impl CauseResolver {
         let Some(runtime) = runtime else {
             return format!("{cause:#x}");
         };
-        if let Some(text) = runtime.static_cause(kind, cause) {
-            return text;
-        }
-        if let Some((addr, len)) = runtime.cause_go_string(kind, cause) {
-            return self.resolve_go_string(pid, cause, addr, len);
-        }
-        if !runtime.cause_is_string_address(kind) {
-            return cause.to_string();
-        }
-        if cause == 0 {
-            // A safepoint during which no VM operation began (the agent
-            // attached in the middle of it).
-            return "unknown".to_string();
-        }
-        if let Some(text) = self.cache.get(&(pid, cause)) {
-            return text.clone();
-        }
-        match read_c_string(pid, cause) {
-            Some(text) => {
-                let text = match runtime {
-                    Runtime::HotSpot => {
-                        crate::discovery::hotspot::vm_operation_type_name(&text).to_string()
+        match runtime.module().cause(kind, cause) {
+            CauseText::Known(text) => text,
+            CauseText::Bytes { addr, len } => self.resolve_go_string(pid, cause, addr, len),
+            CauseText::CString(addr) => {
+                if let Some(text) = self.cache.get(&(pid, cause)) {
+                    return text.clone();
+                }
+                match read_c_string(pid, addr) {
+                    Some(text) => {
+                        let text = runtime.module().cause_from_target(text);
+                        self.cache.insert((pid, cause), text.clone());
+                        text
                     }
-                    _ => text,
-                };
-                self.cache.insert((pid, cause), text.clone());
-                text
+                    // Not cached: the process may be gone now but a retry is cheap.
+                    None => format!("unresolved_{addr:#x}"),
+                }
             }
-            // Not cached: the process may be gone now but a retry is cheap.
-            None => format!("unresolved_{cause:#x}"),
         }
     }
 

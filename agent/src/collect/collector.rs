@@ -6,13 +6,12 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
 use pausewatch_common::{HistKey, Histogram, Kind, LostReason};
 
 use super::{CauseResolver, Hist, Series, Snapshot, TargetInfo};
-use crate::discovery::Runtime;
 
 /// Owns the aggregation maps and decodes them.
 pub struct Collector {
     histograms: PerCpuHashMap<MapData, HistKey, Histogram>,
     lost: PerCpuArray<MapData, u64>,
-    targets: HashMap<u32, (TargetInfo, Runtime)>,
+    targets: HashMap<u32, TargetInfo>,
     causes: CauseResolver,
 }
 
@@ -31,14 +30,14 @@ impl Collector {
     }
 
     /// Starts reporting a target.
-    pub fn add_target(&mut self, info: TargetInfo, runtime: Runtime) {
-        self.targets.insert(info.pid, (info, runtime));
+    pub fn add_target(&mut self, info: TargetInfo) {
+        self.targets.insert(info.pid, info);
     }
 
     /// Records the name `pid` calls itself now (`/proc/PID/comm`), shown
     /// beside its exec-time name when the two differ.
     pub fn set_current_comm(&mut self, pid: u32, current: &str) {
-        if let Some((info, _)) = self.targets.get_mut(&pid) {
+        if let Some(info) = self.targets.get_mut(&pid) {
             let shown = if current == info.comm { "" } else { current };
             if info.current_comm != shown {
                 info.current_comm = shown.to_string();
@@ -67,7 +66,7 @@ impl Collector {
 
     /// Resolves a cause id as the exporter would name it (for events).
     pub fn cause_name(&mut self, pid: u32, kind: Kind, cause: u64) -> String {
-        let runtime = self.targets.get(&pid).map(|(_, r)| *r);
+        let runtime = self.targets.get(&pid).map(|t| t.runtime);
         self.causes.resolve(pid, runtime, kind, cause)
     }
 
@@ -75,7 +74,7 @@ impl Collector {
     pub fn runtime_label(&self, pid: u32) -> &'static str {
         self.targets
             .get(&pid)
-            .map(|(_, r)| r.label())
+            .map(|t| t.runtime.label())
             .unwrap_or("unknown")
     }
 
@@ -93,7 +92,7 @@ impl Collector {
             for cpu in per_cpu.iter() {
                 hist.merge(&decode(cpu));
             }
-            let runtime = self.targets.get(&key.pid).map(|(_, r)| *r);
+            let runtime = self.targets.get(&key.pid).map(|t| t.runtime);
             let cause = self.causes.resolve(key.pid, runtime, kind, key.cause);
             merged
                 .entry((key.pid, kind, cause))
@@ -122,14 +121,13 @@ impl Collector {
                 (r.label(), n)
             })
             .collect();
-        let mut targets: Vec<TargetInfo> = self.targets.values().map(|(t, _)| t.clone()).collect();
+        let mut targets: Vec<TargetInfo> = self.targets.values().cloned().collect();
         targets.sort_by_key(|t| t.pid);
         Snapshot {
             taken_at: Some(SystemTime::now()),
             targets,
             series,
             lost,
-            verdicts: Vec::new(),
         }
     }
 }

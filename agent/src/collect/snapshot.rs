@@ -18,13 +18,10 @@ pub struct Snapshot {
     pub series: Vec<Series>,
     /// Events that could not be recorded, by `reason` label.
     pub lost: Vec<(&'static str, u64)>,
-    /// The rule engine's verdict per process, added after collection
-    /// (empty straight from the collector).
-    pub verdicts: Vec<crate::rules::Verdict>,
 }
 
 /// A traced process and what runs in it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetInfo {
     /// Process id.
     pub pid: u32,
@@ -34,8 +31,8 @@ pub struct TargetInfo {
     /// `/proc/PID/comm` as last seen, when the program renamed itself since
     /// its exec (Node 24's `MainThread`); empty while it equals `comm`.
     pub current_comm: String,
-    /// Runtime label, e.g. `hotspot`.
-    pub runtime: &'static str,
+    /// Its runtime.
+    pub runtime: crate::runtimes::Runtime,
     /// The runtime's version, e.g. `17.0.15`, or `unknown`.
     pub runtime_version: String,
     /// The process's executable.

@@ -391,7 +391,9 @@ mod tests {
         assert_eq!(meta.nlink(), 0);
         // And the interpreter is still recognised, with its probes in the
         // deleted file.
-        let t = super::super::cpython::detect(&p)
+        let t = crate::runtimes::Runtime::CPython
+            .module()
+            .detect(&p)
             .unwrap()
             .expect("a deleted python3.11 is still CPython");
         assert_eq!(t.version, "3.11");

@@ -1,22 +1,17 @@
 //! Discovery: which runtime a process runs, and which probes it needs.
 //!
-//! One place decides ([`detect`]); each runtime contributes a detector that
-//! looks at the process's mappings and returns its probe list, or `None` when
-//! the process is not of its kind.
+//! One place decides ([`detect`]), asking each runtime's module
+//! ([`crate::runtimes`]) in turn; this module holds what they share: the
+//! inspected process ([`Process`]), its binaries opened through `/proc`
+//! ([`Binary`]) and the probe list they return ([`Target`]).
 
 pub mod binary;
-pub mod cpython;
-pub mod go;
-pub mod hotspot;
 pub mod process;
-pub mod ruby;
 pub mod runtime;
-pub mod support;
-pub mod v8;
 
 pub use binary::Binary;
 pub use process::{Mapping, Process};
-pub use runtime::{ProbeAttach, ProgramArg, Runtime, Target, detect, detect_in};
+pub use runtime::{ProbeAttach, ProgramArg, Target, detect, detect_in};
 
 use std::path::PathBuf;
 
@@ -72,14 +67,17 @@ pub enum DiscoveryError {
         #[source]
         source: Box<crate::probes::usdt::UsdtError>,
     },
-    /// A Go executable whose functions could not be read.
-    #[error("cannot read the Go runtime's functions from {path}: {source}")]
-    GoBinary {
-        /// The executable.
+    /// A runtime's binary could not be read as its module needs (a Go
+    /// executable's function table).
+    #[error("cannot read {what} from {path}: {source}")]
+    Unreadable {
+        /// What was being read, e.g. "the Go runtime's functions".
+        what: &'static str,
+        /// The binary.
         path: PathBuf,
-        /// What went wrong (boxed: it is large and rare).
+        /// The runtime module's typed error.
         #[source]
-        source: Box<go::GoBinaryError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The runtime's version has no known probe layout.
     #[error(

@@ -1,4 +1,5 @@
-//! [`Snapshot`] → Prometheus text exposition format (version 0.0.4).
+//! [`Report`] (a snapshot and its verdicts) → Prometheus text exposition
+//! format (version 0.0.4).
 //!
 //! Every value is written as a const metric (as Cloudflare's ebpf_exporter
 //! does) straight from the snapshot: nothing is registered, so the output is
@@ -8,10 +9,13 @@
 use std::collections::BTreeMap;
 use std::time::{Instant, UNIX_EPOCH};
 
-use pausewatch_common::{Kind, bucket_upper_bound_ns};
+use pausewatch_common::Kind;
 
 use super::text::{Labels, MetricType, TextWriter, ns_to_seconds};
-use crate::collect::{Hist, Snapshot, TargetInfo};
+use crate::{
+    collect::{Hist, Snapshot, TargetInfo},
+    rules::{Report, Verdict},
+};
 
 /// Histogram of stop-the-world pauses, labelled by `kind` (see [`pause_kind_label`]).
 pub const PAUSE_SECONDS: &str = "pausewatch_pause_seconds";
@@ -42,38 +46,6 @@ pub const FINDING: &str = "pausewatch_finding";
 pub const RECOMMENDATION_INFO: &str = "pausewatch_recommendation_info";
 /// Gauge: share of wall time a process was stopped over the rule window.
 pub const STALL_RATIO: &str = "pausewatch_stall_ratio";
-
-/// Number of exported `le` boundaries per histogram (+Inf not counted).
-pub const EXPORTED_EDGE_COUNT: usize = 39;
-
-/// The `le` boundaries exported for every histogram, in nanoseconds:
-/// 2^13, 2^14, then 2^k and 1.5·2^k for k = 15..=31, then 2^32, 2^33, 2^34
-/// (8.192 µs to 17.18 s).
-///
-/// Each one is an edge of the fine BPF layout (`pausewatch_common::hist`), so
-/// a cumulative count is a plain sum of whole fine buckets and stays exact;
-/// a boundary that fell inside a fine bucket would need interpolation.
-/// Denser where pauses usually are (tens of µs to seconds), and few enough
-/// to keep the series count per histogram reasonable.
-pub const EXPORTED_EDGES_NS: [u64; EXPORTED_EDGE_COUNT] = exported_edges();
-
-const fn exported_edges() -> [u64; EXPORTED_EDGE_COUNT] {
-    let mut edges = [0u64; EXPORTED_EDGE_COUNT];
-    edges[0] = 1 << 13;
-    edges[1] = 1 << 14;
-    let mut n = 2;
-    let mut k = 15;
-    while k <= 31 {
-        edges[n] = 1 << k;
-        edges[n + 1] = 3 << (k - 1);
-        n += 2;
-        k += 1;
-    }
-    edges[n] = 1 << 32;
-    edges[n + 1] = 1 << 33;
-    edges[n + 2] = 1 << 34;
-    edges
-}
 
 /// The `kind` label of `pausewatch_pause_seconds` for a kind that is a
 /// stop-the-world pause, or `None` for kinds exported in other families.
@@ -184,12 +156,13 @@ rule engine's --window, counting nested pause kinds once (HotSpot: safepoints)."
 /// Series that share labels (e.g. two cause ids that resolved to the same
 /// text) are merged, since duplicate label sets make a scrape invalid.
 /// Families with no series are left out.
-pub fn render(snapshot: &Snapshot) -> String {
+pub fn render(report: &Report) -> String {
+    let snapshot = &*report.snapshot;
     let started = Instant::now();
     // A histogram series is 43 lines, about 5.5 KB (3.8 MB for 700 series
     // of 100 JVMs): reserve once instead of doubling.
     let mut w = TextWriter::with_capacity(4096 + snapshot.series.len() * 6 * 1024);
-    write_families(snapshot, &mut w);
+    write_families(snapshot, &report.verdicts, &mut w);
     // Written last so that the time covers everything before it.
     w.family(
         RENDER_DURATION_SECONDS,
@@ -201,7 +174,7 @@ pub fn render(snapshot: &Snapshot) -> String {
 }
 
 /// Every metric family except the render duration, empty ones left out.
-fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
+fn write_families(snapshot: &Snapshot, verdicts: &[Verdict], w: &mut TextWriter) {
     // First entry per pid wins; a duplicate would only repeat a label set.
     let mut targets: BTreeMap<u32, &TargetInfo> = BTreeMap::new();
     for t in &snapshot.targets {
@@ -229,7 +202,7 @@ fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
     }
     let labels_of = |pid: u32, kind: Option<&str>, cause: &str| {
         let (comm, runtime) = match targets.get(&pid) {
-            Some(t) => (t.comm.as_str(), t.runtime),
+            Some(t) => (t.comm.as_str(), t.runtime.label()),
             None => ("", "unknown"),
         };
         let mut labels = Labels::new()
@@ -275,7 +248,7 @@ fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
             let labels = Labels::new()
                 .with("pid", &t.pid.to_string())
                 .with("comm", &t.comm)
-                .with("runtime", t.runtime)
+                .with("runtime", t.runtime.label())
                 .with("runtime_version", &t.runtime_version)
                 .with("exe", &t.exe)
                 .with("current_comm", &t.current_comm)
@@ -290,7 +263,7 @@ fn write_families(snapshot: &Snapshot, w: &mut TextWriter) {
     w.family(TARGETS, TARGETS_HELP, MetricType::Gauge);
     w.sample(&Labels::new(), targets.len() as f64);
 
-    write_verdicts(snapshot, w);
+    write_verdicts(verdicts, w);
 
     // Every reason in the snapshot, zeros included, so that rate() has a
     // series to work on before the first loss; repeated reasons are summed.
@@ -330,18 +303,18 @@ fn write_pause_max(w: &mut TextWriter, maxima: &[(Labels, u64)]) {
 }
 
 /// The rule engine's output: profiles, findings, advice and stall ratio.
-fn write_verdicts(snapshot: &Snapshot, w: &mut TextWriter) {
+fn write_verdicts(verdicts: &[Verdict], w: &mut TextWriter) {
     let (mut profiles, mut findings, mut advice, mut stall) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seen = std::collections::BTreeSet::new();
-    for v in &snapshot.verdicts {
+    for v in verdicts {
         if !seen.insert(v.pid) {
             continue;
         }
         let base = Labels::new()
             .with("pid", &v.pid.to_string())
             .with("comm", &v.comm)
-            .with("runtime", v.runtime);
+            .with("runtime", v.runtime.label());
         for p in v.profiles.iter() {
             profiles.push((
                 base.clone().with("profile", p),
@@ -375,38 +348,6 @@ fn write_verdicts(snapshot: &Snapshot, w: &mut TextWriter) {
     }
 }
 
-/// Cumulative counts at each of [`EXPORTED_EDGES_NS`].
-///
-/// Fine bucket `i` holds values below `bucket_upper_bound_ns(i)`, so it
-/// belongs to every exported boundary at or above that edge. So a boundary
-/// counts the values strictly below it; Prometheus reads `le` as "at most",
-/// which differs only for a pause of exactly that many nanoseconds. Counts are
-/// clamped to `hist.count`: count and buckets are separate per-CPU words
-/// that a reader can catch mid-update, and a bucket above `_count` would
-/// make the histogram invalid, while `_count` itself stays exact.
-pub fn cumulative_counts(hist: &Hist) -> [u64; EXPORTED_EDGE_COUNT] {
-    let mut counts = [0u64; EXPORTED_EDGE_COUNT];
-    for (i, &n) in hist.buckets.iter().enumerate() {
-        if n == 0 {
-            continue;
-        }
-        // The last fine bucket is unbounded: it only counts towards +Inf.
-        let Some(upper) = bucket_upper_bound_ns(i) else {
-            continue;
-        };
-        let slot = EXPORTED_EDGES_NS.partition_point(|&edge| edge < upper);
-        if let Some(c) = counts.get_mut(slot) {
-            *c = c.saturating_add(n);
-        }
-    }
-    let mut running = 0u64;
-    for c in &mut counts {
-        running = running.saturating_add(*c);
-        *c = running.min(hist.count);
-    }
-    counts
-}
-
 /// Adds `other` into `into` without overflowing (the snapshot's own
 /// `Hist::merge` uses plain addition, which panics in debug builds).
 fn merge_saturating(into: &mut Hist, other: &Hist) {
@@ -426,10 +367,10 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use pausewatch_common::BUCKETS;
-
     use super::*;
     use crate::collect::Series;
+    use crate::export::buckets::{EXPORTED_EDGE_COUNT, EXPORTED_EDGES_NS, cumulative_counts};
+    use pausewatch_common::BUCKETS;
 
     /// One parsed sample line: name, labels, value.
     type Sample = (String, BTreeMap<String, String>, f64);
@@ -537,7 +478,7 @@ mod tests {
                 pid: 42,
                 comm: "java".to_owned(),
                 current_comm: String::new(),
-                runtime: "hotspot",
+                runtime: crate::runtimes::Runtime::HotSpot,
                 runtime_version: "17.0.15".to_owned(),
                 exe: "/usr/lib/jvm/java-17/bin/java".to_owned(),
                 container: crate::targets::ContainerLabels {
@@ -561,23 +502,7 @@ mod tests {
                 series(7, Kind::Safepoint, "Cleanup", &[15_000]),
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
-            verdicts: Vec::new(),
         }
-    }
-
-    #[test]
-    fn exported_edges_are_fine_bucket_edges() {
-        assert!(EXPORTED_EDGES_NS.len() <= 40);
-        let fine: Vec<u64> = (0..BUCKETS).filter_map(bucket_upper_bound_ns).collect();
-        for edge in EXPORTED_EDGES_NS {
-            assert!(fine.contains(&edge), "{edge} ns is not a fine bucket edge");
-        }
-        assert!(EXPORTED_EDGES_NS.windows(2).all(|w| w[0] < w[1]));
-        assert!(EXPORTED_EDGES_NS[0] <= 10_000, "must cover 10 µs");
-        assert!(EXPORTED_EDGES_NS[EXPORTED_EDGE_COUNT - 1] >= 10_000_000_000);
-        assert_eq!(EXPORTED_EDGES_NS[2], 1 << 15);
-        assert_eq!(EXPORTED_EDGES_NS[3], 3 << 14);
-        assert_eq!(EXPORTED_EDGES_NS[EXPORTED_EDGE_COUNT - 1], 1 << 34);
     }
 
     #[test]
@@ -587,7 +512,7 @@ mod tests {
             let exact = exact.trim_end_matches('0').trim_end_matches('.');
             assert_eq!(ns_to_seconds(edge).to_string(), exact);
         }
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(text.contains("le=\"0.000008192\""), "{text}");
         assert!(text.contains("le=\"0.000049152\""), "{text}");
         assert!(text.contains("le=\"17.179869184\""), "{text}");
@@ -595,7 +520,7 @@ mod tests {
 
     #[test]
     fn histogram_counts_sums_and_buckets_are_exact() {
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         let samples = parse(&text);
         let sel = [
             ("pid", "42"),
@@ -630,7 +555,7 @@ mod tests {
 
     #[test]
     fn every_family_has_its_labels() {
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         let samples = parse(&text);
         let gc = [("pid", "42"), ("kind", "gc"), ("cause", "minor")];
         assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &gc), 2.0);
@@ -703,8 +628,8 @@ mod tests {
         let mut snap = synthetic();
         snap.targets[0].comm = "node".to_owned();
         snap.targets[0].current_comm = "MainThread".to_owned();
-        snap.targets[0].runtime = "v8";
-        let samples = parse(&render(&snap));
+        snap.targets[0].runtime = crate::runtimes::Runtime::V8;
+        let samples = parse(&render(&snap.clone().into()));
         let who = [("pid", "42"), ("comm", "node"), ("kind", "safepoint")];
         assert_eq!(
             one(&samples, "pausewatch_pause_seconds_count", &who),
@@ -716,13 +641,13 @@ mod tests {
             assert_ne!(labels.get("comm").map(String::as_str), Some("MainThread"));
         }
         // Not renamed: the label is empty, which Prometheus reads as absent.
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(text.contains(r#"current_comm="""#), "{text}");
     }
 
     #[test]
     fn label_values_are_escaped() {
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(
             text.contains(r#"cause="a \"quoted\" \\ cause\nline2""#),
             "{text}"
@@ -742,7 +667,7 @@ mod tests {
         ];
         snap.targets.push(snap.targets[0].clone());
         snap.lost = vec![("ringbuf_full", 1), ("ringbuf_full", 2)];
-        let samples = parse(&render(&snap));
+        let samples = parse(&render(&snap.clone().into()));
         let sel = [("cause", "Cleanup")];
         assert_eq!(one(&samples, "pausewatch_pause_seconds_count", &sel), 3.0);
         assert_eq!(one(&samples, "pausewatch_pause_seconds_sum", &sel), 0.00006);
@@ -777,14 +702,14 @@ mod tests {
                 },
             });
         }
-        let samples = parse(&render(&snap));
+        let samples = parse(&render(&snap.clone().into()));
         let buckets = find(&samples, "pausewatch_pause_seconds_bucket", &[]);
         assert_eq!(buckets.len(), EXPORTED_EDGE_COUNT + 1);
     }
 
     #[test]
     fn empty_snapshot_renders() {
-        let text = render(&Snapshot::default());
+        let text = render(&Report::default());
         let samples = parse(&text);
         assert_eq!(one(&samples, "pausewatch_targets", &[]), 0.0);
         assert!(find(&samples, "pausewatch_pause_seconds_count", &[]).is_empty());
@@ -809,8 +734,7 @@ mod tests {
             ..snap.clone()
         };
         assert!(engine.observe(Duration::ZERO, base.into()).is_empty());
-        let mut with = snap.clone();
-        with.verdicts = engine.observe(Duration::from_secs(10), snap.into());
+        let with = engine.judge(Duration::from_secs(10), snap.into());
         let samples = parse(&render(&with));
         let who = [("pid", "42"), ("comm", "java"), ("runtime", "hotspot")];
         let profile = |p: &str| {
@@ -831,7 +755,7 @@ mod tests {
         sel.extend([("rule", "stopped"), ("advice", "stopped \"100%\"")]);
         assert_eq!(one(&samples, RECOMMENDATION_INFO, &sel), 1.0);
         // No verdicts, no families.
-        let text = render(&synthetic());
+        let text = render(&synthetic().into());
         assert!(!text.contains(WORKLOAD_PROFILE), "{text}");
     }
 

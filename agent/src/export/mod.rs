@@ -1,7 +1,8 @@
-//! Export: [`Snapshot`](crate::collect::Snapshot)s as Prometheus metrics over HTTP.
+//! Export: [`Report`]s (snapshots and their verdicts) as Prometheus metrics
+//! over HTTP.
 //!
 //! [`metrics`] turns one snapshot into the text exposition format, written
-//! by [`text`]; [`page`] does so once per snapshot, and [`server`] serves the
+//! by [`text`] with the histogram boundaries of [`buckets`]; [`page`] does so once per snapshot, and [`server`] serves the
 //! latest page on `GET /metrics`. A scrape only takes a reference to that
 //! page: it never renders and never touches a BPF map, however often it
 //! comes.
@@ -31,19 +32,21 @@
 //! Histogram buckets are the [`EXPORTED_EDGES_NS`] subset of the fine BPF
 //! bucket edges, so every exported cumulative count is exact.
 
+pub mod buckets;
 pub mod metrics;
 pub mod server;
 pub mod text;
 
-pub use metrics::{EXPORTED_EDGES_NS, pause_kind_label, render};
+pub use buckets::EXPORTED_EDGES_NS;
+pub use metrics::{pause_kind_label, render};
 pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};
 
 use axum::body::Bytes;
 
-use crate::collect::Snapshot;
+use crate::rules::Report;
 
-/// The `/metrics` page of `snapshot`, ready to be shared by every scrape
-/// until the next snapshot.
-pub fn page(snapshot: &Snapshot) -> Bytes {
-    Bytes::from(render(snapshot))
+/// The `/metrics` page of `report`, ready to be shared by every scrape
+/// until the next one.
+pub fn page(report: &Report) -> Bytes {
+    Bytes::from(render(report))
 }

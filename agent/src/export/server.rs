@@ -410,20 +410,20 @@ mod tests {
 
     /// The page of a snapshot with `targets` targets.
     fn page(targets: u32) -> Bytes {
-        super::super::page(&Snapshot {
+        super::super::page(&crate::rules::Report::from(Snapshot {
             targets: (1..=targets)
                 .map(|pid| TargetInfo {
                     pid,
                     comm: "java".to_owned(),
                     current_comm: String::new(),
-                    runtime: "hotspot",
+                    runtime: crate::runtimes::Runtime::HotSpot,
                     runtime_version: "21".to_owned(),
                     exe: "/usr/bin/java".to_owned(),
                     container: Default::default(),
                 })
                 .collect(),
             ..Snapshot::default()
-        })
+        }))
     }
 
     /// Starts a server on an ephemeral loopback port.

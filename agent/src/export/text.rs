@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
-use super::metrics::{EXPORTED_EDGES_NS, cumulative_counts};
+use super::buckets::{EXPORTED_EDGES_NS, cumulative_counts};
 use crate::collect::Hist;
 
 /// A metric family's type, as written on its `# TYPE` line.

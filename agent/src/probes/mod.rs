@@ -5,17 +5,13 @@
 //! into what the BPF programs read from `pt_regs`, and [`elf`] holds the
 //! shared plumbing (mapping files, address to file-offset translation);
 //! [`symbols`] finds C++ functions by demangled name (for V8).
-//! Go binaries have no notes: [`gobuildinfo`] reads their version,
-//! [`gopclntab`] their function table (stripped or not), [`gomodule`] the
-//! text base it is counted from, and [`disasm`] the instruction boundaries
-//! and call sites of a function.
+//! [`disasm`] decodes a function's instruction boundaries and call sites,
+//! so a uprobe lands only on an instruction (Go's readers of its own
+//! tables are in `runtimes::go`).
 
 pub mod argspec;
 pub mod disasm;
 pub mod elf;
-pub mod gobuildinfo;
-pub mod gomodule;
-pub mod gopclntab;
 pub mod symbols;
 pub mod usdt;
 

@@ -13,7 +13,7 @@ use super::{
     file::{Piece, Rule, RuleSet, Severity},
     profile::{Hysteresis, PROFILES, candidate},
 };
-use crate::collect::Snapshot;
+use crate::{collect::Snapshot, runtimes::Runtime};
 
 /// A rule that holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,8 +66,8 @@ pub struct Verdict {
     pub pid: u32,
     /// `/proc/PID/comm`.
     pub comm: String,
-    /// Runtime label.
-    pub runtime: &'static str,
+    /// Its runtime.
+    pub runtime: Runtime,
     /// The reported profile (after hysteresis).
     pub profile: String,
     /// Every profile name, so the exporter can write the 0s.
@@ -89,7 +89,7 @@ pub fn evaluate(rules: &RuleSet, features: &Features) -> Evaluation {
     let mut outcomes = Vec::with_capacity(rules.rules.len());
     let mut findings = Vec::new();
     for rule in &rules.rules {
-        let outcome = if !rule.applies_to(&features.runtime) {
+        let outcome = if !rule.applies_to(features.runtime) {
             Outcome::NotApplicable
         } else {
             match rule.program.execute(&ctx) {
@@ -221,6 +221,13 @@ impl Engine {
         self.rules = rules;
     }
 
+    /// Judges `snapshot`, taken at `at`, and returns it with the verdicts,
+    /// ready to publish (see [`Engine::observe`]).
+    pub fn judge(&mut self, at: Duration, snapshot: Arc<Snapshot>) -> super::Report {
+        let verdicts = self.observe(at, snapshot.clone());
+        super::Report { snapshot, verdicts }
+    }
+
     /// Takes the snapshot made at `at` (monotonic) and evaluates every
     /// target in it over the window that ends there.
     pub fn observe(&mut self, at: Duration, snapshot: Arc<Snapshot>) -> Vec<Verdict> {
@@ -297,7 +304,7 @@ mod tests {
 
     fn features(now: WindowStats) -> Features {
         Features {
-            runtime: "hotspot".into(),
+            runtime: Runtime::HotSpot,
             now,
             prev: None,
         }

@@ -6,7 +6,7 @@
 //! same difference one window further back, for the trend features.
 //!
 //! Stall time counts only pause kinds, and only the outermost of kinds that
-//! nest ([`counts_as_stall`]), so no stopped nanosecond is counted twice.
+//! nest (`RuntimeModule::counts_as_stall`), so no stopped nanosecond is counted twice.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -16,7 +16,10 @@ use std::{
 
 use pausewatch_common::{Kind, bucket_upper_bound_ns};
 
-use crate::collect::{Hist, Snapshot, TargetInfo};
+use crate::{
+    collect::{Hist, Snapshot, TargetInfo},
+    runtimes::Runtime,
+};
 
 /// The type of a feature, as the rule language sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,8 +180,8 @@ pub struct WindowStats {
 /// Every feature of one target at one evaluation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Features {
-    /// The runtime label.
-    pub runtime: String,
+    /// The runtime.
+    pub runtime: Runtime,
     /// This window.
     pub now: WindowStats,
     /// The window before, when the history reaches that far back.
@@ -200,7 +203,7 @@ impl Features {
                 _ => Some((c, s)),
             });
         Some(match name {
-            "runtime" => Text(self.runtime.clone()),
+            "runtime" => Text(self.runtime.label().to_string()),
             "window_s" => Number(w.window_s),
             "pauses" => Number(w.pauses as f64),
             "pauses_per_min" => Number(w.pauses_per_min),
@@ -232,46 +235,10 @@ impl Features {
     }
 }
 
-/// Whether pauses of `kind` count towards a `runtime`'s stall time.
-///
-/// Per runtime, because kinds nest differently: a HotSpot GC pause
-/// (`hotspot:gc__begin`..`gc__end`) runs inside a safepoint, which already
-/// covers it (plus the time to reach it), so HotSpot counts safepoints
-/// only. Elsewhere every pause kind is a stop of its own.
-pub fn counts_as_stall(runtime: &str, kind: Kind) -> bool {
-    match runtime {
-        "hotspot" => kind == Kind::Safepoint,
-        _ => kind.is_pause(),
-    }
-}
-
-/// Whether a pause series is a garbage collection: every runtime's GC
-/// pauses are `Kind::GcPause`, except Go's, which are the stop-the-world
-/// phases the runtime names `GC sweep termination` / `GC mark termination`.
-fn is_gc(runtime: &str, kind: Kind, cause: &str) -> bool {
-    match kind {
-        Kind::GcPause => true,
-        Kind::Stw => runtime == "go" && cause.starts_with("GC "),
-        _ => false,
-    }
-}
-
-/// Whether a GC cause names a full (whole-heap) collection, in the cause
-/// vocabulary of each runtime. Go's collector is not generational (every
-/// cycle marks the whole heap), so no Go pause is "full" in this sense.
-fn is_full_gc(runtime: &str, cause: &str) -> bool {
-    match runtime {
-        "hotspot" => cause == "full",
-        "cpython" => cause == "gen2",
-        "v8" => cause == "mark-compact",
-        _ => false,
-    }
-}
-
 /// Computes the statistics of `pid` between two snapshots `elapsed` apart
 /// (`before` may lack series that appeared since: they count whole).
 pub fn window_stats(
-    runtime: &str,
+    runtime: Runtime,
     pid: u32,
     before: &Snapshot,
     now: &Snapshot,
@@ -297,7 +264,7 @@ pub fn window_stats(
         if delta.count == 0 {
             continue;
         }
-        if counts_as_stall(runtime, s.kind) {
+        if runtime.module().counts_as_stall(s.kind) {
             merge_window(&mut stall, &delta);
             let c = causes.entry(s.cause.as_str()).or_default();
             c.0 += delta.count;
@@ -308,9 +275,9 @@ pub fn window_stats(
             Kind::TimeToSafepoint => merge_window(&mut tts, &delta),
             _ => {}
         }
-        if is_gc(runtime, s.kind, &s.cause) {
+        if runtime.module().is_gc(s.kind, &s.cause) {
             merge_window(&mut gc, &delta);
-            if is_full_gc(runtime, &s.cause) {
+            if runtime.module().is_full_gc(&s.cause) {
                 full_gc += delta.count;
             }
         }
@@ -449,7 +416,7 @@ impl History {
                 window_stats(target.runtime, target.pid, prev, base, *base_at - *prev_at)
             });
         Some(Features {
-            runtime: target.runtime.to_string(),
+            runtime: target.runtime,
             now: stats,
             prev,
         })
@@ -470,7 +437,7 @@ pub(crate) mod tests {
             pid: 9,
             comm: "java".into(),
             current_comm: String::new(),
-            runtime: "hotspot",
+            runtime: crate::runtimes::Runtime::HotSpot,
             runtime_version: "17".into(),
             exe: "/usr/bin/java".into(),
             container: Default::default(),
@@ -515,7 +482,7 @@ pub(crate) mod tests {
                 &[10 * MS; 8],
             ),
         ]);
-        let w = window_stats("hotspot", 9, &before, &now, Duration::from_secs(10));
+        let w = window_stats(Runtime::HotSpot, 9, &before, &now, Duration::from_secs(10));
         assert_eq!(w.pauses, 10);
         assert_eq!(w.pauses_per_min, 60.0);
         // 8*50 + 2*5 = 410 ms stopped in 10 s; the GC pauses are not added.
@@ -542,7 +509,13 @@ pub(crate) mod tests {
             series(Kind::GcPause, "minor", &[2 * MS; 3]),
             series(Kind::GcConcurrent, "minor", &[500 * MS]),
         ]);
-        let w = window_stats("go", 9, &Snapshot::default(), &now, Duration::from_secs(1));
+        let w = window_stats(
+            Runtime::Go,
+            9,
+            &Snapshot::default(),
+            &now,
+            Duration::from_secs(1),
+        );
         assert_eq!(w.pauses, 3);
         assert!((w.stall_ratio - 0.006).abs() < 1e-12);
         assert_eq!(w.gc_share, 1.0);
@@ -556,7 +529,13 @@ pub(crate) mod tests {
             series(Kind::Stw, "GC mark termination", &[MS; 4]),
             series(Kind::Stw, "read mem stats", &[MS; 2]),
         ]);
-        let w = window_stats("go", 9, &Snapshot::default(), &now, Duration::from_secs(60));
+        let w = window_stats(
+            Runtime::Go,
+            9,
+            &Snapshot::default(),
+            &now,
+            Duration::from_secs(60),
+        );
         assert_eq!(w.pauses, 10);
         assert_eq!(w.gc_per_min, 8.0);
         assert!((w.gc_share - 0.8).abs() < 1e-12, "{}", w.gc_share);
@@ -570,7 +549,7 @@ pub(crate) mod tests {
             series(Kind::GcPause, "gen2", &[MS]),
         ]);
         let w = window_stats(
-            "cpython",
+            Runtime::CPython,
             9,
             &Snapshot::default(),
             &cpython,
@@ -581,7 +560,13 @@ pub(crate) mod tests {
             series(Kind::GcPause, "scavenge", &[MS; 9]),
             series(Kind::GcPause, "mark-compact", &[MS; 3]),
         ]);
-        let w = window_stats("v8", 9, &Snapshot::default(), &v8, Duration::from_secs(60));
+        let w = window_stats(
+            Runtime::V8,
+            9,
+            &Snapshot::default(),
+            &v8,
+            Duration::from_secs(60),
+        );
         assert_eq!(w.full_gc_per_min, 3.0);
         assert_eq!(w.gc_per_min, 12.0);
     }
@@ -591,14 +576,14 @@ pub(crate) mod tests {
         // A 900 ms pause long before the window must not be the window's max.
         let before = snap(vec![series(Kind::Safepoint, "X", &[900 * MS])]);
         let now = snap(vec![series(Kind::Safepoint, "X", &[900 * MS, MS])]);
-        let w = window_stats("hotspot", 9, &before, &now, Duration::from_secs(1));
+        let w = window_stats(Runtime::HotSpot, 9, &before, &now, Duration::from_secs(1));
         assert!(w.max_ms <= 1.25 && w.max_ms >= 1.0, "{}", w.max_ms);
     }
 
     #[test]
     fn empty_window_is_all_zero_not_nan() {
         let w = window_stats(
-            "hotspot",
+            Runtime::HotSpot,
             9,
             &Snapshot::default(),
             &Snapshot::default(),
@@ -678,7 +663,7 @@ pub(crate) mod tests {
     #[test]
     fn every_documented_feature_has_a_value_of_its_type() {
         let f = Features {
-            runtime: "hotspot".into(),
+            runtime: Runtime::HotSpot,
             now: WindowStats::default(),
             prev: None,
         };

@@ -3,7 +3,7 @@
 //!
 //! Parsing is `serde` + `toml` (with spans); conditions are CEL, parsed by
 //! the `cel` crate. CEL is dynamically typed, so a condition such as
-//! `stall_ratio > "high"` would only fail while the agent runs; [`check`]
+//! `stall_ratio > "high"` would only fail while the agent runs; `check`
 //! walks the parsed expression once at load time instead, with the feature
 //! types of [`FEATURES`], and reports unknown features, type mismatches and
 //! unsupported constructs where they are written. The advice templates'
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::features::{FEATURES, FeatureType, feature_type};
+use crate::runtimes::Runtime;
 
 /// The rules built into the agent (documented in the README).
 pub const DEFAULT_RULES: &str = include_str!("defaults.toml");
@@ -190,8 +191,8 @@ impl Advice {
 pub struct Rule {
     /// Unique name; the `rule` label.
     pub name: String,
-    /// Runtime labels it applies to; empty means every runtime.
-    pub runtimes: Vec<String>,
+    /// The runtimes it applies to; empty means every runtime.
+    pub runtimes: Vec<Runtime>,
     /// The condition as written.
     pub when: String,
     /// The compiled condition.
@@ -210,8 +211,8 @@ pub struct Rule {
 
 impl Rule {
     /// Whether the rule applies to processes of `runtime`.
-    pub fn applies_to(&self, runtime: &str) -> bool {
-        self.runtimes.is_empty() || self.runtimes.iter().any(|r| r == runtime)
+    pub fn applies_to(&self, runtime: Runtime) -> bool {
+        self.runtimes.is_empty() || self.runtimes.contains(&runtime)
     }
 }
 
@@ -408,6 +409,20 @@ pub fn parse(origin: &str, text: &str) -> Result<RulesFile, RulesError> {
             }
             p => p.as_ref().map(|p| p.get_ref().clone()),
         };
+        let mut runtimes = Vec::new();
+        for label in &r.runtimes {
+            let runtime = Runtime::from_label(label.get_ref()).ok_or_else(|| {
+                src.error(
+                    label.span().start,
+                    format!(
+                        "unknown runtime {:?} in rule `{name}`: pausewatch traces {}",
+                        label.get_ref(),
+                        Runtime::labels()
+                    ),
+                )
+            })?;
+            runtimes.push(runtime);
+        }
         let when = r.when.get_ref();
         let (program, reads) = compile(when).map_err(|(char_off, msg)| {
             let byte = when
@@ -428,7 +443,7 @@ pub fn parse(origin: &str, text: &str) -> Result<RulesFile, RulesError> {
         };
         rules.push(Rule {
             name: name.clone(),
-            runtimes: r.runtimes.iter().map(|s| s.get_ref().clone()).collect(),
+            runtimes,
             when: when.clone(),
             program: Arc::new(program),
             reads,
@@ -446,12 +461,24 @@ pub fn parse(origin: &str, text: &str) -> Result<RulesFile, RulesError> {
     })
 }
 
-/// The built-in rules.
+/// The built-in rules: the runtime-neutral ones, then each runtime's own
+/// (`RuntimeModule::default_rules`).
+#[allow(
+    clippy::expect_used,
+    reason = "the embedded rules are constants, checked by the_built_in_rules_are_valid"
+)]
 pub fn defaults() -> RuleSet {
-    // The embedded file is checked by a unit test; failing here is a build bug.
+    // The embedded files are checked by a unit test; failing here is a build bug.
     let file = parse(DEFAULT_ORIGIN, DEFAULT_RULES).expect("the built-in rules are valid");
+    let mut rules = file.rules;
+    for runtime in Runtime::ALL {
+        let origin = format!("<built-in rules of {runtime}>");
+        let own = parse(&origin, runtime.module().default_rules())
+            .expect("every runtime's built-in rules are valid");
+        rules.extend(own.rules);
+    }
     RuleSet {
-        rules: file.rules,
+        rules,
         confirm: file.confirm.unwrap_or(DEFAULT_CONFIRM),
     }
 }
@@ -737,6 +764,32 @@ advice = "stopped {stall_ratio:%} of the time, top cause {top_cause}, {{literal}
         assert_eq!(names.len(), d.rules.len());
     }
 
+    /// A runtime's folder holds its rules only, and the shared file none.
+    #[test]
+    fn each_runtimes_rules_are_its_own() {
+        let neutral = parse(DEFAULT_ORIGIN, DEFAULT_RULES).unwrap();
+        assert!(neutral.rules.iter().all(|r| r.runtimes.is_empty()));
+        for runtime in Runtime::ALL {
+            let own = parse("r", runtime.module().default_rules()).unwrap();
+            assert!(!own.rules.is_empty(), "{runtime} has no rules");
+            for r in &own.rules {
+                assert_eq!(r.runtimes, [runtime], "rule {} of {runtime}", r.name);
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_runtime_is_an_error() {
+        let text = GOOD.replace(r#"runtimes = ["hotspot"]"#, r#"runtimes = ["jvm"]"#);
+        let e = parse("r.toml", &text).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "r.toml:7:13: unknown runtime \"jvm\" in rule `busy`: pausewatch traces hotspot"
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn a_good_file_parses_fully() {
         let f = parse("r.toml", GOOD).unwrap();
@@ -744,7 +797,7 @@ advice = "stopped {stall_ratio:%} of the time, top cause {top_cause}, {{literal}
         assert_eq!(f.confirm, Some(2));
         let r = &f.rules[0];
         assert_eq!(r.name, "busy");
-        assert_eq!(r.runtimes, ["hotspot"]);
+        assert_eq!(r.runtimes, [Runtime::HotSpot]);
         assert_eq!(r.severity, Severity::Warning);
         assert_eq!(r.profile.as_deref(), Some("throughput"));
         assert_eq!(r.reads, ["stall_ratio", "cause_share"]);

@@ -1,7 +1,7 @@
 //! The exec/exit event stream: tracefs, the tracepoints, and a task that
 //! turns ring buffer records into [`ProcessChange`]s for the lifecycle.
 
-use std::{ffi::CString, path::Path};
+use std::path::Path;
 
 use aya::maps::{MapData, RingBuf};
 use pausewatch_common::{PROCESS_EXEC, PROCESS_EXIT, ProcessEvent};
@@ -17,6 +17,9 @@ use super::TargetsError;
 
 /// Where the agent mounts tracefs when nobody has.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// [`TRACEFS`] for mount(2).
+const TRACEFS_C: &std::ffi::CStr = c"/sys/kernel/tracing";
 
 /// What happened to a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,15 +55,12 @@ pub fn ensure_tracefs() -> Result<(), TargetsError> {
     if tracefs_mounted() {
         return Ok(());
     }
-    let target = CString::new(TRACEFS).expect("no NUL in a constant");
-    let fstype = CString::new("tracefs").expect("no NUL in a constant");
-    let source = CString::new("nodev").expect("no NUL in a constant");
     // SAFETY: every pointer is a valid NUL-terminated string for the call.
     let rc = unsafe {
         libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
+            c"nodev".as_ptr(),
+            TRACEFS_C.as_ptr(),
+            c"tracefs".as_ptr(),
             0,
             std::ptr::null(),
         )
@@ -142,6 +142,11 @@ fn comm_text(raw: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use pausewatch_common::COMM_LEN;
+
+    #[test]
+    fn the_mount_point_is_one_path() {
+        assert_eq!(TRACEFS_C.to_str(), Ok(TRACEFS));
+    }
 
     fn bytes_of(e: &ProcessEvent) -> Vec<u8> {
         // SAFETY: a plain-old-data struct viewed as bytes.

@@ -182,7 +182,7 @@ impl Lifecycle {
             start_time: target.process.start_time,
         };
         let attached = ctx.tracer.attach(target)?;
-        lock(ctx.collector).add_target(target_info(target), target.runtime);
+        lock(ctx.collector).add_target(target_info(target));
         self.table.insert(
             id,
             Entry {
@@ -549,7 +549,7 @@ impl Lifecycle {
                 let attach_ms = attach_started.elapsed().as_secs_f64() * 1e3;
                 let mut info = target_info(&target);
                 info.container = labels::read(pid);
-                lock(ctx.collector).add_target(info, target.runtime);
+                lock(ctx.collector).add_target(info);
                 if let Some((id, e)) = self.table.get_mut(pid) {
                     e.state = State::Traced(inspected_ns);
                     e.exe = target.process.exe.clone();
@@ -680,7 +680,7 @@ pub fn target_info(t: &Target) -> TargetInfo {
         } else {
             t.process.current_comm.clone()
         },
-        runtime: t.runtime.label(),
+        runtime: t.runtime,
         runtime_version: t.version.clone(),
         exe: t.process.exe.display().to_string(),
         container: labels::read(t.process.pid),

@@ -1,12 +1,15 @@
-//! HotSpot: finds `libjvm.so` in a process and the USDT probes to attach.
+//! Finds `libjvm.so` in a process and the USDT probes to attach.
 
 use std::path::Path;
 
-use super::{Binary, DiscoveryError, ProbeAttach, Process, Runtime, Target};
-use crate::probes::usdt::{self, UsdtProbe};
+use crate::{
+    discovery::{Binary, DiscoveryError, ProbeAttach, Process, Target},
+    probes::usdt::{self, UsdtProbe},
+    runtimes::Runtime,
+};
 
 /// (provider, name, BPF program, whether the program reads argument 0).
-const PROBES: [(&str, &str, &str, bool); 6] = [
+pub(super) const PROBES: [(&str, &str, &str, bool); 6] = [
     (
         "hs_private",
         "safepoint__begin",
@@ -87,43 +90,9 @@ fn java_version(libjvm: &Path) -> Option<String> {
     })
 }
 
-/// The name HotSpot's own tools (`-Xlog:safepoint`, JFR, `jcmd`) give a VM
-/// operation whose `name()`, which the `vmops__begin` probe passes, is a
-/// description instead.
-///
-/// HotSpot logs `VM_Operation::name(type())`, the operation's type name, but
-/// the probe passes the virtual `name()`; they differ only where a class
-/// overrides `name()`, which Shenandoah's operations do
-/// (`shenandoahVMOperations.hpp`, JDK 17 to 25). Exporting the type name
-/// keeps one operation one `cause` whichever tool a user compares with.
-pub fn vm_operation_type_name(name: &str) -> &str {
-    match name {
-        "Shenandoah Init Marking" => "ShenandoahInitMark",
-        "Shenandoah Final Mark and Start Evacuation" => "ShenandoahFinalMarkStartEvac",
-        "Shenandoah Init Update References" => "ShenandoahInitUpdateRefs",
-        "Shenandoah Final Update References" => "ShenandoahFinalUpdateRefs",
-        "Shenandoah Final Roots" => "ShenandoahFinalRoots",
-        "Shenandoah Full GC" => "ShenandoahFullGC",
-        "Shenandoah Degenerated GC" => "ShenandoahDegeneratedGC",
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shenandoah_operations_get_their_type_names() {
-        assert_eq!(
-            vm_operation_type_name("Shenandoah Init Marking"),
-            "ShenandoahInitMark"
-        );
-        assert_eq!(
-            vm_operation_type_name("G1CollectForAllocation"),
-            "G1CollectForAllocation"
-        );
-    }
 
     #[test]
     fn reads_the_jdk_release_file() {

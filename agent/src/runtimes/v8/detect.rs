@@ -1,42 +1,19 @@
-//! V8 (Node.js): finds the V8 heap's collector functions in `node` (or a
-//! mapped `libnode.so`, as Debian builds it) by demangled name.
-//!
-//! V8 has no USDT probes, so the pause is bracketed by uprobes on the
-//! functions that delimit what `--trace-gc` reports. In V8 11.3 (Node 20),
-//! `Heap::CollectGarbage` does, on the collecting thread:
-//!
-//! ```text
-//! GCTracer::StartObservablePause()        takes current_.start_time
-//!   GarbageCollectionPrologue, StartCycle, StartAtomicPause
-//!   Heap::PerformGarbageCollection(collector, reason, collector_reason)
-//!   GarbageCollectionEpilogue, StopAtomicPause
-//! GCTracer::StopObservablePause()         takes current_.end_time
-//! GCTracer::UpdateStatistics(collector)   prints the --trace-gc line
-//! ```
-//!
-//! and `--trace-gc`'s pause (`Scavenge ... MB, 1.14 / 0.00 ms`) is
-//! `end_time - start_time`. So the interval runs from the return of
-//! `StartObservablePause` to the return of `StopObservablePause` (uretprobes,
-//! each a few instructions after V8's timestamp; see `ebpf/src/v8.rs` for
-//! why returns rather than entries), and `PerformGarbageCollection`'s
-//! first argument (after `this`) names the collector. The line itself is
-//! printed after the interval, so it does not inflate it. Those functions
-//! are in different translation units (gc-tracer.cc, heap.cc) or exported
-//! and large, so the calls are real calls that a uprobe on the entry sees;
-//! a binary where one is missing gets a clear error naming it.
+//! Finds the V8 heap's collector functions in `node` (or a mapped
+//! `libnode.so`, as Debian builds it) by demangled name.
 
 use std::path::Path;
 
-use super::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
 use object::{Object, ObjectSection};
 
+use crate::discovery::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Target};
 use crate::probes::{
     elf::{self, MappedFile},
     symbols,
 };
+use crate::runtimes::Runtime;
 
 /// (demangled qualified name, BPF program).
-const PROBES: [(&str, &str); 3] = [
+pub(super) const PROBES: [(&str, &str); 3] = [
     (
         "v8::internal::GCTracer::StartObservablePause",
         "v8_pause_begin",
@@ -50,18 +27,6 @@ const PROBES: [(&str, &str); 3] = [
         "v8_pause_end",
     ),
 ];
-
-/// Text of a collection's cause: V8's `GarbageCollector` enum plus one, as
-/// recorded by `v8_collector` (0: the collector was not seen).
-pub fn cause_name(cause: u64) -> String {
-    match cause {
-        1 => "scavenge".to_string(),
-        2 => "mark-compact".to_string(),
-        3 => "minor-mark-compact".to_string(),
-        0 => "unknown".to_string(),
-        n => format!("collector_{}", n - 1),
-    }
-}
 
 /// Returns the V8 target in `process`, or `None` if it runs no V8.
 pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
@@ -172,15 +137,6 @@ fn find_v8_version(data: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cause_names() {
-        assert_eq!(cause_name(1), "scavenge");
-        assert_eq!(cause_name(2), "mark-compact");
-        assert_eq!(cause_name(3), "minor-mark-compact");
-        assert_eq!(cause_name(0), "unknown");
-        assert_eq!(cause_name(9), "collector_8");
-    }
 
     #[test]
     fn version_string() {

@@ -1,36 +1,25 @@
-//! Ruby (CRuby): finds `libruby-3.x.so` in a process and its USDT GC probes.
-//!
-//! `ruby:gc__mark__begin/end` bracket one collection's marking (with the
-//! sweep steps it runs inside), `ruby:gc__sweep__begin/end` each sweep step;
-//! Ruby guards them with semaphores, which the loader lets the kernel
-//! raise (`ProbeAttach::ref_ctr_offset`). What the intervals mean, and why
-//! the BPF side drops sweep steps nested in a marking, is in
-//! `ebpf/src/ruby.rs` and `docs/design.md` ("Ruby").
+//! Finds `libruby` in a process and its USDT GC probes.
 
-use pausewatch_common::{RUBY_CAUSE_MARK, RUBY_CAUSE_SWEEP};
-
-use super::{Binary, DiscoveryError, ProbeAttach, Process, Runtime, Target};
-use crate::probes::usdt::{self, UsdtProbe};
+use crate::{
+    discovery::{Binary, DiscoveryError, ProbeAttach, Process, Target},
+    probes::usdt::{self, UsdtProbe},
+    runtimes::Runtime,
+};
 
 /// (provider, name, BPF program); no program reads an argument (the
 /// probes have none).
-const PROBES: [(&str, &str, &str); 4] = [
+pub(super) const PROBES: [(&str, &str, &str); 4] = [
     ("ruby", "gc__mark__begin", "ruby_mark_begin"),
     ("ruby", "gc__mark__end", "ruby_mark_end"),
     ("ruby", "gc__sweep__begin", "ruby_sweep_begin"),
     ("ruby", "gc__sweep__end", "ruby_sweep_end"),
 ];
 
-/// Text of a Ruby pause's cause id.
-pub fn cause_name(cause: u64) -> String {
-    match cause {
-        RUBY_CAUSE_MARK => "mark".to_string(),
-        RUBY_CAUSE_SWEEP => "sweep".to_string(),
-        other => format!("cause_{other}"),
-    }
-}
-
 /// Returns the Ruby target in `process`, or `None` if it maps no libruby.
+///
+/// Debian's `ruby3.1` executable is a thin `main` linked against
+/// `libruby-3.1.so`, which holds the interpreter and its probes; a Ruby
+/// built without `--enable-shared` has no such library and is not found.
 pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     let Some(lib) = process.find_mapped(is_libruby) else {
         return Ok(None);
@@ -66,6 +55,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     }))
 }
 
+/// `libruby-3.1.so.3.1.2`, `libruby.so.3.3`: the shared interpreter.
 fn is_libruby(name: &str) -> bool {
     name.starts_with("libruby") && name.contains(".so")
 }
@@ -88,7 +78,7 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn versions_and_names() {
+    fn versions_from_file_names() {
         let v = |s: &str| ruby_version(Path::new(s));
         assert_eq!(
             v("/usr/lib/x86_64-linux-gnu/libruby-3.1.so.3.1.2").as_deref(),
@@ -96,10 +86,50 @@ mod tests {
         );
         assert_eq!(v("libruby-3.1.so.3.1").as_deref(), Some("3.1"));
         assert_eq!(v("libruby-3.3.so").as_deref(), Some("3.3"));
+        assert_eq!(v("libruby.so.3.3"), None);
         assert_eq!(v("libpython3.11.so.1.0"), None);
         assert!(is_libruby("libruby-3.1.so.3.1.2"));
         assert!(!is_libruby("librubyish.a"));
-        assert_eq!(cause_name(RUBY_CAUSE_MARK), "mark");
-        assert_eq!(cause_name(RUBY_CAUSE_SWEEP), "sweep");
+    }
+
+    /// Debian's ruby3.1, when installed (`cargo xtask test` installs it;
+    /// `xtask/tests/e2e_ruby.rs` compares the offsets with `readelf -n`).
+    #[test]
+    fn finds_the_probes_of_debians_ruby() {
+        let ruby = "/usr/bin/ruby3.1";
+        if !Path::new(ruby).is_file() {
+            eprintln!("{ruby} is not installed; e2e_ruby covers this");
+            return;
+        }
+        let mut child = std::process::Command::new(ruby)
+            .args(["-e", "puts; $stdout.flush; $stdin.read"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The blank line comes once the interpreter runs.
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let found = detect(&Process::inspect(child.id()).unwrap());
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let t = found.unwrap().expect("ruby3.1 maps libruby");
+        assert_eq!(t.runtime, Runtime::Ruby);
+        assert!(t.version.starts_with("3.1"), "{}", t.version);
+        for (provider, name, program) in PROBES {
+            let probe = format!("{provider}:{name}");
+            assert!(
+                t.probes
+                    .iter()
+                    .any(|p| p.probe == probe && p.program == program),
+                "no {probe}"
+            );
+        }
+        // Debian's build guards the probes with semaphores.
+        assert!(t.probes.iter().all(|p| p.ref_ctr_offset.is_some()));
     }
 }

@@ -24,7 +24,7 @@
 //! next table entry begins (the last entry is the end of the text). The
 //! header's `textStart` is that base only up to Go 1.25 (from Go 1.26 it is
 //! always 0): the base callers should use is the module data's `text`
-//! ([`super::gomodule`]), set with [`Pclntab::with_text_base`].
+//! ([`super::module`]), set with [`Pclntab::with_text_base`].
 
 /// Go 1.18 and 1.19 header magic.
 pub const MAGIC_118: u32 = 0xffff_fff0;

@@ -1,44 +1,28 @@
-//! CPython: finds the interpreter (`libpython3.x.so` or a statically linked
-//! `python3.x` executable) in a process and its USDT collection probes.
-//!
-//! `python:gc__start(generation)` fires in `gc_collect_main` before the
-//! collector does anything, `python:gc__done(collected)` when it is done:
-//! together they bracket every collection, automatic or `gc.collect()`.
-//! CPython guards both with semaphores (the `.probes` section), so the
-//! probes only fire while a tracer holds the semaphore raised; the loader
-//! lets the kernel do that (`ProbeAttach::ref_ctr_offset`).
-//!
-//! An interpreter built without the probes (pyenv, python.org, most
-//! hand-built ones) is traced, when its symbol table still names the
-//! collector's `gc_collect_main` (a static function, so only in an
-//! unstripped `.symtab`), with a uprobe on that function's entry (the
-//! generation is its second argument in CPython 3.8 to 3.12) and a return
-//! probe on its exit, and the agent says so with a warning. The caveat:
-//! if the compiler inlined or cloned `gc_collect_main` into a caller
-//! (`gc_collect_main.constprop.0`, an LTO build), the collections that run
-//! the copy are not seen; the ones seen are timed correctly.
+//! Finds the interpreter in a process and its collection probes: USDT
+//! notes, or uprobes on `gc_collect_main` where there are none.
 
 use std::path::Path;
 
-use super::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
-use crate::probes::{
-    symbols,
-    usdt::{self, UsdtProbe},
+use crate::{
+    discovery::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Target},
+    probes::{
+        symbols,
+        usdt::{self, UsdtProbe},
+    },
+    runtimes::Runtime,
 };
 
 /// The collector's main function, probed where there are no USDT notes.
 const FALLBACK_FUNCTION: &str = "gc_collect_main";
 
+/// The entry and return programs of the fallback.
+pub(super) const FALLBACK_PROGRAMS: [&str; 2] = ["cpython_fallback_start", "cpython_fallback_done"];
+
 /// (provider, name, BPF program, whether the program reads argument 0).
-const PROBES: [(&str, &str, &str, bool); 2] = [
+pub(super) const PROBES: [(&str, &str, &str, bool); 2] = [
     ("python", "gc__start", "cpython_gc_start", true),
     ("python", "gc__done", "cpython_gc_done", false),
 ];
-
-/// Text of a collection's cause: the generation `gc__start` reported.
-pub fn cause_name(cause: u64) -> String {
-    format!("gen{cause}")
-}
 
 /// Returns the CPython target in `process`, or `None` if it runs no CPython.
 pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
@@ -127,8 +111,8 @@ fn fallback_probes(binary: &Binary) -> Option<Vec<ProbeAttach>> {
         arg: ProgramArg::None,
     };
     Some(vec![
-        probe("cpython_fallback_start", "entry"),
-        probe("cpython_fallback_done", "return"),
+        probe(FALLBACK_PROGRAMS[0], "entry"),
+        probe(FALLBACK_PROGRAMS[1], "return"),
     ])
 }
 
@@ -178,7 +162,6 @@ mod tests {
         assert_eq!(v("/usr/bin/node"), None);
         assert!(is_libpython("libpython3.11.so.1.0"));
         assert!(!is_libpython("libpythonic.so"));
-        assert_eq!(cause_name(2), "gen2");
     }
 
     #[test]

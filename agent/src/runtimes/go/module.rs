@@ -31,8 +31,8 @@ use object::elf::{PF_W, R_X86_64_RELATIVE, SHF_ALLOC, SHT_RELA};
 use object::read::elf::SectionHeader;
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use super::elf::{self, Elf64, ElfError, LoadSegment};
-use super::gopclntab::{MAGIC_118, MAGIC_120, Pclntab};
+use super::pclntab::{MAGIC_118, MAGIC_120, Pclntab};
+use crate::probes::elf::{self, Elf64, ElfError, LoadSegment};
 
 /// Offsets of the `moduledata` fields read here.
 const MD_FUNCNAMETAB: u64 = 8;

@@ -1,57 +1,24 @@
-//! Go: recognises a Go executable and finds its stop-the-world functions.
-//!
-//! A process is a Go program when its executable has a `.go.buildinfo`
-//! section (also in static binaries and in containers: the file is read
-//! through `/proc/PID/exe`, see [`super::binary`]). Functions come from the
-//! pc-line table, which
-//! `-ldflags=-s -w` keeps, at the text base of the module data
-//! ([`crate::probes::gomodule`]), so stripped, PIE and externally linked
-//! binaries need no special case.
-//!
-//! What is probed depends on the runtime version, read from the sources of
-//! each release (`src/runtime/proc.go`, `mgc.go`):
-//!
-//! - Go 1.19: `stopTheWorldWithSema()` takes no argument;
-//!   `stopTheWorld(reason string)` wraps it for every reason but the two GC
-//!   phases, which `gcStart` and `gcMarkDone` stop directly. The string is
-//!   read at `stopTheWorld` and handed over in its closure
-//!   `stopTheWorld.func1` (the goroutine may change threads while it waits
-//!   for `worldsema`); the GC phases are named by `finishsweep_m`
-//!   (only called with the world stopped for sweep termination) and
-//!   `gcMarkTermination` (mark termination); `readmemstats_m` names
-//!   `ReadMemStats` even when its thread changed while waiting for
-//!   `worldsema`.
-//! - Go 1.21 to 1.27: `stopTheWorldWithSema(reason stwReason)`, a
-//!   `uint8` in AL under the register ABI; the same `stwReasonStrings` table
-//!   in all of them.
-//!
-//! In both, the pause ends in `startTheWorldWithSema` at its call of
-//! `wakep()`: the Ps run again and the runtime has taken the timestamp that
-//! gctrace and `runtime/metrics` use as the end of the pause. No uretprobe:
-//! the call site is found by decoding the body ([`crate::probes::disasm`]).
-//!
-//! Nothing is attached unless every probe address is proven: each probed
-//! function decodes cleanly from its entry to its end, every direct call in
-//! it lands on a function entry of the table (which a wrong text base would
-//! break), and each probe sits on one of its instruction boundaries (the
-//! entry, or the one `CALL runtime.wakep`). From Go 1.21 the binary's own
-//! `stwReasonStrings` must also begin with [`STW_REASONS`], the names the
-//! reason byte is read with. A Go release newer than the newest tested one
-//! is traced, with a warning, only when all of that holds.
+//! Finds a Go executable's stop-the-world functions and proves every
+//! probe address (see the module docs of [`super`]).
 
 use std::path::Path;
 
 use object::{Object, ObjectSection};
 use pausewatch_common::{ARG_CONST, ARG_REG, ArgSpec};
 
-use super::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Runtime, Target};
-use crate::probes::{
-    Register,
-    disasm::{self, Body},
-    elf::{self, MappedFile},
-    gobuildinfo,
-    gomodule::{self, GoModule, Hints, Image},
-    gopclntab::GoFunc,
+use super::{
+    buildinfo,
+    module::{self as gomodule, GoModule, Hints, Image},
+    pclntab::GoFunc,
+};
+use crate::{
+    discovery::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Target},
+    probes::{
+        Register,
+        disasm::{self, Body},
+        elf::{self, MappedFile},
+    },
+    runtimes::Runtime,
 };
 
 /// `stwReasonStrings` of Go 1.21 to 1.27, indexed by `stwReason`.
@@ -112,7 +79,7 @@ pub enum Support {
 /// for a version the agent refuses (before 1.19, 1.20, pre-releases of
 /// unknown lineage).
 pub fn layout(version: &str) -> Option<(Layout, Support)> {
-    match gobuildinfo::major_minor(version)? {
+    match buildinfo::major_minor(version)? {
         (1, 19) => Some((Layout::ReasonString, Support::Tested)),
         (1, 21..=27) => Some((Layout::ReasonByte, Support::Tested)),
         (1, minor) if minor > NEWEST_TESTED.1 => Some((Layout::ReasonByte, Support::Untested)),
@@ -131,7 +98,7 @@ pub enum GoBinaryError {
     Io(#[from] std::io::Error),
     /// `.go.buildinfo` is unreadable.
     #[error(transparent)]
-    BuildInfo(#[from] gobuildinfo::BuildInfoError),
+    BuildInfo(#[from] buildinfo::BuildInfoError),
     /// The module data or its pc-line table is missing, corrupt or
     /// inconsistent.
     #[error("{0}; nothing is attached")]
@@ -226,6 +193,9 @@ pub struct GoBinary {
     pub text_base: Option<(u64, gomodule::FoundBy)>,
 }
 
+/// What [`DiscoveryError::Unreadable`] says the agent was reading.
+pub(super) const FUNCTIONS: &str = "the Go runtime's functions";
+
 /// The warning printed when an untested newer version is traced.
 pub fn untested_warning(pid: u32, version: &str) -> String {
     format!(
@@ -253,12 +223,13 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     let Some(buildinfo) = elf_file.section_by_name(".go.buildinfo") else {
         return Ok(None);
     };
-    let wrap = |e: GoBinaryError| DiscoveryError::GoBinary {
+    let wrap = |e: GoBinaryError| DiscoveryError::Unreadable {
+        what: FUNCTIONS,
         path: binary.shown().to_path_buf(),
         source: Box::new(e),
     };
     let version =
-        gobuildinfo::version(buildinfo.data().unwrap_or_default()).map_err(|e| wrap(e.into()))?;
+        buildinfo::version(buildinfo.data().unwrap_or_default()).map_err(|e| wrap(e.into()))?;
     let Some((layout, support)) = layout(&version) else {
         return Err(DiscoveryError::UnsupportedVersion {
             pid: process.pid,
@@ -295,7 +266,7 @@ pub fn describe(path: &Path) -> Result<GoBinary, GoBinaryError> {
         .section_by_name(".go.buildinfo")
         .and_then(|s| s.data().ok())
         .unwrap_or_default();
-    let version = gobuildinfo::version(data)?;
+    let version = buildinfo::version(data)?;
     let image = Image::from_elf(&elf_file)?;
     let text_base = gomodule::locate(&image, &Hints::from_elf(&elf_file))
         .ok()
@@ -512,7 +483,7 @@ fn constant(value: i64) -> ArgSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probes::gomodule::fixture::{self, Link, Op};
+    use crate::runtimes::go::module::fixture::{self, Link, Op};
 
     const PUSH: Op = Op::Raw(&[0x55]);
     const POP_RET: Op = Op::Raw(&[0x5d, 0xc3]);
@@ -563,7 +534,7 @@ mod tests {
 
     fn probe_list(c: &fixture::Crafted) -> Result<Vec<ProbeAttach>, GoBinaryError> {
         // Any open file stands for the executable the offsets are in.
-        let me = super::super::Process::inspect(std::process::id()).unwrap();
+        let me = crate::discovery::Process::inspect(std::process::id()).unwrap();
         let binary = Binary::open_exe(&me).unwrap();
         probes_in(&c.image(), &c.hints, Layout::ReasonByte, &binary)
     }
