@@ -9,14 +9,15 @@
 //! round robin, one every [`START_EVERY`]: JVMs on JDK 17 and 25 (started
 //! directly, through `sh -c 'exec java ...'` and through a launcher script
 //! that execs java after a delay), the Go workload built with Go 1.23
-//! (plain and stripped), gc_cycles.py on Debian's CPython 3.11 and
-//! gc_alloc.js on Node.js. Each kind ([`Runtime`]) knows how it starts,
+//! (plain and stripped), gc_cycles.py on Debian's CPython 3.11,
+//! gc_alloc.js on Node.js and gc_alloc.rb on Debian's Ruby 3.1. Each kind ([`Runtime`]) knows how it starts,
 //! which exported series hold its pauses and how to read its runtime's own
 //! account of them. The same checks hold for every process: exported as a
 //! target before its gate opens (or, for Go, promptly after its start),
 //! pauses exported while it runs, exported counts equal to the runtime's
 //! own, forgotten within the grace period, attached less than 1 s after its
-//! runtime appeared: at its exec for Go, CPython and Node (the agent's own
+//! runtime appeared: at its exec for Go, CPython, Node and Ruby (whose
+//! `libruby` the dynamic loader maps before `main`) (the agent's own
 //! "ms after exec"); for a JVM, when `libjvm.so` was mapped, which the test
 //! bounds from above by polling `/proc`, so that the agent's share it judges
 //! is never over-stated by a JVM start-up stalled on the loaded machine.
@@ -35,7 +36,9 @@
 //!   before the gate (the interpreter's start-up collections, which it sees
 //!   because it attaches at exec), must equal them exactly. They are read
 //!   when the script says `done`: CPython's final collections at exit are
-//!   real pauses the script does not count.
+//!   real pauses the script does not count. Ruby: the script's `GC.stat`
+//!   count over the same phase, against `cause="mark"` (one marking per
+//!   collection; Ruby counts no sweep steps, so `sweep` is not compared).
 //! - Go: the workload has no gate, so the agent attaches while it runs. The
 //!   runtime's `GODEBUG=gctrace=1` lines carry each cycle's start (`@`, in
 //!   ms since the runtime started, which is after the exec); the agent's
@@ -48,7 +51,8 @@
 //!   [sure, sure + maybe + 1].
 //!
 //! Needs root; fails (never skips) without it, the JDKs, Go 1.23,
-//! `/usr/bin/python3.11`, `/usr/bin/node`, `unshare` or cgroup2.
+//! `/usr/bin/python3.11`, `/usr/bin/node`, `/usr/bin/ruby3.1`, `unshare` or
+//! cgroup2.
 //! See the numbers with `cargo test -p xtask --test e2e_host -- --nocapture`.
 
 mod support;
@@ -63,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use support::{Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root};
 use xtask::goworkload::build_gcload;
-use xtask::groundtruth::{cpython, go, v8};
+use xtask::groundtruth::{cpython, go, ruby, v8};
 use xtask::scripted::{ScriptWorkload, workload_path};
 use xtask::workloads::JavaWorkload;
 
@@ -75,7 +79,7 @@ const SYSTEM_GC_MS: u64 = 400;
 /// `--forget-after` of the agent under test.
 const FORGET_AFTER_SECS: u64 = 5;
 /// Processes in the churn test.
-const PROCESSES: usize = 24;
+const PROCESSES: usize = 27;
 /// A new process starts this often.
 const START_EVERY: Duration = Duration::from_millis(2500);
 /// The agent's `--interval`: how often it reads the BPF maps.
@@ -90,6 +94,8 @@ const GO_START_SLACK_MS: f64 = 50.0;
 const PYTHON: &str = "/usr/bin/python3.11";
 /// The Node.js of the Node kind.
 const NODE: &str = "/usr/bin/node";
+/// The interpreter of the Ruby kind (Debian's, with USDT probes).
+const RUBY: &str = "/usr/bin/ruby3.1";
 /// The Go runtime's cause of the stop-the-world that begins each GC cycle.
 const GO_SWEEP: &str = "GC sweep termination";
 
@@ -116,6 +122,8 @@ enum Runtime {
     CPython,
     /// `workloads/node/gc_alloc.js` on [`NODE`], gated.
     Node,
+    /// `workloads/ruby/gc_alloc.rb` on [`RUBY`], gated.
+    Ruby,
 }
 
 impl Runtime {
@@ -126,6 +134,7 @@ impl Runtime {
             Runtime::Go { .. } => "go",
             Runtime::CPython => "cpython",
             Runtime::Node => "v8",
+            Runtime::Ruby => "ruby",
         }
     }
 
@@ -145,6 +154,7 @@ impl Runtime {
             Runtime::Jvm { .. } => cause == "full",
             Runtime::Go { .. } => cause == GO_SWEEP,
             Runtime::CPython | Runtime::Node => true,
+            Runtime::Ruby => cause == "mark",
         }
     }
 
@@ -156,6 +166,7 @@ impl Runtime {
             Runtime::Go { .. } => &[GO_SWEEP],
             Runtime::CPython => &["gen0", "gen1", "gen2"],
             Runtime::Node => &["scavenge", "mark-compact"],
+            Runtime::Ruby => &["mark"],
         }
     }
 
@@ -186,6 +197,13 @@ impl Runtime {
                     secs.to_string(),
                 ],
             )),
+            Runtime::Ruby => Running::Script(spawn_script(
+                RUBY,
+                &[
+                    workload_path("ruby/gc_alloc.rb").display().to_string(),
+                    secs.to_string(),
+                ],
+            )),
         }
     }
 }
@@ -197,9 +215,9 @@ struct ProcessKind {
     runtime: Runtime,
 }
 
-/// Every kind of process the churn test starts, round robin (24 processes:
+/// Every kind of process the churn test starts, round robin (27 processes:
 /// three of each).
-const KINDS: [ProcessKind; 8] = [
+const KINDS: [ProcessKind; 9] = [
     ProcessKind {
         name: "jdk17",
         runtime: Runtime::Jvm {
@@ -243,6 +261,10 @@ const KINDS: [ProcessKind; 8] = [
             jdk: 25,
             launch: Launch::Script,
         },
+    },
+    ProcessKind {
+        name: "ruby3.1",
+        runtime: Runtime::Ruby,
     },
 ];
 
@@ -658,6 +680,15 @@ fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
                         .collect();
                     // Now, before the exit: the interpreter's collections
                     // at exit are not in the script's account.
+                    let got = settle(&want);
+                    s.finish(Duration::from_secs(30))
+                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+                    (Truth::Exact(want), got)
+                }
+                Runtime::Ruby => {
+                    let report = ruby::parse_report(&json)
+                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+                    let want = Counts::from([("mark".to_string(), report.stat.count)]);
                     let got = settle(&want);
                     s.finish(Duration::from_secs(30))
                         .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
