@@ -183,8 +183,8 @@ pub struct RunArgs {
 
     /// At exit, and on SIGUSR1, print on stderr one bpftrace-style log2
     /// histogram per process, kind and cause (`@safepoint_ns[PID, COMM,
-    /// CAUSE]`), since the agent started: rows [2^k, 2^k+1) ns with counts
-    /// and bars, exact sums of the same BPF buckets /metrics exports.
+    /// CAUSE]`) since the agent started, in rows [2^k, 2^(k+1)) ns with
+    /// counts and bars: exact sums of the BPF buckets /metrics exports.
     #[arg(long)]
     pub hist: bool,
 

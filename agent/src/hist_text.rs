@@ -56,7 +56,7 @@ fn log2_rows(hist: &Hist) -> Vec<(u64, Option<u64>, u64)> {
     // Buckets 1.. come SUB to a power of two; the last one is unbounded.
     let mut i = 1;
     let mut exp = MIN_EXP;
-    while i + sub <= BUCKETS - 1 {
+    while i + sub < BUCKETS {
         let n = (i..i + sub).map(|b| bucket(hist, b)).sum();
         rows.push((1 << exp, Some(1 << (exp + 1)), n));
         i += sub;
@@ -96,7 +96,7 @@ fn rows(hist: &Hist) -> String {
 fn suffixed(v: u64) -> String {
     const UNITS: [(u32, &str); 4] = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
     for (shift, unit) in UNITS {
-        if v >= 1 << shift && v % (1 << shift) == 0 {
+        if v >= 1 << shift && v.is_multiple_of(1 << shift) {
             return format!("{}{unit}", v >> shift);
         }
     }
