@@ -289,8 +289,8 @@ impl Lifecycle {
                     }
                     // The same process runs another program now: its old
                     // probes point into an address space that is gone.
+                    // (Detaching also drops its open intervals.)
                     ctx.tracer.detach(pid);
-                    let _ = ctx.tracer.forget_inflight(pid);
                 }
                 *entry = pending;
             }
@@ -633,10 +633,9 @@ impl Lifecycle {
     }
 
     fn exited(&mut self, pid: u32, now: Instant, ctx: &mut Ctx<'_>) {
+        // Also drops its open intervals: a thread that exited inside a pause
+        // never sends the end.
         ctx.tracer.detach(pid);
-        if let Err(e) = ctx.tracer.forget_inflight(pid) {
-            log::warn!("pid {pid}: {e}");
-        }
         if let Some((_, e)) = self.table.get_mut(pid) {
             e.state = State::Exited(now);
         }
@@ -647,11 +646,10 @@ impl Lifecycle {
         );
     }
 
-    /// Drops everything about `pid` at once: probes, open intervals,
-    /// histograms, target info.
+    /// Drops everything about `pid` at once: probes and open intervals
+    /// (one detach does both), histograms, target info.
     fn forget(&mut self, pid: u32, ctx: &mut Ctx<'_>) {
         ctx.tracer.detach(pid);
-        let _ = ctx.tracer.forget_inflight(pid);
         lock(ctx.collector).forget(pid);
         self.table.remove(pid);
     }
