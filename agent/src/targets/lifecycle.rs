@@ -49,7 +49,7 @@ use crate::{
 use super::{
     follow::ProcessChange,
     identity::{ByIdentity, ExitWatch, Identity, Seen},
-    labels,
+    labels::{self, ContainerLabels},
     select::Selection,
 };
 
@@ -182,7 +182,8 @@ impl Lifecycle {
             start_time: target.process.start_time,
         };
         let attached = ctx.tracer.attach(target)?;
-        lock(ctx.collector).add_target(target_info(target), target.runtime);
+        let info = target_info(target, labels::read(target.process.pid));
+        lock(ctx.collector).add_target(info, target.runtime);
         self.table.insert(
             id,
             Entry {
@@ -547,8 +548,9 @@ impl Lifecycle {
         match ctx.tracer.attach(&target) {
             Ok(probes) => {
                 let attach_ms = attach_started.elapsed().as_secs_f64() * 1e3;
-                let mut info = target_info(&target);
-                info.container = labels::read(pid);
+                // Read once, here: the labels are a property of the process
+                // for its life (its cgroup), not of an inspection.
+                let info = target_info(&target, labels::read(pid));
                 lock(ctx.collector).add_target(info, target.runtime);
                 if let Some((id, e)) = self.table.get_mut(pid) {
                     e.state = State::Traced(inspected_ns);
@@ -668,8 +670,9 @@ fn read_comm(pid: u32) -> Option<String> {
     Some(text.strip_suffix('\n').unwrap_or(&text).to_string())
 }
 
-/// What `pausewatch_target_info` says about a target (labels come separately).
-pub fn target_info(t: &Target) -> TargetInfo {
+/// What `pausewatch_target_info` says about a target in the container
+/// `container` (read once per process, by the caller: see `labels::read`).
+pub fn target_info(t: &Target, container: ContainerLabels) -> TargetInfo {
     TargetInfo {
         pid: t.process.pid,
         comm: t.process.comm.clone(),
@@ -681,6 +684,6 @@ pub fn target_info(t: &Target) -> TargetInfo {
         runtime: t.runtime.label(),
         runtime_version: t.version.clone(),
         exe: t.process.exe.display().to_string(),
-        container: labels::read(t.process.pid),
+        container,
     }
 }
