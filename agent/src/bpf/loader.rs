@@ -553,6 +553,17 @@ impl Tracer {
     }
 }
 
+/// What the target lifecycle needs of the tracer.
+impl crate::targets::seams::Attach for Tracer {
+    fn attach(&mut self, discovered: &Target) -> Result<usize, BpfError> {
+        Tracer::attach(self, discovered).map(|probes| probes.len())
+    }
+
+    fn detach(&mut self, pid: u32) {
+        Tracer::detach(self, pid);
+    }
+}
+
 /// An attached uprobe taken out of the tracer; dropping it detaches it.
 /// (The fields are only held for their `Drop`.)
 enum OwnedLink {

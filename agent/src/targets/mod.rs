@@ -73,6 +73,7 @@ pub mod follow;
 pub mod identity;
 pub mod labels;
 pub mod lifecycle;
+pub mod seams;
 pub mod select;
 
 pub use labels::ContainerLabels;
