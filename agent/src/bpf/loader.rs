@@ -581,7 +581,7 @@ enum OwnedLink {
 /// long as one by one): 6 probes per JVM cost ~0.6 s per target at
 /// shutdown. Fewer attachments (one per probe point shared by every target
 /// that maps the same file, filtered by pid in BPF) is the way to make it
-/// cheaper; see the notes in `targets/mod.rs`.
+/// cheaper; see `docs/design.md` ("Target lifecycle").
 fn release(links: Vec<OwnedLink>) {
     drop(links);
 }

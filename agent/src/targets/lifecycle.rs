@@ -2,32 +2,18 @@
 //! inspected until its runtime shows (or given up) → attached → exited →
 //! forgotten after the grace period.
 //!
-//! A runtime is often loaded after exec: the `java` launcher `dlopen`s
-//! `libjvm.so` some milliseconds after it starts, and a launcher script
-//! execs the JVM later still. So a new process that is wanted but shows no
-//! runtime yet is inspected again on a back-off schedule ([`BACKOFF_MS`]),
-//! about 10 s in all, then given up; its exit or next exec cancels or
-//! restarts the schedule. The alternative, a tracepoint on `mmap`/`openat`
-//! (`syscalls:sys_enter_openat` exists on this kernel), would see the library
-//! load at once, but runs on every file open of every process on the node,
-//! needs the file name read and matched in BPF for each runtime's library,
-//! and still leaves the question of when the mapping is complete. The
-//! schedule costs one read of `/proc/PID/{stat,exe,maps}` per attempt for
-//! processes that are still running and not yet decided: measured at 71 µs
-//! per attempt on this machine (release build, all processes of the host
-//! inspected in a loop), the 25 attempts of a long-lived non-runtime process
-//! cost ~1.8 ms of agent CPU spread over 10 s; a short-lived one stops
-//! costing at its exit event.
+//! A runtime is often loaded after exec (the `java` launcher `dlopen`s
+//! `libjvm.so` some milliseconds after it starts; a launcher script execs
+//! the JVM later still), so a wanted process that shows no runtime yet is
+//! inspected again on a back-off schedule ([`BACKOFF_MS`]), then given up;
+//! its exit or next exec cancels or restarts the schedule. Polling `/proc`
+//! rather than watching library loads, which would run on every file open of
+//! every process on the node; the costs and the latencies measured are in
+//! `docs/design.md` ("Target lifecycle").
 //!
-//! Measured by the churn test on this 2-core machine at load average 4 to
-//! 16 (other builds running): `libjvm.so` is mapped 0-20 ms after the exec
-//! of `java`; the agent attached 19 ms after that at best and 0.1 to 0.3 s
-//! median, but in every run a few processes waited seconds (up to 9 s):
-//! they were attached together, at one moment, so the one lifecycle
-//! thread was blocked for that long. The suspect is a read of some other
-//! process's `/proc/PID/maps`, which waits for that process's `mmap_lock`;
-//! inspecting on a few worker threads, so that one stuck read delays only
-//! its own process, is the next step.
+//! The state machine reaches the tracer, the collector and `/proc` only
+//! through the traits of [`super::seams`], and takes the time as an
+//! argument, so that its tests drive it with fakes, deterministically.
 
 use std::{
     path::{Path, PathBuf},
