@@ -39,20 +39,3 @@ pub mod select;
 pub use labels::ContainerLabels;
 pub use lifecycle::Lifecycle;
 pub use select::Selection;
-
-use thiserror::Error;
-
-/// Why following processes failed.
-#[derive(Debug, Error)]
-pub enum TargetsError {
-    /// tracefs is not mounted and mounting it failed.
-    #[error(
-        "tracefs is not mounted and mounting it failed ({0}); as root run \
-         `mount -t tracefs nodev /sys/kernel/tracing` (in a container: mount the host's \
-         /sys/kernel/tracing), then start the agent again"
-    )]
-    Tracefs(#[source] std::io::Error),
-    /// Polling the process event ring buffer failed.
-    #[error("cannot poll the process event ring buffer: {0}")]
-    Poll(#[source] std::io::Error),
-}
