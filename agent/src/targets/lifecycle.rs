@@ -90,6 +90,11 @@ struct Entry<W> {
     exe: PathBuf,
     /// Set when traced: how the sweep tells that it exited.
     exit_watch: Option<W>,
+    /// Whether the collector reports numbers of this process (attached
+    /// once, not forgotten yet). Kept across an exec, so that when the new
+    /// program is given up, the old program's numbers are still forgotten
+    /// after the grace period.
+    reported: bool,
 }
 
 impl<W> Entry<W> {
@@ -106,6 +111,7 @@ impl<W> Entry<W> {
             current_comm: String::new(),
             exe: PathBuf::new(),
             exit_watch: None,
+            reported: false,
         }
     }
 }
@@ -186,6 +192,7 @@ impl<H: Host> Lifecycle<H> {
                 current_comm: process.current_comm.clone(),
                 exe: process.exe.clone(),
                 exit_watch: self.host.watch_exit(id),
+                reported: true,
             },
         );
         Ok(attached)
@@ -277,7 +284,10 @@ impl<H: Host> Lifecycle<H> {
                     // (Detaching also drops its open intervals.)
                     ctx.tracer.detach(pid);
                 }
-                *entry = pending;
+                *entry = Entry {
+                    reported: entry.reported,
+                    ..pending
+                };
             }
             Seen::Reused => {
                 // The pid's previous owner is gone: its series go now, so
@@ -303,9 +313,7 @@ impl<H: Host> Lifecycle<H> {
         };
         match entry.state {
             State::Traced(_) => self.exited(pid, now, ctx),
-            State::Pending { .. } => {
-                self.table.remove(pid);
-            }
+            State::Pending { .. } => self.give_up(pid, now),
             State::Exited(_) => {}
         }
     }
@@ -488,7 +496,7 @@ impl<H: Host> Lifecycle<H> {
             // Gone, or replaced by a newer process whose exec event is
             // still to come.
             Ok(_) | Err(DiscoveryError::NoSuchProcess(_)) => {
-                self.table.remove(pid);
+                self.give_up(pid, now);
                 return;
             }
             Err(e) => {
@@ -500,7 +508,7 @@ impl<H: Host> Lifecycle<H> {
         if !self.selection.wants(pid, &process.comm, &process.exe) {
             // Only an exec can change the exec-time name or exe, and it
             // comes as an event.
-            self.table.remove(pid);
+            self.give_up(pid, now);
             return;
         }
         let start_time = process.start_time;
@@ -512,7 +520,7 @@ impl<H: Host> Lifecycle<H> {
             }
             // Exited while its files were opened.
             Err(DiscoveryError::NoSuchProcess(_)) => {
-                self.table.remove(pid);
+                self.give_up(pid, now);
                 return;
             }
             Err(e) => {
@@ -521,7 +529,7 @@ impl<H: Host> Lifecycle<H> {
                 } else {
                     eprintln!("pausewatch: not tracing pid {pid}: {e}");
                 }
-                self.table.remove(pid);
+                self.give_up(pid, now);
                 return;
             }
         };
@@ -531,7 +539,7 @@ impl<H: Host> Lifecycle<H> {
         {
             self.over_limit.fetch_add(1, Ordering::Relaxed);
             log::warn!("pid {pid}: not traced, --max-targets reached");
-            self.table.remove(pid);
+            self.give_up(pid, now);
             return;
         }
         let attach_started = self.host.now();
@@ -553,6 +561,7 @@ impl<H: Host> Lifecycle<H> {
                     e.exe = discovered.process.exe.clone();
                     e.current_comm = discovered.process.current_comm.clone();
                     e.exit_watch = exit_watch;
+                    e.reported = true;
                 }
                 let after = if exec_ns == 0 {
                     "found at start".to_string()
@@ -575,7 +584,7 @@ impl<H: Host> Lifecycle<H> {
                 // The usual end of a short run (`node --version` before
                 // the real program): nothing was missed, nothing to retry.
                 log::info!("pid {pid}: exited while being attached ({e})");
-                self.table.remove(pid);
+                self.give_up(pid, now);
             }
             Err(e) => {
                 log::warn!("pid {pid}: {e}");
@@ -595,9 +604,22 @@ impl<H: Host> Lifecycle<H> {
                     };
                 }
             }
-            None => {
+            None => self.give_up(pid, now),
+        }
+    }
+
+    /// Stops deciding about `pid`. A process whose earlier program was a
+    /// target (it exec'd away since) leaves like an exited target: that
+    /// program's numbers stay for the grace period, then are forgotten, so
+    /// that they never outlive it nor mix with a later owner of the pid.
+    /// Any other process is just dropped.
+    fn give_up(&mut self, pid: u32, now: Instant) {
+        match self.table.get_mut(pid) {
+            Some((_, e)) if e.reported => e.state = State::Exited(now),
+            Some(_) => {
                 self.table.remove(pid);
             }
+            None => {}
         }
     }
 
@@ -1167,6 +1189,60 @@ mod tests {
         // given up, and never attached.
         w.run_until_decided();
         assert_eq!(w.tracer.attached, [PID]);
+        assert_eq!(w.lifecycle.next_due(), None);
+        assert!(w.lifecycle.traced().is_empty());
+    }
+
+    #[test]
+    fn the_numbers_of_a_target_that_execd_away_go_after_the_grace_period() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/sleep", None));
+        w.exec(PID);
+        let took = w.run_until_decided();
+        assert!(took < GRACE);
+        // The JVM's numbers are still exported...
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/java"));
+        // ...until the grace period, counted from the give-up, is over.
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.lifecycle.tracked(), 0);
+
+        // So a later owner of the pid starts from zero.
+        w.exit(PID);
+        w.host().procs.insert(
+            PID,
+            proc(300, "/usr/bin/python3.11", Some(Runtime::CPython)),
+        );
+        w.exec(PID);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/python3.11"));
+    }
+
+    #[test]
+    fn a_target_that_execd_away_and_exits_while_pending_keeps_its_numbers_for_the_grace_period() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        w.host().procs.insert(PID, proc(100, "/bin/sh", None));
+        w.exec(PID);
+        w.run();
+        w.exit(PID);
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/java"));
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
         assert_eq!(w.lifecycle.tracked(), 0);
     }
 
