@@ -80,7 +80,7 @@ pub trait Host {
     fn watch_exit(&self, id: Identity) -> Option<Self::ExitWatch>;
     /// Whether `id` has exited, told by `watch` when there is one.
     fn has_exited(&self, id: Identity, watch: Option<&Self::ExitWatch>) -> bool;
-    /// Now, for the lifecycle's time slices.
+    /// Now, for the lifecycle's time slices and attach timings.
     fn now(&self) -> Instant;
     /// CLOCK_MONOTONIC in nanoseconds, the clock of exec events.
     fn monotonic_ns(&self) -> u64;
