@@ -173,7 +173,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         }
         let mut ctx = lifecycle::Ctx {
             tracer: &mut tracer,
-            collector: &collector,
+            collector: collector.as_ref(),
         };
         let attached = lifecycle.adopt(target, &mut ctx)?;
         log::info!("pid {}: attached {attached} uprobes", target.process.pid);
