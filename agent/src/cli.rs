@@ -181,6 +181,13 @@ pub struct RunArgs {
     )]
     pub summary: f64,
 
+    /// At exit, and on SIGUSR1, print on stderr one bpftrace-style log2
+    /// histogram per process, kind and cause (`@safepoint_ns[PID, COMM,
+    /// CAUSE]`) since the agent started, in rows [2^k, 2^(k+1)) ns with
+    /// counts and bars: exact sums of the BPF buckets /metrics exports.
+    #[arg(long)]
+    pub hist: bool,
+
     /// Length of the sliding window the workload rules look at (profile,
     /// findings, pausewatch_stall_ratio), in seconds; the trend features
     /// compare it with the window before.

@@ -12,7 +12,7 @@
 //! | 5 | [`bpf`] | load the embedded programs and attach them |
 //! | 6 | [`collect`] | read the BPF maps into a [`collect::Snapshot`], causes resolved |
 //! | 7 | [`rules`] | judge each process's window into a [`rules::Report`] |
-//! | 8 | [`export`] | the report as Prometheus text over HTTP ([`summary`] on stderr) |
+//! | 8 | [`export`] | the report as Prometheus text over HTTP ([`summary`] and [`hist_text`] on stderr) |
 //!
 //! The binary's commands sit at the edge: [`cli`] (arguments), [`run`]
 //! (`agent run`, `agent probes`), [`check`] and [`preflight`] (what the
@@ -26,6 +26,7 @@ pub mod cli;
 pub mod collect;
 pub mod discovery;
 pub mod export;
+pub mod hist_text;
 pub mod preflight;
 pub mod probes;
 pub mod rules;

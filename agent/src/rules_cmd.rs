@@ -20,7 +20,7 @@ use crate::{
         self, Engine, Evaluation, FEATURES, Features, Outcome, RuleSet, features::FeatureValue,
     },
     run::{MIN_INTERVAL_SECS, validate_seconds},
-    targets::lifecycle::target_info,
+    targets::{labels, lifecycle::target_info},
 };
 
 /// Runs `agent rules ...`.
@@ -90,7 +90,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     let (mut tracer, maps) = Tracer::load(LoadOptions { events: false })?;
     let mut collector = Collector::new(maps.histograms, maps.lost);
     tracer.attach(&target)?;
-    let info = target_info(&target);
+    let info = target_info(&target, labels::read(target.process.pid));
     collector.add_target(info.clone());
 
     let window = Duration::from_secs_f64(args.window);

@@ -21,7 +21,7 @@ use crate::{
     cli::{ProbesArgs, RunArgs},
     collect::{Collector, Snapshot, events::EventLine, lock},
     discovery::{self, ProgramArg},
-    export,
+    export, hist_text,
     rules::{self, Engine, Report},
     summary,
     targets::{self, Lifecycle, lifecycle},
@@ -107,6 +107,8 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let mut sigterm =
         signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let mut sigusr1 =
+        signal(SignalKind::user_defined1()).context("cannot install the SIGUSR1 handler")?;
     let mut engine = Engine::new(rules, Duration::from_secs_f64(args.window));
 
     let selection = targets::Selection {
@@ -171,7 +173,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         }
         let mut ctx = lifecycle::Ctx {
             tracer: &mut tracer,
-            collector: &collector,
+            collector: collector.as_ref(),
         };
         let attached = lifecycle.adopt(target, &mut ctx)?;
         log::info!("pid {}: attached {attached} uprobes", target.process.pid);
@@ -278,6 +280,14 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
                 reload_rules(&mut engine, args.rules.as_deref());
                 continue;
             }
+            _ = sigusr1.recv() => {
+                if args.hist {
+                    eprint!("{}", hist_text::render(&lock(&collector).collect()));
+                } else {
+                    log::info!("SIGUSR1: histograms are printed with --hist only");
+                }
+                continue;
+            }
         }
         let mut snapshot = lock(&collector).collect();
         if follow || args.max_targets.is_some() {
@@ -331,6 +341,9 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         events.await.context("the event reader failed")??;
     }
     server.await.context("the HTTP server failed")??;
+    if args.hist {
+        eprint!("{}", hist_text::render(&last.snapshot));
+    }
     if summary_every.is_some() {
         eprint!(
             "pausewatch: stopped after {:.1} s. Whole run:\n{}",

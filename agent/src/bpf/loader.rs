@@ -553,6 +553,17 @@ impl Tracer {
     }
 }
 
+/// What the target lifecycle needs of the tracer.
+impl crate::targets::seams::Attach for Tracer {
+    fn attach(&mut self, discovered: &Target) -> Result<usize, BpfError> {
+        Tracer::attach(self, discovered).map(|probes| probes.len())
+    }
+
+    fn detach(&mut self, pid: u32) {
+        Tracer::detach(self, pid);
+    }
+}
+
 /// An attached uprobe taken out of the tracer; dropping it detaches it.
 /// (The fields are only held for their `Drop`.)
 enum OwnedLink {
@@ -570,7 +581,7 @@ enum OwnedLink {
 /// long as one by one): 6 probes per JVM cost ~0.6 s per target at
 /// shutdown. Fewer attachments (one per probe point shared by every target
 /// that maps the same file, filtered by pid in BPF) is the way to make it
-/// cheaper; see the notes in `targets/mod.rs`.
+/// cheaper; see `docs/design.md` ("Target lifecycle").
 fn release(links: Vec<OwnedLink>) {
     drop(links);
 }

@@ -1,7 +1,7 @@
 //! The exec/exit event stream: tracefs, the tracepoints, and a task that
 //! turns ring buffer records into [`ProcessChange`]s for the lifecycle.
 
-use std::path::Path;
+use std::{ffi::CStr, path::Path};
 
 use aya::maps::{MapData, RingBuf};
 use pausewatch_common::{PROCESS_EXEC, PROCESS_EXIT, ProcessEvent};
@@ -11,15 +11,29 @@ use std::sync::{
     mpsc,
 };
 
+use thiserror::Error;
 use tokio::{io::unix::AsyncFd, sync::watch};
-
-use super::TargetsError;
 
 /// Where the agent mounts tracefs when nobody has.
 pub const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// [`TRACEFS`] for mount(2).
-const TRACEFS_C: &std::ffi::CStr = c"/sys/kernel/tracing";
+/// [`TRACEFS`] for `mount(2)`.
+const TRACEFS_C: &CStr = c"/sys/kernel/tracing";
+
+/// Why following processes failed.
+#[derive(Debug, Error)]
+pub enum FollowError {
+    /// tracefs is not mounted and mounting it failed.
+    #[error(
+        "tracefs is not mounted and mounting it failed ({0}); as root run \
+         `mount -t tracefs nodev /sys/kernel/tracing` (in a container: mount the host's \
+         /sys/kernel/tracing), then start the agent again"
+    )]
+    Tracefs(#[source] std::io::Error),
+    /// Polling the process event ring buffer failed.
+    #[error("cannot poll the process event ring buffer: {0}")]
+    Poll(#[source] std::io::Error),
+}
 
 /// What happened to a process.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +65,7 @@ pub fn tracefs_mounted() -> bool {
 /// Makes sure tracefs is mounted, mounting it at [`TRACEFS`] if needed (as
 /// root). Must run before the first tracepoint attach: aya looks the mount
 /// point up once and remembers the answer.
-pub fn ensure_tracefs() -> Result<(), TargetsError> {
+pub fn ensure_tracefs() -> Result<(), FollowError> {
     if tracefs_mounted() {
         return Ok(());
     }
@@ -66,7 +80,7 @@ pub fn ensure_tracefs() -> Result<(), TargetsError> {
         )
     };
     if rc != 0 {
-        return Err(TargetsError::Tracefs(std::io::Error::last_os_error()));
+        return Err(FollowError::Tracefs(std::io::Error::last_os_error()));
     }
     log::info!("mounted tracefs at {TRACEFS}");
     Ok(())
@@ -85,15 +99,15 @@ pub async fn forward(
     tx: mpsc::SyncSender<ProcessChange>,
     dropped: Arc<AtomicU64>,
     mut stop: watch::Receiver<bool>,
-) -> Result<(), TargetsError> {
+) -> Result<(), FollowError> {
     // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged, for
     // as long as the AsyncFd owns the RingBuf.
     let mut fd = unsafe { AsyncFd::register(ring) }
-        .map_err(|e| TargetsError::Poll(std::io::Error::other(e.to_string())))?;
+        .map_err(|e| FollowError::Poll(std::io::Error::other(e.to_string())))?;
     loop {
         tokio::select! {
             guard = fd.readable_mut() => {
-                let mut guard = guard.map_err(TargetsError::Poll)?;
+                let mut guard = guard.map_err(FollowError::Poll)?;
                 let ring = guard.get_inner_mut();
                 while let Some(item) = ring.next() {
                     if let Some(change) = decode(&item) {
@@ -143,11 +157,6 @@ mod tests {
     use super::*;
     use pausewatch_common::COMM_LEN;
 
-    #[test]
-    fn the_mount_point_is_one_path() {
-        assert_eq!(TRACEFS_C.to_str(), Ok(TRACEFS));
-    }
-
     fn bytes_of(e: &ProcessEvent) -> Vec<u8> {
         // SAFETY: a plain-old-data struct viewed as bytes.
         unsafe {
@@ -184,6 +193,11 @@ mod tests {
                 comm: Some("node".into())
             })
         );
+    }
+
+    #[test]
+    fn the_mount_point_is_the_one_named() {
+        assert_eq!(TRACEFS_C.to_str(), Ok(TRACEFS));
     }
 
     #[test]

@@ -2,32 +2,18 @@
 //! inspected until its runtime shows (or given up) → attached → exited →
 //! forgotten after the grace period.
 //!
-//! A runtime is often loaded after exec: the `java` launcher `dlopen`s
-//! `libjvm.so` some milliseconds after it starts, and a launcher script
-//! execs the JVM later still. So a new process that is wanted but shows no
-//! runtime yet is inspected again on a back-off schedule ([`BACKOFF_MS`]),
-//! about 10 s in all, then given up; its exit or next exec cancels or
-//! restarts the schedule. The alternative, a tracepoint on `mmap`/`openat`
-//! (`syscalls:sys_enter_openat` exists on this kernel), would see the library
-//! load at once, but runs on every file open of every process on the node,
-//! needs the file name read and matched in BPF for each runtime's library,
-//! and still leaves the question of when the mapping is complete. The
-//! schedule costs one read of `/proc/PID/{stat,exe,maps}` per attempt for
-//! processes that are still running and not yet decided: measured at 71 µs
-//! per attempt on this machine (release build, all processes of the host
-//! inspected in a loop), the 25 attempts of a long-lived non-runtime process
-//! cost ~1.8 ms of agent CPU spread over 10 s; a short-lived one stops
-//! costing at its exit event.
+//! A runtime is often loaded after exec (the `java` launcher `dlopen`s
+//! `libjvm.so` some milliseconds after it starts; a launcher script execs
+//! the JVM later still), so a wanted process that shows no runtime yet is
+//! inspected again on a back-off schedule ([`BACKOFF_MS`]), then given up;
+//! its exit or next exec cancels or restarts the schedule. Polling `/proc`
+//! rather than watching library loads, which would run on every file open of
+//! every process on the node; the costs and the latencies measured are in
+//! `docs/design.md` ("Target lifecycle").
 //!
-//! Measured by the churn test on this 2-core machine at load average 4 to
-//! 16 (other builds running): `libjvm.so` is mapped 0-20 ms after the exec
-//! of `java`; the agent attached 19 ms after that at best and 0.1 to 0.3 s
-//! median, but in every run a few processes waited seconds (up to 9 s):
-//! they were attached together, at one moment, so the one lifecycle
-//! thread was blocked for that long. The suspect is a read of some other
-//! process's `/proc/PID/maps`, which waits for that process's `mmap_lock`;
-//! inspecting on a few worker threads, so that one stuck read delays only
-//! its own process, is the next step.
+//! The state machine reaches the tracer, the collector and `/proc` only
+//! through the traits of [`super::seams`], and takes the time as an
+//! argument, so that its tests drive it with fakes, deterministically.
 
 use std::{
     path::{Path, PathBuf},
@@ -41,15 +27,16 @@ use std::{
 };
 
 use crate::{
-    bpf::Tracer,
-    collect::{Collector, TargetInfo, lock, monotonic_ns},
-    discovery::{self, DiscoveryError, Process, Target},
+    bpf::{BpfError, Tracer},
+    collect::{Collector, TargetInfo},
+    discovery::{DiscoveryError, Target},
 };
 
 use super::{
     follow::ProcessChange,
-    identity::{ByIdentity, ExitWatch, Identity, Seen},
-    labels,
+    identity::{ByIdentity, Identity, Seen},
+    labels::ContainerLabels,
+    seams::{Attach, Host, SystemHost, TargetSink},
     select::Selection,
 };
 
@@ -69,10 +56,10 @@ pub const LOST_TARGET_LIMIT: &str = "target_limit";
 
 /// What the lifecycle works on: the loaded tracer and the collector.
 pub struct Ctx<'a> {
-    /// Attaches and detaches uprobes.
-    pub tracer: &'a mut Tracer,
-    /// Reports targets and owns their histograms.
-    pub collector: &'a Mutex<Collector>,
+    /// Attaches and detaches uprobes (`bpf::Tracer`).
+    pub tracer: &'a mut dyn Attach,
+    /// Reports targets and owns their histograms (the collector).
+    pub collector: &'a dyn TargetSink,
 }
 
 #[derive(Debug)]
@@ -87,7 +74,7 @@ enum State {
 }
 
 #[derive(Debug)]
-struct Entry {
+struct Entry<W> {
     state: State,
     /// CLOCK_MONOTONIC of the exec that made it pending (0: found by scan).
     exec_ns: u64,
@@ -102,21 +89,18 @@ struct Entry {
     /// does not follow processes).
     exe: PathBuf,
     /// Set when traced: how the sweep tells that it exited.
-    exit_watch: Option<ExitWatch>,
+    exit_watch: Option<W>,
+    /// Whether the collector reports numbers of this process (attached
+    /// once, not forgotten yet). Kept across an exec, so that when the new
+    /// program is given up, the old program's numbers are still forgotten
+    /// after the grace period.
+    reported: bool,
 }
 
-impl Entry {
-    /// Whether the traced process `id` has exited (the sweep's question).
-    fn has_exited(&self, id: Identity) -> bool {
-        match &self.exit_watch {
-            Some(watch) => watch.has_exited(),
-            None => !id.is_alive(),
-        }
-    }
-
+impl<W> Entry<W> {
     /// To be inspected at `now`, after an exec at `exec_ns` (0: found by
     /// scan) that named it `exec_comm`.
-    fn pending(now: Instant, exec_ns: u64, exec_comm: Option<String>) -> Entry {
+    fn pending(now: Instant, exec_ns: u64, exec_comm: Option<String>) -> Entry<W> {
         Entry {
             state: State::Pending {
                 attempt: 0,
@@ -127,18 +111,21 @@ impl Entry {
             current_comm: String::new(),
             exe: PathBuf::new(),
             exit_watch: None,
+            reported: false,
         }
     }
 }
 
-/// Tracks every process the agent traces or is still deciding about.
-pub struct Lifecycle {
+/// Tracks every process the agent traces or is still deciding about, as
+/// the host `H` shows them (`/proc` outside tests).
+pub struct Lifecycle<H: Host = SystemHost> {
     selection: Selection,
     max_targets: Option<usize>,
     forget_after: Duration,
-    table: ByIdentity<Entry>,
+    table: ByIdentity<Entry<H::ExitWatch>>,
     over_limit: Arc<AtomicU64>,
     me: u32,
+    host: H,
 }
 
 /// How often exits are looked for in `/proc` (besides exit events) and
@@ -158,9 +145,22 @@ const EVENT_SLICE: Duration = Duration::from_millis(10);
 const UNKNOWN_START: u64 = 0;
 
 impl Lifecycle {
-    /// A lifecycle for `selection`, keeping exited targets' series for
-    /// `forget_after`.
+    /// A lifecycle for `selection` on this host, keeping exited targets'
+    /// series for `forget_after`.
     pub fn new(selection: Selection, max_targets: Option<usize>, forget_after: Duration) -> Self {
+        Lifecycle::with_host(selection, max_targets, forget_after, SystemHost)
+    }
+}
+
+impl<H: Host> Lifecycle<H> {
+    /// A lifecycle for `selection` on `host`, keeping exited targets'
+    /// series for `forget_after`.
+    pub fn with_host(
+        selection: Selection,
+        max_targets: Option<usize>,
+        forget_after: Duration,
+        host: H,
+    ) -> Self {
         Lifecycle {
             selection,
             max_targets,
@@ -168,33 +168,34 @@ impl Lifecycle {
             table: ByIdentity::default(),
             over_limit: Arc::new(AtomicU64::new(0)),
             me: std::process::id(),
+            host,
         }
     }
 
-    /// Attaches a target found at start (`--pid`) and starts reporting it.
-    pub fn adopt(
-        &mut self,
-        target: &Target,
-        ctx: &mut Ctx<'_>,
-    ) -> Result<usize, crate::bpf::BpfError> {
+    /// Attaches a process discovered at start (`--pid`) and starts
+    /// reporting it as a target; returns the number of probes attached.
+    pub fn adopt(&mut self, discovered: &Target, ctx: &mut Ctx<'_>) -> Result<usize, BpfError> {
+        let process = &discovered.process;
         let id = Identity {
-            pid: target.process.pid,
-            start_time: target.process.start_time,
+            pid: process.pid,
+            start_time: process.start_time,
         };
-        let attached = ctx.tracer.attach(target)?;
-        lock(ctx.collector).add_target(target_info(target));
+        let attached = ctx.tracer.attach(discovered)?;
+        let info = target_info(discovered, self.host.labels(process.pid));
+        ctx.collector.add(info);
         self.table.insert(
             id,
             Entry {
-                state: State::Traced(monotonic_ns()),
+                state: State::Traced(self.host.monotonic_ns()),
                 exec_ns: 0,
                 exec_comm: None,
-                current_comm: target.process.current_comm.clone(),
-                exe: target.process.exe.clone(),
-                exit_watch: ExitWatch::open(id),
+                current_comm: process.current_comm.clone(),
+                exe: process.exe.clone(),
+                exit_watch: self.host.watch_exit(id),
+                reported: true,
             },
         );
-        Ok(attached.len())
+        Ok(attached)
     }
 
     /// Queues every running process for one inspection (start of `--all`,
@@ -204,19 +205,10 @@ impl Lifecycle {
         if !self.selection.follows() {
             return;
         }
-        let Ok(all) = procfs::process::all_processes() else {
-            return;
-        };
-        for p in all.flatten() {
-            let pid = p.pid as u32;
-            let Ok(stat) = p.stat() else { continue };
-            if pid == self.me || self.selection.exclude.contains(&pid) {
+        for id in self.host.processes() {
+            if id.pid == self.me || self.selection.exclude.contains(&id.pid) {
                 continue;
             }
-            let id = Identity {
-                pid,
-                start_time: stat.starttime,
-            };
             if let Seen::New = self.table.seen(id) {
                 self.table.insert(
                     id,
@@ -272,7 +264,7 @@ impl Lifecycle {
             }
             return;
         }
-        let Some(id) = Identity::current(pid) else {
+        let Some(id) = self.host.current(pid) else {
             return;
         };
         match self.table.seen(id) {
@@ -289,10 +281,13 @@ impl Lifecycle {
                     }
                     // The same process runs another program now: its old
                     // probes point into an address space that is gone.
+                    // (Detaching also drops its open intervals.)
                     ctx.tracer.detach(pid);
-                    let _ = ctx.tracer.forget_inflight(pid);
                 }
-                *entry = pending;
+                *entry = Entry {
+                    reported: entry.reported,
+                    ..pending
+                };
             }
             Seen::Reused => {
                 // The pid's previous owner is gone: its series go now, so
@@ -318,9 +313,7 @@ impl Lifecycle {
         };
         match entry.state {
             State::Traced(_) => self.exited(pid, now, ctx),
-            State::Pending { .. } => {
-                self.table.remove(pid);
-            }
+            State::Pending { .. } => self.give_up(pid, now),
             State::Exited(_) => {}
         }
     }
@@ -341,13 +334,15 @@ impl Lifecycle {
                     due.push((id.pid, attempt, next))
                 }
                 State::Pending { .. } => {}
-                State::Traced(_) if sweep && e.has_exited(id) => gone.push(id.pid),
+                State::Traced(_) if sweep && self.host.has_exited(id, e.exit_watch.as_ref()) => {
+                    gone.push(id.pid)
+                }
                 State::Traced(_) if sweep => {
-                    if let Ok(exe) = std::fs::read_link(format!("/proc/{}/exe", id.pid))
+                    if let Some(exe) = self.host.exe(id.pid)
                         && exe != e.exe
                     {
                         execed.push((id.pid, exe));
-                    } else if let Some(now_comm) = read_comm(id.pid)
+                    } else if let Some(now_comm) = self.host.comm(id.pid)
                         && now_comm != e.current_comm
                     {
                         renamed.push((id.pid, now_comm));
@@ -365,9 +360,9 @@ impl Lifecycle {
         // are not left waiting behind a crowd of long-lived processes that
         // are still being looked at (a busy build host execs hundreds).
         due.sort_by_key(|&(_, attempt, next)| (attempt, next));
-        let started = Instant::now();
+        let started = self.host.now();
         for (pid, _, _) in due {
-            if started.elapsed() >= INSPECT_SLICE {
+            if self.host.now().saturating_duration_since(started) >= INSPECT_SLICE {
                 break;
             }
             self.inspect(pid, now, ctx);
@@ -379,7 +374,7 @@ impl Lifecycle {
             self.execed(pid, &exe, now, ctx);
         }
         for (pid, current) in renamed {
-            lock(ctx.collector).set_current_comm(pid, &current);
+            ctx.collector.rename(pid, &current);
             if let Some((_, e)) = self.table.get_mut(pid) {
                 e.current_comm = current;
             }
@@ -420,7 +415,9 @@ impl Lifecycle {
     pub fn over_limit(&self) -> Arc<AtomicU64> {
         self.over_limit.clone()
     }
+}
 
+impl Lifecycle {
     /// Runs the lifecycle on a thread of its own until `changes` is closed,
     /// then hands the tracer back. Its own thread, because inspecting a
     /// process reads `/proc/PID/maps`, which waits for the process's
@@ -443,7 +440,7 @@ impl Lifecycle {
                     let wake = self.next_due().map_or(sweep_at, |d| d.min(sweep_at));
                     let mut ctx = Ctx {
                         tracer: &mut tracer,
-                        collector: &collector,
+                        collector: collector.as_ref(),
                     };
                     match changes.recv_timeout(wake.saturating_duration_since(now)) {
                         Ok(change) => {
@@ -469,7 +466,9 @@ impl Lifecycle {
                 tracer
             })
     }
+}
 
+impl<H: Host> Lifecycle<H> {
     /// One inspection of a pending process: attach if its runtime is there,
     /// else schedule the next attempt or give up.
     fn inspect(&mut self, pid: u32, now: Instant, ctx: &mut Ctx<'_>) {
@@ -480,8 +479,8 @@ impl Lifecycle {
             return;
         };
         let exec_ns = entry.exec_ns;
-        let inspected_ns = monotonic_ns();
-        let process = match Process::inspect_named(pid, entry.exec_comm.as_deref()) {
+        let inspected_ns = self.host.monotonic_ns();
+        let process = match self.host.inspect(pid, entry.exec_comm.as_deref()) {
             Ok(p) if id.start_time == UNKNOWN_START => {
                 // First look at a process known from its exec event.
                 let known = Identity {
@@ -497,7 +496,7 @@ impl Lifecycle {
             // Gone, or replaced by a newer process whose exec event is
             // still to come.
             Ok(_) | Err(DiscoveryError::NoSuchProcess(_)) => {
-                self.table.remove(pid);
+                self.give_up(pid, now);
                 return;
             }
             Err(e) => {
@@ -509,11 +508,11 @@ impl Lifecycle {
         if !self.selection.wants(pid, &process.comm, &process.exe) {
             // Only an exec can change the exec-time name or exe, and it
             // comes as an event.
-            self.table.remove(pid);
+            self.give_up(pid, now);
             return;
         }
         let start_time = process.start_time;
-        let target = match discovery::detect_in(process) {
+        let discovered = match self.host.detect(process) {
             Ok(t) => t,
             Err(DiscoveryError::NoSupportedRuntime { .. }) => {
                 self.retry_or_give_up(pid, attempt, now);
@@ -521,16 +520,16 @@ impl Lifecycle {
             }
             // Exited while its files were opened.
             Err(DiscoveryError::NoSuchProcess(_)) => {
-                self.table.remove(pid);
+                self.give_up(pid, now);
                 return;
             }
             Err(e) => {
-                if exited_meanwhile(pid, start_time) {
+                if self.exited_meanwhile(pid, start_time) {
                     log::info!("pid {pid}: exited while being inspected ({e})");
                 } else {
                     eprintln!("pausewatch: not tracing pid {pid}: {e}");
                 }
-                self.table.remove(pid);
+                self.give_up(pid, now);
                 return;
             }
         };
@@ -540,44 +539,52 @@ impl Lifecycle {
         {
             self.over_limit.fetch_add(1, Ordering::Relaxed);
             log::warn!("pid {pid}: not traced, --max-targets reached");
-            self.table.remove(pid);
+            self.give_up(pid, now);
             return;
         }
-        let attach_started = Instant::now();
-        match ctx.tracer.attach(&target) {
+        let attach_started = self.host.now();
+        match ctx.tracer.attach(&discovered) {
             Ok(probes) => {
-                let attach_ms = attach_started.elapsed().as_secs_f64() * 1e3;
-                let mut info = target_info(&target);
-                info.container = labels::read(pid);
-                lock(ctx.collector).add_target(info);
-                if let Some((id, e)) = self.table.get_mut(pid) {
+                let attach_ms = self
+                    .host
+                    .now()
+                    .saturating_duration_since(attach_started)
+                    .as_secs_f64()
+                    * 1e3;
+                // Read once, here: the labels are a property of the process
+                // for its life (its cgroup), not of an inspection.
+                let info = target_info(&discovered, self.host.labels(pid));
+                ctx.collector.add(info);
+                let exit_watch = self.host.watch_exit(Identity { pid, start_time });
+                if let Some((_, e)) = self.table.get_mut(pid) {
                     e.state = State::Traced(inspected_ns);
-                    e.exe = target.process.exe.clone();
-                    e.current_comm = target.process.current_comm.clone();
-                    e.exit_watch = ExitWatch::open(id);
+                    e.exe = discovered.process.exe.clone();
+                    e.current_comm = discovered.process.current_comm.clone();
+                    e.exit_watch = exit_watch;
+                    e.reported = true;
                 }
                 let after = if exec_ns == 0 {
                     "found at start".to_string()
                 } else {
                     format!(
                         "{:.1} ms after exec",
-                        monotonic_ns().saturating_sub(exec_ns) as f64 / 1e6
+                        self.host.monotonic_ns().saturating_sub(exec_ns) as f64 / 1e6
                     )
                 };
                 eprintln!(
                     "pausewatch: tracing pid {pid} ({} {} {}), {} probes attached in \
                      {attach_ms:.1} ms, {after}",
-                    target.process.comm,
-                    target.runtime.label(),
-                    target.version,
-                    probes.len(),
+                    discovered.process.comm,
+                    discovered.runtime.label(),
+                    discovered.version,
+                    probes,
                 );
             }
-            Err(e) if e.target_gone() || exited_meanwhile(pid, start_time) => {
+            Err(e) if e.target_gone() || self.exited_meanwhile(pid, start_time) => {
                 // The usual end of a short run (`node --version` before
                 // the real program): nothing was missed, nothing to retry.
                 log::info!("pid {pid}: exited while being attached ({e})");
-                self.table.remove(pid);
+                self.give_up(pid, now);
             }
             Err(e) => {
                 log::warn!("pid {pid}: {e}");
@@ -597,9 +604,22 @@ impl Lifecycle {
                     };
                 }
             }
-            None => {
+            None => self.give_up(pid, now),
+        }
+    }
+
+    /// Stops deciding about `pid`. A process whose earlier program was a
+    /// target (it exec'd away since) leaves like an exited target: that
+    /// program's numbers stay for the grace period, then are forgotten, so
+    /// that they never outlive it nor mix with a later owner of the pid.
+    /// Any other process is just dropped.
+    fn give_up(&mut self, pid: u32, now: Instant) {
+        match self.table.get_mut(pid) {
+            Some((_, e)) if e.reported => e.state = State::Exited(now),
+            Some(_) => {
                 self.table.remove(pid);
             }
+            None => {}
         }
     }
 
@@ -633,10 +653,9 @@ impl Lifecycle {
     }
 
     fn exited(&mut self, pid: u32, now: Instant, ctx: &mut Ctx<'_>) {
+        // Also drops its open intervals: a thread that exited inside a pause
+        // never sends the end.
         ctx.tracer.detach(pid);
-        if let Err(e) = ctx.tracer.forget_inflight(pid) {
-            log::warn!("pid {pid}: {e}");
-        }
         if let Some((_, e)) = self.table.get_mut(pid) {
             e.state = State::Exited(now);
         }
@@ -647,42 +666,822 @@ impl Lifecycle {
         );
     }
 
-    /// Drops everything about `pid` at once: probes, open intervals,
-    /// histograms, target info.
+    /// Drops everything about `pid` at once: probes and open intervals
+    /// (one detach does both), histograms, target info.
     fn forget(&mut self, pid: u32, ctx: &mut Ctx<'_>) {
         ctx.tracer.detach(pid);
-        let _ = ctx.tracer.forget_inflight(pid);
-        lock(ctx.collector).forget(pid);
+        ctx.collector.forget(pid);
         self.table.remove(pid);
+    }
+
+    /// Whether the process `pid` that started at `start_time` has exited (or
+    /// its pid names another process by now).
+    fn exited_meanwhile(&self, pid: u32, start_time: u64) -> bool {
+        !self.host.is_alive(Identity { pid, start_time })
     }
 }
 
-/// Whether the process `pid` that started at `start_time` has exited (or
-/// its pid names another process by now).
-fn exited_meanwhile(pid: u32, start_time: u64) -> bool {
-    !Identity { pid, start_time }.is_alive()
-}
-
-/// `/proc/PID/comm` without its newline, or `None` if the process is gone.
-/// (Not `/proc/PID/stat`, which walks every thread of the process.)
-fn read_comm(pid: u32) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    Some(text.strip_suffix('\n').unwrap_or(&text).to_string())
-}
-
-/// What `pausewatch_target_info` says about a target (labels come separately).
-pub fn target_info(t: &Target) -> TargetInfo {
+/// What `pausewatch_target_info` says about a discovered process once it is
+/// a target, in the container `container` (read once per process, by the
+/// caller: see `labels::read`).
+pub fn target_info(discovered: &Target, container: ContainerLabels) -> TargetInfo {
+    let p = &discovered.process;
     TargetInfo {
-        pid: t.process.pid,
-        comm: t.process.comm.clone(),
-        current_comm: if t.process.current_comm == t.process.comm {
+        pid: p.pid,
+        comm: p.comm.clone(),
+        current_comm: if p.current_comm == p.comm {
             String::new()
         } else {
-            t.process.current_comm.clone()
+            p.current_comm.clone()
         },
-        runtime: t.runtime,
-        runtime_version: t.version.clone(),
-        exe: t.process.exe.display().to_string(),
-        container: labels::read(t.process.pid),
+        runtime: discovered.runtime,
+        runtime_version: discovered.version.clone(),
+        exe: p.exe.display().to_string(),
+        container,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine driven by fakes: a scripted host (processes that
+    //! exec, load a runtime, exit, hand their pid on), a tracer that records
+    //! what is attached, and a collector that holds what is reported. Time
+    //! only moves when a test says so.
+
+    use std::{cell::RefCell, collections::HashMap};
+
+    use super::*;
+    use crate::{discovery::Process, runtimes::Runtime};
+
+    /// Above the kernel's largest pid (`PID_MAX_LIMIT`, 2^22): never the pid
+    /// of the test process, which the lifecycle leaves out.
+    const PID: u32 = 5_000_001;
+
+    /// One process of the fake host.
+    #[derive(Clone, Debug)]
+    struct Proc {
+        start_time: u64,
+        comm: String,
+        exe: PathBuf,
+        current_comm: String,
+        /// What detection finds in it now.
+        runtime: Option<Runtime>,
+    }
+
+    fn proc(start_time: u64, exe: &str, runtime: Option<Runtime>) -> Proc {
+        let comm = Path::new(exe)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Proc {
+            start_time,
+            current_comm: comm.clone(),
+            comm,
+            exe: PathBuf::from(exe),
+            runtime,
+        }
+    }
+
+    /// The running processes, the clocks, and counts of what was read.
+    struct FakeHost {
+        procs: HashMap<u32, Proc>,
+        now: Instant,
+        monotonic_ns: u64,
+        inspections: RefCell<usize>,
+        label_reads: RefCell<Vec<u32>>,
+    }
+
+    impl FakeHost {
+        fn new(now: Instant) -> FakeHost {
+            FakeHost {
+                procs: HashMap::new(),
+                now,
+                monotonic_ns: 1_000,
+                inspections: RefCell::new(0),
+                label_reads: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Host for FakeHost {
+        /// The process watched: it has exited when it is no longer the one
+        /// running as its pid.
+        type ExitWatch = Identity;
+
+        fn processes(&self) -> Vec<Identity> {
+            self.procs
+                .iter()
+                .map(|(&pid, p)| Identity {
+                    pid,
+                    start_time: p.start_time,
+                })
+                .collect()
+        }
+
+        fn current(&self, pid: u32) -> Option<Identity> {
+            self.procs.get(&pid).map(|p| Identity {
+                pid,
+                start_time: p.start_time,
+            })
+        }
+
+        fn inspect(&self, pid: u32, exec_comm: Option<&str>) -> Result<Process, DiscoveryError> {
+            *self.inspections.borrow_mut() += 1;
+            let p = self
+                .procs
+                .get(&pid)
+                .ok_or(DiscoveryError::NoSuchProcess(pid))?;
+            Ok(Process {
+                pid,
+                comm: exec_comm.map_or_else(|| p.comm.clone(), str::to_string),
+                current_comm: p.current_comm.clone(),
+                exe: p.exe.clone(),
+                start_time: p.start_time,
+                mapped: Vec::new(),
+            })
+        }
+
+        fn detect(&self, process: Process) -> Result<Target, DiscoveryError> {
+            match self.procs.get(&process.pid).and_then(|p| p.runtime) {
+                Some(runtime) => Ok(Target {
+                    version: format!("{} 1.0", runtime.label()),
+                    process,
+                    runtime,
+                    probes: Vec::new(),
+                }),
+                None => Err(DiscoveryError::NoSupportedRuntime {
+                    pid: process.pid,
+                    comm: process.comm,
+                    supported: String::new(),
+                }),
+            }
+        }
+
+        fn labels(&self, pid: u32) -> ContainerLabels {
+            self.label_reads.borrow_mut().push(pid);
+            ContainerLabels {
+                container_id: format!("container-of-{pid}"),
+                ..ContainerLabels::default()
+            }
+        }
+
+        fn exe(&self, pid: u32) -> Option<PathBuf> {
+            self.procs.get(&pid).map(|p| p.exe.clone())
+        }
+
+        fn comm(&self, pid: u32) -> Option<String> {
+            self.procs.get(&pid).map(|p| p.current_comm.clone())
+        }
+
+        fn watch_exit(&self, id: Identity) -> Option<Identity> {
+            self.is_alive(id).then_some(id)
+        }
+
+        fn has_exited(&self, id: Identity, watch: Option<&Identity>) -> bool {
+            !self.is_alive(*watch.unwrap_or(&id))
+        }
+
+        fn now(&self) -> Instant {
+            self.now
+        }
+
+        fn monotonic_ns(&self) -> u64 {
+            self.monotonic_ns
+        }
+    }
+
+    /// Records attaches and detaches; fails the attaches it is told to.
+    #[derive(Default)]
+    struct FakeTracer {
+        attached: Vec<u32>,
+        detached: Vec<u32>,
+        fail: HashMap<u32, fn() -> BpfError>,
+    }
+
+    impl Attach for FakeTracer {
+        fn attach(&mut self, discovered: &Target) -> Result<usize, BpfError> {
+            let pid = discovered.process.pid;
+            if let Some(error) = self.fail.get(&pid) {
+                return Err(error());
+            }
+            self.attached.push(pid);
+            Ok(6)
+        }
+
+        fn detach(&mut self, pid: u32) {
+            self.detached.push(pid);
+        }
+    }
+
+    /// What `/metrics` would show: the targets reported, and who was
+    /// forgotten.
+    #[derive(Default)]
+    struct FakeReport {
+        targets: RefCell<HashMap<u32, TargetInfo>>,
+        forgotten: RefCell<Vec<u32>>,
+    }
+
+    impl TargetSink for FakeReport {
+        fn add(&self, info: TargetInfo) {
+            self.targets.borrow_mut().insert(info.pid, info);
+        }
+
+        fn rename(&self, pid: u32, current_comm: &str) {
+            if let Some(info) = self.targets.borrow_mut().get_mut(&pid) {
+                info.current_comm = current_comm.to_string();
+            }
+        }
+
+        fn forget(&self, pid: u32) {
+            self.targets.borrow_mut().remove(&pid);
+            self.forgotten.borrow_mut().push(pid);
+        }
+    }
+
+    impl FakeReport {
+        fn exe_of(&self, pid: u32) -> Option<String> {
+            self.targets.borrow().get(&pid).map(|i| i.exe.clone())
+        }
+    }
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    /// A lifecycle under `--all` on a fake host, with its tracer and
+    /// collector, and the time of the test.
+    struct World {
+        lifecycle: Lifecycle<FakeHost>,
+        tracer: FakeTracer,
+        report: FakeReport,
+        now: Instant,
+    }
+
+    impl World {
+        fn new(selection: Selection) -> World {
+            let now = Instant::now();
+            World {
+                lifecycle: Lifecycle::with_host(selection, None, GRACE, FakeHost::new(now)),
+                tracer: FakeTracer::default(),
+                report: FakeReport::default(),
+                now,
+            }
+        }
+
+        fn all() -> World {
+            World::new(Selection {
+                all: true,
+                ..Selection::default()
+            })
+        }
+
+        fn host(&mut self) -> &mut FakeHost {
+            &mut self.lifecycle.host
+        }
+
+        /// Moves both clocks on by `by`.
+        fn advance(&mut self, by: Duration) {
+            self.now += by;
+            let now = self.now;
+            let host = self.host();
+            host.now = now;
+            host.monotonic_ns += by.as_nanos() as u64;
+        }
+
+        /// The kernel's exec event for `pid`, stamped now, naming it after
+        /// the program it runs.
+        fn exec(&mut self, pid: u32) {
+            let comm = self.lifecycle.host.procs.get(&pid).map(|p| p.comm.clone());
+            let change = ProcessChange::Exec {
+                pid,
+                ktime_ns: self.lifecycle.host.monotonic_ns,
+                comm,
+            };
+            self.change(change);
+        }
+
+        /// `pid` exits, and its exit event comes.
+        fn exit(&mut self, pid: u32) {
+            self.host().procs.remove(&pid);
+            self.change(ProcessChange::Exit { pid });
+        }
+
+        fn change(&mut self, change: ProcessChange) {
+            let mut ctx = Ctx {
+                tracer: &mut self.tracer,
+                collector: &self.report,
+            };
+            self.lifecycle.on_change(change, self.now, &mut ctx);
+        }
+
+        /// What is due now, with the sweep.
+        fn run(&mut self) {
+            self.run_due(true);
+        }
+
+        fn run_due(&mut self, sweep: bool) {
+            let mut ctx = Ctx {
+                tracer: &mut self.tracer,
+                collector: &self.report,
+            };
+            self.lifecycle.run_due(self.now, sweep, &mut ctx);
+        }
+
+        /// Runs whatever is due until nothing is pending, moving the clock
+        /// to each next inspection; returns how long that took.
+        fn run_until_decided(&mut self) -> Duration {
+            let started = self.now;
+            self.run_due(false);
+            while let Some(next) = self.lifecycle.next_due() {
+                self.advance(next.saturating_duration_since(self.now));
+                self.run_due(false);
+            }
+            self.now - started
+        }
+    }
+
+    #[test]
+    fn an_exec_into_a_runtime_is_attached_and_reported_once_labelled() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        // Nothing is read from /proc while events are handled.
+        assert_eq!(*w.lifecycle.host.inspections.borrow(), 0);
+        assert!(w.tracer.attached.is_empty());
+
+        w.run();
+        assert_eq!(w.tracer.attached, [PID]);
+        assert_eq!(w.lifecycle.traced(), [PID]);
+        let info = w.report.targets.borrow()[&PID].clone();
+        assert_eq!(info.comm, "java");
+        assert_eq!(info.runtime, Runtime::HotSpot);
+        assert_eq!(info.exe, "/usr/bin/java");
+        assert_eq!(info.container.container_id, format!("container-of-{PID}"));
+        // The container labels were read once for the new target.
+        assert_eq!(*w.lifecycle.host.label_reads.borrow(), [PID]);
+        assert_eq!(w.lifecycle.next_due(), None);
+    }
+
+    #[test]
+    fn an_exit_detaches_at_once_and_keeps_the_numbers_for_the_grace_period() {
+        let mut w = World::all();
+        w.host().procs.insert(
+            PID,
+            proc(100, "/usr/bin/python3.11", Some(Runtime::CPython)),
+        );
+        w.exec(PID);
+        w.run();
+        assert_eq!(w.lifecycle.traced(), [PID]);
+
+        w.advance(Duration::from_secs(5));
+        w.exit(PID);
+        assert_eq!(w.tracer.detached, [PID]);
+        assert!(w.lifecycle.traced().is_empty());
+        // Still exported, still tracked.
+        assert!(w.report.exe_of(PID).is_some());
+        assert!(w.report.forgotten.borrow().is_empty());
+        assert_eq!(w.lifecycle.tracked(), 1);
+
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.report.exe_of(PID), None);
+        assert_eq!(w.lifecycle.tracked(), 0);
+    }
+
+    #[test]
+    fn exited_targets_are_forgotten_at_the_first_sweep_after_the_grace_period() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        w.exit(PID);
+
+        w.advance(GRACE - Duration::from_millis(1));
+        w.run();
+        assert!(w.report.forgotten.borrow().is_empty(), "forgotten early");
+        w.advance(Duration::from_millis(1));
+        // Grace periods are only checked by the sweep.
+        w.run_due(false);
+        assert!(
+            w.report.forgotten.borrow().is_empty(),
+            "forgotten without sweep"
+        );
+        w.run_due(true);
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.lifecycle.tracked(), 0);
+    }
+
+    #[test]
+    fn an_exit_without_an_event_is_found_by_the_sweep() {
+        // `--pid` alone does not follow processes: no exit event comes.
+        let mut w = World::new(Selection {
+            pids: vec![PID],
+            ..Selection::default()
+        });
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        let process = w.lifecycle.host.inspect(PID, None).unwrap();
+        let discovered = w.lifecycle.host.detect(process).unwrap();
+        let mut ctx = Ctx {
+            tracer: &mut w.tracer,
+            collector: &w.report,
+        };
+        assert_eq!(w.lifecycle.adopt(&discovered, &mut ctx).unwrap(), 6);
+        assert_eq!(w.lifecycle.traced(), [PID]);
+        assert_eq!(*w.lifecycle.host.label_reads.borrow(), [PID]);
+
+        w.host().procs.remove(&PID);
+        w.run_due(false);
+        assert!(
+            w.tracer.detached.is_empty(),
+            "exits are the sweep's to find"
+        );
+        w.run();
+        assert_eq!(w.tracer.detached, [PID]);
+        assert!(w.report.exe_of(PID).is_some());
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+    }
+
+    #[test]
+    fn a_reused_pid_is_a_new_target_and_the_old_numbers_go_first() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        w.advance(Duration::from_secs(1));
+        w.exit(PID);
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/java"));
+
+        // Within the grace period, another process gets the pid.
+        w.advance(Duration::from_secs(1));
+        w.host()
+            .procs
+            .insert(PID, proc(200, "/usr/local/bin/node", Some(Runtime::V8)));
+        w.exec(PID);
+        // The predecessor's series are gone before anything of the new
+        // process is reported.
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.report.exe_of(PID), None);
+
+        w.run();
+        assert_eq!(w.tracer.attached, [PID, PID]);
+        assert_eq!(w.lifecycle.traced(), [PID]);
+        let info = w.report.targets.borrow()[&PID].clone();
+        assert_eq!(
+            (info.exe.as_str(), info.runtime),
+            ("/usr/local/bin/node", Runtime::V8)
+        );
+        // The old process's grace period does not forget the new one.
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.lifecycle.traced(), [PID]);
+    }
+
+    #[test]
+    fn a_reused_pid_whose_exit_was_missed_is_detached_and_forgotten() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        // The exit event was dropped (a full queue): only the exec of the
+        // pid's next owner comes.
+        w.host().procs.insert(
+            PID,
+            proc(200, "/usr/bin/python3.11", Some(Runtime::CPython)),
+        );
+        w.exec(PID);
+        assert_eq!(w.tracer.detached, [PID]);
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        w.run();
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/python3.11"));
+    }
+
+    #[test]
+    fn a_target_that_execs_a_program_without_a_runtime_is_detached() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        assert_eq!(w.lifecycle.traced(), [PID]);
+
+        // Same process (same start time), another program.
+        w.advance(Duration::from_secs(1));
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/sleep", None));
+        w.exec(PID);
+        assert_eq!(w.tracer.detached, [PID]);
+        assert!(w.lifecycle.traced().is_empty());
+        // The new program is inspected through the whole back-off, then
+        // given up, and never attached.
+        w.run_until_decided();
+        assert_eq!(w.tracer.attached, [PID]);
+        assert_eq!(w.lifecycle.next_due(), None);
+        assert!(w.lifecycle.traced().is_empty());
+    }
+
+    #[test]
+    fn the_numbers_of_a_target_that_execd_away_go_after_the_grace_period() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/sleep", None));
+        w.exec(PID);
+        let took = w.run_until_decided();
+        assert!(took < GRACE);
+        // The JVM's numbers are still exported...
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/java"));
+        // ...until the grace period, counted from the give-up, is over.
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.lifecycle.tracked(), 0);
+
+        // So a later owner of the pid starts from zero.
+        w.exit(PID);
+        w.host().procs.insert(
+            PID,
+            proc(300, "/usr/bin/python3.11", Some(Runtime::CPython)),
+        );
+        w.exec(PID);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/python3.11"));
+    }
+
+    #[test]
+    fn a_target_that_execd_away_and_exits_while_pending_keeps_its_numbers_for_the_grace_period() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.run();
+        w.host().procs.insert(PID, proc(100, "/bin/sh", None));
+        w.exec(PID);
+        w.run();
+        w.exit(PID);
+        assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/java"));
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+        assert_eq!(w.lifecycle.tracked(), 0);
+    }
+
+    #[test]
+    fn an_exec_seen_by_the_sweep_only_detaches_too() {
+        // `--pid` alone: no exec event, the sweep sees another exe.
+        let mut w = World::new(Selection {
+            pids: vec![PID],
+            ..Selection::default()
+        });
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        let process = w.lifecycle.host.inspect(PID, None).unwrap();
+        let discovered = w.lifecycle.host.detect(process).unwrap();
+        let mut ctx = Ctx {
+            tracer: &mut w.tracer,
+            collector: &w.report,
+        };
+        w.lifecycle.adopt(&discovered, &mut ctx).unwrap();
+
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/sleep", None));
+        w.run();
+        assert_eq!(w.tracer.detached, [PID]);
+        assert!(w.lifecycle.traced().is_empty());
+        // Not followed: done, its numbers kept for the grace period.
+        assert_eq!(w.lifecycle.next_due(), None);
+        w.advance(GRACE);
+        w.run();
+        assert_eq!(*w.report.forgotten.borrow(), [PID]);
+    }
+
+    #[test]
+    fn a_late_exec_event_of_the_attached_program_changes_nothing() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        let stamped = w.lifecycle.host.monotonic_ns;
+        w.exec(PID);
+        w.advance(Duration::from_millis(5));
+        w.run();
+        // The same exec's event read again after the inspection that
+        // attached (a burst of events): older than the inspection.
+        w.change(ProcessChange::Exec {
+            pid: PID,
+            ktime_ns: stamped,
+            comm: Some("java".into()),
+        });
+        assert!(w.tracer.detached.is_empty());
+        assert_eq!(w.lifecycle.traced(), [PID]);
+    }
+
+    #[test]
+    fn a_runtime_that_loads_after_exec_is_found_by_the_back_off() {
+        let mut w = World::all();
+        // `java` execs; libjvm.so is not mapped yet.
+        w.host().procs.insert(PID, proc(100, "/usr/bin/java", None));
+        w.exec(PID);
+        let mut schedule = Vec::new();
+        w.run();
+        for _ in 0..4 {
+            let next = w.lifecycle.next_due().unwrap();
+            schedule.push(next - w.now);
+            w.advance(next - w.now);
+            w.run();
+        }
+        let ms: Vec<u64> = schedule.iter().map(|d| d.as_millis() as u64).collect();
+        assert_eq!(ms, BACKOFF_MS[1..5]);
+        assert!(w.tracer.attached.is_empty());
+        // Not due yet: nothing is inspected.
+        let inspections = *w.lifecycle.host.inspections.borrow();
+        w.advance(Duration::from_millis(BACKOFF_MS[5] - 1));
+        w.run();
+        assert_eq!(*w.lifecycle.host.inspections.borrow(), inspections);
+
+        // The library is mapped now; the next attempt attaches.
+        w.host().procs.get_mut(&PID).unwrap().runtime = Some(Runtime::HotSpot);
+        w.advance(Duration::from_millis(1));
+        w.run();
+        assert_eq!(w.tracer.attached, [PID]);
+        assert_eq!(*w.lifecycle.host.inspections.borrow(), inspections + 1);
+        assert_eq!(w.lifecycle.next_due(), None);
+    }
+
+    #[test]
+    fn a_process_without_a_runtime_is_given_up_after_the_back_off() {
+        let mut w = World::all();
+        w.host().procs.insert(PID, proc(100, "/usr/bin/make", None));
+        w.exec(PID);
+        let took = w.run_until_decided();
+        assert_eq!(
+            took,
+            Duration::from_millis(BACKOFF_MS.iter().sum()),
+            "about 10 s in all"
+        );
+        assert_eq!(*w.lifecycle.host.inspections.borrow(), BACKOFF_MS.len());
+        assert_eq!(w.lifecycle.tracked(), 0);
+        assert!(w.tracer.attached.is_empty());
+    }
+
+    #[test]
+    fn an_exit_or_an_exec_cancels_or_restarts_the_back_off() {
+        let mut w = World::all();
+        w.host().procs.insert(PID, proc(100, "/bin/sh", None));
+        w.exec(PID);
+        for _ in 0..10 {
+            w.run();
+            let next = w.lifecycle.next_due().unwrap();
+            w.advance(next - w.now);
+        }
+        // The shell execs the JVM: inspected at once, from the start of the
+        // schedule.
+        w.host().procs.insert(PID, proc(100, "/usr/bin/java", None));
+        w.exec(PID);
+        assert_eq!(w.lifecycle.next_due(), Some(w.now));
+        w.run();
+        assert_eq!(
+            w.lifecycle.next_due(),
+            Some(w.now + Duration::from_millis(BACKOFF_MS[1]))
+        );
+        w.exit(PID);
+        assert_eq!(w.lifecycle.next_due(), None);
+        assert_eq!(w.lifecycle.tracked(), 0);
+    }
+
+    #[test]
+    fn processes_found_at_start_get_one_inspection() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.host().procs.insert(PID + 1, proc(100, "/bin/bash", None));
+        let now = w.now;
+        w.lifecycle.scan(now);
+        w.run();
+        assert_eq!(w.tracer.attached, [PID]);
+        // No back-off for a process that was running already.
+        assert_eq!(w.lifecycle.next_due(), None);
+        assert_eq!(w.lifecycle.tracked(), 1);
+    }
+
+    #[test]
+    fn a_process_that_exits_while_being_attached_is_dropped_without_retry() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/node", Some(Runtime::V8)));
+        w.tracer.fail.insert(PID, || BpfError::Attach {
+            probe: "v8:gc".into(),
+            binary: PathBuf::from("/usr/bin/node"),
+            offset: 0x1000,
+            pid: PID,
+            source: Box::new(aya::programs::ProgramError::SyscallError(
+                aya::sys::SyscallError {
+                    call: "perf_event_open",
+                    io_error: std::io::Error::from_raw_os_error(libc::ESRCH),
+                },
+            )),
+        });
+        w.exec(PID);
+        w.run();
+        assert_eq!(w.lifecycle.tracked(), 0);
+        assert_eq!(w.lifecycle.next_due(), None);
+        assert!(w.report.targets.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_attach_failure_of_a_live_process_is_retried() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/node", Some(Runtime::V8)));
+        w.tracer.fail.insert(PID, || BpfError::TooManyArgs);
+        w.exec(PID);
+        w.run();
+        assert_eq!(
+            w.lifecycle.next_due(),
+            Some(w.now + Duration::from_millis(BACKOFF_MS[1]))
+        );
+        w.tracer.fail.clear();
+        w.advance(Duration::from_millis(BACKOFF_MS[1]));
+        w.run();
+        assert_eq!(w.lifecycle.traced(), [PID]);
+    }
+
+    #[test]
+    fn max_targets_leaves_the_rest_out_and_counts_them() {
+        let mut w = World::all();
+        w.lifecycle.max_targets = Some(1);
+        for (i, pid) in [PID, PID + 1].into_iter().enumerate() {
+            w.host().procs.insert(
+                pid,
+                proc(100 + i as u64, "/usr/bin/java", Some(Runtime::HotSpot)),
+            );
+            w.exec(pid);
+            w.run();
+        }
+        assert_eq!(w.lifecycle.traced(), [PID]);
+        assert_eq!(w.lifecycle.over_limit().load(Ordering::Relaxed), 1);
+        assert_eq!(w.lifecycle.tracked(), 1);
+    }
+
+    #[test]
+    fn a_rename_is_reported_by_the_sweep() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/local/bin/node", Some(Runtime::V8)));
+        w.exec(PID);
+        w.run();
+        w.host().procs.get_mut(&PID).unwrap().current_comm = "MainThread".into();
+        w.run_due(false);
+        assert_eq!(w.report.targets.borrow()[&PID].current_comm, "");
+        w.run();
+        assert_eq!(w.report.targets.borrow()[&PID].current_comm, "MainThread");
+    }
+
+    #[test]
+    fn unselected_and_excluded_processes_are_not_traced() {
+        let mut w = World::new(Selection {
+            comms: vec!["java".into()],
+            exclude: vec![PID + 1],
+            ..Selection::default()
+        });
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/local/bin/node", Some(Runtime::V8)));
+        w.host()
+            .procs
+            .insert(PID + 1, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        w.exec(PID);
+        w.exec(PID + 1);
+        w.run();
+        assert!(w.tracer.attached.is_empty());
+        assert_eq!(w.lifecycle.tracked(), 0);
+        // Never attached, so never labelled.
+        assert!(w.lifecycle.host.label_reads.borrow().is_empty());
     }
 }
