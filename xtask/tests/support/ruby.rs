@@ -92,6 +92,23 @@ pub fn check_collections(mut rb: ScriptWorkload) -> GcReport {
         report.total_time_ns as f64 / 1e6,
         agent_sum / report.total_time_ns as f64,
     ));
+    // Lazy sweep steps outside the markings: a collection started by
+    // allocation sweeps lazily (measured ~15-18 steps per collection), so a
+    // window of hundreds of them without one means the sweep probes broke.
+    let sweeps = sum_of(
+        &outcome.samples,
+        "pausewatch_pause_seconds_count",
+        &[("runtime", "ruby"), ("cause", SWEEP)],
+    );
+    outcome
+        .checks
+        .check(sweeps >= report.stat.count as f64, || {
+            format!(
+                "the agent saw {sweeps} lazy sweep steps for {} collections; \
+             Ruby sweeps lazily, so expected at least one per collection",
+                report.stat.count
+            )
+        });
     outcome.checks.check(
         report.stat.minor_gc_count > 0 && report.stat.major_gc_count > 0,
         || "the script ran no minor or no major collection; the workload is broken".to_string(),
