@@ -23,7 +23,7 @@ use super::{
     EBPF_OBJECT,
     refctr::{self, RefCtrError, RefCtrLink},
 };
-use crate::discovery::{ProbeAttach, ProgramArg, Target};
+use crate::discovery::{Discovered, ProbeAttach, ProgramArg};
 
 /// Why loading or attaching failed.
 #[derive(Debug, Error)]
@@ -125,7 +125,7 @@ impl BpfError {
     /// (`ESRCH`: it exited during the attach). Such a process is an
     /// expected race, `node --version` under `--comm node` being typical,
     /// not a fault of the agent or the host.
-    pub fn target_gone(&self) -> bool {
+    pub fn process_gone(&self) -> bool {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(s) = source {
             if let Some(io) = s.downcast_ref::<std::io::Error>()
@@ -237,7 +237,7 @@ impl Tracer {
 
     /// Attaches every probe of `target`, scoped to its pid. On failure the
     /// probes attached so far for this target are detached again.
-    pub fn attach(&mut self, target: &Target) -> Result<Vec<AttachedProbe>, BpfError> {
+    pub fn attach(&mut self, target: &Discovered) -> Result<Vec<AttachedProbe>, BpfError> {
         let pid = target.process.pid;
         let mut attached = Vec::with_capacity(target.probes.len());
         for probe in &target.probes {
@@ -555,7 +555,7 @@ impl Tracer {
 
 /// What the target lifecycle needs of the tracer.
 impl crate::targets::seams::Attach for Tracer {
-    fn attach(&mut self, discovered: &Target) -> Result<usize, BpfError> {
+    fn attach(&mut self, discovered: &Discovered) -> Result<usize, BpfError> {
         Tracer::attach(self, discovered).map(|probes| probes.len())
     }
 

@@ -3,7 +3,7 @@
 //! One place decides ([`detect`]), asking each runtime's module
 //! ([`crate::runtimes`]) in turn; this module holds what they share: the
 //! inspected process ([`Process`]), its binaries opened through `/proc`
-//! ([`Binary`]) and the probe list they return ([`Target`]).
+//! ([`Binary`]) and the probe list they return ([`Discovered`]).
 
 pub mod binary;
 pub mod process;
@@ -11,7 +11,7 @@ pub mod runtime;
 
 pub use binary::Binary;
 pub use process::{Mapping, Process};
-pub use runtime::{ProbeAttach, ProgramArg, Target, detect, detect_in};
+pub use runtime::{Discovered, ProbeAttach, ProgramArg, detect, detect_in};
 
 use std::path::PathBuf;
 

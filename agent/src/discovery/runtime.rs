@@ -1,4 +1,4 @@
-//! What detection yields (a [`Target`]: a process, its runtime, the probes
+//! What detection yields (a [`Discovered`]: a process, its runtime, the probes
 //! to attach) and the one place that picks a process's runtime.
 
 use pausewatch_common::ArgSpec;
@@ -65,7 +65,7 @@ impl ProbeAttach {
 
 /// A process with a recognised runtime and the probes to attach to it.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct Discovered {
     /// The process.
     pub process: Process,
     /// Its runtime.
@@ -77,12 +77,12 @@ pub struct Target {
 }
 
 /// Inspects `pid` and returns its runtime and probes.
-pub fn detect(pid: u32) -> Result<Target, DiscoveryError> {
+pub fn detect(pid: u32) -> Result<Discovered, DiscoveryError> {
     detect_in(Process::inspect(pid)?)
 }
 
 /// Returns the runtime and probes of an inspected process.
-pub fn detect_in(process: Process) -> Result<Target, DiscoveryError> {
+pub fn detect_in(process: Process) -> Result<Discovered, DiscoveryError> {
     for runtime in Runtime::ALL {
         if let Some(target) = runtime.module().detect(&process)? {
             return Ok(target);

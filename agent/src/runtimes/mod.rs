@@ -22,7 +22,7 @@ use pausewatch_common::Kind;
 
 pub use support::Support;
 
-use crate::discovery::{DiscoveryError, Process, Target};
+use crate::discovery::{Discovered, DiscoveryError, Process};
 
 /// A supported language runtime: the registry of [`RuntimeModule`]s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -115,14 +115,14 @@ pub trait RuntimeModule: Sync {
 
     /// The runtime and probes of `process`, or `None` if it is not of this
     /// runtime.
-    fn detect(&self, process: &Process) -> Result<Option<Target>, DiscoveryError>;
+    fn detect(&self, process: &Process) -> Result<Option<Discovered>, DiscoveryError>;
 
     /// How far `version` (as detection read it) is vouched for.
     fn support(&self, version: &str) -> Support;
 
     /// The warning to print when a traced version is not tested in CI, or
     /// `None` when there is nothing to say (or detection said it).
-    fn untested_warning(&self, target: &Target) -> Option<String> {
+    fn untested_warning(&self, target: &Discovered) -> Option<String> {
         (self.support(&target.version) == Support::Expected).then(|| {
             format!(
                 "pid {}: {} {} is not a version tested in CI; every probe the agent needs \
@@ -137,7 +137,7 @@ pub trait RuntimeModule: Sync {
 
     /// Lines of `agent probes` beyond the common ones (a Go executable's
     /// symbols and text base).
-    fn describe(&self, _target: &Target) -> Result<Vec<String>, DiscoveryError> {
+    fn describe(&self, _target: &Discovered) -> Result<Vec<String>, DiscoveryError> {
         Ok(Vec::new())
     }
 

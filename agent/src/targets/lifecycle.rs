@@ -29,7 +29,7 @@ use std::{
 use crate::{
     bpf::{BpfError, Tracer},
     collect::{Collector, TargetInfo},
-    discovery::{DiscoveryError, Target},
+    discovery::{Discovered, DiscoveryError},
 };
 
 use super::{
@@ -174,7 +174,7 @@ impl<H: Host> Lifecycle<H> {
 
     /// Attaches a process discovered at start (`--pid`) and starts
     /// reporting it as a target; returns the number of probes attached.
-    pub fn adopt(&mut self, discovered: &Target, ctx: &mut Ctx<'_>) -> Result<usize, BpfError> {
+    pub fn adopt(&mut self, discovered: &Discovered, ctx: &mut Ctx<'_>) -> Result<usize, BpfError> {
         let process = &discovered.process;
         let id = Identity {
             pid: process.pid,
@@ -580,7 +580,7 @@ impl<H: Host> Lifecycle<H> {
                     probes,
                 );
             }
-            Err(e) if e.target_gone() || self.exited_meanwhile(pid, start_time) => {
+            Err(e) if e.process_gone() || self.exited_meanwhile(pid, start_time) => {
                 // The usual end of a short run (`node --version` before
                 // the real program): nothing was missed, nothing to retry.
                 log::info!("pid {pid}: exited while being attached ({e})");
@@ -684,7 +684,7 @@ impl<H: Host> Lifecycle<H> {
 /// What `pausewatch_target_info` says about a discovered process once it is
 /// a target, in the container `container` (read once per process, by the
 /// caller: see `labels::read`).
-pub fn target_info(discovered: &Target, container: ContainerLabels) -> TargetInfo {
+pub fn target_info(discovered: &Discovered, container: ContainerLabels) -> TargetInfo {
     let p = &discovered.process;
     TargetInfo {
         pid: p.pid,
@@ -801,9 +801,9 @@ mod tests {
             })
         }
 
-        fn detect(&self, process: Process) -> Result<Target, DiscoveryError> {
+        fn detect(&self, process: Process) -> Result<Discovered, DiscoveryError> {
             match self.procs.get(&process.pid).and_then(|p| p.runtime) {
-                Some(runtime) => Ok(Target {
+                Some(runtime) => Ok(Discovered {
                     version: format!("{} 1.0", runtime.label()),
                     process,
                     runtime,
@@ -859,7 +859,7 @@ mod tests {
     }
 
     impl Attach for FakeTracer {
-        fn attach(&mut self, discovered: &Target) -> Result<usize, BpfError> {
+        fn attach(&mut self, discovered: &Discovered) -> Result<usize, BpfError> {
             let pid = discovered.process.pid;
             if let Some(error) = self.fail.get(&pid) {
                 return Err(error());

@@ -10,7 +10,7 @@
 //! # Words
 //!
 //! - A *process* is anything that runs. A *discovered* process is one whose
-//!   runtime discovery recognised (`discovery::Target`: the process, its
+//!   runtime discovery recognised (`discovery::Discovered`: the process, its
 //!   runtime and the probes to attach).
 //! - A *target* is a process the agent traces: probes attached, reported in
 //!   `pausewatch_target_info` (`collect::TargetInfo`) and in its series.

@@ -11,7 +11,7 @@ use std::{path::PathBuf, sync::Mutex, time::Instant};
 use crate::{
     bpf::BpfError,
     collect::{Collector, TargetInfo, lock, monotonic_ns},
-    discovery::{self, DiscoveryError, Process, Target},
+    discovery::{self, Discovered, DiscoveryError, Process},
 };
 
 use super::{
@@ -23,7 +23,7 @@ use super::{
 pub trait Attach {
     /// Attaches every probe of the discovered process, scoped to its pid,
     /// and returns how many were attached; on failure none stays attached.
-    fn attach(&mut self, discovered: &Target) -> Result<usize, BpfError>;
+    fn attach(&mut self, discovered: &Discovered) -> Result<usize, BpfError>;
     /// Detaches every probe of `pid` and drops its open intervals (a no-op
     /// for a pid without probes).
     fn detach(&mut self, pid: u32);
@@ -68,7 +68,7 @@ pub trait Host {
     /// `exec_comm` when the exec event told its name.
     fn inspect(&self, pid: u32, exec_comm: Option<&str>) -> Result<Process, DiscoveryError>;
     /// Finds the runtime and its probes in an inspected process.
-    fn detect(&self, process: Process) -> Result<Target, DiscoveryError>;
+    fn detect(&self, process: Process) -> Result<Discovered, DiscoveryError>;
     /// Container and pod labels of `pid` (empty where unknown).
     fn labels(&self, pid: u32) -> ContainerLabels;
     /// The program `pid` runs now (`/proc/PID/exe`), `None` if it is gone.
@@ -122,7 +122,7 @@ impl Host for SystemHost {
         Process::inspect_named(pid, exec_comm)
     }
 
-    fn detect(&self, process: Process) -> Result<Target, DiscoveryError> {
+    fn detect(&self, process: Process) -> Result<Discovered, DiscoveryError> {
         discovery::detect_in(process)
     }
 

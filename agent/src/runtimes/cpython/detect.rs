@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::{
-    discovery::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Target},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg},
     probes::{
         symbols,
         usdt::{self, UsdtProbe},
@@ -25,7 +25,7 @@ pub(super) const PROBES: [(&str, &str, &str, bool); 2] = [
 ];
 
 /// Returns the CPython target in `process`, or `None` if it runs no CPython.
-pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     // A shared interpreter (Debian's `python3.x` links it statically, most
     // distributions' `libpython3.x.so` builds and embedders load it) wins
     // over the executable, which then is only a thin `main`.
@@ -89,8 +89,8 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     Ok(Some(target(process, &binary, probes)))
 }
 
-fn target(process: &Process, binary: &Binary, probes: Vec<ProbeAttach>) -> Target {
-    Target {
+fn target(process: &Process, binary: &Binary, probes: Vec<ProbeAttach>) -> Discovered {
+    Discovered {
         process: process.clone(),
         runtime: Runtime::CPython,
         version: python_version(binary.shown()).unwrap_or_else(|| "unknown".to_string()),

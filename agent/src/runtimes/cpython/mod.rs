@@ -27,7 +27,7 @@ use super::{
     CauseText, RuntimeModule,
     support::{self, Support, Tested},
 };
-use crate::discovery::{DiscoveryError, Process, Target};
+use crate::discovery::{Discovered, DiscoveryError, Process};
 
 /// The CPython module.
 pub struct CPython;
@@ -66,7 +66,7 @@ impl RuntimeModule for CPython {
         ]
     }
 
-    fn detect(&self, process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    fn detect(&self, process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         detect::detect(process)
     }
 

@@ -12,7 +12,7 @@ use super::{
     pclntab::GoFunc,
 };
 use crate::{
-    discovery::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Target},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg},
     probes::{
         Register,
         disasm::{self, Body},
@@ -208,7 +208,7 @@ pub fn untested_warning(pid: u32, version: &str) -> String {
 }
 
 /// Returns the Go target in `process`, or `None` if its executable is not Go.
-pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     // An executable that cannot be opened or mapped (special files) is
     // simply not recognised here; other detectors may still claim the process.
     let Ok(binary) = Binary::open_exe(process) else {
@@ -249,7 +249,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
     if support == Support::Untested {
         log::warn!("{}", untested_warning(process.pid, &version));
     }
-    Ok(Some(Target {
+    Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::Go,
         version,

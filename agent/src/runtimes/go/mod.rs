@@ -47,7 +47,7 @@ pub mod pclntab;
 use pausewatch_common::{GO_CAUSE_LEN_SHIFT, GO_CAUSE_STRING, Kind};
 
 use super::{CauseText, RuntimeModule, support::Support};
-use crate::discovery::{Binary, DiscoveryError, Process, Target};
+use crate::discovery::{Binary, Discovered, DiscoveryError, Process};
 
 pub use detect::{GoBinary, GoBinaryError, Layout, STW_REASONS, describe, layout, probes};
 
@@ -76,7 +76,7 @@ impl RuntimeModule for Go {
         &PROGRAMS
     }
 
-    fn detect(&self, process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    fn detect(&self, process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         detect::detect(process)
     }
 
@@ -92,11 +92,11 @@ impl RuntimeModule for Go {
 
     /// Detection warns about a newer release itself, naming the structural
     /// checks it passed.
-    fn untested_warning(&self, _target: &Target) -> Option<String> {
+    fn untested_warning(&self, _target: &Discovered) -> Option<String> {
         None
     }
 
-    fn describe(&self, target: &Target) -> Result<Vec<String>, DiscoveryError> {
+    fn describe(&self, target: &Discovered) -> Result<Vec<String>, DiscoveryError> {
         let exe = Binary::open_exe(&target.process)?;
         let go = describe(exe.path()).map_err(|e| DiscoveryError::Unreadable {
             what: detect::FUNCTIONS,

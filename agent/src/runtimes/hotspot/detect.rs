@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::{
-    discovery::{Binary, DiscoveryError, ProbeAttach, Process, Target},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process},
     probes::usdt::{self, UsdtProbe},
     runtimes::Runtime,
 };
@@ -29,7 +29,7 @@ pub(super) const PROBES: [(&str, &str, &str, bool); 6] = [
 ];
 
 /// Returns the HotSpot target in `process`, or `None` if no `libjvm.so` is mapped.
-pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     let Some(mapping) = process.find_mapped(|n| n == "libjvm.so") else {
         return Ok(None);
     };
@@ -56,7 +56,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             probes.push(ProbeAttach::from_usdt(note, program, &libjvm, reads_arg)?);
         }
     }
-    Ok(Some(Target {
+    Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::HotSpot,
         version: jdk_version(process.pid, &libjvm),

@@ -13,7 +13,7 @@ use super::{
     CauseText, RuntimeModule,
     support::{self, Support, Tested},
 };
-use crate::discovery::{DiscoveryError, Process, Target};
+use crate::discovery::{Discovered, DiscoveryError, Process};
 
 /// The HotSpot module.
 pub struct HotSpot;
@@ -70,7 +70,7 @@ impl RuntimeModule for HotSpot {
         &PROGRAMS
     }
 
-    fn detect(&self, process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    fn detect(&self, process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         detect::detect(process)
     }
 

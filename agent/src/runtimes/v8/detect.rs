@@ -5,7 +5,7 @@ use std::path::Path;
 
 use object::{Object, ObjectSection};
 
-use crate::discovery::{Binary, DiscoveryError, ProbeAttach, Process, ProgramArg, Target};
+use crate::discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg};
 use crate::probes::{
     elf::{self, MappedFile},
     symbols,
@@ -29,7 +29,7 @@ pub(super) const PROBES: [(&str, &str); 3] = [
 ];
 
 /// Returns the V8 target in `process`, or `None` if it runs no V8.
-pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     let (binary, named_node) = match process.find_mapped(|n| n.starts_with("libnode.so")) {
         Some(lib) => (Binary::open_mapped(process, lib)?, true),
         // Named without the ` (deleted)` of an executable replaced on disk.
@@ -82,7 +82,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             });
         }
     }
-    Ok(Some(Target {
+    Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::V8,
         version: v8_version(binary.path()).unwrap_or_else(|| "unknown".to_string()),

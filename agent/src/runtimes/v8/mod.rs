@@ -34,7 +34,7 @@ use super::{
     CauseText, RuntimeModule,
     support::{self, Support, Tested},
 };
-use crate::discovery::{DiscoveryError, Process, Target};
+use crate::discovery::{Discovered, DiscoveryError, Process};
 
 /// The V8 module.
 pub struct V8;
@@ -93,7 +93,7 @@ impl RuntimeModule for V8 {
         ]
     }
 
-    fn detect(&self, process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    fn detect(&self, process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         detect::detect(process)
     }
 
