@@ -1,7 +1,7 @@
 //! Finds `libruby` in a process and its USDT GC probes.
 
 use crate::{
-    discovery::{Binary, DiscoveryError, ProbeAttach, Process, Target},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process},
     probes::usdt::{self, UsdtProbe},
     runtimes::Runtime,
 };
@@ -20,7 +20,7 @@ pub(super) const PROBES: [(&str, &str, &str); 4] = [
 /// Debian's `ruby3.1` executable is a thin `main` linked against
 /// `libruby-3.1.so`, which holds the interpreter and its probes; a Ruby
 /// built without `--enable-shared` has no such library and is not found.
-pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
+pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     let Some(lib) = process.find_mapped(is_libruby) else {
         return Ok(None);
     };
@@ -47,7 +47,7 @@ pub fn detect(process: &Process) -> Result<Option<Target>, DiscoveryError> {
             probes.push(ProbeAttach::from_usdt(note, program, &binary, false)?);
         }
     }
-    Ok(Some(Target {
+    Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::Ruby,
         version: ruby_version(binary.shown()).unwrap_or_else(|| "unknown".to_string()),

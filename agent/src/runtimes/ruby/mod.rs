@@ -20,7 +20,7 @@ use super::{
     CauseText, RuntimeModule,
     support::{self, Support, Tested},
 };
-use crate::discovery::{DiscoveryError, Process, Target};
+use crate::discovery::{Discovered, DiscoveryError, Process};
 
 /// The Ruby module.
 pub struct Ruby;
@@ -49,7 +49,7 @@ impl RuntimeModule for Ruby {
         ]
     }
 
-    fn detect(&self, process: &Process) -> Result<Option<Target>, DiscoveryError> {
+    fn detect(&self, process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         detect::detect(process)
     }
 
