@@ -21,6 +21,10 @@
 //! interval is a pause of its own (`RUBY_CAUSE_SWEEP`). The probes carry no
 //! argument, and whether a collection is minor or major is decided inside
 //! the mark interval, so the cause is `RUBY_CAUSE_MARK` for both.
+//!
+//! At the front edge, an agent that attaches inside a marking misses its
+//! `gc__mark__begin`: that marking is not recorded, and its nested sweep
+//! steps are recorded as lazy ones (at most one collection's worth).
 
 use aya_ebpf::{macros::uprobe, programs::ProbeContext};
 use pausewatch_common::{Kind, RUBY_CAUSE_MARK, RUBY_CAUSE_SWEEP};
