@@ -264,6 +264,18 @@ pub const RUBY_CAUSE_MARK: u64 = 1;
 /// that runs outside a marking: a lazy sweep step.
 pub const RUBY_CAUSE_SWEEP: u64 = 2;
 
+/// Ruby cause id of a minor collection's marking: `RUBY_CAUSE_MARK`, told
+/// apart by `objspace->flags` (see `agent/src/runtimes/ruby/layout.rs`).
+pub const RUBY_CAUSE_MINOR: u64 = 3;
+/// Ruby cause id of a major collection's marking.
+pub const RUBY_CAUSE_MAJOR: u64 = 4;
+/// Ruby 3.1's `objspace->flags.during_gc` bit, set from `gc_enter` to
+/// `gc_exit`: a flags word read in a marking without it is not the flags.
+pub const RUBY31_FLAG_DURING_GC: u32 = 1 << 5;
+/// Ruby 3.1's `objspace->flags.during_minor_gc` bit, four fields after
+/// `during_gc` in its bitfield; `gc_marks_start` sets it before the roots.
+pub const RUBY31_FLAG_MINOR: u32 = 1 << 9;
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers,

@@ -20,16 +20,24 @@
 //! (`stall_ratio` would count them twice). A sweep step outside a mark
 //! interval is a pause of its own (`RUBY_CAUSE_SWEEP`). The probes carry no
 //! argument, and whether a collection is minor or major is decided inside
-//! the mark interval, so the cause is `RUBY_CAUSE_MARK` for both.
+//! the mark interval: `gc__mark__end` reads it from `objspace->flags` where
+//! the agent found them, else the cause is `RUBY_CAUSE_MARK` for both.
 //!
 //! At the front edge, an agent that attaches inside a marking misses its
 //! `gc__mark__begin`: that marking is not recorded, and its nested sweep
 //! steps are recorded as lazy ones (at most one collection's worth).
 
-use aya_ebpf::{macros::uprobe, programs::ProbeContext};
-use pausewatch_common::{Kind, RUBY_CAUSE_MARK, RUBY_CAUSE_SWEEP};
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::uprobe, programs::ProbeContext};
+use pausewatch_common::{
+    Kind, LostReason, RUBY_CAUSE_MAJOR, RUBY_CAUSE_MARK, RUBY_CAUSE_MINOR, RUBY_CAUSE_SWEEP,
+    RUBY31_FLAG_DURING_GC, RUBY31_FLAG_MINOR,
+};
 
-use crate::intervals::{begin, emit, end, is_open, record};
+use crate::{
+    args::read_arg,
+    intervals::{begin, emit, end, is_open, record},
+    maps::count_lost,
+};
 
 /// In-flight nesting slot of a mark interval.
 const NEST_MARK: u64 = 1;
@@ -43,14 +51,42 @@ pub fn ruby_mark_begin(_ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `ruby:gc__mark__end()`.
+/// `ruby:gc__mark__end()`. Where the agent found `objspace->flags` (Ruby
+/// 3.1, `agent/src/runtimes/ruby/layout.rs`), the cookie's constant is its
+/// address, and the flags say minor or major; otherwise the cause stays
+/// `RUBY_CAUSE_MARK`.
 #[uprobe]
-pub fn ruby_mark_end(_ctx: ProbeContext) -> u32 {
+pub fn ruby_mark_end(ctx: ProbeContext) -> u32 {
     if let Some((open, ns)) = end(Kind::GcPause, NEST_MARK) {
-        record(Kind::GcPause, open.cause, ns);
-        emit(Kind::GcPause, open.cause, &open, ns);
+        let cause = match read_arg(&ctx) {
+            Some(addr) if addr != 0 => classify(addr),
+            _ => open.cause,
+        };
+        record(Kind::GcPause, cause, ns);
+        emit(Kind::GcPause, cause, &open, ns);
     }
     0
+}
+
+/// Minor or major, from the flags word at `addr`, which must have
+/// `during_gc` set (it is throughout a collection); else `RUBY_CAUSE_MARK`
+/// and a lost-argument count.
+#[inline(always)]
+fn classify(addr: u64) -> u64 {
+    // SAFETY: a faulting user read returns an error, never crashes.
+    match unsafe { bpf_probe_read_user(addr as *const u32) } {
+        Ok(w) if w & RUBY31_FLAG_DURING_GC != 0 => {
+            if w & RUBY31_FLAG_MINOR != 0 {
+                RUBY_CAUSE_MINOR
+            } else {
+                RUBY_CAUSE_MAJOR
+            }
+        }
+        _ => {
+            count_lost(LostReason::ArgRead);
+            RUBY_CAUSE_MARK
+        }
+    }
 }
 
 /// `ruby:gc__sweep__begin()`: opens a sweep step unless it runs inside a

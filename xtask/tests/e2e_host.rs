@@ -37,8 +37,9 @@
 //!   because it attaches at exec), must equal them exactly. They are read
 //!   when the script says `done`: CPython's final collections at exit are
 //!   real pauses the script does not count. Ruby: the script's `GC.stat`
-//!   count over the same phase, against `cause="mark"` (one marking per
-//!   collection; Ruby counts no sweep steps, so `sweep` is not compared).
+//!   minor and major counts over the same phase, against `cause="minor"`
+//!   and `"major"` (one marking per collection; Ruby counts no sweep steps,
+//!   so `sweep` is not compared).
 //! - Go: the workload has no gate, so the agent attaches while it runs. The
 //!   runtime's `GODEBUG=gctrace=1` lines carry each cycle's start (`@`, in
 //!   ms since the runtime started, which is after the exec); the agent's
@@ -154,7 +155,7 @@ impl Runtime {
             Runtime::Jvm { .. } => cause == "full",
             Runtime::Go { .. } => cause == GO_SWEEP,
             Runtime::CPython | Runtime::Node => true,
-            Runtime::Ruby => cause == "mark",
+            Runtime::Ruby => cause == "minor" || cause == "major",
         }
     }
 
@@ -166,7 +167,7 @@ impl Runtime {
             Runtime::Go { .. } => &[GO_SWEEP],
             Runtime::CPython => &["gen0", "gen1", "gen2"],
             Runtime::Node => &["scavenge", "mark-compact"],
-            Runtime::Ruby => &["mark"],
+            Runtime::Ruby => &["minor"],
         }
     }
 
@@ -688,7 +689,13 @@ fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
                 Runtime::Ruby => {
                     let report = ruby::parse_report(&json)
                         .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    let want = Counts::from([("mark".to_string(), report.stat.count)]);
+                    let want: Counts = [
+                        ("minor".to_string(), report.stat.minor_gc_count),
+                        ("major".to_string(), report.stat.major_gc_count),
+                    ]
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
                     let got = settle(&want);
                     s.finish(Duration::from_secs(30))
                         .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));

@@ -1,13 +1,16 @@
 //! Finds `libruby` in a process and its USDT GC probes.
 
+use pausewatch_common::{ARG_CONST, ArgSpec};
+
+use super::layout;
 use crate::{
-    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg},
     probes::usdt::{self, UsdtProbe},
     runtimes::Runtime,
 };
 
-/// (provider, name, BPF program); no program reads an argument (the
-/// probes have none).
+/// (provider, name, BPF program); the probes have no argument (what
+/// `ruby_mark_end` may get instead is the flags' address, see `layout`).
 pub(super) const PROBES: [(&str, &str, &str); 4] = [
     ("ruby", "gc__mark__begin", "ruby_mark_begin"),
     ("ruby", "gc__mark__end", "ruby_mark_end"),
@@ -29,6 +32,28 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         path: binary.shown().to_path_buf(),
         source: Box::new(e.without_path()),
     })?;
+    let version = ruby_version(binary.shown()).unwrap_or_else(|| "unknown".to_string());
+    // Ruby 3.1's flags word tells minor from major (see `layout`); other
+    // versions, and a 3.1 whose code is not what was read, get `mark`.
+    let flags = if version == "3.1" || version.starts_with("3.1.") {
+        match layout::read_layout(binary.path())
+            .and_then(|l| layout::flags_address(process.pid, lib.range.0, &l))
+        {
+            Ok(Some(addr)) => Some(addr),
+            // Just after exec: the VM is not set up; the caller tries again.
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                log::warn!(
+                    "pid {}: cannot tell minor from major collections ({e}); \
+                     their markings are exported as cause=\"mark\"",
+                    process.pid
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut probes = Vec::new();
     for (provider, name, program) in PROBES {
         let found: Vec<&UsdtProbe> = usdt::find(&notes, provider, name).collect();
@@ -44,13 +69,23 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
             });
         }
         for note in found {
-            probes.push(ProbeAttach::from_usdt(note, program, &binary, false)?);
+            let mut probe = ProbeAttach::from_usdt(note, program, &binary, false)?;
+            if let (Some(addr), "ruby_mark_end") = (flags, program) {
+                // The "argument" is a constant: the address of the flags.
+                probe.arg = ProgramArg::Usdt(ArgSpec {
+                    loc: ARG_CONST,
+                    val: addr as i64,
+                    size: 8,
+                    ..ArgSpec::default()
+                });
+            }
+            probes.push(probe);
         }
     }
     Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::Ruby,
-        version: ruby_version(binary.shown()).unwrap_or_else(|| "unknown".to_string()),
+        version,
         probes,
     }))
 }

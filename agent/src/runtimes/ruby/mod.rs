@@ -13,8 +13,11 @@
 //! steps have no probe: only its first step (the roots) is seen.
 
 mod detect;
+mod layout;
 
-use pausewatch_common::{Kind, RUBY_CAUSE_MARK, RUBY_CAUSE_SWEEP};
+use pausewatch_common::{
+    Kind, RUBY_CAUSE_MAJOR, RUBY_CAUSE_MARK, RUBY_CAUSE_MINOR, RUBY_CAUSE_SWEEP,
+};
 
 use super::{
     CauseText, RuntimeModule,
@@ -61,6 +64,8 @@ impl RuntimeModule for Ruby {
         CauseText::Known(match (kind, cause) {
             (Kind::GcPause, RUBY_CAUSE_MARK) => "mark".to_string(),
             (Kind::GcPause, RUBY_CAUSE_SWEEP) => "sweep".to_string(),
+            (Kind::GcPause, RUBY_CAUSE_MINOR) => "minor".to_string(),
+            (Kind::GcPause, RUBY_CAUSE_MAJOR) => "major".to_string(),
             _ => cause.to_string(),
         })
     }
@@ -73,9 +78,10 @@ impl RuntimeModule for Ruby {
         kind == Kind::GcPause
     }
 
-    /// The probes cannot tell a major collection from a minor one.
-    fn is_full_gc(&self, _cause: &str) -> bool {
-        false
+    /// A major collection marks the whole heap (`mark`, where minor and
+    /// major could not be told apart, is not counted as one).
+    fn is_full_gc(&self, cause: &str) -> bool {
+        cause == "major"
     }
 
     fn default_rules(&self) -> &'static str {
@@ -100,6 +106,11 @@ mod tests {
         assert!(Ruby.counts_as_stall(Kind::GcPause));
         assert!(Ruby.is_gc(Kind::GcPause, "sweep"));
         assert!(!Ruby.is_full_gc("mark"));
+        assert!(Ruby.is_full_gc("major"));
+        assert_eq!(
+            Ruby.cause(Kind::GcPause, RUBY_CAUSE_MINOR),
+            CauseText::Known("minor".to_string())
+        );
         assert_eq!(
             Ruby.support("3.1.2"),
             Support::Tested("e2e_ruby: Ruby 3.1 (Debian ruby3.1)")
