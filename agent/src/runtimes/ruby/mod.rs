@@ -8,9 +8,11 @@
 //! record them again; a lazy sweep step later, on allocation, is a pause
 //! of its own. Both are `Kind::GcPause`, with causes `mark` and `sweep`.
 //! The probes carry no argument and the minor/major decision is taken
-//! inside the marking, so `mark` covers minor and major collections alike,
-//! and no cause is a full collection. An incremental major marking's later
-//! steps have no probe: only its first step (the roots) is seen.
+//! inside the marking; on Ruby 3.1 the BPF side reads it from
+//! `objspace->flags` at `gc__mark__end` (causes `minor`, `major`; the
+//! address comes from [`layout`]), elsewhere the cause is `mark` for both.
+//! An incremental major marking's later steps have no probe: only its
+//! first step (the roots) is seen.
 
 mod detect;
 mod layout;
@@ -73,7 +75,7 @@ impl RuntimeModule for Ruby {
     /// Markings and lazy sweep steps are both collector work with the GVL
     /// held (the default: every `GcPause`), so `gc_share` holds both, and
     /// `gc_per_min` counts sweep steps too; Ruby's rules count
-    /// collections as `pauses_per_min * cause_share["mark"]`.
+    /// collections as the pauses that are not `sweep`.
     fn is_gc(&self, kind: Kind, _cause: &str) -> bool {
         kind == Kind::GcPause
     }
