@@ -13,10 +13,11 @@
 //! scrapes the agent, stops it, and only then lets the script exit.
 //!
 //! What must match (`docs/design.md`, "Ruby"):
-//! - the agent's count of `cause="mark"` equals `GC.stat`'s `count` over
-//!   the window exactly: every collection runs one marking, bracketed by
-//!   one `gc__mark__begin`/`end` pair;
-//! - the agent's summed time of `mark` and `sweep` is within 10% of the
+//! - the agent's counts of `cause="minor"` and `"major"` equal `GC.stat`'s
+//!   `minor_gc_count` and `major_gc_count` over the window exactly: every
+//!   collection runs one marking, bracketed by one `gc__mark__begin`/`end`
+//!   pair, and `objspace->flags` says which kind at `gc__mark__end`;
+//! - the agent's summed time of all Ruby pauses is within 10% of the
 //!   summed `GC_TIME` of the window's `GC::Profiler` records, which bracket
 //!   the same intervals (in process CPU time; the agent's is wall time, so
 //!   the script runs SCHED_FIFO).
