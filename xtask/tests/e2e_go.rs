@@ -99,7 +99,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use object::{Object, ObjectSegment};
-use serde::Deserialize;
+use support::events::Event;
 use support::{
     Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root, sum_of,
 };
@@ -173,15 +173,6 @@ const SWEEP: &str = "GC sweep termination";
 const MARK: &str = "GC mark termination";
 const MEMSTATS: &str = "read mem stats";
 const GOMAXPROCS: &str = "GOMAXPROCS";
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    runtime: String,
-    kind: String,
-    cause: String,
-    start_ns: u64,
-    duration_ns: u64,
-}
 
 #[test]
 fn e2e_go_1_19() {
@@ -484,8 +475,8 @@ fn run_one(
     });
     let events: Vec<Event> = event_lines
         .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &Event| e.runtime == "go" && e.kind == "stw")
+        .filter_map(|l| Event::parse(l).ok())
+        .filter(|e| e.runtime == "go" && e.kind == "stw")
         .collect();
 
     // Metrics agree with the events, per cause.

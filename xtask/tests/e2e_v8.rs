@@ -40,6 +40,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
+use support::events::parse_events;
 use support::scenario::{
     Subject, SumTolerance, Tally, Window, attach_and_compare, run_gated_script,
 };
@@ -58,15 +59,6 @@ const TOLERANCE: SumTolerance = SumTolerance {
     per_pause_ns: 0.0,
     per_cause: true,
 };
-
-/// One `--events` line (the fields used here).
-#[derive(Debug, Deserialize)]
-struct Event {
-    runtime: String,
-    kind: String,
-    cause: String,
-    duration_ns: u64,
-}
 
 /// The script's report (its throughput, for the record).
 #[derive(Debug, Deserialize)]
@@ -210,12 +202,7 @@ fn gc_collectors(version: &str) {
     }
 
     // Per collection, in order: same collector, and how far apart.
-    let events: Vec<Event> = outcome
-        .events
-        .iter()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad --events line {l:?}: {e}")))
-        .collect();
+    let events = parse_events(&outcome.events);
     checks.eq("--events lines", events.len(), trace.gcs.len());
     let mut diffs = Vec::new();
     for (i, (e, g)) in events.iter().zip(&trace.gcs).enumerate() {

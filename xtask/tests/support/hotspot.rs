@@ -1,15 +1,99 @@
-//! HotSpot comparisons shared by the end-to-end tests: which of HotSpot's
-//! `-Xlog:safepoint` records the agent's numbers must equal, and the
-//! per-VM-operation check of counts and summed durations.
+//! HotSpot comparisons shared by the end-to-end tests: a GcHeavy JVM with
+//! its `-Xlog:safepoint` log as a [`Subject`], which of the log's records
+//! the agent's numbers must equal, and the per-VM-operation check of counts
+//! and summed durations.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use xtask::groundtruth::hotspot::SafepointRecord;
+use xtask::groundtruth::hotspot::{self, SafepointRecord};
+use xtask::workloads::RunningJava;
 
+use super::scenario::{Subject, Tally};
 use super::{Checks, Sample, ms, ratio, sum_by, sum_of};
 
 pub use super::scenario::Window;
+
+/// A gated GcHeavy JVM writing `-Xlog:safepoint` to `log`. Its log is
+/// removed when it drops, unless the test is failing or
+/// `PAUSEWATCH_E2E_KEEP` is set.
+pub struct Jvm {
+    /// For tables and messages: `JDK 17.0.13 -XX:+UseSerialGC`.
+    pub label: String,
+    /// The JVM, waiting at its gate.
+    pub jvm: RunningJava,
+    /// Its `-Xlog` file.
+    pub log: PathBuf,
+    /// What the agent's "armed" line must name (`hotspot`, `hotspot 17.`).
+    pub armed: String,
+    /// How long it may take to say `started` once the gate is open, when
+    /// that is waited for separately.
+    pub started_within: Option<Duration>,
+    /// How long its measured phase may take, to `done` and the exit.
+    pub done_within: Duration,
+}
+
+impl Subject for Jvm {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.jvm.pid()
+    }
+
+    fn runtime(&self) -> &'static str {
+        "hotspot"
+    }
+
+    fn armed_names(&self) -> String {
+        self.armed.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "safepoint"
+    }
+
+    fn run(&mut self) {
+        let label = &self.label;
+        self.jvm
+            .open_gate()
+            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
+        if let Some(timeout) = self.started_within {
+            self.jvm
+                .wait_started(timeout)
+                .unwrap_or_else(|e| panic!("{label}: {e:#}"));
+        }
+        self.jvm
+            .wait_done(self.done_within)
+            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
+    }
+
+    /// Per VM operation, the [`comparable_safepoints`] of the log.
+    fn truth(&mut self, w: &Window, counts: &BTreeMap<String, f64>) -> BTreeMap<String, Tally> {
+        let log = hotspot::read_log(&self.log).unwrap_or_else(|e| panic!("{e:#}"));
+        let (records, _) = comparable_safepoints(&log.safepoints, counts, *w);
+        let mut truth: BTreeMap<String, Tally> = BTreeMap::new();
+        for r in &records {
+            let t = truth.entry(r.op.clone()).or_default();
+            t.count += 1.0;
+            t.sum_ns += r.total_ns as f64;
+        }
+        truth
+    }
+}
+
+impl Drop for Jvm {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("PAUSEWATCH_E2E_KEEP").is_some() {
+            eprintln!("{}: HotSpot log kept at {}", self.label, self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
 
 /// The safepoint records the agent's numbers must equal, given the agent's
 /// per-operation counts.
