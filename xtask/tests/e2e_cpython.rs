@@ -55,8 +55,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use support::script::Interpreter;
 use support::{Agent, Checks, agent_binary, cpython, free_port, require_root};
-use xtask::scripted::{ScriptWorkload, workload_path};
+use xtask::scripted::ScriptWorkload;
 
 /// The interpreter under test (Debian's package python3.11-minimal).
 const PYTHON: &str = "/usr/bin/python3.11";
@@ -73,10 +74,9 @@ fn e2e_cpython_gc_generations() {
         "{PYTHON} is missing: install Debian's python3.11-minimal \
          (`cargo xtask test` installs it)"
     );
-    let script = workload_path("python/gc_cycles.py");
     let py = ScriptWorkload::spawn(
         Path::new(PYTHON),
-        &[script.display().to_string(), cpython::SECONDS.to_string()],
+        &Interpreter::CPython.args(cpython::SECONDS),
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
     cpython::check_gc_generations(py, "3.11");
@@ -87,13 +87,9 @@ fn e2e_cpython_semaphores_follow_the_agent() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root("e2e_cpython_semaphores_follow_the_agent");
     let agent_bin = agent_binary();
-    let script = workload_path("python/gc_cycles.py");
     // A measured phase of no time: the script only has to sit at its gate.
-    let mut py = ScriptWorkload::spawn(
-        Path::new(PYTHON),
-        &[script.display().to_string(), "0".to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut py = ScriptWorkload::spawn(Path::new(PYTHON), &Interpreter::CPython.args(0))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     py.wait_ready(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e:#}"));
     let pid = py.pid();

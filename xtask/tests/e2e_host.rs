@@ -61,10 +61,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::script::{self, Interpreter};
 use support::{Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root};
 use xtask::goworkload::build_gcload;
-use xtask::groundtruth::{cpython, go, v8};
-use xtask::scripted::{ScriptWorkload, workload_path};
+use xtask::groundtruth::go;
+use xtask::scripted::ScriptWorkload;
 use xtask::workloads::JavaWorkload;
 
 /// The two tests share the machine's cores; one at a time.
@@ -154,8 +155,8 @@ impl Runtime {
         match self {
             Runtime::Jvm { .. } => &["full"],
             Runtime::Go { .. } => &[GO_SWEEP],
-            Runtime::CPython => &["gen0", "gen1", "gen2"],
-            Runtime::Node => &["scavenge", "mark-compact"],
+            Runtime::CPython => Interpreter::CPython.required(),
+            Runtime::Node => Interpreter::Node.required(),
         }
     }
 
@@ -170,22 +171,10 @@ impl Runtime {
         match self {
             Runtime::Jvm { jdk, launch } => Running::Jvm(start_jvm(jdk, launch, secs, tag, None)),
             Runtime::Go { stripped } => Running::Go(start_go(stripped, secs, tag)),
-            Runtime::CPython => Running::Script(spawn_script(
-                PYTHON,
-                &[
-                    workload_path("python/gc_cycles.py").display().to_string(),
-                    secs.to_string(),
-                ],
-            )),
-            Runtime::Node => Running::Script(spawn_script(
-                NODE,
-                &[
-                    "--expose-gc".to_string(),
-                    "--no-memory-reducer".to_string(),
-                    workload_path("node/gc_alloc.js").display().to_string(),
-                    secs.to_string(),
-                ],
-            )),
+            Runtime::CPython => {
+                Running::Script(spawn_script(PYTHON, &Interpreter::CPython.args(secs)))
+            }
+            Runtime::Node => Running::Script(spawn_script(NODE, &Interpreter::Node.args(secs))),
         }
     }
 }
@@ -648,41 +637,19 @@ fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
             let json = s
                 .wait_done(Duration::from_secs(secs + 60))
                 .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-            match rt {
-                Runtime::CPython => {
-                    let report = cpython::parse_report(&json)
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    let want: Counts = (0..3)
-                        .map(|g| (cpython::GcReport::cause(g), report.counts[g]))
-                        .filter(|(_, n)| *n > 0)
-                        .collect();
-                    // Now, before the exit: the interpreter's collections
-                    // at exit are not in the script's account.
-                    let got = settle(&want);
-                    s.finish(Duration::from_secs(30))
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    (Truth::Exact(want), got)
-                }
-                _ => {
-                    // Node prints its trace on stdout, read at the exit.
-                    let stdout = s
-                        .finish(Duration::from_secs(30))
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    let trace = v8::parse_trace(stdout.iter().map(String::as_str));
-                    assert!(
-                        trace.unparsed.is_empty(),
-                        "{} pid {pid}: trace lines that did not parse: {:?}",
-                        kind.name,
-                        trace.unparsed
-                    );
-                    let mut want = Counts::new();
-                    for g in &trace.gcs {
-                        *want.entry(g.cause.to_string()).or_default() += 1;
-                    }
-                    let got = settle(&want);
-                    (Truth::Exact(want), got)
-                }
-            }
+            let interpreter = match rt {
+                Runtime::CPython => Interpreter::CPython,
+                _ => Interpreter::Node,
+            };
+            // Settled before CPython's exit: the interpreter's collections
+            // at exit are not in the script's account.
+            let who = format!("{} pid {pid}", kind.name);
+            let mut got = Counts::new();
+            let account = interpreter.account(&json, s, &who, &mut |t| {
+                got = settle(&script::counts(t));
+            });
+            account.assert_parsed(&who);
+            (Truth::Exact(script::counts(&account.tallies)), got)
         }
     };
     let forgotten = poll(addr, Duration::from_secs(FORGET_AFTER_SECS + 10), |s| {

@@ -20,6 +20,7 @@ pub mod cpython;
 pub mod events;
 pub mod hotspot;
 pub mod scenario;
+pub mod script;
 pub mod transparency;
 
 use child::Process;
