@@ -90,15 +90,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::channel;
+use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use object::{Object, ObjectSegment};
+use support::child::Process;
 use support::events::Event;
 use support::{
     Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root, sum_of,
@@ -246,14 +244,8 @@ fn run_version(version: &str) {
     checks.finish(&report);
 }
 
-/// A running workload with its stdout lines arriving on a channel.
-struct Workload {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-    /// Its stdin, when it was started with `-gate`.
-    gate: Option<ChildStdin>,
-}
+/// A running Go workload, its stdout lines read by [`Process`].
+struct Workload(Process);
 
 impl Workload {
     /// Starts `binary`; with `-gate` among `args` it waits for
@@ -283,75 +275,26 @@ impl Workload {
                 cmd.stderr(Stdio::null());
             }
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let gate = child.stdin.take();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Workload {
-            child,
-            lines,
-            seen: Vec::new(),
-            gate,
-        }
+        Workload(Process::spawn("the Go workload", &mut cmd))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.pid()
     }
 
     /// Lets a gated workload start its work.
     fn release(&mut self) {
-        let mut gate = self
-            .gate
-            .take()
-            .expect("the workload was started with -gate");
-        gate.write_all(b"go\n").expect("releasing the workload");
+        self.0.release();
     }
 
     fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
-        loop {
-            match self.lines.recv_timeout(timeout) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "the Go workload printed no {prefix:?} line ({e}); output so far: {:?}",
-                    self.seen
-                ),
-            }
-        }
+        self.0.wait_line(prefix, timeout)
     }
 
     /// Waits for the exit and returns (success, every stdout line).
     fn finish(mut self, timeout: Duration) -> (bool, Vec<String>) {
-        let deadline = std::time::Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("waiting for the workload") {
-                break s;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the Go workload did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        (status.success(), std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let (status, lines) = self.0.finish(timeout);
+        (status.success(), lines)
     }
 }
 
@@ -414,7 +357,7 @@ fn run_one(
     args.extend(WORKLOAD_ARGS);
     let mut workload = Workload::spawn(binary, &args, Some(&trace_path));
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id();
+    let pid = workload.pid();
 
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let agent_bin = agent_binary();
@@ -844,7 +787,7 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     bad.wait_line("ready", Duration::from_secs(10));
     let mut ok = Workload::spawn(&good, &args, None);
     ok.wait_line("ready", Duration::from_secs(10));
-    let (bad_pid, ok_pid) = (bad.child.id(), ok.child.id());
+    let (bad_pid, ok_pid) = (bad.pid(), ok.pid());
     let agent_bin = agent_binary();
 
     // Alone: a clear error naming the version, non-zero exit.
@@ -951,7 +894,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     args.extend(WORKLOAD_ARGS);
     let mut workload = Workload::spawn(&newer, &args, None);
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id();
+    let pid = workload.pid();
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut agent = Agent::start(
         &agent_bin,
@@ -1030,7 +973,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     });
     let mut workload = Workload::spawn(&broken, &args, None);
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id().to_string();
+    let pid = workload.pid().to_string();
     for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
         let out = Command::new(&agent_bin)
             .args(sub)
@@ -1079,28 +1022,16 @@ fn go_binary_in_another_mount_namespace_is_traced() {
         i = inside.display()
     );
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    let mut child = cmd
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("running unshare (util-linux)");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut workload = Workload {
-        child,
-        lines,
-        seen: Vec::new(),
-        gate: None,
-    };
+        .stderr(Stdio::null());
+    let mut workload = Workload(Process::spawn(
+        "the Go workload (unshare, util-linux)",
+        &mut cmd,
+    ));
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id();
+    let pid = workload.pid();
     c.check(!inside.exists(), || {
         format!(
             "{} is visible from the host: the test proves nothing",

@@ -57,10 +57,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::child::Process;
 use support::script::{self, Interpreter};
 use support::{Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root};
 use xtask::goworkload::build_gcload;
@@ -237,7 +238,7 @@ const KINDS: [ProcessKind; 8] = [
 
 /// A started JVM workload.
 struct Started {
-    child: Child,
+    process: Process,
     gate: PathBuf,
     log: PathBuf,
     dir: PathBuf,
@@ -245,8 +246,7 @@ struct Started {
 
 impl Drop for Started {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -311,14 +311,14 @@ fn start_jvm(
         }
     };
     // stdin stays a pipe: the workload stops when it closes (test death).
-    let child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting JDK {jdk} ({launch:?}): {e}"));
+    let process = Process::spawn(
+        format!("JDK {jdk} ({launch:?})"),
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     Started {
-        child,
+        process,
         gate,
         log,
         dir,
@@ -327,15 +327,14 @@ fn start_jvm(
 
 /// A started Go workload; its stderr (the gctrace lines) goes to `trace`.
 struct GoStarted {
-    child: Child,
+    process: Process,
     trace: PathBuf,
     dir: PathBuf,
 }
 
 impl Drop for GoStarted {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -346,15 +345,20 @@ fn start_go(stripped: bool, secs: u64, tag: &str) -> GoStarted {
         .unwrap_or_else(|e| panic!("building the Go {GO_VERSION} workload: {e:#}"));
     let dir = scratch_dir(tag);
     let trace = dir.join("gctrace.txt");
-    let child = Command::new(&binary)
-        .args(["-duration", &format!("{secs}s")])
-        .env("GODEBUG", "gctrace=1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&trace).expect("creating the gctrace file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-    GoStarted { child, trace, dir }
+    let process = Process::spawn(
+        binary.display().to_string(),
+        Command::new(&binary)
+            .args(["-duration", &format!("{secs}s")])
+            .env("GODEBUG", "gctrace=1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&trace).expect("creating the gctrace file")),
+    );
+    GoStarted {
+        process,
+        trace,
+        dir,
+    }
 }
 
 fn spawn_script(program: &str, args: &[String]) -> ScriptWorkload {
@@ -372,8 +376,8 @@ enum Running {
 impl Running {
     fn pid(&self) -> u32 {
         match self {
-            Running::Jvm(p) => p.child.id(),
-            Running::Go(p) => p.child.id(),
+            Running::Jvm(p) => p.process.pid(),
+            Running::Go(p) => p.process.pid(),
             Running::Script(s) => s.pid(),
         }
     }
@@ -382,8 +386,8 @@ impl Running {
     /// after its measured phase, so it always is until [`Self::finish`]).
     fn is_running(&mut self) -> bool {
         match self {
-            Running::Jvm(p) => p.child.try_wait().unwrap().is_none(),
-            Running::Go(p) => p.child.try_wait().unwrap().is_none(),
+            Running::Jvm(p) => p.process.exited().is_none(),
+            Running::Go(p) => p.process.exited().is_none(),
             Running::Script(_) => true,
         }
     }
@@ -497,18 +501,14 @@ fn poll(
     }
 }
 
-/// Waits for the workload to end by itself. (Not `Child::wait`, which
-/// closes stdin first: the JVM workload stops on EOF.)
-fn wait_exit(child: &mut Child, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "pid {} did not exit within {secs} s",
-            child.id()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits for the workload to end by itself (stdin stays open: the JVM
+/// workload stops on EOF).
+fn wait_exit(p: &mut Process, secs: u64) {
+    assert!(
+        p.wait_exit(Duration::from_secs(secs)).is_some(),
+        "pid {} did not exit within {secs} s",
+        p.pid()
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -618,13 +618,13 @@ fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
     };
     let (truth, exported) = match &mut p {
         Running::Jvm(j) => {
-            wait_exit(&mut j.child, secs + 30);
+            wait_exit(&mut j.process, secs + 30);
             let want = Counts::from([("full".to_string(), full_gcs_in_log(&j.log))]);
             let got = settle(&want);
             (Truth::Exact(want), got)
         }
         Running::Go(g) => {
-            wait_exit(&mut g.child, secs + 30);
+            wait_exit(&mut g.process, secs + 30);
             // The bound is only known with the agent's attach time, at the
             // end: give the agent a few map reads for the last cycles.
             std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 3.0));
@@ -1052,7 +1052,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         }),
         || format!("no full GC exported for pid {pid} in the pod"),
     );
-    wait_exit(&mut p.child, 40);
+    wait_exit(&mut p.process, 40);
     let logged = full_gcs_in_log(&p.log);
     let mut exported = None;
     poll(listen, Duration::from_secs(3), |s| {

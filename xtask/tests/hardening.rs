@@ -25,13 +25,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::child::Process;
 use support::{
     Agent, agent_binary, free_port, http_get, parse_prometheus, require_root, sum_of, transparency,
 };
@@ -567,8 +568,9 @@ fn target_stopped_for_ten_seconds() {
 }
 
 /// A process that maps `library` executable (as a runtime would), prints
-/// `ready`, waits `hold` seconds, then execs `sleep 30` when `then_exec`.
-fn mapper(library: &Path, load: bool, hold: f64, then_exec: bool) -> Child {
+/// `ready`, waits `hold` seconds (until its stdin closes when negative),
+/// then execs `sleep 30` when `then_exec`. Killed when dropped.
+fn mapper(library: &Path, load: bool, hold: f64, then_exec: bool) -> Process {
     let script = format!(
         r#"
 import ctypes, mmap, os, sys, time
@@ -586,33 +588,19 @@ if {then_exec}:
         load = if load { "True" } else { "False" },
         then_exec = if then_exec { "True" } else { "False" },
     );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(library)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    let mut buf = [0u8; 6];
+    let mut child = Process::spawn(
+        "the mapper (python3)",
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(library)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let ready = child.next_line(Duration::from_secs(60));
+    assert_eq!(ready.as_deref(), Some("ready"), "the mapper's ready line");
     child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut buf)
-        .expect("the mapper's ready line");
-    assert_eq!(&buf, b"ready\n");
-    child
-}
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -622,17 +610,17 @@ fn target_execs_into_another_program() {
     let libjvm = libjvm_path(&java()).unwrap();
     // Loads the real libjvm (so the agent takes it for a JVM), execs 3 s
     // after the agent is armed.
-    let execer = Reaped(mapper(&libjvm, true, 3.0, true));
+    let execer = mapper(&libjvm, true, 3.0, true);
     let mut other = jvm(20);
     let bin = agent_binary();
     let other_pid = other.pid().to_string();
     let mut agent = armed(
         &bin,
-        execer.0.id(),
+        execer.pid(),
         &["--pid", &other_pid, "--summary", "0", "--interval", "0.2"],
     );
     let (_, line) = agent.wait_stderr(
-        &format!("pid {} exec'd into", execer.0.id()),
+        &format!("pid {} exec'd into", execer.pid()),
         Duration::from_secs(10),
     );
     assert!(line.contains("sleep"), "{line}");
@@ -717,8 +705,8 @@ fn corrupt_libjvm_is_a_clear_error() {
             // An empty file cannot be mapped; the parser still gets it below.
             continue;
         }
-        let holder = Reaped(mapper(&path, false, -1.0, false));
-        let pid = holder.0.id().to_string();
+        let holder = mapper(&path, false, -1.0, false);
+        let pid = holder.pid().to_string();
         for args in [
             vec!["probes", "--pid", pid.as_str()],
             vec![

@@ -35,14 +35,21 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `cmd` with the stdio the caller set on it; panics with
-    /// "starting `what`" if it cannot. `what` names the process in every
+    /// Starts `cmd` with the stdio the caller set on it; panics naming
+    /// `what` and `cmd` if it cannot. `what` names the process in every
     /// later message ("the agent", "the Go workload").
     pub fn spawn(what: impl Into<String>, cmd: &mut Command) -> Process {
         let what = what.into();
-        let mut child = cmd
+        let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {what} ({cmd:?}): {e}"));
+        Process::adopt(what, child)
+    }
+
+    /// Takes over `child`, started by the caller, as [`Process::spawn`]
+    /// would have.
+    pub fn adopt(what: impl Into<String>, mut child: Child) -> Process {
+        let what = what.into();
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().map(|out| {
             let (tx, rx) = channel();
@@ -93,6 +100,11 @@ impl Process {
     pub fn stop_with(mut self, signal: libc::c_int) -> Process {
         self.stop_signal = signal;
         self
+    }
+
+    /// What it was called at the start.
+    pub fn what(&self) -> &str {
+        &self.what
     }
 
     /// The process id.
