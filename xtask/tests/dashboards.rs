@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::child::Process;
-use support::{agent_binary, free_port, require_root, workspace_root};
+use support::{ScratchDir, agent_binary, free_port, require_root, workspace_root};
 use xtask::workloads::{JavaWorkload, RunningJava, find_java};
 
 const INSTALL_HINT: &str = "install the Debian package prometheus (cargo xtask test does this)";
@@ -56,25 +56,6 @@ fn prom_tool(name: &str) -> PathBuf {
         }
     }
     panic!("{name} not found in /usr/bin or /usr/local/bin: {INSTALL_HINT}");
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!(
-        "pausewatch-dash-{tag}-{}-{}",
-        std::process::id(),
-        xtask::workloads::monotonic_now_ns()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Every (panel title, refId, expr) of the dashboard, nested row panels
@@ -180,8 +161,8 @@ fn dashboard_json_is_well_formed() {
 #[test]
 fn promtool_accepts_config_and_rules() {
     let promtool = prom_tool("promtool");
-    let tmp = temp_dir("promtool");
-    let config = tmp.0.join("prometheus.yml");
+    let tmp = ScratchDir::new("dash-promtool");
+    let config = tmp.path().join("prometheus.yml");
     std::fs::write(&config, prometheus_config(9464, &rules_path())).unwrap();
     let example = workspace_root().join("dashboards/prometheus/prometheus.example.yml");
     let cases: [(&[&str], PathBuf); 4] = [
@@ -444,14 +425,14 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
     let rules = recording_rules(&std::fs::read_to_string(rules_path()).unwrap());
     assert!(rules.len() >= 3, "recording rules: {rules:?}");
 
-    let tmp = temp_dir("e2e");
+    let tmp = ScratchDir::new("dash-e2e");
     let mut jvm = start_jvm();
     let agent_port = free_port();
     let mut agent = start_agent(jvm.pid(), agent_port);
     jvm.open_gate().unwrap();
     jvm.wait_started(Duration::from_secs(20)).unwrap();
     let prom_port = free_port();
-    let mut prom = start_prometheus(&tmp.0, prom_port, agent_port);
+    let mut prom = start_prometheus(tmp.path(), prom_port, agent_port);
 
     let result = run_checks(
         &dash,
@@ -463,7 +444,7 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
         &mut prom,
     );
     if let Err(e) = &result {
-        let log = std::fs::read_to_string(tmp.0.join("prometheus.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(tmp.path().join("prometheus.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         eprintln!(
             "prometheus log (last lines):\n{}",

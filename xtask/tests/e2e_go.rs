@@ -99,7 +99,8 @@ use object::{Object, ObjectSegment};
 use support::child::Process;
 use support::events::Event;
 use support::{
-    Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root, sum_of,
+    Agent, Checks, agent_binary, agent_probes_output, http_get, loopback, parse_prometheus,
+    require_root, sum_of,
 };
 use xtask::goworkload::{GO_VERSIONS, Variant, build_gcload, build_variant, go_tool};
 use xtask::groundtruth::go::{self, GcCycle, PhaseSum};
@@ -359,7 +360,7 @@ fn run_one(
     workload.wait_line("ready", Duration::from_secs(10));
     let pid = workload.pid();
 
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = loopback();
     let agent_bin = agent_binary();
     let mut agent = Agent::start(
         &agent_bin,
@@ -373,10 +374,7 @@ fn run_one(
     });
 
     // `agent probes` on the same process (no BPF).
-    let probes = Command::new(&agent_bin)
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .expect("running agent probes");
+    let probes = agent_probes_output(pid);
     let probes_out = String::from_utf8_lossy(&probes.stdout).into_owned();
     c.check(probes.status.success(), || {
         format!(
@@ -810,7 +808,7 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     }
 
     // With another target: a warning, and the other one is traced.
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_bin,
         bad_pid,
@@ -895,7 +893,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     let mut workload = Workload::spawn(&newer, &args, None);
     workload.wait_line("ready", Duration::from_secs(10));
     let pid = workload.pid();
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_bin,
         pid,
@@ -913,10 +911,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     c.check(armed.contains(&format!("go {fake_version}")), || {
         format!("not traced as {fake_version}: {armed}")
     });
-    let probes = Command::new(&agent_bin)
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .expect("running agent probes");
+    let probes = agent_probes_output(pid);
     let probes_out = String::from_utf8_lossy(&probes.stdout).into_owned();
     c.check(
         probes.status.success() && probes_out.contains("support: expected to work"),
@@ -1039,7 +1034,7 @@ fn go_binary_in_another_mount_namespace_is_traced() {
         )
     });
 
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_binary(),
         pid,

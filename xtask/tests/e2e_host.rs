@@ -61,13 +61,14 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::ScratchDir;
 use support::child::Process;
+use support::hotspot::small_gcheavy;
 use support::script::{self, Interpreter};
-use support::{Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root};
+use support::{Agent, Checks, agent_binary, http_get, loopback, parse_prometheus, require_root};
 use xtask::goworkload::build_gcload;
 use xtask::groundtruth::go;
 use xtask::scripted::ScriptWorkload;
-use xtask::workloads::JavaWorkload;
 
 /// The two tests share the machine's cores; one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -236,27 +237,17 @@ const KINDS: [ProcessKind; 8] = [
     },
 ];
 
-/// A started JVM workload.
+/// A started JVM workload, killed when dropped, then its directory removed.
 struct Started {
     process: Process,
     gate: PathBuf,
     log: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        self.process.kill();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+    _dir: ScratchDir,
 }
 
 /// A per-process scratch directory.
-fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pausewatch-host-{}-{tag}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch_dir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("host-{tag}"))
 }
 
 /// Starts a small GcHeavy JVM for `secs` of heavy phase, gated.
@@ -269,18 +260,9 @@ fn start_jvm(
     wrap: Option<&dyn Fn(Vec<String>) -> Command>,
 ) -> Started {
     let dir = scratch_dir(tag);
-    let log = dir.join("gc.log");
-    let workload = JavaWorkload::jdk(jdk)
-        .unwrap_or_else(|e| panic!("JDK {jdk}: {e:#}"))
-        .heap_mb(32)
-        .young_mb(Some(8))
-        .live_mb(4)
-        .alloc_mb_per_sec(20)
-        .system_gc_every_ms(SYSTEM_GC_MS)
-        .duration_secs(secs)
-        .log_path(&log)
-        .gate(true);
-    let (args, gate, _stop) = workload.command_line(&dir).unwrap();
+    let log = dir.path().join("gc.log");
+    let workload = small_gcheavy(jdk, secs, SYSTEM_GC_MS, &log);
+    let (args, gate, _stop) = workload.command_line(dir.path()).unwrap();
     let gate = gate.expect("the workload is gated");
     let java = workload.java().to_str().unwrap().to_string();
     let mut full = vec![java];
@@ -298,7 +280,7 @@ fn start_jvm(
             c
         }
         (None, Launch::Script) => {
-            let script = dir.join("launch.sh");
+            let script = dir.path().join("launch.sh");
             fs::write(&script, "#!/bin/sh\nsleep 0.3\nexec \"$@\"\n").unwrap();
             Command::new("chmod")
                 .arg("+x")
@@ -321,22 +303,16 @@ fn start_jvm(
         process,
         gate,
         log,
-        dir,
+        _dir: dir,
     }
 }
 
 /// A started Go workload; its stderr (the gctrace lines) goes to `trace`.
+/// Killed when dropped, then its directory removed.
 struct GoStarted {
     process: Process,
     trace: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for GoStarted {
-    fn drop(&mut self) {
-        self.process.kill();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+    _dir: ScratchDir,
 }
 
 /// Starts the Go workload for `secs`, with gctrace on; it runs at once.
@@ -344,7 +320,7 @@ fn start_go(stripped: bool, secs: u64, tag: &str) -> GoStarted {
     let binary = build_gcload(GO_VERSION, stripped)
         .unwrap_or_else(|e| panic!("building the Go {GO_VERSION} workload: {e:#}"));
     let dir = scratch_dir(tag);
-    let trace = dir.join("gctrace.txt");
+    let trace = dir.path().join("gctrace.txt");
     let process = Process::spawn(
         binary.display().to_string(),
         Command::new(&binary)
@@ -357,7 +333,7 @@ fn start_go(stripped: bool, secs: u64, tag: &str) -> GoStarted {
     GoStarted {
         process,
         trace,
-        dir,
+        _dir: dir,
     }
 }
 
@@ -711,7 +687,7 @@ fn all_follows_and_forgets_churning_jvms() {
             "{program} is missing (`cargo xtask test` installs it)"
         );
     }
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: SocketAddr = loopback();
     let forget = FORGET_AFTER_SECS.to_string();
     let interval = INTERVAL_SECS.to_string();
     let mut agent = Agent::start_selecting(
@@ -965,7 +941,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         .join(format!("cri-containerd-{container}.scope"));
     fs::create_dir_all(&leaf).unwrap_or_else(|e| panic!("creating {}: {e}", leaf.display()));
 
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: SocketAddr = loopback();
     let mut agent = Agent::start_selecting(
         &agent_binary(),
         listen,
@@ -1036,10 +1012,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         || format!("pid {pid} shares the test's mount namespace"),
     );
     // libjvm.so is opened through the JVM's own mapping of it.
-    let probes = Command::new(agent_binary())
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .unwrap();
+    let probes = support::agent_probes_output(pid);
     let probes = String::from_utf8_lossy(&probes.stdout);
     c.check(
         probes.contains(&format!("(opened through /proc/{pid}/map_files/")),

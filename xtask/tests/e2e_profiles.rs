@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use std::process::{Command, Stdio};
 use support::child::Process;
-use support::{Agent, Checks, Sample, agent_binary, free_port, http_get, parse_prometheus};
+use support::{Agent, Checks, Sample, agent_binary, http_get, loopback, parse_prometheus};
 
 use xtask::goworkload;
 use xtask::groundtruth::hotspot;
@@ -231,7 +231,7 @@ fn rules_file_is_reloaded_on_sighup_and_a_bad_one_keeps_the_previous() {
         .expect("starting GcHeavy");
     jvm.wait_started(Duration::from_secs(30))
         .expect("GcHeavy started");
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_binary(),
         jvm.pid(),
@@ -458,7 +458,7 @@ fn run_case(name: &str) {
     jvm.wait_ready(Duration::from_secs(30))
         .expect("GcHeavy ready");
 
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = loopback();
     let window = WINDOW_SECS.to_string();
     let mut agent = Agent::start(
         &agent_binary(),
@@ -589,7 +589,7 @@ fn run_native_case(case: &Case) {
     let first = workload.next_line(Duration::from_secs(60));
     assert_eq!(first.as_deref(), Some("ready"), "{}: first line", case.name);
 
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = loopback();
     let window = WINDOW_SECS.to_string();
     let mut agent = Agent::start(
         &agent_binary(),

@@ -5,16 +5,33 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use xtask::groundtruth::hotspot::{self, SafepointRecord};
-use xtask::workloads::RunningJava;
+use xtask::workloads::{JavaWorkload, RunningJava};
 
 use super::scenario::{Subject, Tally};
 use super::{Checks, Sample, ms, ratio, sum_by, sum_of};
 
 pub use super::scenario::Window;
+
+/// A small gated GcHeavy on JDK `jdk` for a heavy phase of `secs`: a 32 MB
+/// heap with an 8 MB young generation and 4 MB live, 20 MB/s, and
+/// `System.gc()` every `system_gc_ms`, logging to `log`: full collections
+/// only after the gate, young ones all along.
+pub fn small_gcheavy(jdk: u32, secs: u64, system_gc_ms: u64, log: &Path) -> JavaWorkload {
+    JavaWorkload::jdk(jdk)
+        .unwrap_or_else(|e| panic!("JDK {jdk}: {e:#}"))
+        .heap_mb(32)
+        .young_mb(Some(8))
+        .live_mb(4)
+        .alloc_mb_per_sec(20)
+        .system_gc_every_ms(system_gc_ms)
+        .duration_secs(secs)
+        .log_path(log)
+        .gate(true)
+}
 
 /// A gated GcHeavy JVM writing `-Xlog:safepoint` to `log`. Its log is
 /// removed when it drops, unless the test is failing or

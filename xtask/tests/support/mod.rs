@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use xtask::workloads::monotonic_now_ns;
@@ -63,12 +63,17 @@ pub fn agent_binary() -> PathBuf {
     path
 }
 
-/// What `agent probes --pid PID` prints; panics with its stderr if it fails.
-pub fn agent_probes(pid: u32) -> String {
-    let out = Command::new(agent_binary())
+/// `agent probes --pid PID`, run to its end.
+pub fn agent_probes_output(pid: u32) -> Output {
+    Command::new(agent_binary())
         .args(["probes", "--pid", &pid.to_string()])
         .output()
-        .expect("running agent probes");
+        .expect("running agent probes")
+}
+
+/// What `agent probes --pid PID` prints; panics with its stderr if it fails.
+pub fn agent_probes(pid: u32) -> String {
+    let out = agent_probes_output(pid);
     assert!(
         out.status.success(),
         "agent probes --pid {pid} failed ({}): {}",
@@ -78,10 +83,44 @@ pub fn agent_probes(pid: u32) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A fresh directory under the system's temporary directory, removed with
+/// everything in it when dropped (a struct that also holds a process
+/// declares it after the process, so the process is gone first).
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// `pausewatch-<tag>-<test pid>-<now>` in the temporary directory.
+    pub fn new(tag: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!(
+            "pausewatch-{tag}-{}-{}",
+            std::process::id(),
+            monotonic_now_ns()
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        ScratchDir(dir)
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
+}
+
+/// A loopback address to `--listen` on, free a moment ago.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
 /// A running `agent run`. Its stdout (the `--events` JSON lines) and its
@@ -100,6 +139,14 @@ impl Agent {
         let mut args = vec!["--pid", pid.as_str()];
         args.extend_from_slice(extra);
         Agent::start_selecting(bin, listen, &args)
+    }
+
+    /// Starts `<bin> run --pid <pid> <extra...>` on a [`loopback`] address
+    /// and waits (30 s at most) until it prints that it is armed.
+    pub fn armed(bin: &Path, pid: u32, extra: &[&str]) -> Agent {
+        let mut a = Agent::start(bin, pid, loopback(), extra);
+        a.wait_stderr("armed in", Duration::from_secs(30));
+        a
     }
 
     /// Starts `<bin> run --listen <listen> <args...>`, where `args` select

@@ -16,7 +16,7 @@ use xtask::scripted::ScriptWorkload;
 use xtask::workloads::monotonic_now_ns;
 
 use super::{
-    Checks, Sample, agent_binary, free_port, http_get, ms, parse_prometheus, ratio, sum_by, sum_of,
+    Checks, Sample, agent_binary, http_get, loopback, ms, parse_prometheus, ratio, sum_by, sum_of,
 };
 
 /// The agent's `--interval` in scenarios.
@@ -142,7 +142,7 @@ pub struct Observation {
 pub fn observe(subject: &mut dyn Subject, args: &[&str], stop_within: Duration) -> Observation {
     let name = subject.describe();
     let pid = subject.pid();
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = loopback();
     let interval = INTERVAL_SECS.to_string();
     let mut agent_args = vec!["--interval", interval.as_str()];
     agent_args.extend_from_slice(args);

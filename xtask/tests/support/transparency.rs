@@ -14,7 +14,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use super::child::Process;
-use super::{Agent, free_port, http_get, parse_prometheus, sum_of};
+use super::{Agent, http_get, loopback, parse_prometheus, sum_of};
 
 /// What one run of the workload produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ fn run_once(make: &dyn Fn() -> Command, agent: Option<&Path>, timeout: Duration)
     );
 
     let mut tracer = agent.map(|bin| {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen: SocketAddr = loopback();
         let mut a = Agent::start(bin, pid, listen, &["--summary", "0", "--interval", "0.2"]);
         a.wait_stderr("armed in", Duration::from_secs(30));
         a
