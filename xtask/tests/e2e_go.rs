@@ -765,17 +765,7 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     let good = build_gcload("1.21", false).expect("building the Go workload");
     let dir = std::env::temp_dir().join(format!("pausewatch-e2e-go-fake-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let real = String::from_utf8_lossy(
-        &Command::new(go_tool("1.21").expect("Go 1.21"))
-            .arg("version")
-            .output()
-            .expect("go version")
-            .stdout,
-    )
-    .split_whitespace()
-    .nth(2)
-    .expect("go version output")
-    .to_string();
+    let real = reported_version("1.21");
     // go1.21.N → go1.18.N: same length, a version before the supported ones.
     let fake_version = real.replacen("go1.21", "go1.18", 1);
     let fake = with_fake_version(&good, &fake_version, &dir, "gcload-fake-version", |_| {});
@@ -789,23 +779,17 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     let agent_bin = agent_binary();
 
     // Alone: a clear error naming the version, non-zero exit.
-    for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
-        let out = Command::new(&agent_bin)
-            .args(sub)
-            .args(["--pid", &bad_pid.to_string()])
-            .output()
-            .expect("running the agent");
-        let err = String::from_utf8_lossy(&out.stderr);
-        c.check(!out.status.success(), || {
-            format!("agent {sub:?} succeeded on {fake_version}")
-        });
-        c.check(
-            err.contains(&fake_version)
-                && err.contains("no known probe layout")
-                && err.contains("Go 1.19 and 1.21 to 1.27"),
-            || format!("agent {sub:?}: unclear error for {fake_version}: {err}"),
-        );
-    }
+    check_refused(
+        &mut c,
+        bad_pid,
+        &fake_version,
+        &format!("unclear error for {fake_version}"),
+        &[
+            &fake_version,
+            "no known probe layout",
+            "Go 1.19 and 1.21 to 1.27",
+        ],
+    );
 
     // With another target: a warning, and the other one is traced.
     let listen = loopback();
@@ -851,6 +835,27 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     });
     let _ = std::fs::remove_dir_all(&dir);
     c.finish(&agent.stderr_text());
+}
+
+/// `agent probes` and `agent run --duration 1` on `pid` must both fail,
+/// with an error that says every one of `says`; `on` names the program in
+/// the message of a success, `unclear` that of an error that says less.
+fn check_refused(c: &mut Checks, pid: u32, on: &str, unclear: &str, says: &[&str]) {
+    let pid = pid.to_string();
+    for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
+        let out = Command::new(agent_binary())
+            .args(sub)
+            .args(["--pid", &pid])
+            .output()
+            .expect("running the agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        c.check(!out.status.success(), || {
+            format!("agent {sub:?} succeeded on {on}")
+        });
+        c.check(says.iter().all(|s| err.contains(s)), || {
+            format!("agent {sub:?}: {unclear}: {err}")
+        });
+    }
 }
 
 /// The toolchain's own version string (`go1.27.3`).
@@ -968,26 +973,19 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     });
     let mut workload = Workload::spawn(&broken, &args, None);
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.pid().to_string();
-    for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
-        let out = Command::new(&agent_bin)
-            .args(sub)
-            .args(["--pid", &pid])
-            .output()
-            .expect("running the agent");
-        let err = String::from_utf8_lossy(&out.stderr);
-        c.check(!out.status.success(), || {
-            format!("agent {sub:?} succeeded on the broken {fake_version}")
-        });
-        c.check(
-            err.contains(&fake_version)
-                && err.contains("newer than the newest Go")
-                && err.contains("refused")
-                && err.contains("calls runtime.wakep 0 times")
-                && err.contains("nothing is attached"),
-            || format!("agent {sub:?}: unclear refusal of the broken {fake_version}: {err}"),
-        );
-    }
+    check_refused(
+        &mut c,
+        workload.pid(),
+        &format!("the broken {fake_version}"),
+        &format!("unclear refusal of the broken {fake_version}"),
+        &[
+            &fake_version,
+            "newer than the newest Go",
+            "refused",
+            "calls runtime.wakep 0 times",
+            "nothing is attached",
+        ],
+    );
     workload.release();
     let (ok, out) = workload.finish(Duration::from_secs(WORKLOAD_SECS + 30));
     c.check(

@@ -17,7 +17,7 @@
 //! command line keeps collections of node's own start-up, before the
 //! agent attached, out of the trace.)
 //!
-//! What must match ([`support::scenario`]): per collector (`cause` =
+//! What must match ([`support::script`], on [`support::scenario`]): per collector (`cause` =
 //! `scavenge`, `mark-compact`, `minor-mark-compact`), the agent's count
 //! equals the number of trace lines, and the agent's summed duration is
 //! within 10% of the trace's summed pauses. Also, the `--events` durations, in order, against the

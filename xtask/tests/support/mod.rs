@@ -128,7 +128,9 @@ pub fn loopback() -> SocketAddr {
 /// collected by [`Process`]. Dropping it kills the agent if it still runs.
 pub struct Agent {
     process: Process,
+    /// Where it serves `/metrics`.
     pub listen: SocketAddr,
+    /// CLOCK_MONOTONIC just before it was started.
     pub spawned_ns: u64,
 }
 
@@ -267,12 +269,16 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// One sample line of the text format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The metric name (`pausewatch_pause_seconds_count`).
     pub name: String,
+    /// Its labels, unescaped.
     pub labels: BTreeMap<String, String>,
+    /// Its value.
     pub value: f64,
 }
 
 impl Sample {
+    /// The value of label `key`, "" if it has none.
     pub fn label(&self, key: &str) -> &str {
         self.labels.get(key).map_or("", String::as_str)
     }
@@ -512,6 +518,7 @@ pub struct Checks {
 }
 
 impl Checks {
+    /// No checks yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -551,6 +558,7 @@ impl Checks {
         self.passed += other.passed;
     }
 
+    /// Whether any check failed so far.
     pub fn failed(&self) -> bool {
         !self.failures.is_empty()
     }

@@ -5,7 +5,8 @@
 //! A runtime takes part by implementing [`Subject`]: how to let its
 //! workload run, and how to read its own log into per-cause [`Tally`]s over
 //! the [`Window`] the agent was armed for. [`attach_and_compare`] does the
-//! rest the same way for all of them.
+//! rest the same way for all of them; [`observe`] is its first half
+//! (attach, run, scrape, stop), for tests that compare in their own way.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -36,7 +37,9 @@ pub struct Window {
 /// How many pauses of one cause, and their summed duration.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Tally {
+    /// How many pauses.
     pub count: f64,
+    /// Their summed duration, in ns.
     pub sum_ns: f64,
 }
 

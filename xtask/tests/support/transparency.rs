@@ -19,17 +19,24 @@ use super::{Agent, http_get, loopback, parse_prometheus, sum_of};
 /// What one run of the workload produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// Every line it printed on stdout.
     pub stdout: String,
+    /// Everything it printed on stderr.
     pub stderr: String,
+    /// Its exit code (`None`: killed by a signal).
     pub status: Option<i32>,
 }
 
 /// The traced run's extras: how many pauses the agent counted for the
 /// workload (proof that it really traced it) and its stderr.
 pub struct Traced {
+    /// What the traced run produced.
     pub outcome: Outcome,
+    /// The pauses the agent counted for it.
     pub pauses_counted: f64,
+    /// Everything the agent printed on stderr.
     pub agent_stderr: String,
+    /// The agent's exit status after SIGINT.
     pub agent_status: Option<ExitStatus>,
 }
 
