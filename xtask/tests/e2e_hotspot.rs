@@ -319,6 +319,7 @@ struct Inputs<'a> {
     samples: &'a [Sample],
     events: &'a [Event],
     w: Window,
+    pid_s: String,
     /// The log's safepoints the agent's numbers must equal.
     records: Vec<SafepointRecord>,
     /// Those of them taken in from while the agent attached.
@@ -326,8 +327,20 @@ struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
-    fn pid_s(&self) -> String {
-        self.pid.to_string()
+    /// `{pid="<pid>"}`.
+    fn this(&self) -> [(&str, &str); 1] {
+        [("pid", self.pid_s.as_str())]
+    }
+
+    /// `{pid="<pid>", kind="<kind>"}`.
+    fn sel(&self, kind: &'static str) -> [(&str, &str); 2] {
+        [("pid", self.pid_s.as_str()), ("kind", kind)]
+    }
+
+    /// The agent's gc pause count per cause.
+    fn agent_gc(&self) -> BTreeMap<String, f64> {
+        let gc = self.sel("gc");
+        sum_by(self.samples, "pausewatch_pause_seconds_count", "cause", &gc)
     }
 }
 
@@ -352,6 +365,7 @@ fn compare(
         samples,
         events,
         w,
+        pid_s,
         records,
         claimed,
     };
@@ -376,8 +390,7 @@ fn compare(
 fn scrape_checks(x: &Inputs) -> Checks {
     let mut c = Checks::new();
     let (major, pid, samples) = (x.major, x.pid, x.samples);
-    let pid_s = x.pid_s();
-    let this = [("pid", pid_s.as_str())];
+    let this = x.this();
     let info = support::select(samples, "pausewatch_target_info", &this);
     c.check(
         info.len() == 1
@@ -400,9 +413,8 @@ fn scrape_checks(x: &Inputs) -> Checks {
 /// Per VM operation, both sides' count, sum, time to safepoint and p99.
 fn op_rows(x: &Inputs) -> BTreeMap<String, OpRow> {
     let (samples, records) = (x.samples, &x.records);
-    let pid_s = x.pid_s();
-    let this = [("pid", pid_s.as_str())];
-    let sp_sel = [("pid", pid_s.as_str()), ("kind", "safepoint")];
+    let this = x.this();
+    let sp_sel = x.sel("safepoint");
     let agent_counts = sum_by(samples, "pausewatch_pause_seconds_count", "cause", &sp_sel);
     let agent_sums = sum_by(samples, "pausewatch_pause_seconds_sum", "cause", &sp_sel);
     let agent_tts = sum_by(
@@ -435,7 +447,7 @@ fn op_rows(x: &Inputs) -> BTreeMap<String, OpRow> {
             samples,
             "pausewatch_pause_seconds",
             &[
-                ("pid", pid_s.as_str()),
+                ("pid", x.pid_s.as_str()),
                 ("kind", "safepoint"),
                 ("cause", op.as_str()),
             ],
@@ -490,8 +502,7 @@ fn count_checks(x: &Inputs, rows: &BTreeMap<String, OpRow>) -> Checks {
                  safepoints began while the agent was attaching"
         )
     });
-    let pid_s = x.pid_s();
-    let sp_sel = [("pid", pid_s.as_str()), ("kind", "safepoint")];
+    let sp_sel = x.sel("safepoint");
     let agent_n = sum_of(x.samples, "pausewatch_pause_seconds_count", &sp_sel);
     c.eq(
         "safepoint count (all operations)",
@@ -518,9 +529,8 @@ struct Sums {
 fn sum_checks(x: &Inputs) -> (Checks, Sums) {
     let mut c = Checks::new();
     let (samples, records) = (x.samples, &x.records);
-    let pid_s = x.pid_s();
-    let this = [("pid", pid_s.as_str())];
-    let sp_sel = [("pid", pid_s.as_str()), ("kind", "safepoint")];
+    let this = x.this();
+    let sp_sel = x.sel("safepoint");
     let totals: Vec<u64> = records.iter().map(|r| r.total_ns).collect();
     let all_buckets = buckets_by_le(samples, "pausewatch_pause_seconds", &sp_sel);
     let s = Sums {
@@ -565,9 +575,7 @@ fn sum_checks(x: &Inputs) -> (Checks, Sums) {
 /// The agent's exact per-series maximum is the longest event of it.
 fn max_checks(x: &Inputs) -> Checks {
     let mut c = Checks::new();
-    let pid_s = x.pid_s();
-    let sp_sel = [("pid", pid_s.as_str()), ("kind", "safepoint")];
-    let gc_sel = [("pid", pid_s.as_str()), ("kind", "gc")];
+    let (sp_sel, gc_sel) = (x.sel("safepoint"), x.sel("gc"));
     for (kind, sel) in [("safepoint", &sp_sel), ("gc", &gc_sel)] {
         for s in support::select(x.samples, "pausewatch_pause_max_seconds", sel) {
             let cause = s.label("cause");
@@ -612,16 +620,9 @@ struct Stream<'a> {
 fn event_checks<'a>(x: &Inputs<'a>) -> (Checks, Stream<'a>) {
     let mut c = Checks::new();
     let (pid, events, log, records) = (x.pid, x.events, x.log, &x.records);
-    let pid_s = x.pid_s();
-    let sp_sel = [("pid", pid_s.as_str()), ("kind", "safepoint")];
-    let gc_sel = [("pid", pid_s.as_str()), ("kind", "gc")];
+    let sp_sel = x.sel("safepoint");
     let agent_n = sum_of(x.samples, "pausewatch_pause_seconds_count", &sp_sel);
-    let agent_gc = sum_by(
-        x.samples,
-        "pausewatch_pause_seconds_count",
-        "cause",
-        &gc_sel,
-    );
+    let agent_gc = x.agent_gc();
     let sp_events: Vec<&Event> = {
         let mut v: Vec<&Event> = events.iter().filter(|e| e.kind == "safepoint").collect();
         v.sort_by_key(|e| e.start_ns);
@@ -798,14 +799,7 @@ struct GcTally<'a> {
 fn gc_checks<'a>(x: &Inputs<'a>, stream: &Stream) -> (Checks, GcTally<'a>) {
     let mut c = Checks::new();
     let (log, records) = (x.log, &x.records);
-    let pid_s = x.pid_s();
-    let gc_sel = [("pid", pid_s.as_str()), ("kind", "gc")];
-    let agent_gc = sum_by(
-        x.samples,
-        "pausewatch_pause_seconds_count",
-        "cause",
-        &gc_sel,
-    );
+    let agent_gc = x.agent_gc();
     let gc_in: Vec<(&GcRecord, usize)> = log
         .gcs
         .iter()
@@ -893,14 +887,8 @@ fn table(
 ) -> String {
     let mut t = String::new();
     let (major, pid, w, records) = (x.major, x.pid, x.w, &x.records);
-    let pid_s = x.pid_s();
-    let gc_sel = [("pid", pid_s.as_str()), ("kind", "gc")];
-    let agent_gc = sum_by(
-        x.samples,
-        "pausewatch_pause_seconds_count",
-        "cause",
-        &gc_sel,
-    );
+    let gc_sel = x.sel("gc");
+    let agent_gc = x.agent_gc();
     let agent_gc_sum = sum_by(x.samples, "pausewatch_pause_seconds_sum", "cause", &gc_sel);
     let _ = writeln!(
         t,
