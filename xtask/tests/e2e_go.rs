@@ -829,12 +829,17 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     c.check(sweeps > 10.0, || {
         format!("only {sweeps} sweep terminations traced in pid {ok_pid}")
     });
+    check_stops_cleanly(&mut c, &mut agent);
+    let _ = std::fs::remove_dir_all(&dir);
+    c.finish(&agent.stderr_text());
+}
+
+/// SIGINT: the agent must exit 0 within 10 s.
+fn check_stops_cleanly(c: &mut Checks, agent: &mut Agent) {
     let (status, _) = agent.interrupt(Duration::from_secs(10));
     c.check(status.is_some_and(|s| s.success()), || {
         format!("the agent did not exit cleanly: {status:?}")
     });
-    let _ = std::fs::remove_dir_all(&dir);
-    c.finish(&agent.stderr_text());
 }
 
 /// `agent probes` and `agent run --duration 1` on `pid` must both fail,
@@ -960,10 +965,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     c.check(calls > 0.0 && memstats == calls, || {
         format!("{memstats} read mem stats pauses for {calls} calls in {fake_version}")
     });
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
-    c.check(status.is_some_and(|s| s.success()), || {
-        format!("the agent did not exit cleanly: {status:?}")
-    });
+    check_stops_cleanly(&mut c, &mut agent);
 
     // The same claimed version with its end site gone: refused.
     let broken = with_fake_version(&good, &fake_version, &dir, "gcload-newer-broken", |b| {
@@ -1057,10 +1059,7 @@ fn go_binary_in_another_mount_namespace_is_traced() {
     c.check(memstats > 10.0, || {
         format!("only {memstats} read mem stats pauses")
     });
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
-    c.check(status.is_some_and(|s| s.success()), || {
-        format!("the agent did not exit cleanly: {status:?}")
-    });
+    check_stops_cleanly(&mut c, &mut agent);
     let _ = std::fs::remove_dir_all(&dir);
     c.finish(&agent.stderr_text());
 }
