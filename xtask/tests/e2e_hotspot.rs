@@ -59,7 +59,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use support::events::{Event, parse_events};
-use support::hotspot::{Jvm, Window, comparable_safepoints};
+use support::hotspot::{
+    EVENT_ABS_TOLERANCE_NS, EVENT_REL_TOLERANCE, Jvm, Window, comparable_safepoints,
+    preempted_after_log_line,
+};
 use support::scenario::{Subject, observe};
 use support::{
     Checks, Sample, buckets_by_le, histogram_quantile, median_max, ms, parse_prometheus, ratio,
@@ -84,7 +87,9 @@ const SUM_TOLERANCE: f64 = 0.02;
 const TTS_SUM_TOLERANCE: f64 = 0.10;
 const P99_TOLERANCE: f64 = 0.20;
 
-/// Per-event duration tolerance: |agent − Total| <= ABS + REL × Total for
+/// Per-event duration tolerance: |agent − Total| <=
+/// [`EVENT_ABS_TOLERANCE_NS`] + [`EVENT_REL_TOLERANCE`] × Total (shared
+/// with the matrix, in `support::hotspot`) for
 /// at least [`EVENT_IN_TOLERANCE_MIN_FRACTION`] of the events, and
 /// <= [`EVENT_GROSS_TOLERANCE_NS`] for every one.
 ///
@@ -107,13 +112,13 @@ const P99_TOLERANCE: f64 = 0.20;
 /// and the rare preempted one loosely. A third check tests the
 /// mechanism itself: every event must end after HotSpot stamped its log
 /// line (same clock on both sides, so no tolerance).
-const EVENT_ABS_TOLERANCE_NS: u64 = 100_000;
-const EVENT_REL_TOLERANCE: f64 = 0.02;
 const EVENT_IN_TOLERANCE_MIN_FRACTION: f64 = 0.95;
 const EVENT_GROSS_TOLERANCE_NS: u64 = 50_000_000;
 /// The median |agent − Total| must stay small: the offsets above are a few
-/// µs to a few tens of µs for nearly every safepoint.
-const EVENT_MEDIAN_TOLERANCE_NS: u64 = 30_000;
+/// µs to a few tens of µs for nearly every safepoint (medians measured:
+/// 25.7 µs in a CI run, 36.1 µs with two other builds running; the line
+/// write and the probes' latencies grow with the machine's load).
+const EVENT_MEDIAN_TOLERANCE_NS: u64 = 50_000;
 /// Pairing sanity (the pairing itself is by order and operation), which
 /// also checks that both sides read CLOCK_MONOTONIC: on the VM thread,
 /// which runs every safepoint, the previous safepoint's log line is stamped
@@ -126,29 +131,6 @@ const EVENT_MEDIAN_TOLERANCE_NS: u64 = 30_000;
 /// two, and the line's stamp up to 3.5 ms after the end timestamp.)
 fn starts_inside(e: &Event, r: &SafepointRecord, previous: Option<&SafepointRecord>) -> bool {
     previous.is_none_or(|p| e.start_ns > p.logged_at_ns) && e.start_ns <= r.logged_at_ns
-}
-
-/// Events outside the per-event tolerance whose excess lies after HotSpot
-/// stamped their log line, and the sum of (agent end − stamp) over them:
-/// time the VM thread spent between the end of the pause and the
-/// `safepoint__end` probe.
-fn preempted_after_log_line(events: &[Event], records: &[SafepointRecord]) -> (usize, u64) {
-    let mut matched: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.kind == "safepoint" && e.cause != "unknown")
-        .collect();
-    matched.sort_by_key(|e| e.start_ns);
-    let mut n = 0;
-    let mut excess = 0;
-    for (e, r) in matched.into_iter().zip(records) {
-        let d = e.duration_ns.abs_diff(r.total_ns);
-        let allowed = EVENT_ABS_TOLERANCE_NS as f64 + EVENT_REL_TOLERANCE * r.total_ns as f64;
-        if e.cause == r.op && d as f64 > allowed && e.end_ns() >= r.logged_at_ns {
-            n += 1;
-            excess += e.end_ns() - r.logged_at_ns;
-        }
-    }
-    (n, excess)
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use xtask::groundtruth::hotspot::{self, SafepointRecord};
 use xtask::workloads::{JavaWorkload, RunningJava};
 
+use super::events::Event;
 use super::scenario::{Subject, Tally};
 use super::{Checks, Sample, ms, ratio, sum_by, sum_of};
 
@@ -100,6 +101,50 @@ impl Subject for Jvm {
         }
         truth
     }
+
+    fn preempted_after_log(
+        &mut self,
+        w: &Window,
+        counts: &BTreeMap<String, f64>,
+        events: &[Event],
+    ) -> (usize, f64) {
+        let log = hotspot::read_log(&self.log).unwrap_or_else(|e| panic!("{e:#}"));
+        let (records, _) = comparable_safepoints(&log.safepoints, counts, *w);
+        let (n, ns) = preempted_after_log_line(events, &records);
+        (n, ns as f64)
+    }
+}
+
+/// Per-event bound of a safepoint's duration against its log line's
+/// `Total`: ABS + REL × Total. The agent's interval ends at
+/// `safepoint__end`, which HotSpot fires after writing the line, so a
+/// few tens of µs over are normal; far beyond is a preemption.
+pub const EVENT_ABS_TOLERANCE_NS: u64 = 100_000;
+/// See [`EVENT_ABS_TOLERANCE_NS`].
+pub const EVENT_REL_TOLERANCE: f64 = 0.02;
+
+/// Safepoint events outside the per-event bound whose excess lies after
+/// HotSpot stamped their log line, and the sum of (agent end − stamp) over
+/// them: time the VM thread spent, preempted, between the end of the pause
+/// and the `safepoint__end` probe. Events pair with `records` in start
+/// order (the count checks prove the pairing).
+pub fn preempted_after_log_line(events: &[Event], records: &[SafepointRecord]) -> (usize, u64) {
+    let mut matched: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == "safepoint" && e.cause != "unknown")
+        .collect();
+    matched.sort_by_key(|e| e.start_ns);
+    let mut n = 0;
+    let mut excess = 0;
+    for (e, r) in matched.into_iter().zip(records) {
+        let d = e.duration_ns.abs_diff(r.total_ns);
+        let allowed = EVENT_ABS_TOLERANCE_NS as f64 + EVENT_REL_TOLERANCE * r.total_ns as f64;
+        if e.cause == r.op && d as f64 > allowed && e.end_ns() >= r.logged_at_ns {
+            n += 1;
+            excess += e.end_ns() - r.logged_at_ns;
+        }
+    }
+    (n, excess)
 }
 
 impl Drop for Jvm {
