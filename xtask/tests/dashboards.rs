@@ -16,32 +16,28 @@
 //! The end-to-end test needs root (BPF); without root it fails and says
 //! so, since a skipped test would hide a broken CI set-up. Agent: `$PAUSEWATCH_AGENT`, else `target/release/agent`.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::channel;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::child::Process;
+use support::{ScratchDir, agent_binary, free_port, require_root, workspace_root};
 use xtask::workloads::{JavaWorkload, RunningJava, find_java};
 
 const INSTALL_HINT: &str = "install the Debian package prometheus (cargo xtask test does this)";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask is inside the workspace")
-        .to_path_buf()
-}
-
 fn dashboard_path() -> PathBuf {
-    workspace().join("dashboards/grafana/pausewatch.json")
+    workspace_root().join("dashboards/grafana/pausewatch.json")
 }
 
 fn rules_path() -> PathBuf {
-    workspace().join("dashboards/prometheus/rules.yml")
+    workspace_root().join("dashboards/prometheus/rules.yml")
 }
 
 fn load_dashboard() -> Value {
@@ -60,30 +56,6 @@ fn prom_tool(name: &str) -> PathBuf {
         }
     }
     panic!("{name} not found in /usr/bin or /usr/local/bin: {INSTALL_HINT}");
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn temp_dir(tag: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!(
-        "pausewatch-dash-{tag}-{}-{}",
-        std::process::id(),
-        xtask::workloads::monotonic_now_ns()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Every (panel title, refId, expr) of the dashboard, nested row panels
@@ -189,17 +161,17 @@ fn dashboard_json_is_well_formed() {
 #[test]
 fn promtool_accepts_config_and_rules() {
     let promtool = prom_tool("promtool");
-    let tmp = temp_dir("promtool");
-    let config = tmp.0.join("prometheus.yml");
+    let tmp = ScratchDir::new("dash-promtool");
+    let config = tmp.path().join("prometheus.yml");
     std::fs::write(&config, prometheus_config(9464, &rules_path())).unwrap();
-    let example = workspace().join("dashboards/prometheus/prometheus.example.yml");
+    let example = workspace_root().join("dashboards/prometheus/prometheus.example.yml");
     let cases: [(&[&str], PathBuf); 4] = [
         (&["check", "config"], config),
         (&["check", "config"], example),
         (&["check", "rules"], rules_path()),
         (
             &["test", "rules"],
-            workspace().join("dashboards/prometheus/rules_test.yml"),
+            workspace_root().join("dashboards/prometheus/rules_test.yml"),
         ),
     ];
     for (args, file) in cases {
@@ -275,105 +247,27 @@ fn recording_rules(text: &str) -> Vec<(String, String)> {
 
 // ---- the end-to-end part ----
 
-/// A free loopback port (the listener is dropped; the race with another
-/// process taking it before us is acceptable on a test machine).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process stopped on drop: SIGINT (SIGTERM for Prometheus), then
-/// SIGKILL after 5 s.
-struct Guard {
-    name: &'static str,
-    child: Child,
-    signal: i32,
-}
-
-impl Guard {
-    fn exited(&mut self) -> Option<String> {
-        self.child
-            .try_wait()
-            .ok()
-            .flatten()
-            .map(|s| format!("{} exited early: {s}", self.name))
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        // SAFETY: kill(2) on our own child's pid, which is not reaped yet.
-        unsafe {
-            libc::kill(self.child.id() as i32, self.signal);
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{} did not stop within 5 s: killing it", self.name);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent_path() -> PathBuf {
-    std::env::var_os("PAUSEWATCH_AGENT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/release/agent"))
-}
-
 /// Starts the agent on `pid` and waits for "armed in" on its stderr.
-fn start_agent(pid: u32, port: u16) -> Guard {
-    let agent = agent_path();
-    assert!(
-        agent.is_file(),
-        "no agent at {} (run `cargo xtask build` or set PAUSEWATCH_AGENT)",
-        agent.display()
-    );
-    let mut child = Command::new(&agent)
-        .args(["run", "--pid", &pid.to_string(), "--summary", "0"])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", agent.display()));
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("agent: {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let guard = Guard {
-        name: "agent",
-        child,
-        signal: libc::SIGINT,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) if line.contains("armed in") => return guard,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("the agent did not print \"armed in\" within 20 s; stderr: {seen:?}"),
-        }
-    }
+/// Stopped with SIGINT when dropped.
+fn start_agent(pid: u32, port: u16) -> Process {
+    let mut agent = Process::spawn(
+        "the agent",
+        Command::new(agent_binary())
+            .args(["run", "--pid", &pid.to_string(), "--summary", "0"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+    .stop_with(libc::SIGINT);
+    agent.wait_stderr("armed in", Duration::from_secs(20));
+    agent
 }
 
-fn start_prometheus(dir: &Path, port: u16, agent_port: u16) -> Guard {
+/// Starts Prometheus, logging to `dir/prometheus.log`. Stopped with
+/// SIGTERM when dropped.
+fn start_prometheus(dir: &Path, port: u16, agent_port: u16) -> Process {
     let prometheus = prom_tool("prometheus");
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, prometheus_config(agent_port, &rules_path())).unwrap();
@@ -390,11 +284,7 @@ fn start_prometheus(dir: &Path, port: u16, agent_port: u16) -> Guard {
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("starting {}: {e}; {INSTALL_HINT}", prometheus.display()));
-    Guard {
-        name: "prometheus",
-        child,
-        signal: libc::SIGTERM,
-    }
+    Process::adopt("prometheus", child).stop_with(libc::SIGTERM)
 }
 
 fn percent_encode(s: &str) -> String {
@@ -453,15 +343,15 @@ fn wait_for(
     port: u16,
     expr: &str,
     timeout: Duration,
-    guards: &mut [&mut Guard],
+    guards: &mut [&mut Process],
     ok: impl Fn(&[Value]) -> bool,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     while Instant::now() < deadline {
         for g in guards.iter_mut() {
-            if let Some(e) = g.exited() {
-                return Err(e);
+            if let Some(s) = g.exited() {
+                return Err(format!("{} exited early: {s}", g.what()));
             }
         }
         match query(port, expr) {
@@ -527,10 +417,7 @@ fn start_jvm() -> RunningJava {
 
 #[test]
 fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
-    assert!(
-        is_root(),
-        "this test loads BPF programs and needs root: run it through `sudo -E cargo xtask test`"
-    );
+    require_root("every_panel_and_rule_returns_data_from_a_real_prometheus");
     let started = Instant::now();
     // Fail fast, before starting anything, if Prometheus is missing.
     prom_tool("prometheus");
@@ -538,14 +425,14 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
     let rules = recording_rules(&std::fs::read_to_string(rules_path()).unwrap());
     assert!(rules.len() >= 3, "recording rules: {rules:?}");
 
-    let tmp = temp_dir("e2e");
+    let tmp = ScratchDir::new("dash-e2e");
     let mut jvm = start_jvm();
     let agent_port = free_port();
     let mut agent = start_agent(jvm.pid(), agent_port);
     jvm.open_gate().unwrap();
     jvm.wait_started(Duration::from_secs(20)).unwrap();
     let prom_port = free_port();
-    let mut prom = start_prometheus(&tmp.0, prom_port, agent_port);
+    let mut prom = start_prometheus(tmp.path(), prom_port, agent_port);
 
     let result = run_checks(
         &dash,
@@ -557,12 +444,13 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
         &mut prom,
     );
     if let Err(e) = &result {
-        let log = std::fs::read_to_string(tmp.0.join("prometheus.log")).unwrap_or_default();
+        let log = std::fs::read_to_string(tmp.path().join("prometheus.log")).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(30).collect();
         eprintln!(
             "prometheus log (last lines):\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
+        eprintln!("agent stderr:\n{}", agent.stderr_text());
         eprintln!("JVM stderr: {}", jvm.stderr_text());
         // Drop order: Prometheus, agent, JVM, then the directory.
         drop(prom);
@@ -586,8 +474,8 @@ fn run_checks(
     pid: u32,
     agent_port: u16,
     prom_port: u16,
-    agent: &mut Guard,
-    prom: &mut Guard,
+    agent: &mut Process,
+    prom: &mut Process,
 ) -> Result<(), String> {
     // The agent serves our JVM.
     let (status, body) =

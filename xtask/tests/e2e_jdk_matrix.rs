@@ -24,16 +24,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::hotspot::comparable_safepoints;
+use support::hotspot::Jvm;
 use support::require_root;
-use support::scenario::{Subject, SumTolerance, Tally, Window, attach_and_compare};
-use xtask::groundtruth::hotspot;
-use xtask::workloads::{JavaWorkload, RunningJava, find_java, jdk_major, monotonic_now_ns};
+use support::scenario::{SumTolerance, attach_and_compare};
+use xtask::workloads::{JavaWorkload, find_java, jdk_major, monotonic_now_ns};
 
 /// The entries run one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -60,107 +57,56 @@ const US_PAUSES: SumTolerance = SumTolerance {
     per_cause: false,
 };
 
-/// One JVM of the matrix, running GcHeavy with `-Xlog:safepoint`.
-struct Jvm {
-    label: String,
-    jvm: RunningJava,
-    log: PathBuf,
-}
-
-impl Jvm {
-    /// Starts GcHeavy on JDK `major` with `gc` flags, held at its gate.
-    /// `young` fixes the young generation (generational collectors only).
-    fn start(major: u32, gc: &[&str], young: bool) -> Jvm {
-        let java = find_java(major).unwrap_or_else(|e| panic!("JDK {major}: {e:#}"));
-        let home = java
-            .parent()
-            .and_then(|b| b.parent())
-            .unwrap()
-            .to_path_buf();
-        assert_eq!(jdk_major(&home).ok(), Some(major), "{}", home.display());
-        let version = std::fs::read_to_string(home.join("release"))
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("JAVA_VERSION="))
-                    .map(|v| v.trim_matches('"').to_string())
-            })
-            .unwrap_or_else(|| major.to_string());
-        let label = format!("JDK {version} {}", gc.join(" "));
-        let log = std::env::temp_dir().join(format!(
-            "pausewatch-matrix-jdk{major}-{}-{}.log",
-            std::process::id(),
-            monotonic_now_ns()
-        ));
-        let mut workload = JavaWorkload::new(&java);
-        if major >= 17 {
-            // The VM thread only queues its log lines; a writer thread
-            // writes them, outside the pause the agent times.
-            workload = workload.jvm_arg("-Xlog:async");
-        }
-        let mut jvm = workload
-            .young_mb(young.then_some(16))
-            .gc_flags(gc.iter().copied())
-            .duration_secs(SECS)
-            .system_gc_every_ms(600)
-            .stack_traces_every_ms(200)
-            .gate(true)
-            .log_path(&log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting GcHeavy on {label}: {e:#}"));
-        jvm.wait_ready(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
-        Jvm { label, jvm, log }
+/// Starts GcHeavy on JDK `major` with `gc` flags and `-Xlog:safepoint`, held
+/// at its gate. `young` fixes the young generation (generational collectors
+/// only).
+fn start(major: u32, gc: &[&str], young: bool) -> Jvm {
+    let java = find_java(major).unwrap_or_else(|e| panic!("JDK {major}: {e:#}"));
+    let home = java
+        .parent()
+        .and_then(|b| b.parent())
+        .unwrap()
+        .to_path_buf();
+    assert_eq!(jdk_major(&home).ok(), Some(major), "{}", home.display());
+    let version = std::fs::read_to_string(home.join("release"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("JAVA_VERSION="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| major.to_string());
+    let label = format!("JDK {version} {}", gc.join(" "));
+    let log = std::env::temp_dir().join(format!(
+        "pausewatch-matrix-jdk{major}-{}-{}.log",
+        std::process::id(),
+        monotonic_now_ns()
+    ));
+    let mut workload = JavaWorkload::new(&java);
+    if major >= 17 {
+        // The VM thread only queues its log lines; a writer thread
+        // writes them, outside the pause the agent times.
+        workload = workload.jvm_arg("-Xlog:async");
     }
-}
-
-impl Subject for Jvm {
-    fn describe(&self) -> String {
-        self.label.clone()
-    }
-
-    fn pid(&self) -> u32 {
-        self.jvm.pid()
-    }
-
-    fn runtime(&self) -> &'static str {
-        "hotspot"
-    }
-
-    fn kind(&self) -> &'static str {
-        "safepoint"
-    }
-
-    fn run(&mut self) {
-        let label = &self.label;
-        self.jvm
-            .open_gate()
-            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
-        self.jvm
-            .wait_done(Duration::from_secs(SECS + 60))
-            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
-    }
-
-    fn truth(&mut self, w: &Window, counts: &BTreeMap<String, f64>) -> BTreeMap<String, Tally> {
-        let log = hotspot::read_log(&self.log).unwrap_or_else(|e| panic!("{e:#}"));
-        let (records, _) = comparable_safepoints(&log.safepoints, counts, *w);
-        let mut truth: BTreeMap<String, Tally> = BTreeMap::new();
-        for r in &records {
-            let t = truth.entry(r.op.clone()).or_default();
-            t.count += 1.0;
-            t.sum_ns += r.total_ns as f64;
-        }
-        truth
-    }
-}
-
-impl Drop for Jvm {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        } else {
-            eprintln!("{}: HotSpot log kept at {}", self.label, self.log.display());
-        }
+    let mut jvm = workload
+        .young_mb(young.then_some(16))
+        .gc_flags(gc.iter().copied())
+        .duration_secs(SECS)
+        .system_gc_every_ms(600)
+        .stack_traces_every_ms(200)
+        .gate(true)
+        .log_path(&log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting GcHeavy on {label}: {e:#}"));
+    jvm.wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{label}: {e:#}"));
+    Jvm {
+        label,
+        jvm,
+        log,
+        armed: "hotspot".to_string(),
+        started_within: None,
+        done_within: Duration::from_secs(SECS + 60),
     }
 }
 
@@ -168,7 +114,7 @@ impl Drop for Jvm {
 fn entry(major: u32, gc: &[&str], young: bool) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root(&format!("e2e_jdk_matrix (JDK {major} {gc:?})"));
-    let mut jvm = Jvm::start(major, gc, young);
+    let mut jvm = start(major, gc, young);
     // Generational collectors with a fixed young generation pause for ms.
     let tolerance = if young { MS_PAUSES } else { US_PAUSES };
     attach_and_compare(&mut jvm, tolerance).finish();

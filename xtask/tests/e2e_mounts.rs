@@ -30,10 +30,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::hotspot::{Window, check_safepoints};
-use support::{
-    Agent, Checks, agent_binary, cpython, free_port, http_get, parse_prometheus, require_root,
-};
+use support::hotspot::{Jvm, check_safepoints};
+use support::scenario::{check_quiet, observe};
+use support::{Checks, agent_probes_output, cpython, require_root};
 use xtask::groundtruth::hotspot;
 use xtask::scripted::{ScriptWorkload, workload_path};
 use xtask::workloads::{JavaWorkload, find_java, java_home, monotonic_now_ns};
@@ -268,11 +267,7 @@ fn jvm_whose_libjvm_was_replaced_after_it_started() {
         "maps of pid {pid} does not show the old libjvm.so as deleted: the test proves nothing"
     );
 
-    let agent_bin = agent_binary();
-    let probes = std::process::Command::new(&agent_bin)
-        .args(["probes", "--pid", &pid.to_string()])
-        .output()
-        .expect("running agent probes");
+    let probes = agent_probes_output(pid);
     let probes_text = String::from_utf8_lossy(&probes.stdout).to_string();
     c.check(
         probes.status.success()
@@ -286,56 +281,33 @@ fn jvm_whose_libjvm_was_replaced_after_it_started() {
         },
     );
 
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let mut agent = Agent::start(
-        &agent_bin,
-        pid,
-        listen,
-        &["--summary", "0", "--interval", "0.5"],
-    );
-    let (armed_ns, armed) = agent.wait_stderr("armed in", Duration::from_secs(30));
+    let mut subject = Jvm {
+        label: format!("JVM with a replaced libjvm.so, pid {pid}"),
+        jvm,
+        log: log_path.clone(),
+        armed: "hotspot".to_string(),
+        started_within: Some(Duration::from_secs(10)),
+        done_within: Duration::from_secs(40),
+    };
+    let o = observe(&mut subject, &["--summary", "0"], Duration::from_secs(5));
+    let armed = &o.armed;
     // The release file beside the path now describes the successor, so
     // the agent does not claim a version (see docs/design.md).
     c.check(armed.contains("hotspot unknown"), || {
         format!("the replaced JVM's version is not reported unknown: {armed}")
     });
-    jvm.open_gate().unwrap();
-    jvm.wait_started(Duration::from_secs(10))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    jvm.wait_done(Duration::from_secs(40))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    std::thread::sleep(Duration::from_millis(1250));
-    let scrape_ns = monotonic_now_ns();
-    let samples = parse_prometheus(&http_get(listen, "/metrics"));
-    let (status, _) = agent.interrupt(Duration::from_secs(5));
-    let stderr = agent.stderr_text();
+    let status = o.status;
     c.check(status.is_some_and(|s| s.success()), || {
         format!("the agent did not exit 0 on SIGINT: {status:?}")
     });
-    jvm.stop().unwrap_or_else(|e| panic!("{e:#}"));
+    subject.jvm.stop().unwrap_or_else(|e| panic!("{e:#}"));
 
     let log = hotspot::read_log(&log_path).unwrap_or_else(|e| panic!("{e:#}"));
-    let table = check_safepoints(
-        &mut c,
-        pid,
-        &log.safepoints,
-        &samples,
-        Window {
-            agent_spawned_ns: agent.spawned_ns,
-            armed_ns,
-            scrape_ns,
-        },
-        0.02,
-    );
+    let table = check_safepoints(&mut c, pid, &log.safepoints, &o.samples, o.window, 0.02);
     eprintln!("JVM with a replaced libjvm.so, pid {pid}:\n{table}");
-    for line in stderr.lines() {
-        let l = line.to_ascii_lowercase();
-        c.check(
-            !(l.contains("error") || l.contains("warn") || l.contains("panic")),
-            || format!("the agent complained on stderr: {line}"),
-        );
-    }
-    drop(jvm);
+    check_quiet(&mut c, &o.stderr);
+    let stderr = &o.stderr;
+    // The JVM has exited (`done`); its copied JDK goes unless kept for a look.
     let failed = c.failed();
     if !failed {
         let _ = fs::remove_dir_all(&scratch);

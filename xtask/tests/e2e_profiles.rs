@@ -29,9 +29,9 @@ mod support;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use support::{Agent, Checks, Sample, agent_binary, free_port, http_get, parse_prometheus};
+use std::process::{Command, Stdio};
+use support::child::Process;
+use support::{Agent, Checks, Sample, agent_binary, http_get, loopback, parse_prometheus};
 
 use xtask::goworkload;
 use xtask::groundtruth::hotspot;
@@ -231,7 +231,7 @@ fn rules_file_is_reloaded_on_sighup_and_a_bad_one_keeps_the_previous() {
         .expect("starting GcHeavy");
     jvm.wait_started(Duration::from_secs(30))
         .expect("GcHeavy started");
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = loopback();
     let mut agent = Agent::start(
         &agent_binary(),
         jvm.pid(),
@@ -458,7 +458,7 @@ fn run_case(name: &str) {
     jvm.wait_ready(Duration::from_secs(30))
         .expect("GcHeavy ready");
 
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = loopback();
     let window = WINDOW_SECS.to_string();
     let mut agent = Agent::start(
         &agent_binary(),
@@ -577,19 +577,19 @@ fn run_native_case(case: &Case) {
         Launch::Go { .. } => format!("{secs}s"),
         _ => secs.to_string(),
     };
-    let mut child = cmd
-        .args(["--duration", &duration])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting the workload");
-    let pid = child.id();
-    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-    let first = lines.next().and_then(Result::ok);
+    // Stopped with SIGTERM when dropped (after the agent, or on a failure).
+    let mut workload = Process::spawn(
+        "the workload",
+        cmd.args(["--duration", &duration])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    )
+    .stop_with(libc::SIGTERM);
+    let pid = workload.pid();
+    let first = workload.next_line(Duration::from_secs(60));
     assert_eq!(first.as_deref(), Some("ready"), "{}: first line", case.name);
-    let output = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
-    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = loopback();
     let window = WINDOW_SECS.to_string();
     let mut agent = Agent::start(
         &agent_binary(),
@@ -613,8 +613,7 @@ fn run_native_case(case: &Case) {
         std::thread::sleep(Duration::from_secs(1));
     };
     let (status, _) = agent.interrupt(Duration::from_secs(10));
-    stop(&mut child);
-    let _ = output.join();
+    drop(workload);
     let stderr = agent.stderr_text();
     println!("== {} ==\n{stderr}", case.name);
 
@@ -648,12 +647,6 @@ fn run_native_case(case: &Case) {
         format!("agent exit status {status:?}")
     });
     checks.finish(case.name);
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
 }
 
 fn select<'a>(samples: &'a [Sample], name: &str, pid: u32) -> Vec<&'a Sample> {

@@ -25,15 +25,16 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use support::child::Process;
 use support::{
-    Agent, agent_binary, free_port, http_get, parse_prometheus, require_root, sum_of, transparency,
+    Agent, agent_binary, http_get, loopback, parse_prometheus, require_root, sum_of, transparency,
 };
 use xtask::workloads::{JavaWorkload, RunningJava, find_java, libjvm_path};
 
@@ -79,14 +80,28 @@ fn jvm(stack_ms: u64) -> RunningJava {
     j
 }
 
-fn listen() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+/// Stops a JVM of [`jvm`] (or any that runs until stopped).
+fn stop(mut j: RunningJava) {
+    j.stop().unwrap();
+    let _ = j.wait(Duration::from_secs(10));
 }
 
-fn armed(bin: &Path, pid: u32, extra: &[&str]) -> Agent {
-    let mut a = Agent::start(bin, pid, listen(), extra);
-    a.wait_stderr("armed in", Duration::from_secs(30));
-    a
+/// Asserts that the agent still runs.
+fn assert_running(agent: &mut Agent) {
+    assert!(
+        agent.wait_exit(Duration::ZERO).is_none(),
+        "the agent exited"
+    );
+}
+
+/// SIGINT, and asserts a clean exit within `timeout`.
+fn assert_stops_cleanly(agent: &mut Agent, timeout: Duration) {
+    let (status, _) = agent.interrupt(timeout);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{}",
+        agent.stderr_text()
+    );
 }
 
 /// `agent <args>` run through `setpriv --bounding-set=<caps>` (empty: as is).
@@ -187,9 +202,9 @@ fn missing_capabilities_are_named_with_the_fix() {
     );
 
     // `agent run` stops with the same hint, before touching the JVM.
-    let mut j = jvm(100);
+    let j = jvm(100);
     let pid = j.pid().to_string();
-    let port = listen().to_string();
+    let port = loopback().to_string();
     let args = ["run", "--pid", &pid, "--listen", &port, "--summary", "0"];
     let out = agent_output(Some(no_admin), &args);
     let stderr = text(&out.stderr);
@@ -218,8 +233,7 @@ fn missing_capabilities_are_named_with_the_fix() {
         stderr.starts_with("error: privileges check failed") && stderr.contains("missing CAP_BPF"),
         "{stderr}"
     );
-    j.stop().unwrap();
-    let _ = j.wait(Duration::from_secs(10));
+    stop(j);
 }
 
 /// BPF objects a process holds, from `/proc/PID/fdinfo`.
@@ -292,7 +306,7 @@ fn still_there(held: &Held) -> Vec<String> {
 fn nothing_left_behind(signal: libc::c_int) {
     let mut j = jvm(20);
     let bin = agent_binary();
-    let mut agent = armed(&bin, j.pid(), &["--summary", "0", "--events"]);
+    let mut agent = Agent::armed(&bin, j.pid(), &["--summary", "0", "--events"]);
     std::thread::sleep(Duration::from_millis(500));
     let held = held_by(agent.pid());
     // 6 HotSpot uprobes, each on its own link; every program and map.
@@ -325,8 +339,7 @@ fn nothing_left_behind(signal: libc::c_int) {
     );
     // The JVM never noticed.
     assert!(j.child().try_wait().unwrap().is_none(), "the JVM died");
-    j.stop().unwrap();
-    let _ = j.wait(Duration::from_secs(10));
+    stop(j);
 }
 
 #[test]
@@ -426,10 +439,10 @@ fn target_killed_mid_safepoint() {
         .spawn()
         .unwrap();
     victim.wait_started(Duration::from_secs(60)).unwrap();
-    let mut survivor = jvm(20);
+    let survivor = jvm(20);
     let bin = agent_binary();
     let survivor_pid = survivor.pid().to_string();
-    let mut agent = armed(
+    let mut agent = Agent::armed(
         &bin,
         victim.pid(),
         &[
@@ -469,10 +482,7 @@ fn target_killed_mid_safepoint() {
         Duration::from_secs(5),
     );
     assert!(line.contains("detached"), "{line}");
-    assert!(
-        agent.wait_exit(Duration::ZERO).is_none(),
-        "the agent exited"
-    );
+    assert_running(&mut agent);
     // Its unfinished interval is gone from the kernel map.
     let left: Vec<_> = inflight(agent.pid())
         .into_iter()
@@ -498,23 +508,17 @@ fn target_killed_mid_safepoint() {
         pauses(&after, victim.pid()) > 0.0,
         "the victim's numbers vanished"
     );
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{}",
-        agent.stderr_text()
-    );
-    survivor.stop().unwrap();
-    let _ = survivor.wait(Duration::from_secs(10));
+    assert_stops_cleanly(&mut agent, Duration::from_secs(10));
+    stop(survivor);
 }
 
 #[test]
 fn target_stopped_for_ten_seconds() {
     let _s = serial();
     require_root("target_stopped_for_ten_seconds");
-    let mut j = jvm(10);
+    let j = jvm(10);
     let bin = agent_binary();
-    let mut agent = armed(&bin, j.pid(), &["--summary", "0", "--interval", "0.2"]);
+    let mut agent = Agent::armed(&bin, j.pid(), &["--summary", "0", "--interval", "0.2"]);
     std::thread::sleep(Duration::from_secs(1));
     // SAFETY: kill(2) on our own unreaped child.
     unsafe { libc::kill(j.pid() as libc::pid_t, libc::SIGSTOP) };
@@ -545,10 +549,7 @@ fn target_stopped_for_ten_seconds() {
             "the stopped target was dropped"
         );
     }
-    assert!(
-        agent.wait_exit(Duration::ZERO).is_none(),
-        "the agent exited"
-    );
+    assert_running(&mut agent);
     // SAFETY: as above.
     unsafe { libc::kill(j.pid() as libc::pid_t, libc::SIGCONT) };
     std::thread::sleep(Duration::from_secs(2));
@@ -556,19 +557,14 @@ fn target_stopped_for_ten_seconds() {
     assert!(resumed > stopped_at, "no pauses after SIGCONT ({resumed})");
     let lost = sum_of(&scrape(agent.listen), "pausewatch_lost_events_total", &[]);
     assert_eq!(lost, 0.0, "events lost");
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{}",
-        agent.stderr_text()
-    );
-    j.stop().unwrap();
-    let _ = j.wait(Duration::from_secs(10));
+    assert_stops_cleanly(&mut agent, Duration::from_secs(10));
+    stop(j);
 }
 
 /// A process that maps `library` executable (as a runtime would), prints
-/// `ready`, waits `hold` seconds, then execs `sleep 30` when `then_exec`.
-fn mapper(library: &Path, load: bool, hold: f64, then_exec: bool) -> Child {
+/// `ready`, waits `hold` seconds (until its stdin closes when negative),
+/// then execs `sleep 30` when `then_exec`. Killed when dropped.
+fn mapper(library: &Path, load: bool, hold: f64, then_exec: bool) -> Process {
     let script = format!(
         r#"
 import ctypes, mmap, os, sys, time
@@ -586,33 +582,19 @@ if {then_exec}:
         load = if load { "True" } else { "False" },
         then_exec = if then_exec { "True" } else { "False" },
     );
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(library)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("python3");
-    let mut buf = [0u8; 6];
+    let mut child = Process::spawn(
+        "the mapper (python3)",
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(library)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    );
+    let ready = child.next_line(Duration::from_secs(60));
+    assert_eq!(ready.as_deref(), Some("ready"), "the mapper's ready line");
     child
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut buf)
-        .expect("the mapper's ready line");
-    assert_eq!(&buf, b"ready\n");
-    child
-}
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -622,17 +604,17 @@ fn target_execs_into_another_program() {
     let libjvm = libjvm_path(&java()).unwrap();
     // Loads the real libjvm (so the agent takes it for a JVM), execs 3 s
     // after the agent is armed.
-    let execer = Reaped(mapper(&libjvm, true, 3.0, true));
-    let mut other = jvm(20);
+    let execer = mapper(&libjvm, true, 3.0, true);
+    let other = jvm(20);
     let bin = agent_binary();
     let other_pid = other.pid().to_string();
-    let mut agent = armed(
+    let mut agent = Agent::armed(
         &bin,
-        execer.0.id(),
+        execer.pid(),
         &["--pid", &other_pid, "--summary", "0", "--interval", "0.2"],
     );
     let (_, line) = agent.wait_stderr(
-        &format!("pid {} exec'd into", execer.0.id()),
+        &format!("pid {} exec'd into", execer.pid()),
         Duration::from_secs(10),
     );
     assert!(line.contains("sleep"), "{line}");
@@ -644,14 +626,8 @@ fn target_execs_into_another_program() {
         "no new pauses for the other JVM after the exec"
     );
     assert_eq!(http_get(agent.listen, "/healthz"), "ok\n");
-    let (status, _) = agent.interrupt(Duration::from_secs(10));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{}",
-        agent.stderr_text()
-    );
-    other.stop().unwrap();
-    let _ = other.wait(Duration::from_secs(10));
+    assert_stops_cleanly(&mut agent, Duration::from_secs(10));
+    stop(other);
 }
 
 /// Copies of the real libjvm.so, broken in different ways, each named
@@ -717,8 +693,8 @@ fn corrupt_libjvm_is_a_clear_error() {
             // An empty file cannot be mapped; the parser still gets it below.
             continue;
         }
-        let holder = Reaped(mapper(&path, false, -1.0, false));
-        let pid = holder.0.id().to_string();
+        let holder = mapper(&path, false, -1.0, false);
+        let pid = holder.pid().to_string();
         for args in [
             vec!["probes", "--pid", pid.as_str()],
             vec![
@@ -756,10 +732,10 @@ fn corrupt_libjvm_is_a_clear_error() {
 fn slow_http_clients_do_not_delay_collection() {
     let _s = serial();
     require_root("slow_http_clients_do_not_delay_collection");
-    let mut j = jvm(20);
+    let j = jvm(20);
     let bin = agent_binary();
     let interval = 0.2;
-    let mut agent = armed(
+    let mut agent = Agent::armed(
         &bin,
         j.pid(),
         &["--summary", "0", "--interval", &interval.to_string()],
@@ -808,18 +784,9 @@ fn slow_http_clients_do_not_delay_collection() {
         "/healthz and /metrics took {worst_response:?}"
     );
     drop(slow);
-    assert!(
-        agent.wait_exit(Duration::ZERO).is_none(),
-        "the agent exited"
-    );
-    let (status, _) = agent.interrupt(Duration::from_secs(15));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{}",
-        agent.stderr_text()
-    );
-    j.stop().unwrap();
-    let _ = j.wait(Duration::from_secs(10));
+    assert_running(&mut agent);
+    assert_stops_cleanly(&mut agent, Duration::from_secs(15));
+    stop(j);
 }
 
 #[test]

@@ -1,15 +1,161 @@
-//! HotSpot comparisons shared by the end-to-end tests: which of HotSpot's
-//! `-Xlog:safepoint` records the agent's numbers must equal, and the
-//! per-VM-operation check of counts and summed durations.
+//! HotSpot comparisons shared by the end-to-end tests: a GcHeavy JVM with
+//! its `-Xlog:safepoint` log as a [`Subject`], which of the log's records
+//! the agent's numbers must equal, and the per-VM-operation check of counts
+//! and summed durations.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use xtask::groundtruth::hotspot::SafepointRecord;
+use xtask::groundtruth::hotspot::{self, SafepointRecord};
+use xtask::workloads::{JavaWorkload, RunningJava};
 
+use super::events::Event;
+use super::scenario::{Subject, Tally};
 use super::{Checks, Sample, ms, ratio, sum_by, sum_of};
 
 pub use super::scenario::Window;
+
+/// A small gated GcHeavy on JDK `jdk` for a heavy phase of `secs`: a 32 MB
+/// heap with an 8 MB young generation and 4 MB live, 20 MB/s, and
+/// `System.gc()` every `system_gc_ms`, logging to `log`: full collections
+/// only after the gate, young ones all along.
+pub fn small_gcheavy(jdk: u32, secs: u64, system_gc_ms: u64, log: &Path) -> JavaWorkload {
+    JavaWorkload::jdk(jdk)
+        .unwrap_or_else(|e| panic!("JDK {jdk}: {e:#}"))
+        .heap_mb(32)
+        .young_mb(Some(8))
+        .live_mb(4)
+        .alloc_mb_per_sec(20)
+        .system_gc_every_ms(system_gc_ms)
+        .duration_secs(secs)
+        .log_path(log)
+        .gate(true)
+}
+
+/// A gated GcHeavy JVM writing `-Xlog:safepoint` to `log`. Its log is
+/// removed when it drops, unless the test is failing or
+/// `PAUSEWATCH_E2E_KEEP` is set.
+pub struct Jvm {
+    /// For tables and messages: `JDK 17.0.13 -XX:+UseSerialGC`.
+    pub label: String,
+    /// The JVM, waiting at its gate.
+    pub jvm: RunningJava,
+    /// Its `-Xlog` file.
+    pub log: PathBuf,
+    /// What the agent's "armed" line must name (`hotspot`, `hotspot 17.`).
+    pub armed: String,
+    /// How long it may take to say `started` once the gate is open, when
+    /// that is waited for separately.
+    pub started_within: Option<Duration>,
+    /// How long its measured phase may take, to `done` and the exit.
+    pub done_within: Duration,
+}
+
+impl Subject for Jvm {
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+
+    fn pid(&self) -> u32 {
+        self.jvm.pid()
+    }
+
+    fn runtime(&self) -> &'static str {
+        "hotspot"
+    }
+
+    fn armed_names(&self) -> String {
+        self.armed.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "safepoint"
+    }
+
+    fn run(&mut self) {
+        let label = &self.label;
+        self.jvm
+            .open_gate()
+            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
+        if let Some(timeout) = self.started_within {
+            self.jvm
+                .wait_started(timeout)
+                .unwrap_or_else(|e| panic!("{label}: {e:#}"));
+        }
+        self.jvm
+            .wait_done(self.done_within)
+            .unwrap_or_else(|e| panic!("{label}: {e:#}"));
+    }
+
+    /// Per VM operation, the [`comparable_safepoints`] of the log.
+    fn truth(&mut self, w: &Window, counts: &BTreeMap<String, f64>) -> BTreeMap<String, Tally> {
+        let log = hotspot::read_log(&self.log).unwrap_or_else(|e| panic!("{e:#}"));
+        let (records, _) = comparable_safepoints(&log.safepoints, counts, *w);
+        let mut truth: BTreeMap<String, Tally> = BTreeMap::new();
+        for r in &records {
+            let t = truth.entry(r.op.clone()).or_default();
+            t.count += 1.0;
+            t.sum_ns += r.total_ns as f64;
+        }
+        truth
+    }
+
+    fn preempted_after_log(
+        &mut self,
+        w: &Window,
+        counts: &BTreeMap<String, f64>,
+        events: &[Event],
+    ) -> (usize, f64) {
+        let log = hotspot::read_log(&self.log).unwrap_or_else(|e| panic!("{e:#}"));
+        let (records, _) = comparable_safepoints(&log.safepoints, counts, *w);
+        let (n, ns) = preempted_after_log_line(events, &records);
+        (n, ns as f64)
+    }
+}
+
+/// Per-event bound of a safepoint's duration against its log line's
+/// `Total`: ABS + REL × Total. The agent's interval ends at
+/// `safepoint__end`, which HotSpot fires after writing the line, so a
+/// few tens of µs over are normal; far beyond is a preemption.
+pub const EVENT_ABS_TOLERANCE_NS: u64 = 100_000;
+/// See [`EVENT_ABS_TOLERANCE_NS`].
+pub const EVENT_REL_TOLERANCE: f64 = 0.02;
+
+/// Safepoint events outside the per-event bound whose excess lies after
+/// HotSpot stamped their log line, and the sum of (agent end − stamp) over
+/// them: time the VM thread spent, preempted, between the end of the pause
+/// and the `safepoint__end` probe. Events pair with `records` in start
+/// order (the count checks prove the pairing).
+pub fn preempted_after_log_line(events: &[Event], records: &[SafepointRecord]) -> (usize, u64) {
+    let mut matched: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.kind == "safepoint" && e.cause != "unknown")
+        .collect();
+    matched.sort_by_key(|e| e.start_ns);
+    let mut n = 0;
+    let mut excess = 0;
+    for (e, r) in matched.into_iter().zip(records) {
+        let d = e.duration_ns.abs_diff(r.total_ns);
+        let allowed = EVENT_ABS_TOLERANCE_NS as f64 + EVENT_REL_TOLERANCE * r.total_ns as f64;
+        if e.cause == r.op && d as f64 > allowed && e.end_ns() >= r.logged_at_ns {
+            n += 1;
+            excess += e.end_ns() - r.logged_at_ns;
+        }
+    }
+    (n, excess)
+}
+
+impl Drop for Jvm {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("PAUSEWATCH_E2E_KEEP").is_some() {
+            eprintln!("{}: HotSpot log kept at {}", self.label, self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
 
 /// The safepoint records the agent's numbers must equal, given the agent's
 /// per-operation counts.

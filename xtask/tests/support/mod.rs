@@ -7,22 +7,24 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::Duration;
 
 use xtask::workloads::monotonic_now_ns;
 
+pub mod child;
 pub mod cpython;
+pub mod events;
 pub mod hotspot;
 pub mod ruby;
 pub mod scenario;
+pub mod script;
 pub mod transparency;
+
+use child::Process;
 
 /// Fails the test unless it runs as root: the end-to-end tests load BPF
 /// programs and must never be skipped silently.
@@ -62,12 +64,17 @@ pub fn agent_binary() -> PathBuf {
     path
 }
 
-/// What `agent probes --pid PID` prints; panics with its stderr if it fails.
-pub fn agent_probes(pid: u32) -> String {
-    let out = Command::new(agent_binary())
+/// `agent probes --pid PID`, run to its end.
+pub fn agent_probes_output(pid: u32) -> Output {
+    Command::new(agent_binary())
         .args(["probes", "--pid", &pid.to_string()])
         .output()
-        .expect("running agent probes");
+        .expect("running agent probes")
+}
+
+/// What `agent probes --pid PID` prints; panics with its stderr if it fails.
+pub fn agent_probes(pid: u32) -> String {
+    let out = agent_probes_output(pid);
     assert!(
         out.status.success(),
         "agent probes --pid {pid} failed ({}): {}",
@@ -77,24 +84,55 @@ pub fn agent_probes(pid: u32) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A fresh directory under the system's temporary directory, removed with
+/// everything in it when dropped (a struct that also holds a process
+/// declares it after the process, so the process is gone first).
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// `pausewatch-<tag>-<test pid>-<now>` in the temporary directory.
+    pub fn new(tag: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!(
+            "pausewatch-{tag}-{}-{}",
+            std::process::id(),
+            monotonic_now_ns()
+        ));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        ScratchDir(dir)
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
 }
 
-/// A running `agent run`. Its stdout (the `--events` JSON lines) is collected
-/// by a thread; its stderr lines are collected with the CLOCK_MONOTONIC time
-/// each was read at. Dropping it kills the agent if it still runs.
+/// A loopback address to `--listen` on, free a moment ago.
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A running `agent run`. Its stdout (the `--events` JSON lines) and its
+/// stderr lines (with the CLOCK_MONOTONIC time each was read at) are
+/// collected by [`Process`]. Dropping it kills the agent if it still runs.
 pub struct Agent {
-    child: Child,
+    process: Process,
+    /// Where it serves `/metrics`.
     pub listen: SocketAddr,
+    /// CLOCK_MONOTONIC just before it was started.
     pub spawned_ns: u64,
-    stderr_rx: Receiver<(u64, String)>,
-    stderr_seen: Vec<(u64, String)>,
-    stderr_text: Arc<Mutex<String>>,
-    stdout: Option<JoinHandle<Vec<String>>>,
-    exit: Option<ExitStatus>,
 }
 
 impl Agent {
@@ -106,151 +144,73 @@ impl Agent {
         Agent::start_selecting(bin, listen, &args)
     }
 
+    /// Starts `<bin> run --pid <pid> <extra...>` on a [`loopback`] address
+    /// and waits (30 s at most) until it prints that it is armed.
+    pub fn armed(bin: &Path, pid: u32, extra: &[&str]) -> Agent {
+        let mut a = Agent::start(bin, pid, loopback(), extra);
+        a.wait_stderr("armed in", Duration::from_secs(30));
+        a
+    }
+
     /// Starts `<bin> run --listen <listen> <args...>`, where `args` select
     /// the targets (`--all`, `--comm`, ...).
     pub fn start_selecting(bin: &Path, listen: SocketAddr, args: &[&str]) -> Agent {
         let spawned_ns = monotonic_now_ns();
-        let extra = args;
-        let mut child = Command::new(bin)
-            .arg("run")
-            .arg("--listen")
-            .arg(listen.to_string())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let stdout = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-        });
-        let (tx, stderr_rx) = channel();
-        let stderr_text = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr_text);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let now = monotonic_now_ns();
-                {
-                    let mut t = sink.lock().unwrap_or_else(|e| e.into_inner());
-                    t.push_str(&line);
-                    t.push('\n');
-                }
-                let _ = tx.send((now, line));
-            }
-        });
+        let process = Process::spawn(
+            "the agent",
+            Command::new(bin)
+                .arg("run")
+                .arg("--listen")
+                .arg(listen.to_string())
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         Agent {
-            child,
+            process,
             listen,
             spawned_ns,
-            stderr_rx,
-            stderr_seen: Vec::new(),
-            stderr_text,
-            stdout: Some(stdout),
-            exit: None,
         }
     }
 
+    /// The agent's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// Everything the agent wrote to stderr so far.
     pub fn stderr_text(&self) -> String {
-        self.stderr_text
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.process.stderr_text()
     }
 
     /// Waits for a stderr line containing `needle`; returns it with the
     /// CLOCK_MONOTONIC time it was read at. Panics (with the agent's stderr)
     /// if the agent exits first or `timeout` passes.
     pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) -> (u64, String) {
-        if let Some(hit) = self.stderr_seen.iter().find(|(_, l)| l.contains(needle)) {
-            return hit.clone();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr_rx.recv_timeout(left) {
-                Ok((t, line)) => {
-                    self.stderr_seen.push((t, line.clone()));
-                    if line.contains(needle) {
-                        return (t, line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "the agent did not print {needle:?} on stderr within {timeout:?}; stderr so far:\n{}",
-                    self.stderr_text()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.wait_exit(Duration::from_secs(5));
-                    panic!(
-                        "the agent exited ({status:?}) before printing {needle:?}; stderr:\n{}",
-                        self.stderr_text()
-                    )
-                }
-            }
-        }
+        self.process.wait_stderr(needle, timeout)
     }
 
     /// Waits up to `timeout` for the agent to exit on its own.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.exit.is_some() {
-            return self.exit;
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                self.exit = Some(s);
-                return self.exit;
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.process.wait_exit(timeout)
     }
 
     /// Sends `signal` (e.g. `libc::SIGINT`) to the agent.
     pub fn signal(&self, signal: libc::c_int) {
-        if self.exit.is_none() {
-            // SAFETY: kill(2) on our own child's pid; it is not reaped yet
-            // (exit is None), so the pid cannot have been reused.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
-        }
+        self.process.signal(signal);
     }
 
     /// SIGINT, then waits up to `timeout` for the exit; returns the exit
     /// status (`None` if it did not exit in time, in which case it is
     /// killed) and the complete stdout, one entry per line.
     pub fn interrupt(&mut self, timeout: Duration) -> (Option<ExitStatus>, Vec<String>) {
-        self.signal(libc::SIGINT);
-        let status = self.wait_exit(timeout);
+        self.process.signal(libc::SIGINT);
+        let status = self.process.wait_exit(timeout);
         if status.is_none() {
-            let _ = self.child.kill();
-            self.exit = self.child.wait().ok();
+            self.process.kill();
         }
-        let lines = self
-            .stdout
-            .take()
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default();
-        (status, lines)
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if self.exit.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        (status, self.process.stdout_lines())
     }
 }
 
@@ -310,12 +270,16 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// One sample line of the text format.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The metric name (`pausewatch_pause_seconds_count`).
     pub name: String,
+    /// Its labels, unescaped.
     pub labels: BTreeMap<String, String>,
+    /// Its value.
     pub value: f64,
 }
 
 impl Sample {
+    /// The value of label `key`, "" if it has none.
     pub fn label(&self, key: &str) -> &str {
         self.labels.get(key).map_or("", String::as_str)
     }
@@ -555,6 +519,7 @@ pub struct Checks {
 }
 
 impl Checks {
+    /// No checks yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -588,6 +553,13 @@ impl Checks {
         })
     }
 
+    /// Takes in `other`'s results, after its own.
+    pub fn merge(&mut self, other: Checks) {
+        self.failures.extend(other.failures);
+        self.passed += other.passed;
+    }
+
+    /// Whether any check failed so far.
     pub fn failed(&self) -> bool {
         !self.failures.is_empty()
     }

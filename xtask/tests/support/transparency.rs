@@ -8,28 +8,35 @@
 //! 3. do its deterministic work, print results, exit with a status of its
 //!    choice. Output and status must depend on nothing but the arguments.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Agent, free_port, http_get, parse_prometheus, sum_of};
+use super::child::Process;
+use super::{Agent, http_get, loopback, parse_prometheus, sum_of};
 
 /// What one run of the workload produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// Every line it printed on stdout.
     pub stdout: String,
+    /// Everything it printed on stderr.
     pub stderr: String,
+    /// Its exit code (`None`: killed by a signal).
     pub status: Option<i32>,
 }
 
 /// The traced run's extras: how many pauses the agent counted for the
 /// workload (proof that it really traced it) and its stderr.
 pub struct Traced {
+    /// What the traced run produced.
     pub outcome: Outcome,
+    /// The pauses the agent counted for it.
     pub pauses_counted: f64,
+    /// Everything the agent printed on stderr.
     pub agent_stderr: String,
+    /// The agent's exit status after SIGINT.
     pub agent_status: Option<ExitStatus>,
 }
 
@@ -39,55 +46,38 @@ pub struct Traced {
 fn run_once(make: &dyn Fn() -> Command, agent: Option<&Path>, timeout: Duration) -> Traced {
     let started = Instant::now();
     let mut cmd = make();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting the workload {cmd:?}: {e}"));
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let mut stderr = child.stderr.take().expect("piped");
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut out = String::new();
-    let mut first = String::new();
-    stdout
-        .read_line(&mut first)
-        .expect("reading the workload's stdout");
+    let what = format!("the workload {cmd:?}");
+    let mut child = Process::spawn(
+        what.as_str(),
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let pid = child.pid();
+    let first = child.next_line(timeout).unwrap_or_default();
     assert_eq!(
         first.trim_end(),
         "ready",
-        "the workload {cmd:?} did not start with \"ready\""
+        "{what} did not start with \"ready\""
     );
-    out.push_str(&first);
 
     let mut tracer = agent.map(|bin| {
-        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen: SocketAddr = loopback();
         let mut a = Agent::start(bin, pid, listen, &["--summary", "0", "--interval", "0.2"]);
         a.wait_stderr("armed in", Duration::from_secs(30));
         a
     });
-    let mut stdin = child.stdin.take().expect("piped");
-    stdin.write_all(b"go\n").expect("releasing the workload");
-    drop(stdin);
-    stdout
-        .read_to_string(&mut out)
-        .expect("reading the workload's stdout");
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("waiting for the workload") {
-            break s;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "the workload {cmd:?} did not finish within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let err = err_reader.join().unwrap_or_default();
+    child.release();
+    let status = child
+        .wait_exit(timeout.saturating_sub(started.elapsed()))
+        .unwrap_or_else(|| panic!("{what} did not finish within {timeout:?}"));
+    // Every line, `ready` included, as it printed them.
+    let out: String = child
+        .stdout_lines()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let err = child.stderr_to_end();
     let outcome = Outcome {
         stdout: out,
         stderr: err,
