@@ -107,7 +107,6 @@ fn suffixed(v: u64) -> String {
 mod tests {
     use super::*;
     use crate::collect::{Series, TargetInfo};
-    use crate::runtimes::Runtime;
     use pausewatch_common::{Kind, bucket_index};
 
     fn hist_of(values: &[u64]) -> Hist {
@@ -155,15 +154,7 @@ mod tests {
         assert_eq!(suffixed(3 << 30), "3G");
         assert_eq!(suffixed(1000), "1000");
         let snapshot = Snapshot {
-            targets: vec![TargetInfo {
-                pid: 7,
-                comm: "java".into(),
-                current_comm: String::new(),
-                runtime: Runtime::HotSpot,
-                runtime_version: "17".into(),
-                exe: "/usr/bin/java".into(),
-                container: Default::default(),
-            }],
+            targets: vec![TargetInfo::java(7)],
             series: vec![Series {
                 pid: 7,
                 kind: Kind::Safepoint,

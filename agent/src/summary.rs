@@ -113,15 +113,7 @@ mod tests {
 
     #[test]
     fn shows_rate_quantiles_and_causes_of_the_interval_only() {
-        let target = TargetInfo {
-            pid: 7,
-            comm: "java".into(),
-            current_comm: String::new(),
-            runtime: Runtime::HotSpot,
-            runtime_version: "17".into(),
-            exe: "/usr/bin/java".into(),
-            container: Default::default(),
-        };
+        let target = TargetInfo::java(7);
         let series = |n: u64| {
             let mut h = Hist::default();
             for _ in 0..n {

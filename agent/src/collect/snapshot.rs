@@ -41,6 +41,22 @@ pub struct TargetInfo {
     pub container: crate::targets::ContainerLabels,
 }
 
+#[cfg(test)]
+impl TargetInfo {
+    /// A JDK 17 `java` of pid `pid`, as the unit tests use one.
+    pub fn java(pid: u32) -> TargetInfo {
+        TargetInfo {
+            pid,
+            comm: "java".into(),
+            current_comm: String::new(),
+            runtime: crate::runtimes::Runtime::HotSpot,
+            runtime_version: "17".into(),
+            exe: "/usr/bin/java".into(),
+            container: Default::default(),
+        }
+    }
+}
+
 /// One histogram series.
 #[derive(Clone, Debug)]
 pub struct Series {

@@ -433,15 +433,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn target() -> TargetInfo {
-        TargetInfo {
-            pid: 9,
-            comm: "java".into(),
-            current_comm: String::new(),
-            runtime: crate::runtimes::Runtime::HotSpot,
-            runtime_version: "17".into(),
-            exe: "/usr/bin/java".into(),
-            container: Default::default(),
-        }
+        TargetInfo::java(9)
     }
 
     fn series(kind: Kind, cause: &str, values: &[u64]) -> Series {

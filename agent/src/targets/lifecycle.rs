@@ -933,6 +933,25 @@ mod tests {
             })
         }
 
+        /// `--pid PID` of a JVM, adopted at start as `agent run` does.
+        fn adopted_java() -> World {
+            let mut w = World::new(Selection {
+                pids: vec![PID],
+                ..Selection::default()
+            });
+            w.host()
+                .procs
+                .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+            let process = w.lifecycle.host.inspect(PID, None).unwrap();
+            let discovered = w.lifecycle.host.detect(process).unwrap();
+            let mut ctx = Ctx {
+                tracer: &mut w.tracer,
+                collector: &w.report,
+            };
+            assert_eq!(w.lifecycle.adopt(&discovered, &mut ctx).unwrap(), 6);
+            w
+        }
+
         fn host(&mut self) -> &mut FakeHost {
             &mut self.lifecycle.host
         }
@@ -1077,20 +1096,7 @@ mod tests {
     #[test]
     fn an_exit_without_an_event_is_found_by_the_sweep() {
         // `--pid` alone does not follow processes: no exit event comes.
-        let mut w = World::new(Selection {
-            pids: vec![PID],
-            ..Selection::default()
-        });
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        let process = w.lifecycle.host.inspect(PID, None).unwrap();
-        let discovered = w.lifecycle.host.detect(process).unwrap();
-        let mut ctx = Ctx {
-            tracer: &mut w.tracer,
-            collector: &w.report,
-        };
-        assert_eq!(w.lifecycle.adopt(&discovered, &mut ctx).unwrap(), 6);
+        let mut w = World::adopted_java();
         assert_eq!(w.lifecycle.traced(), [PID]);
         assert_eq!(*w.lifecycle.host.label_reads.borrow(), [PID]);
 
@@ -1249,20 +1255,7 @@ mod tests {
     #[test]
     fn an_exec_seen_by_the_sweep_only_detaches_too() {
         // `--pid` alone: no exec event, the sweep sees another exe.
-        let mut w = World::new(Selection {
-            pids: vec![PID],
-            ..Selection::default()
-        });
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        let process = w.lifecycle.host.inspect(PID, None).unwrap();
-        let discovered = w.lifecycle.host.detect(process).unwrap();
-        let mut ctx = Ctx {
-            tracer: &mut w.tracer,
-            collector: &w.report,
-        };
-        w.lifecycle.adopt(&discovered, &mut ctx).unwrap();
+        let mut w = World::adopted_java();
 
         w.host()
             .procs
