@@ -159,9 +159,8 @@ pub struct AttachedProbe {
 pub struct Tracer {
     ebpf: Ebpf,
     arg_specs: Array<MapData, ArgSpec>,
-    /// Cookie of each distinct argument spec; cookie 0 means "no argument".
-    /// Every JVM built from one libjvm shares its specs, so they are reused.
-    cookies: HashMap<ArgSpec, u32>,
+    /// The `ARG_SPECS` slot (cookie) of each argument spec in use.
+    cookies: ArgSlots,
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<Link>>,
     /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
@@ -226,7 +225,7 @@ impl Tracer {
             Tracer {
                 ebpf,
                 arg_specs,
-                cookies: HashMap::new(),
+                cookies: ArgSlots::default(),
                 links: HashMap::new(),
                 self_test: None,
                 reaper: None,
@@ -243,7 +242,7 @@ impl Tracer {
         for probe in &target.probes {
             let cookie = match &probe.arg {
                 ProgramArg::None => 0,
-                ProgramArg::Usdt(spec) => self.store_arg_spec(spec)?,
+                ProgramArg::Usdt(spec) => self.store_arg_spec(pid, spec)?,
             };
             let result = match probe.ref_ctr_offset {
                 None => self
@@ -308,6 +307,7 @@ impl Tracer {
             }
         }
         self.drop_inflight(pid);
+        self.cookies.release(pid);
     }
 
     /// Detaches every probe of every target and the self-test probe, for
@@ -537,19 +537,72 @@ impl Tracer {
         })
     }
 
-    fn store_arg_spec(&mut self, spec: &ArgSpec) -> Result<u32, BpfError> {
-        if let Some(&cookie) = self.cookies.get(spec) {
-            return Ok(cookie);
+    fn store_arg_spec(&mut self, pid: u32, spec: &ArgSpec) -> Result<u32, BpfError> {
+        let (cookie, new) = self.cookies.take(pid, spec)?;
+        if new && let Err(e) = self.arg_specs.set(cookie, spec, 0) {
+            self.cookies.release(pid);
+            return Err(map_err("ARG_SPECS")(e));
         }
-        let cookie = self.cookies.len() as u32 + 1;
-        if cookie >= MAX_ARG_SPECS {
-            return Err(BpfError::TooManyArgs);
-        }
-        self.arg_specs
-            .set(cookie, spec, 0)
-            .map_err(map_err("ARG_SPECS"))?;
-        self.cookies.insert(*spec, cookie);
         Ok(cookie)
+    }
+}
+
+/// Which `ARG_SPECS` slot holds which argument spec, shared by the probes
+/// that read the same one and freed with the last of them. Cookie 0 means
+/// "no argument". Every JVM built from one libjvm shares its specs; a Ruby
+/// process's carry its own addresses, so without freeing, a node would run
+/// out of slots after [`MAX_ARG_SPECS`] Ruby processes. A slot is freed at
+/// detach, when the process is gone or runs another program, so no probe
+/// of it reads the slot after it is reused.
+#[derive(Default)]
+struct ArgSlots {
+    /// Cookie and number of users of each spec in use.
+    by_spec: HashMap<ArgSpec, (u32, usize)>,
+    /// The specs each pid uses, one entry per use.
+    by_pid: HashMap<u32, Vec<ArgSpec>>,
+    /// Freed cookies, reused before new ones.
+    free: Vec<u32>,
+    /// The next never-used cookie.
+    next: u32,
+}
+
+impl ArgSlots {
+    /// The cookie of `spec` for a probe of `pid`, and whether the slot is
+    /// new (its map entry must be written).
+    fn take(&mut self, pid: u32, spec: &ArgSpec) -> Result<(u32, bool), BpfError> {
+        let (cookie, new) = match self.by_spec.get_mut(spec) {
+            Some((cookie, users)) => {
+                *users += 1;
+                (*cookie, false)
+            }
+            None => {
+                let cookie = match self.free.pop() {
+                    Some(c) => c,
+                    None if self.next + 1 < MAX_ARG_SPECS => {
+                        self.next += 1;
+                        self.next
+                    }
+                    None => return Err(BpfError::TooManyArgs),
+                };
+                self.by_spec.insert(*spec, (cookie, 1));
+                (cookie, true)
+            }
+        };
+        self.by_pid.entry(pid).or_default().push(*spec);
+        Ok((cookie, new))
+    }
+
+    /// Drops every use of `pid`, freeing the slots nobody uses any more.
+    fn release(&mut self, pid: u32) {
+        for spec in self.by_pid.remove(&pid).unwrap_or_default() {
+            if let Some((cookie, users)) = self.by_spec.get_mut(&spec) {
+                *users -= 1;
+                if *users == 0 {
+                    self.free.push(*cookie);
+                    self.by_spec.remove(&spec);
+                }
+            }
+        }
     }
 }
 
@@ -694,4 +747,53 @@ pub(crate) fn is_permission_error(e: &(dyn std::error::Error + 'static)) -> bool
         source = s.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(val: i64) -> ArgSpec {
+        ArgSpec {
+            loc: pausewatch_common::ARG_CONST,
+            reg_off: 0,
+            val,
+            size: 8,
+            signed: 0,
+            _pad: [0; 6],
+        }
+    }
+
+    #[test]
+    fn shared_specs_share_a_slot_until_the_last_user_goes() {
+        let mut slots = ArgSlots::default();
+        assert_eq!(slots.take(1, &spec(7)).unwrap(), (1, true));
+        assert_eq!(slots.take(2, &spec(7)).unwrap(), (1, false));
+        assert_eq!(slots.take(2, &spec(8)).unwrap(), (2, true));
+        slots.release(1);
+        // Still used by pid 2: not freed, not rewritten.
+        assert_eq!(slots.take(3, &spec(7)).unwrap(), (1, false));
+        slots.release(2);
+        slots.release(3);
+        assert!(slots.by_spec.is_empty() && slots.by_pid.is_empty());
+        // Freed slots come back before new ones.
+        let (cookie, new) = slots.take(4, &spec(9)).unwrap();
+        assert!(new && cookie <= 2, "{cookie}");
+    }
+
+    #[test]
+    fn processes_with_their_own_specs_never_run_out_once_they_go() {
+        let mut slots = ArgSlots::default();
+        for pid in 0..10 * MAX_ARG_SPECS {
+            let (cookie, _) = slots.take(pid, &spec(i64::from(pid))).unwrap();
+            assert!((1..MAX_ARG_SPECS).contains(&cookie));
+            slots.release(pid);
+        }
+        // Without releases the map's size is the limit.
+        let mut slots = ArgSlots::default();
+        let taken = (0..MAX_ARG_SPECS)
+            .take_while(|&pid| slots.take(pid, &spec(i64::from(pid))).is_ok())
+            .count();
+        assert_eq!(taken as u32, MAX_ARG_SPECS - 1);
+    }
 }
