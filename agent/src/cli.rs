@@ -16,7 +16,9 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 /// Needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE and, on most kernels,
 /// CAP_SYS_ADMIN for uprobes). `agent check` says what this host lacks.
 #[derive(Debug, Parser)]
-#[command(name = "agent", version, propagate_version = true)]
+// The version names the git commit too (agent/build.rs), so that a report
+// from a user's node says exactly which build it was.
+#[command(name = "agent", version = env!("PAUSEWATCH_VERSION"), propagate_version = true)]
 pub struct Cli {
     /// More log output on stderr (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

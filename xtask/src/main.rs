@@ -23,6 +23,12 @@ enum Command {
     BuildEbpf,
     /// Build the BPF object and the release agent at target/release/agent.
     Build,
+    /// Build the release artifact: a statically linked agent
+    /// (x86_64-unknown-linux-musl) at target/dist/agent, with its sha256.
+    Dist(cmd::dist::DistArgs),
+    /// Build the static agent and an OCI image with it (podman, buildah or
+    /// a running docker); the name comes from --name or PAUSEWATCH_IMAGE.
+    Image(cmd::image::ImageArgs),
     /// Build everything, start the bundled JVM workload and trace it live.
     Demo(cmd::demo::DemoArgs),
     /// Install test prerequisites, build, lint and run every test.
@@ -40,6 +46,8 @@ fn main() -> Result<()> {
     match cli.command {
         Command::BuildEbpf => cmd::build::build_ebpf().map(|_| ()),
         Command::Build => cmd::build::build_all().map(|_| ()),
+        Command::Dist(args) => cmd::dist::run_dist(args),
+        Command::Image(args) => cmd::image::run_image(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Bench(args) => cmd::bench::run(args),

@@ -10,11 +10,12 @@
 
 mod accuracy;
 mod footprint;
-mod procs;
+// Shared with `cargo xtask dist --compare`.
+pub(crate) mod procs;
 mod report;
 mod runtimes;
 mod tools;
-mod usdt;
+pub(crate) mod usdt;
 
 use std::time::Instant;
 
