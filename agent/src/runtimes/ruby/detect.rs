@@ -40,7 +40,8 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
             .and_then(|l| layout::flags_address(process.pid, lib.range.0, &l))
         {
             Ok(Some(addr)) => Some(addr),
-            // Just after exec: the VM is not set up; the caller tries again.
+            // Just after exec: libruby not relocated or the VM not set up;
+            // the caller tries again.
             Ok(None) => return Ok(None),
             Err(e) => {
                 log::warn!(
