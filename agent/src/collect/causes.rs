@@ -8,7 +8,10 @@ use std::collections::HashMap;
 
 use pausewatch_common::Kind;
 
-use crate::runtimes::{CauseText, Runtime};
+use crate::{
+    discovery::process::read_memory,
+    runtimes::{CauseText, Runtime},
+};
 
 /// Longest name read from a target.
 const MAX_NAME: usize = 128;
@@ -57,7 +60,7 @@ impl CauseResolver {
             return text.clone();
         }
         let mut buf = vec![0u8; len.min(MAX_NAME)];
-        let text = vm_read(pid, addr, &mut buf)
+        let text = read_memory(pid, addr, &mut buf)
             .filter(|&n| n == buf.len())
             .and_then(|_| std::str::from_utf8(&buf).ok())
             .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic() || c == ' '))
@@ -83,28 +86,13 @@ fn read_c_string(pid: u32, addr: u64) -> Option<String> {
     // Read up to the end of the page first: a read that crosses into an
     // unmapped page fails as a whole.
     let to_page_end = (4096 - (addr as usize % 4096)).min(MAX_NAME);
-    let n = vm_read(pid, addr, &mut buf[..to_page_end])
-        .or_else(|| vm_read(pid, addr, &mut buf[..1]))?;
+    let n = read_memory(pid, addr, &mut buf[..to_page_end])
+        .or_else(|| read_memory(pid, addr, &mut buf[..1]))?;
     let bytes = &buf[..n];
     let end = bytes.iter().position(|&b| b == 0)?;
     let text = std::str::from_utf8(&bytes[..end]).ok()?;
     (!text.is_empty() && text.chars().all(|c| c.is_ascii_graphic() || c == ' '))
         .then(|| text.to_string())
-}
-
-fn vm_read(pid: u32, addr: u64, buf: &mut [u8]) -> Option<usize> {
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes `buf`, which outlives the call; the kernel
-    // validates the remote range and fails instead of faulting.
-    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    (n > 0).then_some(n as usize)
 }
 
 #[cfg(test)]

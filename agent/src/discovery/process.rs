@@ -259,6 +259,24 @@ impl std::fmt::Display for ProcessState {
     }
 }
 
+/// Reads up to `buf.len()` bytes at `addr` of process `pid`'s memory
+/// (`process_vm_readv`): the number read, or `None` if nothing could be.
+/// Reading never changes or stops the target.
+pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> Option<usize> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which outlives the call; the kernel
+    // validates the remote range and fails instead of faulting.
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    (n > 0).then_some(n as usize)
+}
+
 fn proc_error(pid: u32, what: &'static str, e: ProcError) -> DiscoveryError {
     match e {
         ProcError::NotFound(_) => DiscoveryError::NoSuchProcess(pid),

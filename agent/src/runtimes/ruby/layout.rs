@@ -26,7 +26,10 @@ use object::{Object, ObjectSymbol};
 use pausewatch_common::RUBY31_FLAG_DURING_GC;
 use thiserror::Error;
 
-use crate::probes::elf::{self, MappedFile};
+use crate::{
+    discovery::process::read_memory,
+    probes::elf::{self, MappedFile},
+};
 
 /// Why the flags' address could not be found.
 #[derive(Debug, Error)]
@@ -261,18 +264,7 @@ pub fn flags_address(
 
 fn read_u64(pid: u32, addr: u64) -> Option<u64> {
     let mut buf = [0u8; 8];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes `buf`, which outlives the call; the kernel
-    // validates the remote range and fails instead of faulting.
-    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    (n == 8).then(|| u64::from_le_bytes(buf))
+    (read_memory(pid, addr, &mut buf) == Some(8)).then(|| u64::from_le_bytes(buf))
 }
 
 #[cfg(test)]
