@@ -164,6 +164,14 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub events: bool,
 
+    /// Do not split pauses into running, runnable and blocked time. The
+    /// split comes from the scheduler tracepoints sched_switch and
+    /// sched_wakeup, which cost every context switch of the host one map
+    /// lookup (more only while a traced pause is open); this turns them
+    /// off, and pausewatch_pause_thread_seconds_total with them.
+    #[arg(long)]
+    pub no_anatomy: bool,
+
     /// How often to read the BPF maps into a fresh snapshot for /metrics.
     #[arg(
         allow_hyphen_values = true,

@@ -87,8 +87,10 @@ fn explain(args: ExplainArgs) -> Result<()> {
     let set = rules::load(args.rules.as_deref())?;
     preflight::require_privileges()?;
     let target = discovery::detect(args.pid)?;
+    crate::targets::follow::ensure_tracefs()?;
     let (mut tracer, maps) = Tracer::load(LoadOptions { events: false })?;
     let mut collector = Collector::new(maps.histograms, maps.lost);
+    tracer.attach_anatomy()?;
     tracer.attach(&target)?;
     let info = target_info(&target, labels::read(target.process.pid));
     collector.add_target(info.clone());

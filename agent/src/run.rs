@@ -19,7 +19,11 @@ use tokio::{
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ProbesArgs, RunArgs},
-    collect::{Collector, Snapshot, events::EventLine, lock},
+    collect::{
+        Collector, Snapshot,
+        events::{EventLine, ThreadTimes},
+        lock,
+    },
     discovery::{self, ProgramArg},
     export, hist_text,
     rules::{self, Engine, Report},
@@ -119,7 +123,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         exclude: args.exclude_pids.clone(),
     };
     let follow = selection.follows();
-    if follow {
+    if follow || !args.no_anatomy {
         // Before anything attaches: aya looks tracefs up once.
         targets::follow::ensure_tracefs()?;
     }
@@ -161,6 +165,11 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         events: args.events,
     })?;
     crate::check::require_attach(&mut tracer)?;
+    if !args.no_anatomy {
+        tracer
+            .attach_anatomy()
+            .context("cannot split pauses into running, runnable and blocked time")?;
+    }
     let collector = Arc::new(Mutex::new(Collector::new(maps.histograms, maps.lost)));
     let mut lifecycle = Lifecycle::new(
         selection,
@@ -460,6 +469,7 @@ fn drain(
             start_ns: e.start_ns,
             duration_ns: e.duration_ns,
             time_to_safepoint_ns: (kind == Kind::Safepoint && e.cause != 0).then_some(e.tts_ns),
+            driver: ThreadTimes::of(&e.state_ns),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

@@ -31,6 +31,10 @@ pub struct Histogram {
     pub max_ns: u64,
     /// Observations per bucket, see [`bucket_index`].
     pub buckets: [u64; BUCKETS],
+    /// Wall time of the driving thread over these observations, split by
+    /// scheduler state and indexed by [`crate::ThreadState`] (pauses only;
+    /// zero for kinds without anatomy and when the anatomy is off).
+    pub state_ns: [u64; crate::THREAD_STATES],
 }
 
 impl Histogram {
@@ -40,6 +44,7 @@ impl Histogram {
         sum_ns: 0,
         max_ns: 0,
         buckets: [0; BUCKETS],
+        state_ns: [0; crate::THREAD_STATES],
     };
 }
 

@@ -7,6 +7,7 @@
 //! [`bucket_upper_bound_ns`], and both must agree to the bit.
 #![no_std]
 
+pub mod anatomy;
 pub mod hist;
 
 pub use hist::{BUCKETS, Histogram, bucket_index, bucket_upper_bound_ns};
@@ -106,7 +107,50 @@ pub struct Inflight {
     pub cause: u64,
     /// For safepoints: nanoseconds from begin to the first VM operation, or 0.
     pub tts_ns: u64,
+    /// For pauses: the thread's accumulated per-state time at the begin
+    /// probe (see `ebpf/src/anatomy.rs`), subtracted at the end.
+    pub state_ns: [u64; THREAD_STATES],
 }
+
+/// Scheduler state of a thread that drives a pause, as the `sched_switch`
+/// and `sched_wakeup` tracepoints reveal it. Index into
+/// [`Histogram::state_ns`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ThreadState {
+    /// On a CPU.
+    Running = 0,
+    /// Ready to run but not running: preempted, throttled by a CPU quota,
+    /// or woken and waiting for a CPU.
+    Runnable = 1,
+    /// Sleeping or waiting (for a lock, a futex, I/O, a timer).
+    Blocked = 2,
+}
+
+/// Number of [`ThreadState`]s.
+pub const THREAD_STATES: usize = 3;
+
+impl ThreadState {
+    /// Every state, in index order.
+    pub const ALL: [ThreadState; THREAD_STATES] = [
+        ThreadState::Running,
+        ThreadState::Runnable,
+        ThreadState::Blocked,
+    ];
+
+    /// The `state` label value exported for this state.
+    pub const fn label(self) -> &'static str {
+        match self {
+            ThreadState::Running => "running",
+            ThreadState::Runnable => "runnable",
+            ThreadState::Blocked => "blocked",
+        }
+    }
+}
+
+/// Capacity of the map of threads whose scheduler states are being
+/// accounted: the driving threads of the pauses open at one moment.
+pub const MAX_TRACKED_THREADS: u32 = 4096;
 
 /// One finished pause, sent through the ring buffer when `--events` is on.
 #[repr(C)]
@@ -128,6 +172,9 @@ pub struct PauseEvent {
     pub duration_ns: u64,
     /// Time to safepoint in nanoseconds (safepoints only, else 0).
     pub tts_ns: u64,
+    /// How the thread spent `duration_ns`, indexed by [`ThreadState`]
+    /// (all zero when it could not be tracked).
+    pub state_ns: [u64; THREAD_STATES],
 }
 
 /// Where a USDT argument lives, as decoded from a stapsdt argument spec such
@@ -186,16 +233,20 @@ pub enum LostReason {
     ArgRead = 3,
     /// The process event ring buffer (exec/exit, host-wide mode) was full.
     ProcessEventsFull = 4,
+    /// The tracked-threads map was full when a pause began, so that pause
+    /// has no anatomy.
+    TrackedFull = 5,
 }
 
 impl LostReason {
     /// Every reason, in index order.
-    pub const ALL: [LostReason; 5] = [
+    pub const ALL: [LostReason; 6] = [
         LostReason::RingbufFull,
         LostReason::InflightFull,
         LostReason::HistogramFull,
         LostReason::ArgRead,
         LostReason::ProcessEventsFull,
+        LostReason::TrackedFull,
     ];
 
     /// The `reason` label value exported for this counter.
@@ -206,6 +257,7 @@ impl LostReason {
             LostReason::HistogramFull => "histogram_map_full",
             LostReason::ArgRead => "arg_read_failed",
             LostReason::ProcessEventsFull => "process_events_full",
+            LostReason::TrackedFull => "tracked_threads_full",
         }
     }
 }

@@ -34,9 +34,9 @@ pub fn cpython_gc_start(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn cpython_gc_done(_ctx: ProbeContext) -> u32 {
-    if let Some((open, ns)) = end(Kind::GcPause, 0) {
-        record(Kind::GcPause, open.cause, ns);
-        emit(Kind::GcPause, open.cause, &open, ns);
+    if let Some(c) = end(Kind::GcPause, 0) {
+        record(Kind::GcPause, c.open.cause, c.ns, &c.states);
+        emit(Kind::GcPause, c.open.cause, &c);
     }
     0
 }
@@ -55,9 +55,9 @@ pub fn cpython_fallback_start(ctx: ProbeContext) -> u32 {
 /// Return of `gc_collect_main`.
 #[uretprobe]
 pub fn cpython_fallback_done(_ctx: RetProbeContext) -> u32 {
-    if let Some((open, ns)) = end(Kind::GcPause, 0) {
-        record(Kind::GcPause, open.cause, ns);
-        emit(Kind::GcPause, open.cause, &open, ns);
+    if let Some(c) = end(Kind::GcPause, 0) {
+        record(Kind::GcPause, c.open.cause, c.ns, &c.states);
+        emit(Kind::GcPause, c.open.cause, &c);
     }
     0
 }

@@ -129,9 +129,9 @@ pub fn go_stw_cause(ctx: ProbeContext) -> u32 {
 /// The call of `wakep()` in `runtime.startTheWorldWithSema`.
 #[uprobe]
 pub fn go_stw_end(_ctx: ProbeContext) -> u32 {
-    if let Some((open, ns)) = end(Kind::Stw, 0) {
-        crate::intervals::record(Kind::Stw, open.cause, ns);
-        emit(Kind::Stw, open.cause, &open, ns);
+    if let Some(c) = end(Kind::Stw, 0) {
+        crate::intervals::record(Kind::Stw, c.open.cause, c.ns, &c.states);
+        emit(Kind::Stw, c.open.cause, &c);
     }
     0
 }

@@ -23,7 +23,7 @@ use pausewatch_common::{Kind, LostReason};
 
 use crate::{
     args::read_arg,
-    intervals::{begin, emit, end, is_open, key, record},
+    intervals::{NO_STATES, begin, emit, end, is_open, key, record},
     maps::{INFLIGHT, count_lost},
 };
 
@@ -35,12 +35,17 @@ pub fn hotspot_safepoint_begin(_ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn hotspot_safepoint_end(_ctx: ProbeContext) -> u32 {
-    if let Some((open, ns)) = end(Kind::Safepoint, 0) {
-        record(Kind::Safepoint, open.cause, ns);
-        if open.cause != 0 {
-            record(Kind::TimeToSafepoint, open.cause, open.tts_ns);
+    if let Some(c) = end(Kind::Safepoint, 0) {
+        record(Kind::Safepoint, c.open.cause, c.ns, &c.states);
+        if c.open.cause != 0 {
+            record(
+                Kind::TimeToSafepoint,
+                c.open.cause,
+                c.open.tts_ns,
+                &NO_STATES,
+            );
         }
-        emit(Kind::Safepoint, open.cause, &open, ns);
+        emit(Kind::Safepoint, c.open.cause, &c);
     }
     0
 }
@@ -70,8 +75,8 @@ pub fn hotspot_vmop_end(ctx: ProbeContext) -> u32 {
         count_lost(LostReason::ArgRead);
         return 0;
     };
-    if let Some((_, ns)) = end(Kind::VmOperation, name) {
-        record(Kind::VmOperation, name, ns);
+    if let Some(c) = end(Kind::VmOperation, name) {
+        record(Kind::VmOperation, name, c.ns, &NO_STATES);
     }
     0
 }
@@ -91,10 +96,10 @@ pub fn hotspot_gc_begin(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn hotspot_gc_end(_ctx: ProbeContext) -> u32 {
     for kind in [Kind::GcPause, Kind::GcConcurrent] {
-        if let Some((open, ns)) = end(kind, 0) {
-            record(kind, open.cause, ns);
+        if let Some(c) = end(kind, 0) {
+            record(kind, c.open.cause, c.ns, &c.states);
             if kind == Kind::GcPause {
-                emit(kind, open.cause, &open, ns);
+                emit(kind, c.open.cause, &c);
             }
             break;
         }

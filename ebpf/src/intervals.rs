@@ -5,10 +5,28 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
 };
 use pausewatch_common::{
-    EVENTS_WAKEUP_BYTES, HistKey, Inflight, InflightKey, Kind, LostReason, PauseEvent, bucket_index,
+    EVENTS_WAKEUP_BYTES, HistKey, Inflight, InflightKey, Kind, LostReason, PauseEvent,
+    THREAD_STATES, bucket_index,
 };
 
-use crate::maps::{EVENTS, HISTOGRAMS, INFLIGHT, ZERO_HISTOGRAM, count_lost};
+use crate::{
+    anatomy,
+    maps::{EVENTS, HISTOGRAMS, INFLIGHT, ZERO_HISTOGRAM, count_lost},
+};
+
+/// The per-state split of an observation that has none (kinds that are not
+/// pauses, and pauses whose thread could not be tracked).
+pub const NO_STATES: [u64; THREAD_STATES] = [0; THREAD_STATES];
+
+/// An interval that has just ended.
+pub struct Closed {
+    /// Its in-flight value, as the begin probe and those after it left it.
+    pub open: Inflight,
+    /// Its duration in nanoseconds.
+    pub ns: u64,
+    /// For pauses: how the thread spent `ns`, by [`pausewatch_common::ThreadState`].
+    pub states: [u64; THREAD_STATES],
+}
 
 /// Set to 1 by the agent (before load) when `--events` asks for a ring buffer
 /// event per pause; read-only after load, so the check costs nothing.
@@ -35,13 +53,21 @@ pub fn key(kind: Kind, nest: u64) -> InflightKey {
     }
 }
 
-/// Opens an interval of `kind` on the calling thread.
+/// Opens an interval of `kind` on the calling thread; a pause also starts
+/// the accounting of the thread's scheduler states ([`anatomy`]).
 #[inline(always)]
 pub fn begin(kind: Kind, nest: u64, cause: u64) {
+    let start_ns = now();
+    let state_ns = if kind.is_pause() {
+        anatomy::track(start_ns)
+    } else {
+        NO_STATES
+    };
     let value = Inflight {
-        start_ns: now(),
+        start_ns,
         cause,
         tts_ns: 0,
+        state_ns,
     };
     if INFLIGHT.insert(&key(kind, nest), &value, 0).is_err() {
         count_lost(LostReason::InflightFull);
@@ -49,16 +75,31 @@ pub fn begin(kind: Kind, nest: u64, cause: u64) {
 }
 
 /// Closes the calling thread's interval of `kind`, if one is open, and
-/// returns it with its duration. An end with no begin (the agent attached
-/// in the middle of an interval) is ignored.
+/// returns it with its duration and, for a pause, its per-state split. An
+/// end with no begin (the agent attached in the middle of an interval) is
+/// ignored.
 #[inline(always)]
-pub fn end(kind: Kind, nest: u64) -> Option<(Inflight, u64)> {
+pub fn end(kind: Kind, nest: u64) -> Option<Closed> {
     let k = key(kind, nest);
     // SAFETY: the value is copied out before the entry is removed.
     let open = unsafe { *INFLIGHT.get(&k)? };
     let _ = INFLIGHT.remove(&k);
-    let duration = now().saturating_sub(open.start_ns);
-    Some((open, duration))
+    let end_ns = now();
+    let mut states = NO_STATES;
+    if kind.is_pause() {
+        // The same clock reading ends the duration and the last segment,
+        // so the states sum to the duration exactly.
+        if let Some(acc) = anatomy::untrack(end_ns) {
+            for i in 0..THREAD_STATES {
+                states[i] = acc[i].saturating_sub(open.state_ns[i]);
+            }
+        }
+    }
+    Some(Closed {
+        ns: end_ns.saturating_sub(open.start_ns),
+        open,
+        states,
+    })
 }
 
 /// Whether the calling thread has an interval of `kind` open.
@@ -67,9 +108,10 @@ pub fn is_open(kind: Kind, nest: u64) -> bool {
     INFLIGHT.get_ptr(&key(kind, nest)).is_some()
 }
 
-/// Adds one observation of `ns` to the histogram of (calling process, kind, cause).
+/// Adds one observation of `ns`, spent by its thread as `states`, to the
+/// histogram of (calling process, kind, cause).
 #[inline(always)]
-pub fn record(kind: Kind, cause: u64, ns: u64) {
+pub fn record(kind: Kind, cause: u64, ns: u64, states: &[u64; THREAD_STATES]) {
     let (pid, _) = current();
     let k = HistKey {
         pid,
@@ -104,11 +146,14 @@ pub fn record(kind: Kind, cause: u64, ns: u64) {
     if let Some(b) = h.buckets.get_mut(bucket_index(ns)) {
         *b += 1;
     }
+    for i in 0..THREAD_STATES {
+        h.state_ns[i] += states[i];
+    }
 }
 
 /// Sends one pause event to userspace, if the agent asked for events.
 #[inline(always)]
-pub fn emit(kind: Kind, cause: u64, open: &Inflight, duration_ns: u64) {
+pub fn emit(kind: Kind, cause: u64, closed: &Closed) {
     // SAFETY: a plain read of a global the loader may have rewritten.
     if unsafe { core::ptr::read_volatile(&EMIT_EVENTS) } == 0 {
         return;
@@ -120,9 +165,10 @@ pub fn emit(kind: Kind, cause: u64, open: &Inflight, duration_ns: u64) {
         kind: kind as u32,
         _pad: 0,
         cause,
-        start_ns: open.start_ns,
-        duration_ns,
-        tts_ns: open.tts_ns,
+        start_ns: closed.open.start_ns,
+        duration_ns: closed.ns,
+        tts_ns: closed.open.tts_ns,
+        state_ns: closed.states,
     };
     // Waking the reader on every pause would schedule the agent right as
     // the target resumes, and on a busy host that preemption lands inside

@@ -8,7 +8,11 @@
 //! here resolves names or formats text.
 #![no_std]
 #![no_main]
+// Atomic adds on a map value (`anatomy`): `AtomicU64` lacks them on bpfel.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
+mod anatomy;
 mod args;
 mod bench;
 mod cpython;

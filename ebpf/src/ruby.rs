@@ -57,13 +57,13 @@ pub fn ruby_mark_begin(_ctx: ProbeContext) -> u32 {
 /// `RUBY_CAUSE_MARK`.
 #[uprobe]
 pub fn ruby_mark_end(ctx: ProbeContext) -> u32 {
-    if let Some((open, ns)) = end(Kind::GcPause, NEST_MARK) {
+    if let Some(c) = end(Kind::GcPause, NEST_MARK) {
         let cause = match read_arg(&ctx) {
             Some(addr) if addr != 0 => classify(addr),
-            _ => open.cause,
+            _ => c.open.cause,
         };
-        record(Kind::GcPause, cause, ns);
-        emit(Kind::GcPause, cause, &open, ns);
+        record(Kind::GcPause, cause, c.ns, &c.states);
+        emit(Kind::GcPause, cause, &c);
     }
     0
 }
@@ -102,9 +102,9 @@ pub fn ruby_sweep_begin(_ctx: ProbeContext) -> u32 {
 /// `ruby:gc__sweep__end()`.
 #[uprobe]
 pub fn ruby_sweep_end(_ctx: ProbeContext) -> u32 {
-    if let Some((open, ns)) = end(Kind::GcPause, NEST_SWEEP) {
-        record(Kind::GcPause, open.cause, ns);
-        emit(Kind::GcPause, open.cause, &open, ns);
+    if let Some(c) = end(Kind::GcPause, NEST_SWEEP) {
+        record(Kind::GcPause, c.open.cause, c.ns, &c.states);
+        emit(Kind::GcPause, c.open.cause, &c);
     }
     0
 }

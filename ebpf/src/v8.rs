@@ -49,9 +49,9 @@ pub fn v8_collector(ctx: ProbeContext) -> u32 {
 
 #[uretprobe]
 pub fn v8_pause_end(_ctx: RetProbeContext) -> u32 {
-    if let Some((open, ns)) = end(Kind::GcPause, 0) {
-        record(Kind::GcPause, open.cause, ns);
-        emit(Kind::GcPause, open.cause, &open, ns);
+    if let Some(c) = end(Kind::GcPause, 0) {
+        record(Kind::GcPause, c.open.cause, c.ns, &c.states);
+        emit(Kind::GcPause, c.open.cause, &c);
     }
     0
 }

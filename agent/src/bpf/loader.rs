@@ -109,6 +109,9 @@ pub enum BpfError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The pause anatomy programs do not fit this kernel.
+    #[error(transparent)]
+    Anatomy(#[from] super::anatomy::AnatomyError),
     /// A map operation failed.
     #[error("BPF map {map}: {source}")]
     Map {
@@ -424,14 +427,34 @@ impl Tracer {
         }
     }
 
+    /// Attaches the pause anatomy programs (`ebpf/src/anatomy.rs`) to the
+    /// scheduler tracepoints, after checking their records' layout. Must
+    /// come before the first uprobe, so that no pause begins unaccounted.
+    /// Needs tracefs mounted (see `targets::follow::ensure_tracefs`).
+    pub fn attach_anatomy(&mut self) -> Result<(), BpfError> {
+        super::anatomy::check_layout(Path::new(crate::targets::follow::TRACEFS))?;
+        self.attach_tracepoints(&[
+            ("anatomy_switch", "sched_switch"),
+            ("anatomy_wakeup", "sched_wakeup"),
+            ("anatomy_exit", "sched_process_exit"),
+        ])
+    }
+
     /// Attaches the process exec/exit tracepoints (`ebpf/src/process.rs`)
     /// and hands over their ring buffer. Needs tracefs mounted (see
     /// `targets::follow::ensure_tracefs`).
     pub fn follow_processes(&mut self) -> Result<RingBuf<MapData>, BpfError> {
-        for (program, name) in [
+        self.attach_tracepoints(&[
             ("process_exec", "sched_process_exec"),
             ("process_exit", "sched_process_exit"),
-        ] {
+        ])?;
+        RingBuf::try_from(take(&mut self.ebpf, "PROCESS_EVENTS")?)
+            .map_err(map_err("PROCESS_EVENTS"))
+    }
+
+    /// Attaches each (program, `sched` tracepoint) pair.
+    fn attach_tracepoints(&mut self, pairs: &[(&str, &'static str)]) -> Result<(), BpfError> {
+        for &(program, name) in pairs {
             let p: &mut TracePoint = self
                 .ebpf
                 .program_mut(program)
@@ -446,8 +469,7 @@ impl Tracer {
                 source: Box::new(e),
             })?;
         }
-        RingBuf::try_from(take(&mut self.ebpf, "PROCESS_EVENTS")?)
-            .map_err(map_err("PROCESS_EVENTS"))
+        Ok(())
     }
 
     /// Deletes the open intervals of `pid` (threads that exited inside a

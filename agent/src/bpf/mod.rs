@@ -3,6 +3,7 @@
 //! The object is built by `cargo xtask build-ebpf` and embedded at compile
 //! time, so the released agent is one self-contained binary.
 
+pub mod anatomy;
 pub mod loader;
 pub mod refctr;
 pub mod selftest;

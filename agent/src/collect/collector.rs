@@ -138,5 +138,6 @@ fn decode(h: &Histogram) -> Hist {
         sum_ns: h.sum_ns,
         max_ns: h.max_ns,
         buckets: h.buckets.to_vec(),
+        state_ns: h.state_ns,
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::SystemTime;
 
-use pausewatch_common::{BUCKETS, Kind, bucket_upper_bound_ns};
+use pausewatch_common::{BUCKETS, Kind, THREAD_STATES, bucket_upper_bound_ns};
 
 /// Everything known at one collection.
 #[derive(Clone, Debug, Default)]
@@ -82,6 +82,9 @@ pub struct Hist {
     pub max_ns: u64,
     /// Per-bucket counts, `BUCKETS` long.
     pub buckets: Vec<u64>,
+    /// For pauses: how the driving threads spent `sum_ns`, indexed by
+    /// [`pausewatch_common::ThreadState`] (zero without the anatomy).
+    pub state_ns: [u64; THREAD_STATES],
 }
 
 impl Default for Hist {
@@ -91,6 +94,7 @@ impl Default for Hist {
             sum_ns: 0,
             max_ns: 0,
             buckets: vec![0; BUCKETS],
+            state_ns: [0; THREAD_STATES],
         }
     }
 }
@@ -118,6 +122,9 @@ impl Hist {
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
             *a += b;
         }
+        for (a, b) in self.state_ns.iter_mut().zip(&other.state_ns) {
+            *a += b;
+        }
     }
 
     /// The observations added since `earlier` (a previous state of the same
@@ -133,6 +140,7 @@ impl Hist {
                 .zip(&earlier.buckets)
                 .map(|(a, b)| a.saturating_sub(*b))
                 .collect(),
+            state_ns: std::array::from_fn(|i| self.state_ns[i].saturating_sub(earlier.state_ns[i])),
         }
     }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Instant, UNIX_EPOCH};
 
-use pausewatch_common::Kind;
+use pausewatch_common::{Kind, THREAD_STATES, ThreadState};
 
 use super::text::{Labels, MetricType, TextWriter, ns_to_seconds};
 use crate::{
@@ -27,6 +27,8 @@ pub const TIME_TO_SAFEPOINT_SECONDS: &str = "pausewatch_time_to_safepoint_second
 pub const VM_OPERATION_SECONDS: &str = "pausewatch_vm_operation_seconds";
 /// Histogram of concurrent (non-pausing) GC cycles.
 pub const GC_CONCURRENT_CYCLE_SECONDS: &str = "pausewatch_gc_concurrent_cycle_seconds";
+/// Counter: the driving thread's time in pauses, by scheduler `state`.
+pub const PAUSE_THREAD_SECONDS_TOTAL: &str = "pausewatch_pause_thread_seconds_total";
 /// Info gauge (always 1) describing one traced process.
 pub const TARGET_INFO: &str = "pausewatch_target_info";
 /// Gauge: number of traced processes.
@@ -99,6 +101,14 @@ the point in runtime.startTheWorldWithSema where all Ps run again (GODEBUG=gctra
 sweep and mark termination clocks), cause = the runtime's stop-the-world reason (GC sweep termination, GC mark \
 termination, read mem stats, ...). Kinds can overlap (a HotSpot GC pause runs inside a \
 safepoint), so do not add them up.";
+
+const PAUSE_THREAD_HELP: &str = "Where the pauses' time went, in seconds: the wall time of \
+the thread that drives each pause (role=\"driver\": HotSpot's VM thread, the Go thread that \
+stopped the world, the thread collecting in CPython, Ruby or V8), split by scheduler state \
+from the sched_switch and sched_wakeup tracepoints. state=\"running\": on a CPU; \
+\"runnable\": ready but waiting for a CPU (preempted, throttled by a CPU quota, or woken and \
+queued); \"blocked\": sleeping or waiting (locks, futexes, I/O, waiting for other threads). \
+For each kind the three states sum to pausewatch_pause_seconds_sum of that kind.";
 
 const PAUSE_MAX_HELP: &str = "Largest single pause of each pausewatch_pause_seconds series \
 since the agent started tracing the process, in seconds (exact, not bucketed).";
@@ -241,6 +251,7 @@ fn write_families(snapshot: &Snapshot, verdicts: &[Verdict], w: &mut TextWriter)
     if current == Some(HistFamily::Pause) {
         write_pause_max(w, &pause_max);
     }
+    write_pause_threads(&grouped, &targets, w);
 
     if !targets.is_empty() {
         w.family(TARGET_INFO, TARGET_INFO_HELP, MetricType::Gauge);
@@ -291,6 +302,51 @@ fn write_families(snapshot: &Snapshot, verdicts: &[Verdict], w: &mut TextWriter)
             MetricType::Gauge,
         );
         w.sample(&Labels::new(), ts.as_secs_f64());
+    }
+}
+
+/// The driving threads' per-state time in each process's pauses of each
+/// kind, summed over causes. Left out when no pause has any (the anatomy
+/// is off, or no pause has ended yet).
+fn write_pause_threads(
+    grouped: &BTreeMap<(HistFamily, u32, Option<&'static str>, &str), Hist>,
+    targets: &BTreeMap<u32, &TargetInfo>,
+    w: &mut TextWriter,
+) {
+    let mut by_kind: BTreeMap<(u32, &'static str), [u64; THREAD_STATES]> = BTreeMap::new();
+    for (&(family, pid, kind, _), hist) in grouped {
+        let (HistFamily::Pause, Some(kind)) = (family, kind) else {
+            continue;
+        };
+        let total = by_kind.entry((pid, kind)).or_default();
+        for (t, v) in total.iter_mut().zip(&hist.state_ns) {
+            *t = t.saturating_add(*v);
+        }
+    }
+    by_kind.retain(|_, states| states.iter().any(|&v| v > 0));
+    if by_kind.is_empty() {
+        return;
+    }
+    w.family(
+        PAUSE_THREAD_SECONDS_TOTAL,
+        PAUSE_THREAD_HELP,
+        MetricType::Counter,
+    );
+    for ((pid, kind), states) in by_kind {
+        let (comm, runtime) = match targets.get(&pid) {
+            Some(t) => (t.comm.as_str(), t.runtime.label()),
+            None => ("", "unknown"),
+        };
+        for state in ThreadState::ALL {
+            let labels = Labels::new()
+                .with("pid", &pid.to_string())
+                .with("comm", comm)
+                .with("runtime", runtime)
+                .with("kind", kind)
+                .with("role", "driver")
+                .with("state", state.label());
+            w.sample(&labels, ns_to_seconds(states[state as usize]));
+        }
     }
 }
 
@@ -358,6 +414,9 @@ fn merge_saturating(into: &mut Hist, other: &Hist) {
         into.buckets.resize(other.buckets.len(), 0);
     }
     for (a, b) in into.buckets.iter_mut().zip(&other.buckets) {
+        *a = a.saturating_add(*b);
+    }
+    for (a, b) in into.state_ns.iter_mut().zip(&other.state_ns) {
         *a = a.saturating_add(*b);
     }
 }
@@ -503,6 +562,52 @@ mod tests {
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
         }
+    }
+
+    #[test]
+    fn thread_states_sum_over_causes_per_kind() {
+        let mut snap = synthetic();
+        for s in &mut snap.series {
+            s.hist.state_ns = match (s.pid, s.kind) {
+                (42, Kind::Safepoint) => [1_000_000, 250_000, 0],
+                (42, Kind::GcPause) => [500_000, 0, 125_000],
+                _ => [0; pausewatch_common::THREAD_STATES],
+            };
+        }
+        // A second safepoint cause of the same process adds to its kind.
+        let mut other = series(42, Kind::Safepoint, "Cleanup", &[1_000]);
+        other.hist.state_ns = [0, 750_000, 1_000];
+        snap.series.push(other);
+        let samples = parse(&render(&snap.into()));
+        let value = |kind: &str, state: &str| {
+            one(
+                &samples,
+                "pausewatch_pause_thread_seconds_total",
+                &[
+                    ("pid", "42"),
+                    ("kind", kind),
+                    ("role", "driver"),
+                    ("state", state),
+                ],
+            )
+        };
+        assert_eq!(value("safepoint", "running"), 0.001);
+        assert_eq!(value("safepoint", "runnable"), 0.001);
+        assert_eq!(value("safepoint", "blocked"), 0.000001);
+        assert_eq!(value("gc", "blocked"), 0.000125);
+        // Processes and kinds without any anatomy get no series.
+        assert!(
+            find(
+                &samples,
+                "pausewatch_pause_thread_seconds_total",
+                &[("pid", "7")]
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            find(&samples, "pausewatch_pause_thread_seconds_total", &[]).len(),
+            6
+        );
     }
 
     #[test]
@@ -699,6 +804,7 @@ mod tests {
                     sum_ns: u64::MAX,
                     max_ns: u64::MAX,
                     buckets,
+                    state_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
                 },
             });
         }

@@ -1,0 +1,221 @@
+//! Pause anatomy: where a pause's driving thread spent the pause's wall
+//! time, running, runnable (preempted, throttled, or woken and waiting for
+//! a CPU) or blocked.
+//!
+//! The thread that runs a pause's begin probe is tracked from that probe
+//! to the matching end probe. Its state changes come from two scheduler
+//! tracepoints, and every change closes a segment of time into the
+//! thread's accumulator:
+//!
+//! ```text
+//! begin probe            track: state = running (it is running the probe)
+//! sched_switch (prev)    running -> runnable if prev_state says "R" (preempted), else blocked
+//! sched_wakeup           blocked -> runnable (on a run queue, not yet on a CPU)
+//! sched_switch (next)    runnable/blocked -> running
+//! end probe              untrack; the pause's share is the accumulator's growth
+//! ```
+//!
+//! The begin probe stores the accumulator in the pause's in-flight value
+//! and the end probe subtracts it, so nested pauses on one thread (a
+//! HotSpot GC pause inside its safepoint) each get their own share from the
+//! one tracked thread, and the three states of a pause sum exactly to its
+//! duration: both ends use the same clock readings as the duration.
+//!
+//! Both tracepoints fire on every context switch of the host, so they
+//! first read [`TRACKED_COUNT`], the number of tracked threads, and return
+//! at once when it is zero: the cost outside pauses is one array lookup.
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    macros::{map, tracepoint},
+    maps::{Array, HashMap},
+    programs::TracePointContext,
+};
+use pausewatch_common::{LostReason, MAX_TRACKED_THREADS, THREAD_STATES, ThreadState};
+
+use crate::{intervals::current, maps::count_lost};
+
+/// A thread whose scheduler states are being accounted.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Tracked {
+    /// Open pauses on this thread; the entry goes when the last one ends.
+    refs: u32,
+    /// The [`ThreadState`] since `since_ns`.
+    state: u32,
+    /// When the current state began.
+    since_ns: u64,
+    /// Time spent in each state while tracked, closed segments only.
+    acc_ns: [u64; THREAD_STATES],
+}
+
+/// Tracked threads, by thread id (root pid namespace, like the
+/// tracepoints' `pid` fields).
+#[map]
+static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(MAX_TRACKED_THREADS, 0);
+
+/// Number of entries in [`TRACKED`], updated atomically by the probes that
+/// add and remove them, so the scheduler tracepoints can skip all work when
+/// no pause is open anywhere.
+#[map]
+static TRACKED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
+
+use pausewatch_common::anatomy::{SWITCH_NEXT_PID, SWITCH_PREV_PID, SWITCH_PREV_STATE, WAKEUP_PID};
+
+/// `prev_state` bits that name a sleeping state; a preempted task reports
+/// none of them (only the `TASK_REPORT_MAX` bit, 0x100, printed as "R+").
+const SLEEPING_STATES: i64 = 0xff;
+
+/// Starts tracking the calling thread (or adds one more open pause to it)
+/// at `now`, and returns its accumulated per-state time for the pause's
+/// in-flight value.
+#[inline(always)]
+pub fn track(now: u64) -> [u64; THREAD_STATES] {
+    let (_, tid) = current();
+    if let Some(t) = TRACKED.get_ptr_mut(&tid) {
+        // SAFETY: a live map value; this thread is running, so the
+        // scheduler tracepoints do not write its entry now.
+        let t = unsafe { &mut *t };
+        t.refs += 1;
+        close_segment(t, now, ThreadState::Running);
+        return t.acc_ns;
+    }
+    let fresh = Tracked {
+        refs: 1,
+        state: ThreadState::Running as u32,
+        since_ns: now,
+        acc_ns: [0; THREAD_STATES],
+    };
+    if TRACKED.insert(&tid, &fresh, 0).is_ok() {
+        add_count(1);
+    } else {
+        count_lost(LostReason::TrackedFull);
+    }
+    [0; THREAD_STATES]
+}
+
+/// Ends one open pause of the calling thread at `now` and returns the
+/// thread's accumulated per-state time, or `None` if it was not tracked
+/// (the tracked-threads map was full at the begin).
+#[inline(always)]
+pub fn untrack(now: u64) -> Option<[u64; THREAD_STATES]> {
+    let (_, tid) = current();
+    let t = TRACKED.get_ptr_mut(&tid)?;
+    // SAFETY: as in `track`.
+    let t = unsafe { &mut *t };
+    close_segment(t, now, ThreadState::Running);
+    let acc = t.acc_ns;
+    t.refs = t.refs.saturating_sub(1);
+    if t.refs == 0 && TRACKED.remove(&tid).is_ok() {
+        add_count(-1);
+    }
+    Some(acc)
+}
+
+/// `sched:sched_process_exit`, once per exiting thread: forgets a thread
+/// that exits inside a pause (a process that ends mid-collection), so it
+/// does not keep the scheduler tracepoints busy.
+#[tracepoint]
+pub fn anatomy_exit(_ctx: TracePointContext) -> u32 {
+    if tracked_count() == 0 {
+        return 0;
+    }
+    let (_, tid) = current();
+    if TRACKED.remove(&tid).is_ok() {
+        add_count(-1);
+    }
+    0
+}
+
+/// `sched:sched_switch`: `prev` leaves its CPU, `next` takes it.
+#[tracepoint]
+pub fn anatomy_switch(ctx: TracePointContext) -> u32 {
+    if tracked_count() == 0 {
+        return 0;
+    }
+    let now = now();
+    // SAFETY: reads inside the tracepoint's record, at offsets checked
+    // against the kernel's format by the agent.
+    let (prev, prev_state, next) = unsafe {
+        (
+            ctx.read_at::<u32>(SWITCH_PREV_PID.offset).unwrap_or(0),
+            ctx.read_at::<i64>(SWITCH_PREV_STATE.offset).unwrap_or(0),
+            ctx.read_at::<u32>(SWITCH_NEXT_PID.offset).unwrap_or(0),
+        )
+    };
+    if let Some(t) = TRACKED.get_ptr_mut(&prev) {
+        let to = if prev_state & SLEEPING_STATES == 0 {
+            ThreadState::Runnable
+        } else {
+            ThreadState::Blocked
+        };
+        // SAFETY: a live map value; only this CPU switches `prev` now.
+        close_segment(unsafe { &mut *t }, now, to);
+    }
+    if let Some(t) = TRACKED.get_ptr_mut(&next) {
+        // SAFETY: as above, for `next`.
+        close_segment(unsafe { &mut *t }, now, ThreadState::Running);
+    }
+    0
+}
+
+/// `sched:sched_wakeup`: a sleeping task is put on a run queue. From here
+/// until it is switched in, it waits for a CPU, which is what a CPU quota
+/// or a busy host lengthens.
+#[tracepoint]
+pub fn anatomy_wakeup(ctx: TracePointContext) -> u32 {
+    if tracked_count() == 0 {
+        return 0;
+    }
+    // SAFETY: as in `anatomy_switch`.
+    let Ok(tid) = (unsafe { ctx.read_at::<u32>(WAKEUP_PID.offset) }) else {
+        return 0;
+    };
+    if let Some(t) = TRACKED.get_ptr_mut(&tid) {
+        // SAFETY: a live map value. A wake-up of a thread that is not
+        // blocked (a spurious or racing one) changes nothing.
+        let t = unsafe { &mut *t };
+        if t.state == ThreadState::Blocked as u32 {
+            close_segment(t, now(), ThreadState::Runnable);
+        }
+    }
+    0
+}
+
+/// Adds the time since the last change to the state it was spent in, and
+/// enters `to`.
+#[inline(always)]
+fn close_segment(t: &mut Tracked, now: u64, to: ThreadState) {
+    let spent = now.saturating_sub(t.since_ns);
+    if let Some(a) = t.acc_ns.get_mut(t.state as usize) {
+        *a += spent;
+    }
+    t.state = to as u32;
+    t.since_ns = now;
+}
+
+#[inline(always)]
+fn tracked_count() -> u64 {
+    match TRACKED_COUNT.get_ptr(0) {
+        // SAFETY: a live map value; a racing update is an atomic add.
+        Some(c) => unsafe { core::ptr::read_volatile(c) },
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn add_count(delta: i64) {
+    if let Some(c) = TRACKED_COUNT.get_ptr_mut(0) {
+        // SAFETY: a live, 8-byte aligned map value shared by all CPUs,
+        // so it is only ever changed with atomic adds (BPF_ATOMIC_ADD;
+        // `AtomicU64` has no read-modify-write methods on the BPF target).
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta as u64) };
+    }
+}
+
+#[inline(always)]
+fn now() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
+}
