@@ -219,6 +219,7 @@ mod tests {
         let set = rules::defaults();
         let features = Features {
             runtime: crate::runtimes::Runtime::HotSpot,
+            cpu_limit_cores: 0.0,
             now: WindowStats {
                 window_s: 10.0,
                 pauses: 900,

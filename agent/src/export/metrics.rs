@@ -545,6 +545,7 @@ mod tests {
                     pod_uid: "0b6c4e2a-1f3d-4a5b-9c8d-7e6f5a4b3c2d".to_owned(),
                     namespace: "shop".to_owned(),
                     pod: "cart-7d9f".to_owned(),
+                    cpu_limit_millicores: Some(500),
                 },
             }],
             series: vec![

@@ -305,6 +305,7 @@ mod tests {
     fn features(now: WindowStats) -> Features {
         Features {
             runtime: Runtime::HotSpot,
+            cpu_limit_cores: 0.0,
             now,
             prev: None,
         }
@@ -414,6 +415,57 @@ advice = "x"
         let e = evaluate(&d, &features(tts));
         assert_eq!(e.candidate, "latency");
         assert!(e.findings.iter().any(|f| f.rule == "time_to_safepoint"));
+    }
+
+    #[test]
+    fn cpu_waits_are_told_apart_by_the_cpu_limit() {
+        let d = defaults();
+        let waiting = WindowStats {
+            window_s: 10.0,
+            pauses: 50,
+            pauses_per_min: 300.0,
+            stall_ratio: 0.02,
+            running_share: 0.2,
+            runnable_share: 0.6,
+            blocked_share: 0.2,
+            ..Default::default()
+        };
+        let rules_of = |f: &Features| {
+            evaluate(&d, f)
+                .findings
+                .iter()
+                .map(|f| (f.rule.clone(), f.advice.clone()))
+                .filter(|(r, _)| r.starts_with("cpu_"))
+                .collect::<Vec<_>>()
+        };
+        let mut limited = features(waiting.clone());
+        limited.cpu_limit_cores = 0.5;
+        let found = rules_of(&limited);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "cpu_throttled");
+        assert!(
+            found[0].1.contains("60% of the pause time"),
+            "{}",
+            found[0].1
+        );
+        assert!(found[0].1.contains("limit of 0.5 cores"), "{}", found[0].1);
+
+        let found = rules_of(&features(waiting.clone()));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "cpu_starved");
+
+        let calm = WindowStats {
+            runnable_share: 0.05,
+            running_share: 0.75,
+            ..waiting
+        };
+        assert!(rules_of(&limited_with(calm, 0.5)).is_empty());
+    }
+
+    fn limited_with(now: WindowStats, cores: f64) -> Features {
+        let mut f = features(now);
+        f.cpu_limit_cores = cores;
+        f
     }
 
     #[test]

@@ -89,6 +89,22 @@ pub const FEATURES: &[FeatureDoc] = &[
         "gc_share",
         "share of the stall time spent in GC pauses (0..1)",
     ),
+    num(
+        "running_share",
+        "share of the stall time the pauses' driving threads were on a CPU (0..1; 0 without the anatomy)",
+    ),
+    num(
+        "runnable_share",
+        "share of the stall time the driving threads were ready but waiting for a CPU: preempted, throttled by a CPU quota, or woken and queued",
+    ),
+    num(
+        "blocked_share",
+        "share of the stall time the driving threads slept or waited (locks, I/O, other threads)",
+    ),
+    num(
+        "cpu_limit_cores",
+        "the CPU limit of the process's cgroup (CFS quota / period, the tightest on the way up), in cores; 0 without one",
+    ),
     num("gc_per_min", "stop-the-world GC pauses per minute"),
     num("full_gc_per_min", "full (whole-heap) GC pauses per minute"),
     FeatureDoc {
@@ -165,6 +181,13 @@ pub struct WindowStats {
     pub tts_share: f64,
     /// p99 time to safepoint, ms.
     pub tts_p99_ms: f64,
+    /// Stall time of the driving threads by scheduler state, each over
+    /// the sum of the three (zero without the anatomy).
+    pub running_share: f64,
+    /// See `running_share`.
+    pub runnable_share: f64,
+    /// See `running_share`.
+    pub blocked_share: f64,
     /// GC pause time / stall time.
     pub gc_share: f64,
     /// GC pauses per minute.
@@ -182,6 +205,8 @@ pub struct WindowStats {
 pub struct Features {
     /// The runtime.
     pub runtime: Runtime,
+    /// The cgroup CPU limit in cores, 0 without one.
+    pub cpu_limit_cores: f64,
     /// This window.
     pub now: WindowStats,
     /// The window before, when the history reaches that far back.
@@ -214,6 +239,10 @@ impl Features {
             "max_ms" => Number(w.max_ms),
             "tts_share" => Number(w.tts_share),
             "tts_p99_ms" => Number(w.tts_p99_ms),
+            "running_share" => Number(w.running_share),
+            "runnable_share" => Number(w.runnable_share),
+            "blocked_share" => Number(w.blocked_share),
+            "cpu_limit_cores" => Number(self.cpu_limit_cores),
             "gc_share" => Number(w.gc_share),
             "gc_per_min" => Number(w.gc_per_min),
             "full_gc_per_min" => Number(w.full_gc_per_min),
@@ -298,6 +327,8 @@ pub fn window_stats(
         }
     };
     let ms = |h: &Hist, q: f64| h.quantile_ns(q).unwrap_or(0.0) / 1e6;
+    let [running, runnable, blocked] = stall.state_ns;
+    let states = running.saturating_add(runnable).saturating_add(blocked);
     WindowStats {
         window_s: secs,
         pauses: stall.count,
@@ -313,6 +344,9 @@ pub fn window_stats(
         max_ms: stall.max_ns as f64 / 1e6,
         tts_share: ratio(tts.sum_ns, safepoints_ns),
         tts_p99_ms: ms(&tts, 0.99),
+        running_share: ratio(running, states),
+        runnable_share: ratio(runnable, states),
+        blocked_share: ratio(blocked, states),
         gc_share: ratio(gc.sum_ns, stall.sum_ns),
         gc_per_min: per_min(gc.count),
         full_gc_per_min: per_min(full_gc),
@@ -417,6 +451,10 @@ impl History {
             });
         Some(Features {
             runtime: target.runtime,
+            cpu_limit_cores: target
+                .container
+                .cpu_limit_millicores
+                .map_or(0.0, |m| f64::from(m) / 1000.0),
             now: stats,
             prev,
         })
@@ -656,6 +694,7 @@ pub(crate) mod tests {
     fn every_documented_feature_has_a_value_of_its_type() {
         let f = Features {
             runtime: Runtime::HotSpot,
+            cpu_limit_cores: 0.0,
             now: WindowStats::default(),
             prev: None,
         };

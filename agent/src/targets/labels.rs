@@ -35,6 +35,10 @@ pub struct ContainerLabels {
     pub namespace: String,
     /// Pod name, from the pod's `/etc/hostname`.
     pub pod: String,
+    /// The CPU limit of its cgroup in thousandths of a core
+    /// (`targets::cpu_limit`), `None` without one. Not a label: the rules
+    /// read it (`cpu_limit_cores`).
+    pub cpu_limit_millicores: Option<u32>,
 }
 
 const SERVICE_ACCOUNT_NAMESPACE: &str = "var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -44,6 +48,12 @@ const SERVICE_ACCOUNT_NAMESPACE: &str = "var/run/secrets/kubernetes.io/serviceac
 pub fn read(pid: u32) -> ContainerLabels {
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
     let mut labels = from_cgroup(&cgroup);
+    labels.cpu_limit_millicores = super::cpu_limit::from_cgroup(
+        &cgroup,
+        std::path::Path::new(super::cpu_limit::CGROUP_ROOT),
+        |p| std::fs::read_to_string(p).ok(),
+    )
+    .map(|cores| (cores * 1000.0).round() as u32);
     if !labels.pod_uid.is_empty() {
         labels.pod = read_word(pid, "etc/hostname");
         labels.namespace = read_word(pid, SERVICE_ACCOUNT_NAMESPACE);

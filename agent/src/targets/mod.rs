@@ -2,7 +2,8 @@
 //! `--exe`): which processes are wanted ([`select`]), the exec/exit stream
 //! that tells about new and dead ones ([`follow`]), the pid + start time
 //! identity that keeps a reused pid apart from its predecessor
-//! ([`identity`]), container and pod labels ([`labels`]), and the state
+//! ([`identity`]), container and pod labels ([`labels`]) with the CPU limit
+//! ([`cpu_limit`]), and the state
 //! machine that makes wanted processes targets and lets them go
 //! ([`lifecycle`]), reaching the tracer, the collector and `/proc` through
 //! the traits of [`seams`].
@@ -29,6 +30,7 @@
 //! alternative of one attachment per probe point shared by all processes,
 //! are in `docs/design.md` ("Target lifecycle").
 
+pub mod cpu_limit;
 pub mod follow;
 pub mod identity;
 pub mod labels;
