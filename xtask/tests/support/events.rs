@@ -22,6 +22,19 @@ pub struct Event {
     pub duration_ns: u64,
     /// Time to safepoint in nanoseconds, for safepoints with a cause.
     pub time_to_safepoint_ns: Option<u64>,
+    /// How the driving thread spent the pause (with the pause anatomy).
+    pub driver: Option<Driver>,
+}
+
+/// An event's `driver` object: the driving thread's time by state.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Driver {
+    /// On a CPU.
+    pub running_ns: u64,
+    /// Ready, waiting for a CPU.
+    pub runnable_ns: u64,
+    /// Sleeping or waiting.
+    pub blocked_ns: u64,
 }
 
 impl Event {
