@@ -130,7 +130,10 @@ fn privileges() -> Check {
 /// The loaded object, then a real uprobe attach: `BPF load` and
 /// `uprobe attach` lines.
 fn load_and_attach() -> Vec<Check> {
-    match Tracer::load(LoadOptions { events: true }) {
+    match Tracer::load(LoadOptions {
+        events: true,
+        anatomy: true,
+    }) {
         Ok((mut tracer, _maps)) => vec![
             ok(
                 "BPF load",

@@ -88,7 +88,10 @@ fn explain(args: ExplainArgs) -> Result<()> {
     preflight::require_privileges()?;
     let target = discovery::detect(args.pid)?;
     crate::targets::follow::ensure_tracefs()?;
-    let (mut tracer, maps) = Tracer::load(LoadOptions { events: false })?;
+    let (mut tracer, maps) = Tracer::load(LoadOptions {
+        events: false,
+        anatomy: true,
+    })?;
     let mut collector = Collector::new(maps.histograms, maps.lost);
     tracer.attach_anatomy()?;
     tracer.attach(&target)?;

@@ -163,6 +163,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
 
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: args.events,
+        anatomy: !args.no_anatomy,
     })?;
     crate::check::require_attach(&mut tracer)?;
     if !args.no_anatomy {

@@ -33,6 +33,18 @@ pub struct Closed {
 #[unsafe(no_mangle)]
 static EMIT_EVENTS: u8 = 0;
 
+/// Set to 1 by the agent (before load) unless `--no-anatomy`: pauses then
+/// track their thread for the scheduler tracepoints ([`anatomy`]).
+#[unsafe(no_mangle)]
+static ANATOMY: u8 = 0;
+
+/// Whether pauses track their thread's scheduler states.
+#[inline(always)]
+fn anatomy_on() -> bool {
+    // SAFETY: a plain read of a global the loader may have rewritten.
+    unsafe { core::ptr::read_volatile(&ANATOMY) != 0 }
+}
+
 /// The calling thread, as (tgid, tid).
 #[inline(always)]
 pub fn current() -> (u32, u32) {
@@ -58,7 +70,7 @@ pub fn key(kind: Kind, nest: u64) -> InflightKey {
 #[inline(always)]
 pub fn begin(kind: Kind, nest: u64, cause: u64) {
     let start_ns = now();
-    let state_ns = if kind.is_pause() {
+    let state_ns = if kind.is_pause() && anatomy_on() {
         anatomy::track(start_ns)
     } else {
         NO_STATES
@@ -86,7 +98,7 @@ pub fn end(kind: Kind, nest: u64) -> Option<Closed> {
     let _ = INFLIGHT.remove(&k);
     let end_ns = now();
     let mut states = NO_STATES;
-    if kind.is_pause() {
+    if kind.is_pause() && anatomy_on() {
         // The same clock reading ends the duration and the last segment,
         // so the states sum to the duration exactly.
         if let Some(acc) = anatomy::untrack(end_ns) {

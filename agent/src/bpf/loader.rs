@@ -147,6 +147,10 @@ impl BpfError {
 pub struct LoadOptions {
     /// Emit one ring buffer event per pause (`--events`).
     pub events: bool,
+    /// Track each pause's thread for the pause anatomy (unless
+    /// `--no-anatomy`); [`Tracer::attach_anatomy`] then attaches the
+    /// scheduler tracepoints that do the accounting.
+    pub anatomy: bool,
 }
 
 /// One attached uprobe, for reporting.
@@ -195,8 +199,10 @@ impl Tracer {
     /// Loads (verifies) every program; attaches nothing yet.
     pub fn load(options: LoadOptions) -> Result<(Tracer, TracerMaps), BpfError> {
         let emit: u8 = options.events.into();
+        let anatomy: u8 = options.anatomy.into();
         let mut ebpf = EbpfLoader::new()
             .override_global("EMIT_EVENTS", &emit, true)
+            .override_global("ANATOMY", &anatomy, true)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(Box::new(e)))?;
         // Every program of the object is verified up front, whatever runtime

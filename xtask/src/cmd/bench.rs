@@ -4,7 +4,8 @@
 //! Numbers are reported, never asserted: CI runs `--quick` as a smoke test.
 //!
 //! The parts, in run order: per-event cost against the empty-program floor,
-//! bpftrace and BCC ([`usdt`]); ring-buffer capacity ([`usdt`]); overhead
+//! bpftrace and BCC ([`usdt`]); ring-buffer capacity ([`usdt`]); the pause
+//! anatomy's cost per context switch ([`switches`]); overhead
 //! on real runtimes ([`runtimes`]); start-up and footprint ([`footprint`]);
 //! accuracy against HotSpot's log ([`accuracy`]).
 
@@ -14,6 +15,7 @@ mod footprint;
 pub(crate) mod procs;
 mod report;
 mod runtimes;
+mod switches;
 mod tools;
 pub(crate) mod usdt;
 
@@ -32,7 +34,23 @@ pub struct BenchArgs {
     /// Fewer repetitions and shorter runs (under 5 minutes; used by CI).
     #[arg(long)]
     pub quick: bool,
+    /// Run only this part and print its figures, without writing the
+    /// report (for iterating on one part): per-event, capacity, switches,
+    /// overhead, start-up, footprint or accuracy.
+    #[arg(long, value_name = "PART", value_parser = PARTS)]
+    pub only: Option<String>,
 }
+
+/// The parts of a run, in run order, for `--only`.
+const PARTS: [&str; 7] = [
+    "per-event",
+    "capacity",
+    "switches",
+    "overhead",
+    "start-up",
+    "footprint",
+    "accuracy",
+];
 
 /// System packages the bench needs (BCC's are installed by
 /// [`tools::Bcc::setup`], whose failure is reported rather than fatal).
@@ -41,6 +59,8 @@ pub const PACKAGES: &[&str] = &[
     "libc6-dev",
     "systemtap-sdt-dev",
     "bpftrace",
+    // bpftool: the kernel's run-time statistics of the scheduler programs.
+    "bpftool",
     "openjdk-17-jdk-headless",
 ];
 
@@ -122,12 +142,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
     let dir = usdt::build()?;
 
-    usdt::per_event(&plan, &agent, &dir, bcc.as_ref(), &mut report)?;
-    usdt::capacity(&plan, &agent, &dir, &mut report)?;
-    runtimes::overhead(&plan, &agent, &mut report)?;
-    footprint::start_up(&plan, &agent, bcc.as_ref(), &mut report)?;
-    footprint::targets(&plan, &agent, &mut report)?;
-    accuracy::accuracy(&plan, &agent, &mut report)?;
-
+    let runs = |part: &str| args.only.as_deref().is_none_or(|only| only == part);
+    if runs("per-event") {
+        usdt::per_event(&plan, &agent, &dir, bcc.as_ref(), &mut report)?;
+    }
+    if runs("capacity") {
+        usdt::capacity(&plan, &agent, &dir, &mut report)?;
+    }
+    if runs("switches") {
+        switches::switches(&plan, &agent, &mut report)?;
+    }
+    if runs("overhead") {
+        runtimes::overhead(&plan, &agent, &mut report)?;
+    }
+    if runs("start-up") {
+        footprint::start_up(&plan, &agent, bcc.as_ref(), &mut report)?;
+    }
+    if runs("footprint") {
+        footprint::targets(&plan, &agent, &mut report)?;
+    }
+    if runs("accuracy") {
+        accuracy::accuracy(&plan, &agent, &mut report)?;
+    }
+    if args.only.is_some() {
+        step("--only: the report files are left as they were");
+        return Ok(());
+    }
     report.write(args.quick, started.elapsed().as_secs_f64())
 }

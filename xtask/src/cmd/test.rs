@@ -117,7 +117,10 @@ pub fn run(args: TestArgs) -> Result<()> {
         // Every figure must be producible here; the numbers go to
         // target/bench, nothing is asserted.
         step("cargo xtask bench --quick (smoke test, no thresholds)");
-        super::bench::run(super::bench::BenchArgs { quick: true })?;
+        super::bench::run(super::bench::BenchArgs {
+            quick: true,
+            only: None,
+        })?;
     }
     step("all tests passed");
     Ok(())

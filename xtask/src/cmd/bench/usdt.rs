@@ -143,6 +143,7 @@ enum Config {
     NoTracer,
     Empty,
     Pausewatch,
+    PausewatchNoAnatomy,
     Bpftrace,
     Bcc,
 }
@@ -153,6 +154,7 @@ impl Config {
             Config::NoTracer => "no_tracer",
             Config::Empty => "empty_bpf",
             Config::Pausewatch => "pausewatch",
+            Config::PausewatchNoAnatomy => "pausewatch_no_anatomy",
             Config::Bpftrace => "bpftrace",
             Config::Bcc => "bcc",
         }
@@ -174,9 +176,13 @@ fn attach(
             c.args(["bench-attach", "--pid", &pid.to_string()]);
             (Tracer::spawn("agent bench-attach", c, "armed in")?, None)
         }
-        Config::Pausewatch => {
+        Config::Pausewatch | Config::PausewatchNoAnatomy => {
             let port = free_port()?;
-            let args = run_args(&[pid], port, &["--interval", "0.2"]);
+            let mut extra = vec!["--interval", "0.2"];
+            if config == Config::PausewatchNoAnatomy {
+                extra.push("--no-anatomy");
+            }
+            let args = run_args(&[pid], port, &extra);
             (Tracer::agent(agent, &args)?, Some(port))
         }
         Config::Bpftrace => {
@@ -209,6 +215,7 @@ pub fn per_event(
         Config::NoTracer,
         Config::Empty,
         Config::Pausewatch,
+        Config::PausewatchNoAnatomy,
         Config::Bpftrace,
     ];
     if bcc.is_some() {
@@ -271,7 +278,10 @@ pub fn per_event(
                         hist_mismatch.push(format!("round {round}: {count} of {fired}"));
                     }
                 }
-                if matches!(config, Config::Pausewatch | Config::Empty) {
+                if matches!(
+                    config,
+                    Config::Pausewatch | Config::PausewatchNoAnatomy | Config::Empty
+                ) {
                     t.stop()?;
                 } else {
                     t.end();
@@ -309,7 +319,8 @@ pub fn per_event(
         let what = match config {
             Config::NoTracer => "no tracer attached: the bare cost of two USDT nops and a call".to_string(),
             Config::Empty => "`agent bench-attach`: an empty BPF program (`ebpf/src/bench.rs`) at every probe point `agent run` attaches; the floor any uprobe tool pays (int3 trap, uprobe lookup, BPF dispatch)".to_string(),
-            Config::Pausewatch => "`agent run --pid` (histograms only, no --events): the real HotSpot programs, unchanged, via the library's HotSpot-shaped notes".to_string(),
+            Config::Pausewatch => "`agent run --pid` (histograms only, no --events): the real HotSpot programs, unchanged, via the library's HotSpot-shaped notes; the pause anatomy on (each safepoint also tracks its thread for the scheduler tracepoints)".to_string(),
+            Config::PausewatchNoAnatomy => "`agent run --pid --no-anatomy`: as per_event_pausewatch without the pause anatomy (no scheduler tracepoints, and the begin and end probes track no thread); the difference to per_event_pausewatch is what the anatomy costs per pause".to_string(),
             Config::Bpftrace => format!("`bpftrace -p PID`: `@start[tid] = nsecs` at begin, `hist(nsecs - @start[tid])` and `delete` at end ({})", bpftrace_version()),
             Config::Bcc => "BCC (`xtask/bench/bcc_pair.py`, ugc-style): USDT class, BPF_HASH start per tid, BPF_HISTOGRAM log2 of the delta".to_string(),
         };
