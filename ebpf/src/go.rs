@@ -32,9 +32,7 @@ use aya_ebpf::{
     maps::HashMap,
     programs::ProbeContext,
 };
-use pausewatch_common::{
-    GO_CAUSE_LEN_SHIFT, GO_CAUSE_MAX_LEN, GO_CAUSE_STRING, Kind, LostReason,
-};
+use pausewatch_common::{GO_CAUSE_LEN_SHIFT, GO_CAUSE_MAX_LEN, GO_CAUSE_STRING, Kind, LostReason};
 
 use crate::{
     args::read_arg,
