@@ -134,7 +134,8 @@ pub fn go_stw_cause(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// Go 1.23+: entry of `runtime.startTheWorldWithSema(now int64, w worldStop)`,
+/// Go 1.23+: `runtime.startTheWorldWithSema(now int64, w worldStop)`, at its
+/// entry or right after its stack check (which writes no register),
 /// attached only on releases whose `worldStop` is
 /// `{reason stwReason; startedStopping, finishedStopping, stoppingCPUTime int64}`.
 /// Under the register ABI (amd64 ABIInternal) `now` is RAX and the struct's

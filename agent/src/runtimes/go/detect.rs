@@ -397,6 +397,29 @@ impl<'a> Code<'_, 'a> {
         })
     }
 
+    /// The instruction after `f`'s small-frame stack check (`CMPQ SP,
+    /// 16(R14)` then `JBE` to the morestack call), or `f`'s entry if it does
+    /// not begin so. Neither instruction writes a register, so the
+    /// arguments are still in theirs; a uprobe on the next one (`PUSHQ BP`)
+    /// is emulated by the kernel, while one on the CMP with its memory
+    /// operand is single-stepped out of line, a second trap, all inside the
+    /// stopped world. After morestack the function restarts at its entry,
+    /// so the instruction still runs once per call.
+    fn after_stack_check(&self, f: &GoFunc<'_>) -> u64 {
+        const CMP_SP_STACKGUARD: [u8; 4] = [0x49, 0x3b, 0x66, 0x10];
+        let Some(code) = self.image.bytes(f.entry, 10) else {
+            return f.entry;
+        };
+        if code[..4] != CMP_SP_STACKGUARD {
+            return f.entry;
+        }
+        match code[4..6] {
+            [0x76, _] => f.entry + 6,
+            [0x0f, 0x86] => f.entry + 10,
+            _ => f.entry,
+        }
+    }
+
     fn at_entry(
         &self,
         name: &'static str,
@@ -479,18 +502,18 @@ pub fn probes_in(
         "go_stw_end",
         ProgramArg::None,
     )?);
-    // The stopping clocks, at the entry: the registers hold the arguments
-    // only there. The entry is an instruction boundary of the body decoded
-    // and checked above.
+    // The stopping clocks, where the registers still hold the arguments:
+    // right after the stack check, else at the entry (docs/design.md,
+    // "Stopping time"). Either is an instruction boundary of the body
+    // decoded and checked above (`probe` checks again).
     if layout.has_stopping_time() {
-        out.push(code.probe(
-            START,
-            &body,
-            start.entry,
-            START.to_string(),
-            "go_stw_stopped",
-            ProgramArg::None,
-        )?);
+        let at = code.after_stack_check(&start);
+        let name = if at == start.entry {
+            START.to_string()
+        } else {
+            format!("{START}+{:#x} (after the stack check)", at - start.entry)
+        };
+        out.push(code.probe(START, &body, at, name, "go_stw_stopped", ProgramArg::None)?);
     }
     Ok(out)
 }
@@ -577,6 +600,19 @@ mod tests {
         assert_eq!(probes[2].file_offset, file_offset(c.entry(START)));
         assert_eq!(probes[2].probe, START);
         assert!(matches!(probes[2].arg, ProgramArg::None));
+        // With the compiler's stack check first, right after it.
+        let mut body = start_body();
+        body.insert(
+            0,
+            Op::Raw(&[0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0, 0, 0, 0]),
+        );
+        let c2 = fixture::build(&runtime(body), GO126);
+        let probes = probes_in(&c2.image(), &c2.hints, Layout::WorldStop, &binary).unwrap();
+        assert_eq!(probes[2].file_offset, file_offset(c2.entry(START) + 10));
+        assert_eq!(
+            probes[2].probe,
+            format!("{START}+0xa (after the stack check)")
+        );
         // Not on 1.21 and 1.22, whose startTheWorldWithSema gets no clocks.
         let probes = probe_list(&c).unwrap();
         assert!(probes.iter().all(|p| p.program != "go_stw_stopped"));

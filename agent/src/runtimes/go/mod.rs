@@ -26,7 +26,7 @@
 //!   in all of them.
 //! - Go 1.23 and later also pass the runtime's stopping clocks to
 //!   `startTheWorldWithSema(now int64, w worldStop)` (`w.startedStopping`
-//!   in RCX, `w.finishedStopping` in RDI): a probe at its entry records the
+//!   in RCX, `w.finishedStopping` in RDI): a probe after its stack check records the
 //!   stopping time, the runtime's `/sched/pauses/stopping/*:seconds`, in the
 //!   `time_to_safepoint` family. Go 1.22's `worldStop` holds only the start,
 //!   and 1.21's `startTheWorldWithSema` takes no argument (docs/design.md).
