@@ -35,7 +35,8 @@
 //!   exited mid-cycle.
 //! - Over the cycles that have one event of each phase, the summed event
 //!   durations of both phases lie within 10% of the summed gctrace clock
-//!   values, and each phase's alone within 20% (the probes' fixed offsets,
+//!   values, and each phase's alone within 20% (mark termination 30% from Go 1.23, whose
+//!   stopping probe adds one more uprobe hit inside it) (the probes' fixed offsets,
 //!   below, are up to 17% of one phase of these short pauses), where
 //!   gctrace's sum is itself an interval: each printed value is truncated
 //!   to two digits, so the true sum is in [printed, printed + Σ last-digit
