@@ -159,8 +159,9 @@ pub struct RunArgs {
 
     /// Also print one JSON line per pause on stdout: pid, tid, runtime,
     /// kind, cause, start_ns (CLOCK_MONOTONIC, same clock as the JVM's
-    /// System.nanoTime), duration_ns and, for safepoints,
-    /// time_to_safepoint_ns.
+    /// System.nanoTime), duration_ns and, for HotSpot safepoints and Go
+    /// 1.23+ stop-the-world pauses, time_to_safepoint_ns (Go: its stopping
+    /// time).
     #[arg(short, long)]
     pub events: bool,
 

@@ -469,7 +469,7 @@ fn drain(
             cause: &cause,
             start_ns: e.start_ns,
             duration_ns: e.duration_ns,
-            time_to_safepoint_ns: (kind == Kind::Safepoint && e.cause != 0).then_some(e.tts_ns),
+            time_to_safepoint_ns: time_to_safepoint(kind, &e),
             driver: ThreadTimes::of(&e.state_ns),
         };
         serde_json::to_writer(&mut *out, &line)?;
@@ -477,6 +477,17 @@ fn drain(
     }
     out.flush()?;
     Ok(())
+}
+
+/// The time to safepoint an event carries: a HotSpot safepoint's once its
+/// first VM operation named it, a Go stop-the-world's stopping time when the
+/// runtime passed its clocks (Go 1.23+; 0 otherwise, as nothing can be 0 ns).
+fn time_to_safepoint(kind: Kind, e: &PauseEvent) -> Option<u64> {
+    match kind {
+        Kind::Safepoint => (e.cause != 0).then_some(e.tts_ns),
+        Kind::Stw => (e.tts_ns != 0).then_some(e.tts_ns),
+        _ => None,
+    }
 }
 
 /// Runs `agent probes`: prints what would be attached.

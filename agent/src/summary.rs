@@ -63,9 +63,15 @@ pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
             ms(total.max_ns as f64),
         );
         if tts.count > 0 {
+            // One family, each runtime's own word for it.
+            let what = if target.runtime == crate::runtimes::Runtime::Go {
+                "stopping"
+            } else {
+                "time to safepoint"
+            };
             let _ = write!(
                 out,
-                " | time to safepoint p99 {:.3} ms",
+                " | {what} p99 {:.3} ms",
                 ms(tts.quantile_ns(0.99).unwrap_or(0.0))
             );
         }
@@ -196,6 +202,48 @@ mod tests {
         let text = render(&Snapshot::default(), &now.into(), Duration::from_secs(1));
         assert!(text.contains("4.0 pauses/s"), "{text}");
         assert!(text.contains("gen0 4x 4.00 ms"), "{text}");
+        assert!(!text.contains("time to safepoint"), "{text}");
+    }
+
+    #[test]
+    fn go_stopping_time_is_shown_in_go_words() {
+        let target = TargetInfo {
+            pid: 5,
+            comm: "gcload".into(),
+            current_comm: String::new(),
+            runtime: Runtime::Go,
+            runtime_version: "go1.24.11".into(),
+            exe: "/bin/gcload".into(),
+            container: Default::default(),
+        };
+        let hist = |ns: u64| {
+            let mut h = Hist {
+                count: 2,
+                sum_ns: 2 * ns,
+                max_ns: ns,
+                ..Default::default()
+            };
+            h.buckets[bucket_index(ns)] = 2;
+            h
+        };
+        let series = |kind, ns| Series {
+            pid: 5,
+            kind,
+            cause: "GC sweep termination".into(),
+            hist: hist(ns),
+        };
+        let now = Snapshot {
+            targets: vec![target],
+            series: vec![
+                series(Kind::Stw, 80_000),
+                series(Kind::TimeToSafepoint, 10_000),
+            ],
+            ..Default::default()
+        };
+        let text = render(&Snapshot::default(), &now.into(), Duration::from_secs(1));
+        // Two pauses; the stopping time is part of them, not more pauses.
+        assert!(text.contains("2.0 pauses/s"), "{text}");
+        assert!(text.contains("| stopping p99 0.010 ms"), "{text}");
         assert!(!text.contains("time to safepoint"), "{text}");
     }
 }

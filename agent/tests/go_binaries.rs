@@ -211,10 +211,23 @@ fn check(
     );
     for p in &probes {
         let name = p.probe.split('+').next().unwrap();
-        if p.program != "go_stw_end" {
-            assert_eq!(p.file_offset, offset(name), "{label}: {}", p.probe);
+        match p.program {
+            "go_stw_end" => {}
+            // From Go 1.23: the entry, or right after the 10-byte stack check.
+            "go_stw_stopped" => {
+                let skip = if p.probe.ends_with("+0xa (after the stack check)") {
+                    10
+                } else {
+                    0
+                };
+                assert_eq!(p.file_offset, offset(name) + skip, "{label}: {}", p.probe);
+            }
+            _ => assert_eq!(p.file_offset, offset(name), "{label}: {}", p.probe),
         }
     }
+    // The stopping probe exactly from Go 1.23.
+    let stopping = probes.iter().any(|p| p.program == "go_stw_stopped");
+    assert_eq!(stopping, layout.has_stopping_time(), "{label}");
 }
 
 /// `[5]T` → `[...]T`.

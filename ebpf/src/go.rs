@@ -6,7 +6,8 @@
 //!   runtime.stopTheWorld.func1          Go 1.19 only: go_stw_reason_here moves it to this thread
 //! runtime.stopTheWorldWithSema(...)     go_stw_begin: the world starts stopping
 //!   runtime.gcMarkTermination / ...     Go 1.19 only: go_stw_cause names GC phases
-//! startTheWorldWithSema: CALL wakep     go_stw_end: the world runs again
+//! runtime.startTheWorldWithSema(now, w)  Go 1.23+: go_stw_stopped reads w's stopping clocks
+//!   startTheWorldWithSema: CALL wakep   go_stw_end: the world runs again
 //! ```
 //!
 //! The goroutine that stops the world keeps its M (OS thread) until it starts
@@ -17,19 +18,26 @@
 //! handed to the thread that runs the stopping closure; GC phases stop the
 //! world without one and are named by a marker function that runs only
 //! while they hold the world stopped (cookie: a constant cause).
+//!
+//! From Go 1.23, `stopTheWorldWithSema` returns a `worldStop` holding the
+//! runtime's own `nanotime()` readings from the request to stop
+//! (`startedStopping`) and from the moment every P stopped
+//! (`finishedStopping`), and `startTheWorldWithSema(now int64, w worldStop)`
+//! receives it in registers; their difference is exactly what the runtime
+//! records in `/sched/pauses/stopping/{gc,other}:seconds`.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{map, uprobe},
     maps::HashMap,
     programs::ProbeContext,
 };
-use pausewatch_common::{GO_CAUSE_LEN_SHIFT, GO_CAUSE_MAX_LEN, GO_CAUSE_STRING, Kind};
+use pausewatch_common::{GO_CAUSE_LEN_SHIFT, GO_CAUSE_MAX_LEN, GO_CAUSE_STRING, Kind, LostReason};
 
 use crate::{
     args::read_arg,
-    intervals::{begin, emit, end, key},
-    maps::INFLIGHT,
+    intervals::{NO_STATES, begin, emit, end, key, record},
+    maps::{INFLIGHT, count_lost},
 };
 
 /// Go 1.19: the reason string passed to `stopTheWorld`, keyed by the
@@ -126,11 +134,49 @@ pub fn go_stw_cause(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// Go 1.23+: `runtime.startTheWorldWithSema(now int64, w worldStop)`, at its
+/// entry or right after its stack check (which writes no register),
+/// attached only on releases whose `worldStop` is
+/// `{reason stwReason; startedStopping, finishedStopping, stoppingCPUTime int64}`.
+/// Under the register ABI (amd64 ABIInternal) `now` is RAX and the struct's
+/// fields follow one register each: `reason` in BL, `startedStopping` in
+/// RCX, `finishedStopping` in RDI.
+///
+/// Records the stopping time (`finishedStopping - startedStopping`, the
+/// value the runtime itself records) as [`Kind::TimeToSafepoint`] under the
+/// open stop-the-world's cause, and keeps it in that interval so its event
+/// carries it. Only a stop whose begin was seen is counted, like its pause;
+/// the readings must lie between that begin and now on the same clock
+/// (`nanotime` is CLOCK_MONOTONIC, as `bpf_ktime_get_ns`) and the reason
+/// must be the one the begin read, or the registers are not what the
+/// layout says and nothing is recorded (counted as an argument read lost).
+#[uprobe]
+pub fn go_stw_stopped(ctx: ProbeContext) -> u32 {
+    // SAFETY: fixed-offset reads of the probe's own register context.
+    let (reason, started, finished) =
+        unsafe { ((*ctx.regs).rbx & 0xff, (*ctx.regs).rcx, (*ctx.regs).rdi) };
+    let Some(open) = INFLIGHT.get_ptr_mut(&key(Kind::Stw, 0)) else {
+        return 0;
+    };
+    // SAFETY: entry of the calling thread; only this thread writes it.
+    let open = unsafe { &mut *open };
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if reason != open.cause || started < open.start_ns || finished < started || finished > now {
+        count_lost(LostReason::ArgRead);
+        return 0;
+    }
+    let ns = finished - started;
+    open.tts_ns = ns;
+    record(Kind::TimeToSafepoint, open.cause, ns, &NO_STATES);
+    0
+}
+
 /// The call of `wakep()` in `runtime.startTheWorldWithSema`.
 #[uprobe]
 pub fn go_stw_end(_ctx: ProbeContext) -> u32 {
     if let Some(c) = end(Kind::Stw, 0) {
-        crate::intervals::record(Kind::Stw, c.open.cause, c.ns, &c.states);
+        record(Kind::Stw, c.open.cause, c.ns, &c.states);
         emit(Kind::Stw, c.open.cause, &c);
     }
     0

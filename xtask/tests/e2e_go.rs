@@ -35,7 +35,8 @@
 //!   exited mid-cycle.
 //! - Over the cycles that have one event of each phase, the summed event
 //!   durations of both phases lie within 10% of the summed gctrace clock
-//!   values, and each phase's alone within 20% (the probes' fixed offsets,
+//!   values, and each phase's alone within 20% (mark termination 30% from Go 1.23, whose
+//!   stopping probe adds one more uprobe hit inside it) (the probes' fixed offsets,
 //!   below, are up to 17% of one phase of these short pauses), where
 //!   gctrace's sum is itself an interval: each printed value is truncated
 //!   to two digits, so the true sum is in [printed, printed + Σ last-digit
@@ -47,6 +48,21 @@
 //!   as many pauses as the program counted calls.
 //! - `/metrics` (scraped after the program exited, so it holds every pause)
 //!   has exactly as many `kind="stw"` pauses per cause as `--events` printed.
+//! - Stopping time (Go 1.23+; none exported before): every pause's event
+//!   carries one, within the pause. The workload reads the runtime's
+//!   `/sched/pauses/stopping/gc` and `/other:seconds` histograms when its
+//!   work starts and when it is done, each read bracketed by
+//!   CLOCK_MONOTONIC readings (`xtask::groundtruth::gostopping`). The
+//!   agent's events between the two reads, bucketed by the runtime's own
+//!   boundaries, equal the difference of the two reads bucket by bucket, per
+//!   class (`gc`: the two GC phases, as `stwReason.isGC`); an event that
+//!   overlaps a read (the runtime records at `finishedStopping`, somewhere
+//!   in the event) may count on either side, and is the only allowance.
+//!   The exported `pausewatch_time_to_safepoint_seconds` histogram, less the
+//!   events outside the reads, has the runtime's cumulative count at every
+//!   `le`, its count and sum per cause are the events', and the p50 and p99
+//!   fall in the runtime's bucket (the events' exactly; the exported
+//!   bucket holds the runtime's).
 //! - `agent probes` names the version, whether the binary is stripped, the
 //!   text base (`runtime.text`), that the version is tested, and the probes
 //!   at the file offsets of the functions in the symbol table of the build
@@ -99,11 +115,12 @@ use object::{Object, ObjectSegment};
 use support::child::Process;
 use support::events::Event;
 use support::{
-    Agent, Checks, agent_binary, agent_probes_output, http_get, loopback, parse_prometheus,
-    require_root, sum_of,
+    Agent, Checks, Sample, agent_binary, agent_probes_output, http_get, loopback, parse_prometheus,
+    require_root, select, sum_of,
 };
 use xtask::goworkload::{GO_VERSIONS, Variant, build_gcload, build_variant, go_tool};
 use xtask::groundtruth::go::{self, GcCycle, PhaseSum};
+use xtask::groundtruth::gostopping::{StoppingRead, is_gc_reason, quantile_bucket};
 
 /// How many BPF tests may run at once. One: a second workload (or a Go
 /// build) on this 2-core machine preempts the thread that restarts the
@@ -159,6 +176,12 @@ const SUM_TOLERANCE: f64 = 0.10;
 /// termination −3 to −6 µs, mark termination +5 µs up to Go 1.25 and +11 µs
 /// from 1.26) are 5-17% of this workload's 60-80 µs pauses.
 const PHASE_TOLERANCE: f64 = 0.20;
+/// Mark termination's from Go 1.23: the stopping probe at
+/// `startTheWorldWithSema` (after gctrace's `tEnd`, before the end probe)
+/// is one more uprobe hit inside the stopped world, ~5 µs here, so mark
+/// termination reads +16-24% on 1.23 to 1.27 (docs/design.md, "Stopping
+/// time"); sweep termination's clock holds it on both sides.
+const MARK_TOLERANCE_WITH_STOPPING: f64 = 0.30;
 /// How far (event start − gctrace `@`) may be from its median for a pair
 /// to count as lined up: `@` has 1 ms precision, plus the probe's latency.
 /// At most 2% of the pairs may be further (a begin probe delayed by a
@@ -475,6 +498,8 @@ fn run_one(
         calls_report.push(format!("{cause} {pauses}/{calls}"));
     }
 
+    check_stopping(&label, version, &out, &events, &metrics, c, report);
+
     // GC cycles against gctrace.
     let trace = std::fs::read_to_string(&trace_path).expect("reading the gctrace output");
     let cycles = go::parse(&trace);
@@ -586,7 +611,16 @@ fn run_one(
     };
     for (phase, g, a, tolerance) in [
         ("sweep termination", g_sweep, a_sweep, PHASE_TOLERANCE),
-        ("mark termination", g_mark, a_mark, PHASE_TOLERANCE),
+        (
+            "mark termination",
+            g_mark,
+            a_mark,
+            if go_minor(version) >= STOPPING_FROM_MINOR {
+                MARK_TOLERANCE_WITH_STOPPING
+            } else {
+                PHASE_TOLERANCE
+            },
+        ),
         (
             "stop-the-world (both phases)",
             g_total,
@@ -642,6 +676,298 @@ fn run_one(
     } else {
         let _ = std::fs::remove_file(&trace_path);
     }
+}
+
+/// The first Go release whose `startTheWorldWithSema` receives the
+/// stopping clocks (Go 1.22's `worldStop` holds only the start).
+const STOPPING_FROM_MINOR: u32 = 23;
+
+fn go_minor(version: &str) -> u32 {
+    version
+        .strip_prefix("1.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Where a stop-the-world lies against the workload's two reads of the
+/// runtime's stopping histograms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Window {
+    /// Over before the first read began: in both reads.
+    Before,
+    /// Begun after the first read and over before the second: in the difference.
+    Inside,
+    /// Begun after the second read: in neither.
+    After,
+    /// Overlapping a read: the runtime records the stopping time at
+    /// `finishedStopping`, somewhere inside the agent's interval, so it may
+    /// or may not be in that read.
+    Edge,
+}
+
+fn window(e: &Event, start: &StoppingRead, end: &StoppingRead) -> Window {
+    let (s, f) = (e.start_ns, e.end_ns());
+    if f < start.t0 {
+        Window::Before
+    } else if s > end.t1 {
+        Window::After
+    } else if s > start.t1 && f < end.t0 {
+        Window::Inside
+    } else {
+        Window::Edge
+    }
+}
+
+/// Go's stopping time against the runtime's own `/sched/pauses/stopping`
+/// histograms (see the module docs): per class (`gc`: the two GC phases,
+/// `other`), the agent's events between the workload's two reads, bucketed
+/// by the runtime's boundaries, equal the runtime's counts bucket by
+/// bucket (events overlapping a read may be on either side); the exported
+/// `pausewatch_time_to_safepoint_seconds` histogram, less the events
+/// outside the reads, has the runtime's cumulative count at every `le`;
+/// and the p50 and p99 fall in the runtime's bucket. Before Go 1.23 no
+/// stopping time is exported.
+fn check_stopping(
+    label: &str,
+    version: &str,
+    out: &[String],
+    events: &[Event],
+    metrics: &[Sample],
+    c: &mut Checks,
+    report: &mut String,
+) {
+    const TTS: &str = "pausewatch_time_to_safepoint_seconds";
+    let go = [("runtime", "go")];
+    let exported = sum_of(metrics, &format!("{TTS}_count"), &go);
+    if go_minor(version) < STOPPING_FROM_MINOR {
+        c.check(
+            exported == 0.0 && events.iter().all(|e| e.time_to_safepoint_ns.is_none()),
+            || format!("{label}: a stopping time exported before Go 1.23 ({exported} in /metrics)"),
+        );
+        return;
+    }
+    let reads: Vec<StoppingRead> = out.iter().filter_map(|l| StoppingRead::parse(l)).collect();
+    let find = |tag: &str| reads.iter().find(|r| r.tag == tag);
+    let (Some(start), Some(end)) = (find("start"), find("end")) else {
+        c.check(false, || {
+            format!("{label}: the workload printed no stopping start and end lines: {out:?}")
+        });
+        return;
+    };
+    // Every pause carries its stopping time, which is part of it.
+    let bad: Vec<String> = events
+        .iter()
+        .filter(|e| {
+            e.time_to_safepoint_ns
+                .is_none_or(|t| t == 0 || t > e.duration_ns)
+        })
+        .map(|e| format!("{} {:?}/{}", e.cause, e.time_to_safepoint_ns, e.duration_ns))
+        .collect();
+    c.check(bad.is_empty(), || {
+        format!(
+            "{label}: {} of {} pauses lack a stopping time within the pause: {:?}",
+            bad.len(),
+            events.len(),
+            &bad[..bad.len().min(5)]
+        )
+    });
+    let lost = sum_of(
+        metrics,
+        "pausewatch_lost_events_total",
+        &[("reason", "arg_read_failed")],
+    );
+    c.eq(&format!("{label}: arguments not read"), lost, 0.0);
+    // /metrics agrees with the events, per cause.
+    let mut per_cause: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for e in events {
+        if let Some(t) = e.time_to_safepoint_ns {
+            let entry = per_cause.entry(e.cause.as_str()).or_default();
+            entry.0 += 1;
+            entry.1 += t;
+        }
+    }
+    for (cause, (n, sum_ns)) in &per_cause {
+        let want = [("runtime", "go"), ("cause", *cause)];
+        c.eq(
+            &format!("{label}: /metrics stopping count of cause {cause:?}"),
+            sum_of(metrics, &format!("{TTS}_count"), &want) as u64,
+            *n,
+        );
+        c.within(
+            &format!("{label}: /metrics stopping sum of cause {cause:?}"),
+            sum_of(metrics, &format!("{TTS}_sum"), &want),
+            *sum_ns as f64 / 1e9,
+            1e-6,
+        );
+    }
+
+    let mut lines = Vec::new();
+    for gc in [true, false] {
+        let class = if gc { "gc" } else { "other" };
+        let Some(runtime) = end.since(start, gc) else {
+            c.check(false, || {
+                format!("{label}: the runtime's {class} stopping histograms do not subtract")
+            });
+            continue;
+        };
+        let buckets = runtime.len();
+        let (mut inside, mut edge) = (vec![0u64; buckets], vec![0u64; buckets]);
+        // Stopping times of the events outside the reads, and on their edges.
+        let (mut outside, mut on_edge) = (Vec::new(), Vec::new());
+        let (mut before, mut after) = (0, 0);
+        for e in events.iter().filter(|e| is_gc_reason(&e.cause) == gc) {
+            let Some(t) = e.time_to_safepoint_ns else {
+                continue;
+            };
+            let Some(k) = start.bucket_of(t) else {
+                c.check(false, || format!("{label}: {t} ns is in no runtime bucket"));
+                continue;
+            };
+            match window(e, start, end) {
+                Window::Before => {
+                    before += 1;
+                    outside.push(t);
+                }
+                Window::After => {
+                    after += 1;
+                    outside.push(t);
+                }
+                Window::Inside => inside[k] += 1,
+                Window::Edge => {
+                    edge[k] += 1;
+                    on_edge.push(t);
+                }
+            }
+        }
+        let range = |k: usize| format!("[{}, {})", start.bounds[k], start.bounds[k + 1]);
+        let differ: Vec<String> = (0..buckets)
+            .filter(|&k| runtime[k] < inside[k] || runtime[k] > inside[k] + edge[k])
+            .map(|k| {
+                format!(
+                    "{} ns: runtime {}, agent {} (+{} on an edge)",
+                    range(k),
+                    runtime[k],
+                    inside[k],
+                    edge[k]
+                )
+            })
+            .collect();
+        let (n_runtime, n_agent, n_edge) = (
+            runtime.iter().sum::<u64>(),
+            inside.iter().sum::<u64>(),
+            edge.iter().sum::<u64>(),
+        );
+        c.check(n_runtime > 0 && differ.is_empty(), || {
+            format!(
+                "{label}: {class} stopping times differ from the runtime's histogram                  (runtime {n_runtime}, agent {n_agent} + {n_edge} on an edge): {}",
+                differ.join("; ")
+            )
+        });
+
+        // The exported histogram, less the events outside the reads, at
+        // every finite le: fine buckets hold v < edge, as the runtime's.
+        let mut agent_cum: BTreeMap<u64, f64> = BTreeMap::new();
+        for sample in select(metrics, &format!("{TTS}_bucket"), &go) {
+            if is_gc_reason(sample.label("cause")) != gc {
+                continue;
+            }
+            let Ok(le) = sample.label("le").parse::<f64>() else {
+                continue;
+            };
+            if le.is_finite() {
+                *agent_cum.entry((le * 1e9).round() as u64).or_default() += sample.value;
+            }
+        }
+        let below = |ts: &[u64], edge_ns: u64| ts.iter().filter(|&&t| t < edge_ns).count() as u64;
+        let mut le_bad = Vec::new();
+        let mut windowed: Vec<(u64, u64)> = Vec::new();
+        for (&le, &cum) in &agent_cum {
+            let Some(k) = start.bounds.iter().position(|&b| b == le as i64) else {
+                le_bad.push(format!("le {le} ns is no runtime boundary"));
+                continue;
+            };
+            let agent = (cum as u64).saturating_sub(below(&outside, le));
+            let runtime_cum: u64 = runtime[..k].iter().sum();
+            if runtime_cum < agent || runtime_cum > agent + below(&on_edge, le) {
+                le_bad.push(format!("le {le} ns: agent {agent}, runtime {runtime_cum}"));
+            }
+            windowed.push((le, agent));
+        }
+        c.check(!agent_cum.is_empty() && le_bad.is_empty(), || {
+            format!(
+                "{label}: exported {class} stopping histogram against the runtime's: {}",
+                if agent_cum.is_empty() {
+                    "no buckets exported".to_string()
+                } else {
+                    le_bad.join("; ")
+                }
+            )
+        });
+
+        // p50 and p99: the runtime's bucket, the agent's events' (exact),
+        // and the exported bucket that holds the agent's quantile.
+        let mut quantiles = Vec::new();
+        for q in [0.5, 0.99] {
+            let Some(g) = quantile_bucket(&runtime, q) else {
+                continue;
+            };
+            let with_edges: Vec<u64> = inside.iter().zip(&edge).map(|(a, b)| a + b).collect();
+            let a = quantile_bucket(&inside, q);
+            let a_edges = quantile_bucket(&with_edges, q);
+            c.check(a == Some(g) || (n_edge > 0 && a_edges == Some(g)), || {
+                format!(
+                    "{label}: {class} stopping p{}: runtime bucket {}, agent's events in {:?}",
+                    q * 100.0,
+                    range(g),
+                    a.map(range)
+                )
+            });
+            // The exported bucket (prev le, le] that the agent's windowed
+            // rank falls in must hold the runtime's bucket.
+            let total = windowed.last().map_or(0, |w| w.1).max(n_agent);
+            let rank = ((q * total as f64).ceil() as u64).clamp(1, total.max(1));
+            let exported = windowed.iter().position(|w| w.1 >= rank);
+            let (lo, hi) = match exported {
+                Some(i) => (
+                    i.checked_sub(1).map_or(0, |p| windowed[p].0),
+                    Some(windowed[i].0),
+                ),
+                None => (windowed.last().map_or(0, |w| w.0), None),
+            };
+            let (g_lo, g_hi) = (start.bounds[g], start.bounds[g + 1]);
+            c.check(
+                g_lo >= lo as i64 && hi.is_none_or(|h| g_hi <= h as i64),
+                || {
+                    format!(
+                        "{label}: {class} stopping p{}: exported bucket [{lo}, {hi:?}) ns does                          not hold the runtime's {}",
+                        q * 100.0,
+                        range(g)
+                    )
+                },
+            );
+            quantiles.push(format!(
+                "p{} runtime {} agent {} exported [{lo}, {}) ns",
+                q * 100.0,
+                range(g),
+                a.map_or_else(|| "-".to_string(), range),
+                hi.map_or_else(|| "inf".to_string(), |h| h.to_string())
+            ));
+        }
+        lines.push(format!(
+            "    stopping {class:<5}: runtime {n_runtime}, agent {n_agent} between the reads              (+{n_edge} on an edge, {before} before, {after} after); {} buckets differ; {}",
+            differ.len(),
+            quantiles.join(", ")
+        ));
+    }
+    let _ = writeln!(
+        report,
+        "{label} stopping time
+{}",
+        lines.join(
+            "
+"
+        )
+    );
 }
 
 /// File offset of the link-time address `addr` in `binary`, through its
@@ -702,7 +1028,12 @@ fn check_probes(
             c.check(false, || format!("{label}: go tool nm lists no {func}"));
             continue;
         };
-        let line = out.lines().find(|l| l.trim_start().starts_with(func));
+        // startTheWorldWithSema's end probe is its call of wakep (from Go
+        // 1.23 its entry has a probe too, checked below).
+        let line = out.lines().find(|l| {
+            l.trim_start().starts_with(func)
+                && (func.starts_with("runtime.stop") || l.contains("(call runtime.wakep)"))
+        });
         let Some(site) = line.and_then(probe_offset) else {
             c.check(false, || {
                 format!("{label}: agent probes lists no {func}:\n{out}")
@@ -728,6 +1059,29 @@ fn check_probes(
                 || format!("{label}: end probe not inside {func}:\n{out}"),
             );
         }
+    }
+    // The stopping probe: from Go 1.23 at startTheWorldWithSema's entry or
+    // right after its stack check (CMPQ SP, 16(R14); JBE rel32: 10 bytes),
+    // nowhere before.
+    let stopped = out.lines().find(|l| l.contains("-> go_stw_stopped"));
+    if go_minor(version) >= STOPPING_FROM_MINOR {
+        let skip = if stopped.is_some_and(|l| l.contains("+0xa (after the stack check)")) {
+            10
+        } else {
+            0
+        };
+        let entry = symbols
+            .get("runtime.startTheWorldWithSema")
+            .and_then(|&a| file_offset(binary, a + skip));
+        c.eq(
+            &format!("{label}: file offset of the stopping probe"),
+            stopped.and_then(probe_offset),
+            entry,
+        );
+    } else {
+        c.check(stopped.is_none(), || {
+            format!("{label}: a stopping probe before Go 1.23:\n{out}")
+        });
     }
 }
 

@@ -20,7 +20,9 @@ pub struct EventLine<'a> {
     pub start_ns: u64,
     /// Duration in nanoseconds.
     pub duration_ns: u64,
-    /// Time to safepoint in nanoseconds, for safepoints.
+    /// Time to safepoint in nanoseconds, for HotSpot safepoints; for Go
+    /// 1.23+ stop-the-world pauses their stopping time (the runtime's
+    /// `/sched/pauses/stopping`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_to_safepoint_ns: Option<u64>,
     /// For pauses with anatomy: how the driving thread spent the pause.

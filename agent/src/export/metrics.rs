@@ -21,7 +21,8 @@ use crate::{
 pub const PAUSE_SECONDS: &str = "pausewatch_pause_seconds";
 /// Gauge: the largest pause of each pause series since the agent started.
 pub const PAUSE_MAX_SECONDS: &str = "pausewatch_pause_max_seconds";
-/// Histogram of HotSpot time to safepoint.
+/// Histogram of the time from the request to stop until every thread
+/// stopped: HotSpot's time to safepoint, Go's stopping time.
 pub const TIME_TO_SAFEPOINT_SECONDS: &str = "pausewatch_time_to_safepoint_seconds";
 /// Histogram of HotSpot VM operations.
 pub const VM_OPERATION_SECONDS: &str = "pausewatch_vm_operation_seconds";
@@ -113,9 +114,13 @@ For each kind the three states sum to pausewatch_pause_seconds_sum of that kind.
 const PAUSE_MAX_HELP: &str = "Largest single pause of each pausewatch_pause_seconds series \
 since the agent started tracing the process, in seconds (exact, not bucketed).";
 
-const TTS_HELP: &str = "HotSpot time to safepoint, in seconds: from the safepoint__begin \
-USDT probe to the first VM operation's vmops__begin, i.e. how long the VM waited for Java \
-threads to stop (-Xlog:safepoint \"Reaching safepoint\"). Part of the safepoint pause.";
+const TTS_HELP: &str = "Time from the request to stop the world until every thread \
+stopped, in seconds; part of the pause. runtime=\"hotspot\": time to safepoint, from the \
+safepoint__begin USDT probe to the first VM operation's vmops__begin (-Xlog:safepoint \
+\"Reaching safepoint\"), cause = that operation. runtime=\"go\" (Go 1.23+): what Go calls \
+the stopping time, worldStop.finishedStopping - startedStopping as the runtime passes them to \
+startTheWorldWithSema (runtime/metrics /sched/pauses/stopping/gc and /other), cause = the \
+stop-the-world reason.";
 
 const VM_OP_HELP: &str = "HotSpot VM operations, in seconds, from the hotspot:vmops__begin \
 to the vmops__end USDT probe on the VM thread, whether run at a safepoint or not; \

@@ -79,11 +79,13 @@ pub const FEATURES: &[FeatureDoc] = &[
     ),
     num(
         "tts_share",
-        "share of safepoint time spent reaching the safepoint (HotSpot; 0 elsewhere)",
+        "share of the stopped time spent stopping the threads: HotSpot's time to safepoint \
+         over its safepoint time, Go 1.23+'s stopping time over its stop-the-world time (0 \
+         elsewhere)",
     ),
     num(
         "tts_p99_ms",
-        "99th percentile time to safepoint, ms (HotSpot)",
+        "99th percentile time to safepoint (HotSpot) or stopping time (Go 1.23+), ms",
     ),
     num(
         "gc_share",
@@ -177,7 +179,8 @@ pub struct WindowStats {
     pub p99_ms: f64,
     /// See `p50_ms`.
     pub max_ms: f64,
-    /// Time to safepoint / safepoint time.
+    /// Time to safepoint / safepoint time (HotSpot), stopping time /
+    /// stop-the-world time (Go).
     pub tts_share: f64,
     /// p99 time to safepoint, ms.
     pub tts_p99_ms: f64,
@@ -280,7 +283,9 @@ pub fn window_stats(
         .map(|s| ((s.kind, s.cause.as_str()), &s.hist))
         .collect();
     let mut stall = Hist::default();
-    let mut safepoints_ns = 0u64;
+    // The pauses that time to safepoint is part of: HotSpot's safepoints,
+    // Go's stop-the-worlds (each runtime has only one of the two).
+    let mut stopped_ns = 0u64;
     let mut tts = Hist::default();
     let mut gc = Hist::default();
     let mut full_gc = 0u64;
@@ -300,7 +305,7 @@ pub fn window_stats(
             c.1 += delta.sum_ns;
         }
         match s.kind {
-            Kind::Safepoint => safepoints_ns += delta.sum_ns,
+            Kind::Safepoint | Kind::Stw => stopped_ns += delta.sum_ns,
             Kind::TimeToSafepoint => merge_window(&mut tts, &delta),
             _ => {}
         }
@@ -342,7 +347,7 @@ pub fn window_stats(
         p95_ms: ms(&stall, 0.95),
         p99_ms: ms(&stall, 0.99),
         max_ms: stall.max_ns as f64 / 1e6,
-        tts_share: ratio(tts.sum_ns, safepoints_ns),
+        tts_share: ratio(tts.sum_ns, stopped_ns),
         tts_p99_ms: ms(&tts, 0.99),
         running_share: ratio(running, states),
         runnable_share: ratio(runnable, states),
@@ -570,6 +575,28 @@ pub(crate) mod tests {
         assert_eq!(w.gc_per_min, 8.0);
         assert!((w.gc_share - 0.8).abs() < 1e-12, "{}", w.gc_share);
         assert_eq!(w.full_gc_per_min, 0.0);
+        assert_eq!(w.tts_share, 0.0);
+    }
+
+    #[test]
+    fn go_stopping_time_is_its_time_to_safepoint() {
+        let now = snap(vec![
+            series(Kind::Stw, "GC sweep termination", &[MS; 4]),
+            series(Kind::Stw, "read mem stats", &[MS; 4]),
+            series(Kind::TimeToSafepoint, "GC sweep termination", &[MS / 4; 4]),
+            series(Kind::TimeToSafepoint, "read mem stats", &[MS / 10; 4]),
+        ]);
+        let w = window_stats(
+            Runtime::Go,
+            9,
+            &Snapshot::default(),
+            &now,
+            Duration::from_secs(60),
+        );
+        // Stopping is part of the pause, not a pause of its own.
+        assert_eq!(w.pauses, 8);
+        assert!((w.tts_share - 1.4 / 8.0).abs() < 1e-12, "{}", w.tts_share);
+        assert!((0.2..=0.25).contains(&w.tts_p99_ms), "{}", w.tts_p99_ms);
     }
 
     #[test]

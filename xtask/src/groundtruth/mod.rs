@@ -2,6 +2,7 @@
 
 pub mod cpython;
 pub mod go;
+pub mod gostopping;
 pub mod hotspot;
 pub mod ruby;
 pub mod v8;

@@ -11,7 +11,10 @@
 // Output (stdout): "ready pid=N" at start; at the end "rounds=N",
 // "readmemstats=N", "stacks=N", "gomaxprocs=N", "traces=N",
 // "throughput=X rounds/s", "cgo=yes|no" and "checksum=C", where C is the same
-// for every run and "ok" if every round computed it.
+// for every run and "ok" if every round computed it. Built with Go 1.22 or
+// later, it also prints the runtime's stopping-time histograms as
+// "stopping tag=start ..." when the work starts and "stopping tag=end ..."
+// when it is done (see stopping.go).
 package main
 
 import (
@@ -27,6 +30,10 @@ import (
 
 // cgoUsed is set by cgo.go, which only cgo builds compile.
 var cgoUsed = "no"
+
+// stoppingMark prints the runtime's stopping-time histograms; set by
+// stopping.go, which only Go 1.22+ builds compile.
+var stoppingMark = func(tag string) {}
 
 type node struct {
 	next  *node
@@ -79,6 +86,8 @@ func main() {
 			os.Exit(3)
 		}
 	}
+
+	stoppingMark("start")
 
 	stop := make(chan struct{})
 	done := make(chan int)
@@ -195,6 +204,7 @@ func main() {
 	stackCalls := <-stacksDone
 	procCalls := <-procsDone
 	traceCalls := <-tracesDone
+	stoppingMark("end")
 	runtime.KeepAlive(keep)
 	fmt.Printf("rounds=%d\n", rounds)
 	fmt.Printf("readmemstats=%d\n", calls)

@@ -61,8 +61,21 @@ const WAKEP: &str = "runtime.wakep";
 pub enum Layout {
     /// Go 1.19: a string argument of `stopTheWorld`, GC phases by marker functions.
     ReasonString,
-    /// Go 1.21 and later: a `stwReason` byte argument of `stopTheWorldWithSema`.
+    /// Go 1.21 and 1.22: a `stwReason` byte argument of `stopTheWorldWithSema`.
     ReasonByte,
+    /// Go 1.23 and later: the reason byte as in [`Layout::ReasonByte`], and
+    /// `startTheWorldWithSema(now int64, w worldStop)` receives the
+    /// runtime's own stopping clocks (`w.startedStopping`,
+    /// `w.finishedStopping`), read at its entry as the stopping time.
+    WorldStop,
+}
+
+impl Layout {
+    /// Whether `startTheWorldWithSema` receives the stopping clocks, so the
+    /// stopping time (the `time_to_safepoint` family) is recorded.
+    pub fn has_stopping_time(self) -> bool {
+        self == Layout::WorldStop
+    }
 }
 
 /// Whether a version was tested end to end.
@@ -81,8 +94,9 @@ pub enum Support {
 pub fn layout(version: &str) -> Option<(Layout, Support)> {
     match buildinfo::major_minor(version)? {
         (1, 19) => Some((Layout::ReasonString, Support::Tested)),
-        (1, 21..=27) => Some((Layout::ReasonByte, Support::Tested)),
-        (1, minor) if minor > NEWEST_TESTED.1 => Some((Layout::ReasonByte, Support::Untested)),
+        (1, 21..=22) => Some((Layout::ReasonByte, Support::Tested)),
+        (1, 23..=27) => Some((Layout::WorldStop, Support::Tested)),
+        (1, minor) if minor > NEWEST_TESTED.1 => Some((Layout::WorldStop, Support::Untested)),
         _ => None,
     }
 }
@@ -383,6 +397,29 @@ impl<'a> Code<'_, 'a> {
         })
     }
 
+    /// The instruction after `f`'s small-frame stack check (`CMPQ SP,
+    /// 16(R14)` then `JBE` to the morestack call), or `f`'s entry if it does
+    /// not begin so. Neither instruction writes a register, so the
+    /// arguments are still in theirs; a uprobe on the next one (`PUSHQ BP`)
+    /// is emulated by the kernel, while one on the CMP with its memory
+    /// operand is single-stepped out of line, a second trap, all inside the
+    /// stopped world. After morestack the function restarts at its entry,
+    /// so the instruction still runs once per call.
+    fn after_stack_check(&self, f: &GoFunc<'_>) -> u64 {
+        const CMP_SP_STACKGUARD: [u8; 4] = [0x49, 0x3b, 0x66, 0x10];
+        let Some(code) = self.image.bytes(f.entry, 10) else {
+            return f.entry;
+        };
+        if code[..4] != CMP_SP_STACKGUARD {
+            return f.entry;
+        }
+        match code[4..6] {
+            [0x76, _] => f.entry + 6,
+            [0x0f, 0x86] => f.entry + 10,
+            _ => f.entry,
+        }
+    }
+
     fn at_entry(
         &self,
         name: &'static str,
@@ -413,7 +450,7 @@ pub fn probes_in(
 
     let mut out = Vec::new();
     match layout {
-        Layout::ReasonByte => {
+        Layout::ReasonByte | Layout::WorldStop => {
             // The reason byte is named with STW_REASONS: the binary's own
             // table must begin with it (later releases may append).
             if gomodule::find_string_table(image, &STW_REASONS).is_none() {
@@ -465,6 +502,19 @@ pub fn probes_in(
         "go_stw_end",
         ProgramArg::None,
     )?);
+    // The stopping clocks, where the registers still hold the arguments:
+    // right after the stack check, else at the entry (docs/design.md,
+    // "Stopping time"). Either is an instruction boundary of the body
+    // decoded and checked above (`probe` checks again).
+    if layout.has_stopping_time() {
+        let at = code.after_stack_check(&start);
+        let name = if at == start.entry {
+            START.to_string()
+        } else {
+            format!("{START}+{:#x} (after the stack check)", at - start.entry)
+        };
+        out.push(code.probe(START, &body, at, name, "go_stw_stopped", ProgramArg::None)?);
+    }
     Ok(out)
 }
 
@@ -537,6 +587,38 @@ mod tests {
         let me = crate::discovery::Process::inspect(std::process::id()).unwrap();
         let binary = Binary::open_exe(&me).unwrap();
         probes_in(&c.image(), &c.hints, Layout::ReasonByte, &binary)
+    }
+
+    #[test]
+    fn the_stopping_probe_sits_at_the_entry_of_start_the_world_from_go_1_23() {
+        let c = fixture::build(&runtime(start_body()), GO126);
+        let me = crate::discovery::Process::inspect(std::process::id()).unwrap();
+        let binary = Binary::open_exe(&me).unwrap();
+        let probes = probes_in(&c.image(), &c.hints, Layout::WorldStop, &binary).unwrap();
+        let programs: Vec<_> = probes.iter().map(|p| p.program).collect();
+        assert_eq!(programs, ["go_stw_begin", "go_stw_end", "go_stw_stopped"]);
+        assert_eq!(probes[2].file_offset, file_offset(c.entry(START)));
+        assert_eq!(probes[2].probe, START);
+        assert!(matches!(probes[2].arg, ProgramArg::None));
+        // With the compiler's stack check first, right after it.
+        let mut body = start_body();
+        body.insert(
+            0,
+            Op::Raw(&[0x49, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0, 0, 0, 0]),
+        );
+        let c2 = fixture::build(&runtime(body), GO126);
+        let probes = probes_in(&c2.image(), &c2.hints, Layout::WorldStop, &binary).unwrap();
+        assert_eq!(probes[2].file_offset, file_offset(c2.entry(START) + 10));
+        assert_eq!(
+            probes[2].probe,
+            format!("{START}+0xa (after the stack check)")
+        );
+        // Not on 1.21 and 1.22, whose startTheWorldWithSema gets no clocks.
+        let probes = probe_list(&c).unwrap();
+        assert!(probes.iter().all(|p| p.program != "go_stw_stopped"));
+        assert!(Layout::WorldStop.has_stopping_time());
+        assert!(!Layout::ReasonByte.has_stopping_time());
+        assert!(!Layout::ReasonString.has_stopping_time());
     }
 
     #[test]
@@ -697,11 +779,12 @@ mod tests {
         use Support::*;
         assert_eq!(layout("go1.19.8"), Some((Layout::ReasonString, Tested)));
         assert_eq!(layout("go1.21.13"), Some((Layout::ReasonByte, Tested)));
-        assert_eq!(layout("go1.23.4"), Some((Layout::ReasonByte, Tested)));
-        assert_eq!(layout("go1.24.11"), Some((Layout::ReasonByte, Tested)));
-        assert_eq!(layout("go1.27.3"), Some((Layout::ReasonByte, Tested)));
-        assert_eq!(layout("go1.28rc1"), Some((Layout::ReasonByte, Untested)));
-        assert_eq!(layout("go1.31.0"), Some((Layout::ReasonByte, Untested)));
+        assert_eq!(layout("go1.22.12"), Some((Layout::ReasonByte, Tested)));
+        assert_eq!(layout("go1.23.4"), Some((Layout::WorldStop, Tested)));
+        assert_eq!(layout("go1.24.11"), Some((Layout::WorldStop, Tested)));
+        assert_eq!(layout("go1.27.3"), Some((Layout::WorldStop, Tested)));
+        assert_eq!(layout("go1.28rc1"), Some((Layout::WorldStop, Untested)));
+        assert_eq!(layout("go1.31.0"), Some((Layout::WorldStop, Untested)));
         assert_eq!(layout("go1.20.1"), None);
         assert_eq!(layout("go1.18"), None);
         assert_eq!(layout("go2.0.0"), None);

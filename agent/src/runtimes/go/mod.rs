@@ -24,6 +24,12 @@
 //! - Go 1.21 to 1.27: `stopTheWorldWithSema(reason stwReason)`, a
 //!   `uint8` in AL under the register ABI; the same `stwReasonStrings` table
 //!   in all of them.
+//! - Go 1.23 and later also pass the runtime's stopping clocks to
+//!   `startTheWorldWithSema(now int64, w worldStop)` (`w.startedStopping`
+//!   in RCX, `w.finishedStopping` in RDI): a probe after its stack check records the
+//!   stopping time, the runtime's `/sched/pauses/stopping/*:seconds`, in the
+//!   `time_to_safepoint` family. Go 1.22's `worldStop` holds only the start,
+//!   and 1.21's `startTheWorldWithSema` takes no argument (docs/design.md).
 //!
 //! In both, the pause ends in `startTheWorldWithSema` at its call of
 //! `wakep()`: the Ps run again and the runtime has taken the timestamp that
@@ -55,12 +61,13 @@ pub use detect::{GoBinary, GoBinaryError, Layout, STW_REASONS, describe, layout,
 pub struct Go;
 
 /// Every BPF program a Go layout attaches (`detect::probes_in`).
-const PROGRAMS: [&str; 5] = [
+const PROGRAMS: [&str; 6] = [
     "go_stw_begin",
     "go_stw_reason",
     "go_stw_reason_here",
     "go_stw_cause",
     "go_stw_end",
+    "go_stw_stopped",
 ];
 
 impl RuntimeModule for Go {
@@ -122,8 +129,10 @@ impl RuntimeModule for Go {
 
     /// A `stwReason` number (Go 1.21+), or with `GO_CAUSE_STRING` the
     /// address and length of the reason string `stopTheWorld` got (Go 1.19).
+    /// A stopping time (`TimeToSafepoint`) carries its stop-the-world's
+    /// cause, so both are named alike.
     fn cause(&self, kind: Kind, cause: u64) -> CauseText {
-        if kind != Kind::Stw {
+        if !matches!(kind, Kind::Stw | Kind::TimeToSafepoint) {
             return CauseText::Known(cause.to_string());
         }
         if cause & GO_CAUSE_STRING != 0 {
@@ -170,6 +179,17 @@ mod tests {
             Go.cause(Kind::Stw, 1),
             CauseText::Known("GC mark termination".to_string())
         );
+        for kind in [Kind::Stw, Kind::TimeToSafepoint] {
+            assert_eq!(
+                Go.cause(kind, 7),
+                CauseText::Known("read mem stats".to_string())
+            );
+            assert_eq!(
+                Go.cause(kind, 40),
+                CauseText::Known("stw_reason_40".to_string())
+            );
+        }
+        assert!(!Go.counts_as_stall(Kind::TimeToSafepoint));
         assert!(Go.is_gc(Kind::Stw, "GC sweep termination"));
         assert!(!Go.is_gc(Kind::Stw, "read mem stats"));
         assert!(!Go.is_full_gc("GC mark termination"));
