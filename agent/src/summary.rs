@@ -76,6 +76,18 @@ pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
             );
         }
         out.push('\n');
+        let [running, runnable, blocked] = total.state_ns;
+        let states = (running + runnable + blocked) as f64;
+        if states > 0.0 {
+            let pct = |ns: u64| ns as f64 / states * 100.0;
+            let _ = writeln!(
+                out,
+                "    pause threads: running {:.0}%  runnable {:.0}%  blocked {:.0}%",
+                pct(running),
+                pct(runnable),
+                pct(blocked)
+            );
+        }
         causes.sort_by_key(|c| std::cmp::Reverse(c.1.sum_ns));
         out.push_str("    top causes:");
         for (cause, h) in causes.iter().take(4) {
@@ -167,6 +179,35 @@ mod tests {
         );
         assert!(
             text.contains("    info frequent_safepoints: 600 safepoints per minute"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn pause_thread_states_are_shares_of_the_interval() {
+        let mut before = Snapshot::default();
+        before.targets.push(TargetInfo::java(5));
+        let mut now = before.clone();
+        let mut old = Hist::of(&[1_000_000]);
+        old.state_ns = [1_000_000, 0, 0];
+        before.series.push(Series {
+            pid: 5,
+            kind: Kind::Safepoint,
+            cause: "G1CollectForAllocation".into(),
+            hist: old,
+        });
+        let mut new = Hist::of(&[1_000_000, 3_000_000, 1_000_000]);
+        new.state_ns = [2_000_000, 3_000_000, 0];
+        now.series.push(Series {
+            pid: 5,
+            kind: Kind::Safepoint,
+            cause: "G1CollectForAllocation".into(),
+            hist: new,
+        });
+        let text = render(&before, &now.into(), Duration::from_secs(1));
+        // Of the interval's 4 ms: 1 ms running, 3 ms runnable.
+        assert!(
+            text.contains("    pause threads: running 25%  runnable 75%  blocked 0%\n"),
             "{text}"
         );
     }

@@ -14,6 +14,7 @@
 //! | --- | --- | --- |
 //! | `pausewatch_pause_seconds` | histogram | `pid`, `comm`, `runtime`, `kind`, `cause` |
 //! | `pausewatch_pause_max_seconds` | gauge | as above |
+//! | `pausewatch_pause_thread_seconds_total` | counter | `pid`, `comm`, `runtime`, `kind`, `role`, `state` |
 //! | `pausewatch_time_to_safepoint_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` (HotSpot's time to safepoint; Go 1.23+'s stopping time) |
 //! | `pausewatch_vm_operation_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
 //! | `pausewatch_gc_concurrent_cycle_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
