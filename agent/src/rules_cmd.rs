@@ -89,7 +89,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     let target = discovery::detect(args.pid)?;
     crate::targets::follow::ensure_tracefs()?;
     let (mut tracer, maps) = Tracer::load(LoadOptions { events: false })?;
-    let mut collector = Collector::new(maps.histograms, maps.lost);
+    let mut collector = Collector::new(maps.histograms, maps.lost, maps.stragglers);
     tracer.attach_anatomy()?;
     tracer.attach(&target)?;
     let info = target_info(&target, labels::read(target.process.pid));

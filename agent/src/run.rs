@@ -21,7 +21,7 @@ use crate::{
     cli::{ProbesArgs, RunArgs},
     collect::{
         Collector, Snapshot,
-        events::{EventLine, ThreadTimes},
+        events::{EventLine, Straggler, ThreadTimes},
         lock,
     },
     discovery::{self, ProgramArg},
@@ -170,7 +170,11 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             .attach_anatomy()
             .context("cannot split pauses into running, runnable and blocked time")?;
     }
-    let collector = Arc::new(Mutex::new(Collector::new(maps.histograms, maps.lost)));
+    let collector = Arc::new(Mutex::new(Collector::new(
+        maps.histograms,
+        maps.lost,
+        maps.stragglers,
+    )));
     let mut lifecycle = Lifecycle::new(
         selection,
         args.max_targets,
@@ -470,6 +474,7 @@ fn drain(
             duration_ns: e.duration_ns,
             time_to_safepoint_ns: (kind == Kind::Safepoint && e.cause != 0).then_some(e.tts_ns),
             driver: ThreadTimes::of(&e.state_ns),
+            straggler: Straggler::of(&e),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
