@@ -68,6 +68,15 @@ pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
                 " | time to safepoint p99 {:.3} ms",
                 ms(tts.quantile_ns(0.99).unwrap_or(0.0))
             );
+            // The thread that kept this interval's safepoints waiting most.
+            let (thread, ns) = crate::rules::features::top_straggler(target.pid, before, now);
+            if ns > 0 {
+                let _ = write!(
+                    out,
+                    ", last to arrive: {thread} ({:.0}% of it)",
+                    ns as f64 / tts.sum_ns.max(1) as f64 * 100.0
+                );
+            }
         }
         out.push('\n');
         causes.sort_by_key(|c| std::cmp::Reverse(c.1.sum_ns));
