@@ -22,6 +22,21 @@ pub struct Event {
     pub duration_ns: u64,
     /// Time to safepoint in nanoseconds, for safepoints with a cause.
     pub time_to_safepoint_ns: Option<u64>,
+    /// HotSpot safepoints: the thread that reached it last, when one was seen.
+    pub straggler: Option<Straggler>,
+}
+
+/// An event's `straggler` object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Straggler {
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name (comm), not normalised.
+    pub thread: String,
+    /// `running` or `runnable`.
+    pub state: String,
+    /// Arrival after the safepoint's begin, ns.
+    pub late_ns: u64,
 }
 
 impl Event {
