@@ -175,6 +175,43 @@ mod tests {
     }
 
     #[test]
+    fn names_the_intervals_top_straggler() {
+        let target = TargetInfo::java(7);
+        let series = |kind: Kind, n: u64| Series {
+            pid: 7,
+            kind,
+            cause: "ThreadDump".into(),
+            hist: Hist::of(&vec![4_000_000; n as usize]),
+        };
+        let strag = |thread: &str, tts_ns: u64| crate::collect::StragglerSeries {
+            pid: 7,
+            thread: thread.into(),
+            count: 1,
+            tts_ns,
+            late_ns: 0,
+        };
+        let before = Snapshot {
+            targets: vec![target.clone()],
+            series: vec![series(Kind::Safepoint, 1), series(Kind::TimeToSafepoint, 1)],
+            stragglers: vec![strag("busy-#", 4_000_000)],
+            ..Default::default()
+        };
+        // In the interval: 3 more safepoints, 12 ms of time to safepoint,
+        // 9 ms of it charged to slowpoke.
+        let now = Snapshot {
+            targets: vec![target],
+            series: vec![series(Kind::Safepoint, 4), series(Kind::TimeToSafepoint, 4)],
+            stragglers: vec![strag("busy-#", 7_000_000), strag("slowpoke", 9_000_000)],
+            ..Default::default()
+        };
+        let text = render(&before, &now.into(), Duration::from_secs(1));
+        assert!(
+            text.contains(", last to arrive: slowpoke (75% of it)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn collections_are_the_pauses_outside_hotspot() {
         let target = TargetInfo {
             pid: 9,
