@@ -21,7 +21,7 @@ use crate::{
     cli::{ProbesArgs, RunArgs},
     collect::{
         Collector, Snapshot,
-        events::{EventLine, ThreadTimes},
+        events::{EventLine, Straggler, ThreadTimes},
         lock,
     },
     discovery::{self, ProgramArg},
@@ -171,7 +171,11 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             .attach_anatomy()
             .context("cannot split pauses into running, runnable and blocked time")?;
     }
-    let collector = Arc::new(Mutex::new(Collector::new(maps.histograms, maps.lost)));
+    let collector = Arc::new(Mutex::new(Collector::new(
+        maps.histograms,
+        maps.lost,
+        maps.stragglers,
+    )));
     let mut lifecycle = Lifecycle::new(
         selection,
         args.max_targets,
@@ -471,6 +475,7 @@ fn drain(
             duration_ns: e.duration_ns,
             time_to_safepoint_ns: time_to_safepoint(kind, &e),
             driver: ThreadTimes::of(&e.state_ns),
+            straggler: Straggler::of(&e),
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;

@@ -74,6 +74,15 @@ pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
                 " | {what} p99 {:.3} ms",
                 ms(tts.quantile_ns(0.99).unwrap_or(0.0))
             );
+            // The thread that kept this interval's safepoints waiting most.
+            let (thread, ns) = crate::rules::features::top_straggler(target.pid, before, now);
+            if ns > 0 {
+                let _ = write!(
+                    out,
+                    ", last to arrive: {thread} ({:.0}% of it)",
+                    ns as f64 / tts.sum_ns.max(1) as f64 * 100.0
+                );
+            }
         }
         out.push('\n');
         let [running, runnable, blocked] = total.state_ns;
@@ -208,6 +217,43 @@ mod tests {
         // Of the interval's 4 ms: 1 ms running, 3 ms runnable.
         assert!(
             text.contains("    pause threads: running 25%  runnable 75%  blocked 0%\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn names_the_intervals_top_straggler() {
+        let target = TargetInfo::java(7);
+        let series = |kind: Kind, n: u64| Series {
+            pid: 7,
+            kind,
+            cause: "ThreadDump".into(),
+            hist: Hist::of(&vec![4_000_000; n as usize]),
+        };
+        let strag = |thread: &str, tts_ns: u64| crate::collect::StragglerSeries {
+            pid: 7,
+            thread: thread.into(),
+            count: 1,
+            tts_ns,
+            late_ns: 0,
+        };
+        let before = Snapshot {
+            targets: vec![target.clone()],
+            series: vec![series(Kind::Safepoint, 1), series(Kind::TimeToSafepoint, 1)],
+            stragglers: vec![strag("busy-#", 4_000_000)],
+            ..Default::default()
+        };
+        // In the interval: 3 more safepoints, 12 ms of time to safepoint,
+        // 9 ms of it charged to slowpoke.
+        let now = Snapshot {
+            targets: vec![target],
+            series: vec![series(Kind::Safepoint, 4), series(Kind::TimeToSafepoint, 4)],
+            stragglers: vec![strag("busy-#", 7_000_000), strag("slowpoke", 9_000_000)],
+            ..Default::default()
+        };
+        let text = render(&before, &now.into(), Duration::from_secs(1));
+        assert!(
+            text.contains(", last to arrive: slowpoke (75% of it)\n"),
             "{text}"
         );
     }

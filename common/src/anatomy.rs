@@ -1,5 +1,6 @@
-//! The scheduler tracepoint fields the pause anatomy programs read
-//! (`ebpf/src/anatomy.rs`), where they read them. The agent compares these
+//! The scheduler tracepoint fields the pause anatomy and safepoint
+//! straggler programs read (`ebpf/src/anatomy.rs`, `ebpf/src/straggler.rs`),
+//! where they read them. The agent compares these
 //! with the running kernel's `events/sched/*/format` before it attaches the
 //! programs, so a kernel with another layout gets no anatomy rather than
 //! wrong numbers.
@@ -24,6 +25,15 @@ pub const SWITCH_PREV_PID: Field = Field {
     offset: 24,
     size: 4,
 };
+/// `sched_switch`'s `prev_comm`: the leaving thread's name, which names a
+/// safepoint's straggler (the current task's comm is the same thread's,
+/// but the record's copy is what the kernel reported for this switch).
+pub const SWITCH_PREV_COMM: Field = Field {
+    event: "sched/sched_switch",
+    name: "prev_comm",
+    offset: 8,
+    size: 16,
+};
 /// `sched_switch`'s `prev_state`: why it left (a sleeping state, or none
 /// when it was preempted).
 pub const SWITCH_PREV_STATE: Field = Field {
@@ -47,10 +57,24 @@ pub const WAKEUP_PID: Field = Field {
     size: 4,
 };
 
+/// `sched_waking`'s `pid`: the thread being woken. Unlike `sched_wakeup`
+/// it fires synchronously in `try_to_wake_up()`, before the wakee can run,
+/// which the straggler rule needs to tell "asleep at the safepoint's
+/// begin" from "woken just before it" (docs/design.md, "Safepoint
+/// stragglers").
+pub const WAKING_PID: Field = Field {
+    event: "sched/sched_waking",
+    name: "pid",
+    offset: 24,
+    size: 4,
+};
+
 /// Every field read, for the agent's check.
-pub const FIELDS: [Field; 4] = [
+pub const FIELDS: [Field; 6] = [
     SWITCH_PREV_PID,
+    SWITCH_PREV_COMM,
     SWITCH_PREV_STATE,
     SWITCH_NEXT_PID,
     WAKEUP_PID,
+    WAKING_PID,
 ];

@@ -175,7 +175,45 @@ pub struct PauseEvent {
     /// How the thread spent `duration_ns`, indexed by [`ThreadState`]
     /// (all zero when it could not be tracked).
     pub state_ns: [u64; THREAD_STATES],
+    /// Safepoints: the thread that reached the safepoint last (see
+    /// `ebpf/src/straggler.rs`), or 0 when none was seen.
+    pub straggler_tid: u32,
+    /// The straggler's [`ThreadState`] for most of its wait: running or
+    /// runnable.
+    pub straggler_state: u32,
+    /// Nanoseconds from the safepoint's begin to the straggler's arrival.
+    pub straggler_late_ns: u64,
+    /// The straggler's command name (HotSpot names a Java thread's native
+    /// thread after it: the first 15 bytes of the Java name), NUL-padded.
+    pub straggler_comm: [u8; COMM_LEN],
 }
+
+/// Key of the safepoint straggler map: one entry per process and
+/// straggler thread name.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StragglerKey {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// The straggler's command name, as in [`PauseEvent::straggler_comm`].
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Value of the safepoint straggler map (per CPU, summed by the agent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StragglerStats {
+    /// Safepoints this thread name reached last.
+    pub count: u64,
+    /// Sum of those safepoints' time to safepoint (begin to the first VM
+    /// operation), in nanoseconds: the time charged to the straggler.
+    pub tts_ns: u64,
+    /// Sum of their straggler's arrival after the begin, in nanoseconds.
+    pub late_ns: u64,
+}
+
+/// Capacity of the straggler map (process and thread name pairs).
+pub const MAX_STRAGGLERS: u32 = 8192;
 
 /// Where a USDT argument lives, as decoded from a stapsdt argument spec such
 /// as `8@%r12` or `-4@-20(%rbp)`. The agent writes one of these per attach
@@ -339,4 +377,6 @@ mod pod {
     unsafe impl aya::Pod for super::ArgSpec {}
     unsafe impl aya::Pod for super::Histogram {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::StragglerKey {}
+    unsafe impl aya::Pod for super::StragglerStats {}
 }

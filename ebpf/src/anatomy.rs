@@ -121,6 +121,7 @@ pub fn anatomy_exit(_ctx: TracePointContext) -> u32 {
     if tracked_count() == 0 {
         return 0;
     }
+    crate::straggler::on_exit();
     let (_, tid) = current();
     if TRACKED.remove(&tid).is_ok() {
         add_count(-1);
@@ -157,6 +158,9 @@ pub fn anatomy_switch(ctx: TracePointContext) -> u32 {
         // SAFETY: as above, for `next`.
         close_segment(unsafe { &mut *t }, now, ThreadState::Running);
     }
+    // The safepoint straggler rule shares this program rather than add a
+    // second one on the host's busiest tracepoint.
+    crate::straggler::on_switch(&ctx, now, prev, prev_state, next);
     0
 }
 

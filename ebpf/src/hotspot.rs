@@ -23,18 +23,27 @@ use pausewatch_common::{Kind, LostReason};
 
 use crate::{
     args::read_arg,
-    intervals::{NO_STATES, begin, emit, end, is_open, key, record},
+    intervals::{NO_STATES, anatomy_on, begin, emit, end, is_open, key, record},
     maps::{INFLIGHT, count_lost},
+    straggler,
 };
 
 #[uprobe]
 pub fn hotspot_safepoint_begin(_ctx: ProbeContext) -> u32 {
     begin(Kind::Safepoint, 0, 0);
+    // After `begin`, which tracks this thread: the anatomy gate that the
+    // straggler's scheduler code runs behind is open from here on.
+    if anatomy_on() {
+        straggler::open(now());
+    }
     0
 }
 
 #[uprobe]
 pub fn hotspot_safepoint_end(_ctx: ProbeContext) -> u32 {
+    if anatomy_on() {
+        straggler::end();
+    }
     if let Some(c) = end(Kind::Safepoint, 0) {
         record(Kind::Safepoint, c.open.cause, c.ns, &c.states);
         if c.open.cause != 0 {
@@ -63,6 +72,9 @@ pub fn hotspot_vmop_begin(ctx: ProbeContext) -> u32 {
         if sp.cause == 0 {
             sp.cause = name;
             sp.tts_ns = now().saturating_sub(sp.start_ns);
+            if anatomy_on() {
+                straggler::close(sp.tts_ns);
+            }
         }
     }
     begin(Kind::VmOperation, name, name);

@@ -38,9 +38,10 @@ static EMIT_EVENTS: u8 = 0;
 #[unsafe(no_mangle)]
 static ANATOMY: u8 = 0;
 
-/// Whether pauses track their thread's scheduler states.
+/// Whether pauses track their thread's scheduler states (and HotSpot's
+/// safepoints their stragglers).
 #[inline(always)]
-fn anatomy_on() -> bool {
+pub fn anatomy_on() -> bool {
     // SAFETY: a plain read of a global the loader may have rewritten.
     unsafe { core::ptr::read_volatile(&ANATOMY) != 0 }
 }
@@ -171,7 +172,7 @@ pub fn emit(kind: Kind, cause: u64, closed: &Closed) {
         return;
     }
     let (pid, tid) = current();
-    let event = PauseEvent {
+    let mut event = PauseEvent {
         pid,
         tid,
         kind: kind as u32,
@@ -181,7 +182,14 @@ pub fn emit(kind: Kind, cause: u64, closed: &Closed) {
         duration_ns: closed.ns,
         tts_ns: closed.open.tts_ns,
         state_ns: closed.states,
+        straggler_tid: 0,
+        straggler_state: 0,
+        straggler_late_ns: 0,
+        straggler_comm: [0; pausewatch_common::COMM_LEN],
     };
+    if kind == Kind::Safepoint {
+        crate::straggler::fill(&mut event);
+    }
     // Waking the reader on every pause would schedule the agent right as
     // the target resumes, and on a busy host that preemption lands inside
     // the target's next stretch of work. The agent drains the ring on a

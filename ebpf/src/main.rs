@@ -22,6 +22,7 @@ mod intervals;
 mod maps;
 mod process;
 mod ruby;
+mod straggler;
 mod v8;
 
 #[cfg(not(test))]

@@ -7,13 +7,19 @@ use aya_ebpf::{
 };
 use pausewatch_common::{
     ArgSpec, HistKey, Histogram, Inflight, InflightKey, LOST_REASONS, LostReason, MAX_ARG_SPECS,
-    MAX_HISTOGRAMS, MAX_INFLIGHT, RINGBUF_BYTES,
+    MAX_HISTOGRAMS, MAX_INFLIGHT, MAX_STRAGGLERS, RINGBUF_BYTES, StragglerKey, StragglerStats,
 };
 
 /// Finished intervals, aggregated. Per-CPU so the hot path needs no atomics.
 #[map]
 pub static HISTOGRAMS: PerCpuHashMap<HistKey, Histogram> =
     PerCpuHashMap::with_max_entries(MAX_HISTOGRAMS, 0);
+
+/// Safepoint stragglers, aggregated by process and thread name (see
+/// `straggler.rs`). Per-CPU, like the histograms.
+#[map]
+pub static STRAGGLERS: PerCpuHashMap<StragglerKey, StragglerStats> =
+    PerCpuHashMap::with_max_entries(MAX_STRAGGLERS, 0);
 
 /// Intervals that have begun and not yet ended, per thread.
 #[map]

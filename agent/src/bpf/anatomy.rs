@@ -154,7 +154,11 @@ mod tests {
             let path = tracefs.join("events").join(field.event).join("format");
             let text = std::fs::read_to_string(&path).unwrap();
             let needle = format!(" {};", field.name);
-            let line = text.lines().find(|l| l.contains(&needle)).unwrap();
+            let array = format!(" {}[", field.name);
+            let line = text
+                .lines()
+                .find(|l| l.contains(&needle) || l.contains(&array))
+                .unwrap();
             let expected = format!("offset:{};\tsize:{};", field.offset, field.size);
             assert_eq!(
                 line.contains(&expected),

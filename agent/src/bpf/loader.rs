@@ -16,7 +16,9 @@ use aya::{
         },
     },
 };
-use pausewatch_common::{ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS};
+use pausewatch_common::{
+    ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS, StragglerKey, StragglerStats,
+};
 use thiserror::Error;
 
 use super::{
@@ -193,6 +195,8 @@ pub struct TracerMaps {
     pub lost: PerCpuArray<MapData, u64>,
     /// Pause events (only filled with `--events`).
     pub events: RingBuf<MapData>,
+    /// HotSpot safepoint stragglers by process and thread name.
+    pub stragglers: PerCpuHashMap<MapData, StragglerKey, StragglerStats>,
 }
 
 impl Tracer {
@@ -229,6 +233,8 @@ impl Tracer {
                 .map_err(map_err("HISTOGRAMS"))?,
             lost: PerCpuArray::try_from(take(&mut ebpf, "LOST")?).map_err(map_err("LOST"))?,
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
+            stragglers: PerCpuHashMap::try_from(take(&mut ebpf, "STRAGGLERS")?)
+                .map_err(map_err("STRAGGLERS"))?,
         };
         Ok((
             Tracer {
@@ -436,6 +442,8 @@ impl Tracer {
     /// Attaches the pause anatomy programs (`ebpf/src/anatomy.rs`) to the
     /// scheduler tracepoints, after checking their records' layout. Must
     /// come before the first uprobe, so that no pause begins unaccounted.
+    /// The safepoint straggler rule (`ebpf/src/straggler.rs`) runs inside
+    /// `anatomy_switch` and adds `sched_waking`, so it comes with them.
     /// Needs tracefs mounted (see `targets::follow::ensure_tracefs`).
     pub fn attach_anatomy(&mut self) -> Result<(), BpfError> {
         super::anatomy::check_layout(Path::new(crate::targets::follow::TRACEFS))?;
@@ -443,6 +451,7 @@ impl Tracer {
             ("anatomy_switch", "sched_switch"),
             ("anatomy_wakeup", "sched_wakeup"),
             ("anatomy_exit", "sched_process_exit"),
+            ("straggler_waking", "sched_waking"),
         ])
     }
 

@@ -3,27 +3,35 @@
 use std::{collections::HashMap, time::SystemTime};
 
 use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use pausewatch_common::{HistKey, Histogram, Kind, LostReason};
+use pausewatch_common::{HistKey, Histogram, Kind, LostReason, StragglerKey, StragglerStats};
 
-use super::{CauseResolver, Hist, Series, Snapshot, TargetInfo};
+use super::{
+    CauseResolver, Hist, Series, Snapshot, TargetInfo,
+    stragglers::{NameSlots, sum_per_cpu},
+};
 
 /// Owns the aggregation maps and decodes them.
 pub struct Collector {
     histograms: PerCpuHashMap<MapData, HistKey, Histogram>,
     lost: PerCpuArray<MapData, u64>,
+    stragglers: PerCpuHashMap<MapData, StragglerKey, StragglerStats>,
+    straggler_names: NameSlots,
     targets: HashMap<u32, TargetInfo>,
     causes: CauseResolver,
 }
 
 impl Collector {
-    /// A collector over the maps of a loaded tracer.
+    /// A collector over the aggregation maps of a loaded tracer.
     pub fn new(
         histograms: PerCpuHashMap<MapData, HistKey, Histogram>,
         lost: PerCpuArray<MapData, u64>,
+        stragglers: PerCpuHashMap<MapData, StragglerKey, StragglerStats>,
     ) -> Collector {
         Collector {
             histograms,
             lost,
+            stragglers,
+            straggler_names: NameSlots::default(),
             targets: HashMap::new(),
             causes: CauseResolver::default(),
         }
@@ -61,7 +69,17 @@ impl Collector {
         for k in &keys {
             let _ = self.histograms.remove(k);
         }
-        keys.len()
+        let stragglers: Vec<StragglerKey> = self
+            .stragglers
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.pid == pid)
+            .collect();
+        for k in &stragglers {
+            let _ = self.stragglers.remove(k);
+        }
+        self.straggler_names.forget(pid);
+        keys.len() + stragglers.len()
     }
 
     /// Resolves a cause id as the exporter would name it (for events).
@@ -121,6 +139,13 @@ impl Collector {
                 (r.label(), n)
             })
             .collect();
+        let raw: Vec<(StragglerKey, StragglerStats)> = self
+            .stragglers
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, per_cpu)| (key, sum_per_cpu(per_cpu.iter())))
+            .collect();
+        let stragglers = self.straggler_names.fold(raw);
         let mut targets: Vec<TargetInfo> = self.targets.values().cloned().collect();
         targets.sort_by_key(|t| t.pid);
         Snapshot {
@@ -128,6 +153,7 @@ impl Collector {
             targets,
             series,
             lost,
+            stragglers,
         }
     }
 }

@@ -4,10 +4,12 @@ pub mod causes;
 pub mod collector;
 pub mod events;
 pub mod snapshot;
+pub mod stragglers;
 
 pub use causes::CauseResolver;
 pub use collector::Collector;
 pub use snapshot::{Hist, Series, Snapshot, TargetInfo};
+pub use stragglers::StragglerSeries;
 
 /// Locks a collector shared between the main loop, the lifecycle thread and
 /// the event reader. A panic while holding the lock leaves the maps

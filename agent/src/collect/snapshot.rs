@@ -18,6 +18,9 @@ pub struct Snapshot {
     pub series: Vec<Series>,
     /// Events that could not be recorded, by `reason` label.
     pub lost: Vec<(&'static str, u64)>,
+    /// HotSpot safepoint stragglers, by process and thread name (see
+    /// [`crate::collect::stragglers`]).
+    pub stragglers: Vec<crate::collect::StragglerSeries>,
 }
 
 /// A traced process and what runs in it.

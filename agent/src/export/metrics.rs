@@ -30,6 +30,11 @@ pub const VM_OPERATION_SECONDS: &str = "pausewatch_vm_operation_seconds";
 pub const GC_CONCURRENT_CYCLE_SECONDS: &str = "pausewatch_gc_concurrent_cycle_seconds";
 /// Counter: the driving thread's time in pauses, by scheduler `state`.
 pub const PAUSE_THREAD_SECONDS_TOTAL: &str = "pausewatch_pause_thread_seconds_total";
+/// Counter: HotSpot time to safepoint charged to the thread that reached
+/// each safepoint last, by normalised `thread` name.
+pub const SAFEPOINT_STRAGGLER_SECONDS_TOTAL: &str = "pausewatch_safepoint_straggler_seconds_total";
+/// Counter: HotSpot safepoints that each `thread` reached last.
+pub const SAFEPOINT_STRAGGLERS_TOTAL: &str = "pausewatch_safepoint_stragglers_total";
 /// Info gauge (always 1) describing one traced process.
 pub const TARGET_INFO: &str = "pausewatch_target_info";
 /// Gauge: number of traced processes.
@@ -102,6 +107,14 @@ the point in runtime.startTheWorldWithSema where all Ps run again (GODEBUG=gctra
 sweep and mark termination clocks), cause = the runtime's stop-the-world reason (GC sweep termination, GC mark \
 termination, read mem stats, ...). Kinds can overlap (a HotSpot GC pause runs inside a \
 safepoint), so do not add them up.";
+
+const STRAGGLER_SECONDS_HELP: &str = "HotSpot time to safepoint (safepoint begin to its first \
+VM operation, as in pausewatch_time_to_safepoint_seconds) charged to the Java thread that reached \
+the safepoint last, by thread name (the thread's comm, its Java name's first 15 bytes, with every \
+run of digits written #; at most 8 names per process, the rest under thread=\"other\"). \
+Safepoints with no straggler seen are not charged.";
+const STRAGGLERS_HELP: &str = "HotSpot safepoints whose last-arriving Java thread had this name \
+(labels as in pausewatch_safepoint_straggler_seconds_total).";
 
 const PAUSE_THREAD_HELP: &str = "Where the pauses' time went, in seconds: the wall time of \
 the thread that drives each pause (role=\"driver\": HotSpot's VM thread, the Go thread that \
@@ -257,6 +270,7 @@ fn write_families(snapshot: &Snapshot, verdicts: &[Verdict], w: &mut TextWriter)
         write_pause_max(w, &pause_max);
     }
     write_pause_threads(&grouped, &targets, w);
+    write_stragglers(snapshot, &targets, w);
 
     if !targets.is_empty() {
         w.family(TARGET_INFO, TARGET_INFO_HELP, MetricType::Gauge);
@@ -352,6 +366,42 @@ fn write_pause_threads(
                 .with("state", state.label());
             w.sample(&labels, ns_to_seconds(states[state as usize]));
         }
+    }
+}
+
+/// The safepoint stragglers: time charged, then safepoints, per process
+/// and thread name. Left out when there are none.
+fn write_stragglers(snapshot: &Snapshot, targets: &BTreeMap<u32, &TargetInfo>, w: &mut TextWriter) {
+    if snapshot.stragglers.is_empty() {
+        return;
+    }
+    let labels_of = |pid: u32, thread: &str| {
+        let (comm, runtime) = match targets.get(&pid) {
+            Some(t) => (t.comm.as_str(), t.runtime.label()),
+            None => ("", "unknown"),
+        };
+        Labels::new()
+            .with("pid", &pid.to_string())
+            .with("comm", comm)
+            .with("runtime", runtime)
+            .with("thread", thread)
+    };
+    // The collector emits one series per (pid, thread), sorted.
+    w.family(
+        SAFEPOINT_STRAGGLER_SECONDS_TOTAL,
+        STRAGGLER_SECONDS_HELP,
+        MetricType::Counter,
+    );
+    for s in &snapshot.stragglers {
+        w.sample(&labels_of(s.pid, &s.thread), ns_to_seconds(s.tts_ns));
+    }
+    w.family(
+        SAFEPOINT_STRAGGLERS_TOTAL,
+        STRAGGLERS_HELP,
+        MetricType::Counter,
+    );
+    for s in &snapshot.stragglers {
+        w.sample(&labels_of(s.pid, &s.thread), s.count as f64);
     }
 }
 
@@ -567,6 +617,7 @@ mod tests {
                 series(7, Kind::Safepoint, "Cleanup", &[15_000]),
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
+            stragglers: Vec::new(),
         }
     }
 
@@ -732,6 +783,59 @@ mod tests {
         assert!(text.contains("# TYPE pausewatch_lost_events_total counter\n"));
         assert!(text.contains("# HELP pausewatch_pause_seconds Stop-the-world"));
         assert!(text.contains("-Xlog:safepoint Total"));
+    }
+
+    #[test]
+    fn stragglers_are_counters_by_thread() {
+        let mut snap = synthetic();
+        snap.stragglers = vec![
+            crate::collect::StragglerSeries {
+                pid: 42,
+                thread: "other".into(),
+                count: 1,
+                tts_ns: 250_000,
+                late_ns: 1,
+            },
+            crate::collect::StragglerSeries {
+                pid: 42,
+                thread: "slowpoke".into(),
+                count: 7,
+                tts_ns: 21_000_000,
+                late_ns: 1,
+            },
+        ];
+        let text = render(&snap.into());
+        let samples = parse(&text);
+        let slow = [
+            ("pid", "42"),
+            ("comm", "java"),
+            ("runtime", "hotspot"),
+            ("thread", "slowpoke"),
+        ];
+        assert_eq!(
+            one(
+                &samples,
+                "pausewatch_safepoint_straggler_seconds_total",
+                &slow
+            ),
+            0.021
+        );
+        assert_eq!(
+            one(&samples, "pausewatch_safepoint_stragglers_total", &slow),
+            7.0
+        );
+        assert_eq!(
+            one(
+                &samples,
+                "pausewatch_safepoint_stragglers_total",
+                &[("thread", "other")]
+            ),
+            1.0
+        );
+        assert!(text.contains("# TYPE pausewatch_safepoint_straggler_seconds_total counter\n"));
+        // No stragglers, no families.
+        let text = render(&synthetic().into());
+        assert!(!text.contains("straggler"));
     }
 
     #[test]

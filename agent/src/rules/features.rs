@@ -140,6 +140,16 @@ pub const FEATURES: &[FeatureDoc] = &[
         "stall_trend",
         "stall_ratio minus prev_stall_ratio (0 without a previous window)",
     ),
+    FeatureDoc {
+        name: "top_straggler",
+        ty: FeatureType::Text,
+        doc: "the thread name (digits as #) charged the most time to safepoint: the Java \
+              thread that most often kept safepoints waiting (HotSpot; \"\" without stragglers)",
+    },
+    num(
+        "top_straggler_share",
+        "share of the window's time to safepoint charged to top_straggler (0..1)",
+    ),
 ];
 
 /// The type of feature `name`, if there is one.
@@ -201,6 +211,10 @@ pub struct WindowStats {
     pub cause_share: BTreeMap<String, f64>,
     /// Share of stall time per cause.
     pub cause_time_share: BTreeMap<String, f64>,
+    /// The straggler thread name charged the most time to safepoint.
+    pub top_straggler: String,
+    /// Its share of the time to safepoint.
+    pub top_straggler_share: f64,
 }
 
 /// Every feature of one target at one evaluation.
@@ -262,6 +276,8 @@ impl Features {
                     .as_ref()
                     .map_or(0.0, |p| w.stall_ratio - p.stall_ratio),
             ),
+            "top_straggler" => Text(w.top_straggler.clone()),
+            "top_straggler_share" => Number(w.top_straggler_share),
             _ => return None,
         })
     }
@@ -334,6 +350,7 @@ pub fn window_stats(
     let ms = |h: &Hist, q: f64| h.quantile_ns(q).unwrap_or(0.0) / 1e6;
     let [running, runnable, blocked] = stall.state_ns;
     let states = running.saturating_add(runnable).saturating_add(blocked);
+    let (top_straggler, top_straggler_ns) = top_straggler(pid, before, now);
     WindowStats {
         window_s: secs,
         pauses: stall.count,
@@ -363,7 +380,36 @@ pub fn window_stats(
             .iter()
             .map(|(c, (_, ns))| (c.to_string(), ratio(*ns, stall.sum_ns)))
             .collect(),
+        top_straggler,
+        top_straggler_share: ratio(top_straggler_ns, tts.sum_ns),
     }
+}
+
+/// The straggler thread name of `pid` charged the most time to safepoint
+/// between two snapshots, and that time ("" and 0 without any). Ties go
+/// to the first name in order, so the answer does not depend on map order.
+pub(crate) fn top_straggler(pid: u32, before: &Snapshot, now: &Snapshot) -> (String, u64) {
+    let old: HashMap<&str, u64> = before
+        .stragglers
+        .iter()
+        .filter(|s| s.pid == pid)
+        .map(|s| (s.thread.as_str(), s.tts_ns))
+        .collect();
+    now.stragglers
+        .iter()
+        .filter(|s| s.pid == pid)
+        .map(|s| {
+            let d = s
+                .tts_ns
+                .saturating_sub(old.get(s.thread.as_str()).copied().unwrap_or(0));
+            (s.thread.as_str(), d)
+        })
+        .filter(|(_, d)| *d > 0)
+        .fold(None::<(&str, u64)>, |best, (t, d)| match best {
+            Some((_, b)) if b >= d => best,
+            _ => Some((t, d)),
+        })
+        .map_or((String::new(), 0), |(t, d)| (t.to_string(), d))
 }
 
 /// Adds a window's delta into `into`, replacing the delta's max (which
@@ -626,6 +672,40 @@ pub(crate) mod tests {
         );
         assert_eq!(w.full_gc_per_min, 3.0);
         assert_eq!(w.gc_per_min, 12.0);
+    }
+
+    #[test]
+    fn top_straggler_is_the_windows_own() {
+        let strag = |thread: &str, tts_ns: u64| crate::collect::StragglerSeries {
+            pid: 9,
+            thread: thread.into(),
+            count: 1,
+            tts_ns,
+            late_ns: 0,
+        };
+        let tts = |n: usize| series(Kind::TimeToSafepoint, "X", &vec![2 * MS; n]);
+        // Before the window busy-# had the most; in it, slowpoke got 6 ms
+        // of the 8 ms of time to safepoint.
+        let mut before = (*snap(vec![tts(10)])).clone();
+        before.stragglers = vec![strag("busy-#", 15 * MS), strag("slowpoke", 2 * MS)];
+        let mut now = (*snap(vec![tts(14)])).clone();
+        now.stragglers = vec![
+            strag("busy-#", 16 * MS),
+            strag("slowpoke", 8 * MS),
+            strag("other", 15 * MS / 10),
+        ];
+        let w = window_stats(Runtime::HotSpot, 9, &before, &now, Duration::from_secs(1));
+        assert_eq!(w.top_straggler, "slowpoke");
+        assert!(
+            (w.top_straggler_share - 0.75).abs() < 1e-12,
+            "{}",
+            w.top_straggler_share
+        );
+        let quiet = window_stats(Runtime::HotSpot, 9, &now, &now, Duration::from_secs(1));
+        assert_eq!(
+            (quiet.top_straggler.as_str(), quiet.top_straggler_share),
+            ("", 0.0)
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Event {
     pub time_to_safepoint_ns: Option<u64>,
     /// How the driving thread spent the pause (with the pause anatomy).
     pub driver: Option<Driver>,
+    /// HotSpot safepoints: the thread that reached it last, when one was seen.
+    pub straggler: Option<Straggler>,
 }
 
 /// An event's `driver` object: the driving thread's time by state.
@@ -35,6 +37,19 @@ pub struct Driver {
     pub runnable_ns: u64,
     /// Sleeping or waiting.
     pub blocked_ns: u64,
+}
+
+/// An event's `straggler` object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Straggler {
+    /// Thread id.
+    pub tid: u32,
+    /// Thread name (comm), not normalised.
+    pub thread: String,
+    /// `running` or `runnable`.
+    pub state: String,
+    /// Arrival after the safepoint's begin, ns.
+    pub late_ns: u64,
 }
 
 impl Event {

@@ -33,6 +33,11 @@
 //   --spin-loop-us N         target length of one such loop in microseconds
 //                            (default 500); each thread adjusts the trip count
 //                            to it after every loop, outside the loop
+//   --slowpoke-loop-us N     one more such thread, named "slowpoke", whose
+//                            loops take N us (default off): with loops much
+//                            longer than the other threads' work between
+//                            polls, it is the thread that reaches almost
+//                            every safepoint last (the straggler test)
 //   --seed N                 random seed (default 42)
 //
 // Protocol on stdout, one line each, flushed: "ready" once started (before
@@ -65,6 +70,7 @@ public final class GcHeavy {
     static long stackTracesMs = 0;
     static int spinThreads = 0;
     static long spinLoopUs = 500;
+    static long slowpokeLoopUs = 0;
     static long seed = 42;
 
     public static void main(String[] args) throws Exception {
@@ -101,9 +107,12 @@ public final class GcHeavy {
         for (int i = 0; i < threads; i++) {
             workers[i] = new Worker(perThreadBytesPerSec, (int) perThreadLiveSlots, seed + 7919L * i);
         }
-        Spinner[] spinners = new Spinner[spinThreads];
+        Spinner[] spinners = new Spinner[spinThreads + (slowpokeLoopUs > 0 ? 1 : 0)];
         for (int i = 0; i < spinThreads; i++) {
-            spinners[i] = new Spinner(spinLoopUs * 1000L, seed + 104729L * (i + 1), i);
+            spinners[i] = new Spinner(spinLoopUs * 1000L, seed + 104729L * (i + 1), "gcheavy-spin-" + i);
+        }
+        if (slowpokeLoopUs > 0) {
+            spinners[spinThreads] = new Spinner(slowpokeLoopUs * 1000L, seed + 1299709L, "slowpoke");
         }
         Thread[] timers = new Thread[2];
         if (systemGcMs > 0) {
@@ -304,10 +313,10 @@ public final class GcHeavy {
         long state;
         long loops = 0;
 
-        Spinner(long targetNs, long seed, int index) {
+        Spinner(long targetNs, long seed, String name) {
             this.targetNs = targetNs;
             this.state = seed;
-            this.thread = new Thread(this, "gcheavy-spin-" + index);
+            this.thread = new Thread(this, name);
         }
 
         @Override
@@ -406,6 +415,9 @@ public final class GcHeavy {
                     break;
                 case "--spin-loop-us":
                     spinLoopUs = num(a, v, 1);
+                    break;
+                case "--slowpoke-loop-us":
+                    slowpokeLoopUs = num(a, v, 0);
                     break;
                 case "--seed":
                     seed = num(a, v, Long.MIN_VALUE);
