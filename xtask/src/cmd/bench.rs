@@ -62,6 +62,11 @@ pub const PACKAGES: &[&str] = &[
     // bpftool: the kernel's run-time statistics of the scheduler programs.
     "bpftool",
     "openjdk-17-jdk-headless",
+    // The runtime overhead runs (`runtimes`): Go 1.23 from
+    // bookworm-backports, CPython 3.11 and Node.js; a C toolchain for cgo.
+    "golang-1.23-go",
+    "python3.11-minimal",
+    "nodejs",
 ];
 
 /// Sizes of one run.
@@ -128,6 +133,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let plan = Plan::new(args.quick);
     step("checking system packages");
+    crate::util::ensure_bookworm_backports()?;
     ensure_debian_packages(PACKAGES)?;
     let agent = build::build_all()?;
     let mut report = Report::default();
