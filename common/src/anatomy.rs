@@ -69,12 +69,23 @@ pub const WAKING_PID: Field = Field {
     size: 4,
 };
 
+/// `sched_waking`'s `comm`: the name of the thread being woken, which
+/// tells HotSpot's GC workers (`GC Thread#N`) apart when the VM thread
+/// wakes them for a pause.
+pub const WAKING_COMM: Field = Field {
+    event: "sched/sched_waking",
+    name: "comm",
+    offset: 8,
+    size: 16,
+};
+
 /// Every field read, for the agent's check.
-pub const FIELDS: [Field; 6] = [
+pub const FIELDS: [Field; 7] = [
     SWITCH_PREV_PID,
     SWITCH_PREV_COMM,
     SWITCH_PREV_STATE,
     SWITCH_NEXT_PID,
     WAKEUP_PID,
     WAKING_PID,
+    WAKING_COMM,
 ];

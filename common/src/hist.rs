@@ -35,6 +35,11 @@ pub struct Histogram {
     /// scheduler state and indexed by [`crate::ThreadState`] (pauses only;
     /// zero for kinds without anatomy and when the anatomy is off).
     pub state_ns: [u64; crate::THREAD_STATES],
+    /// HotSpot GC pauses: the GC worker threads' time inside these pauses,
+    /// summed over the workers, by [`crate::ThreadState`] (running and
+    /// runnable are complete; blocked only counts sleeps between two
+    /// pieces of work within a pause).
+    pub worker_ns: [u64; crate::THREAD_STATES],
 }
 
 impl Histogram {
@@ -45,6 +50,7 @@ impl Histogram {
         max_ns: 0,
         buckets: [0; BUCKETS],
         state_ns: [0; crate::THREAD_STATES],
+        worker_ns: [0; crate::THREAD_STATES],
     };
 }
 

@@ -29,7 +29,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     macros::{map, tracepoint},
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, LruHashMap},
     programs::TracePointContext,
 };
 use pausewatch_common::{LostReason, MAX_TRACKED_THREADS, THREAD_STATES, ThreadState};
@@ -41,14 +41,52 @@ use crate::{intervals::current, maps::count_lost};
 #[derive(Clone, Copy)]
 pub struct Tracked {
     /// Open pauses on this thread; the entry goes when the last one ends.
+    /// Unused for workers.
     refs: u32,
     /// The [`ThreadState`] since `since_ns`.
     state: u32,
     /// When the current state began.
     since_ns: u64,
-    /// Time spent in each state while tracked, closed segments only.
+    /// Time spent in each state while tracked, closed segments only
+    /// (drivers; a worker's time goes to its process's [`GcWindow`]).
+    acc_ns: [u64; THREAD_STATES],
+    /// [`DRIVER`] or [`WORKER`].
+    role: u32,
+    /// A worker's process.
+    pid: u32,
+    /// A worker's: the [`GcWindow::epoch`] its state belongs to.
+    epoch: u64,
+}
+
+/// The thread ran a pause's begin probe and drives it.
+const DRIVER: u32 = 0;
+/// A HotSpot GC worker, woken by the VM thread during a GC pause. Worker
+/// entries stay between pauses (they are not counted in
+/// [`TRACKED_COUNT`]: the gate is the drivers') and go at the thread's exit.
+const WORKER: u32 = 1;
+
+/// A HotSpot process's GC pause, as its workers' time is charged to it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct GcWindow {
+    /// Incremented at each GC pause; a worker whose epoch differs has not
+    /// been seen in this pause yet.
+    epoch: u64,
+    /// The pause's begin.
+    start_ns: u64,
+    /// 1 from `gc__begin` to `gc__end`.
+    open: u64,
+    /// The workers' time in this pause, by state, added atomically (workers
+    /// on several CPUs charge the same window).
     acc_ns: [u64; THREAD_STATES],
 }
+
+/// GC pause windows by tgid. LRU: a process that is gone ages out.
+#[map]
+static GC_WINDOWS: LruHashMap<u32, GcWindow> = LruHashMap::with_max_entries(4096, 0);
+
+/// The name HotSpot gives the workers of G1's and Parallel's pauses.
+const WORKER_PREFIX: &[u8; 10] = b"GC Thread#";
 
 /// Tracked threads, by thread id (root pid namespace, like the
 /// tracepoints' `pid` fields).
@@ -61,7 +99,9 @@ static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(MAX_TRACKED_TH
 #[map]
 static TRACKED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
-use pausewatch_common::anatomy::{SWITCH_NEXT_PID, SWITCH_PREV_PID, SWITCH_PREV_STATE, WAKEUP_PID};
+use pausewatch_common::anatomy::{
+    SWITCH_NEXT_PID, SWITCH_PREV_PID, SWITCH_PREV_STATE, WAKEUP_PID, WAKING_COMM, WAKING_PID,
+};
 
 /// `prev_state` bits that name a sleeping state; a preempted task reports
 /// none of them (only the `TASK_REPORT_MAX` bit, 0x100, printed as "R+").
@@ -86,6 +126,9 @@ pub fn track(now: u64) -> [u64; THREAD_STATES] {
         state: ThreadState::Running as u32,
         since_ns: now,
         acc_ns: [0; THREAD_STATES],
+        role: DRIVER,
+        pid: 0,
+        epoch: 0,
     };
     if TRACKED.insert(&tid, &fresh, 0).is_ok() {
         add_count(1);
@@ -118,15 +161,30 @@ pub fn untrack(now: u64) -> Option<[u64; THREAD_STATES]> {
 /// does not keep the scheduler tracepoints busy.
 #[tracepoint]
 pub fn anatomy_exit(_ctx: TracePointContext) -> u32 {
+    // Workers stay tracked between pauses, so an exit is looked at even
+    // with no pause open: one lookup per thread exit, which is rare.
     if tracked_count() == 0 {
+        let (_, tid) = current();
+        forget(tid);
         return 0;
     }
     crate::straggler::on_exit();
     let (_, tid) = current();
-    if TRACKED.remove(&tid).is_ok() {
+    forget(tid);
+    0
+}
+
+/// Drops `tid`'s entry, keeping the drivers' count right.
+#[inline(always)]
+fn forget(tid: u32) {
+    let Some(t) = TRACKED.get_ptr(&tid) else {
+        return;
+    };
+    // SAFETY: a live map value, read before the removal.
+    let role = unsafe { (*t).role };
+    if TRACKED.remove(&tid).is_ok() && role == DRIVER {
         add_count(-1);
     }
-    0
 }
 
 /// `sched:sched_switch`: `prev` leaves its CPU, `next` takes it.
@@ -152,11 +210,16 @@ pub fn anatomy_switch(ctx: TracePointContext) -> u32 {
             ThreadState::Blocked
         };
         // SAFETY: a live map value; only this CPU switches `prev` now.
-        close_segment(unsafe { &mut *t }, now, to);
+        change(unsafe { &mut *t }, now, ThreadState::Running, to);
     }
     if let Some(t) = TRACKED.get_ptr_mut(&next) {
         // SAFETY: as above, for `next`.
-        close_segment(unsafe { &mut *t }, now, ThreadState::Running);
+        change(
+            unsafe { &mut *t },
+            now,
+            ThreadState::Runnable,
+            ThreadState::Running,
+        );
     }
     // The safepoint straggler rule shares this program rather than add a
     // second one on the host's busiest tracepoint.
@@ -181,10 +244,150 @@ pub fn anatomy_wakeup(ctx: TracePointContext) -> u32 {
         // blocked (a spurious or racing one) changes nothing.
         let t = unsafe { &mut *t };
         if t.state == ThreadState::Blocked as u32 {
-            close_segment(t, now(), ThreadState::Runnable);
+            change(t, now(), ThreadState::Blocked, ThreadState::Runnable);
         }
     }
     0
+}
+
+/// `sched:sched_waking`, in the waker's context: the VM thread waking a GC
+/// worker of its own process during a GC pause makes the worker tracked
+/// for that pause; and the straggler rule's exclusions.
+#[tracepoint]
+pub fn anatomy_waking(ctx: TracePointContext) -> u32 {
+    if tracked_count() != 0 {
+        worker_woken(&ctx);
+    }
+    crate::straggler::on_waking(&ctx);
+    0
+}
+
+/// A task woken while its waker's process has a GC pause open: if it is
+/// named like a GC worker, it is one of that process's (workers are woken
+/// by the VM thread or by each other; a wake-up from interrupt context
+/// names whatever task it interrupted, which would need that task to be in
+/// a pausing JVM and the wakee to be another's worker).
+#[inline(always)]
+fn worker_woken(ctx: &TracePointContext) {
+    let (tgid, _) = current();
+    let Some(w) = GC_WINDOWS.get_ptr(&tgid) else {
+        return;
+    };
+    // SAFETY: a live map value, only read here.
+    let w = unsafe { &*w };
+    if w.open == 0 {
+        return;
+    }
+    // SAFETY: as in `anatomy_switch`.
+    let (tid, comm) = unsafe {
+        (
+            ctx.read_at::<u32>(WAKING_PID.offset),
+            ctx.read_at::<[u8; 16]>(WAKING_COMM.offset),
+        )
+    };
+    let (Ok(tid), Ok(comm)) = (tid, comm) else {
+        return;
+    };
+    if comm[..WORKER_PREFIX.len()] != WORKER_PREFIX[..] {
+        return;
+    }
+    let now = now();
+    if let Some(t) = TRACKED.get_ptr_mut(&tid) {
+        // SAFETY: a live map value.
+        let t = unsafe { &mut *t };
+        if t.role == WORKER {
+            change(t, now, ThreadState::Blocked, ThreadState::Runnable);
+        }
+        return;
+    }
+    let fresh = Tracked {
+        refs: 0,
+        state: ThreadState::Runnable as u32,
+        since_ns: now,
+        acc_ns: [0; THREAD_STATES],
+        role: WORKER,
+        pid: tgid,
+        epoch: w.epoch,
+    };
+    // A full map only costs this pause its workers' share.
+    let _ = TRACKED.insert(&tid, &fresh, 0);
+}
+
+/// `gc__begin` of a stop-the-world collection, on the VM thread: opens its
+/// process's window for the workers.
+#[inline(always)]
+pub fn gc_open(now: u64) {
+    let (tgid, _) = current();
+    if let Some(w) = GC_WINDOWS.get_ptr_mut(&tgid) {
+        // SAFETY: a live map value; workers read it, only this thread writes
+        // anything but `acc_ns`.
+        let w = unsafe { &mut *w };
+        w.epoch += 1;
+        w.start_ns = now;
+        w.acc_ns = [0; THREAD_STATES];
+        w.open = 1;
+        return;
+    }
+    let fresh = GcWindow {
+        epoch: 1,
+        start_ns: now,
+        open: 1,
+        acc_ns: [0; THREAD_STATES],
+    };
+    let _ = GC_WINDOWS.insert(&tgid, &fresh, 0);
+}
+
+/// `gc__end` on the VM thread: closes the window and returns the workers'
+/// time in the pause (`None` without a window: the begin was missed).
+#[inline(always)]
+pub fn gc_close() -> Option<[u64; THREAD_STATES]> {
+    let (tgid, _) = current();
+    let w = GC_WINDOWS.get_ptr_mut(&tgid)?;
+    // SAFETY: a live map value.
+    let w = unsafe { &mut *w };
+    if w.open == 0 {
+        return None;
+    }
+    w.open = 0;
+    Some(w.acc_ns)
+}
+
+/// A state change of a tracked thread at `now`: a driver closes its
+/// segment into its own accumulator; a worker charges its segment to its
+/// process's open GC window. `implied` is the state the event proves the
+/// thread was in (a switch-out: running; a switch-in: runnable; a
+/// wake-up: blocked), used for a worker's first event of a pause, whose
+/// state before the pause is unknown.
+#[inline(always)]
+fn change(t: &mut Tracked, now: u64, implied: ThreadState, to: ThreadState) {
+    if t.role == DRIVER {
+        close_segment(t, now, to);
+        return;
+    }
+    if let Some(w) = GC_WINDOWS.get_ptr_mut(&t.pid) {
+        // SAFETY: a live map value; `acc_ns` only changes by atomic adds.
+        let w = unsafe { &mut *w };
+        if w.open != 0 {
+            if t.epoch != w.epoch {
+                // First seen in this pause: in `implied` since its begin.
+                t.epoch = w.epoch;
+                t.state = implied as u32;
+                t.since_ns = w.start_ns;
+            }
+            let from = t.since_ns.max(w.start_ns);
+            if let Some(a) = w.acc_ns.get_mut(t.state as usize) {
+                // SAFETY: an 8-byte aligned map value shared by all CPUs.
+                unsafe {
+                    atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                        a,
+                        now.saturating_sub(from),
+                    )
+                };
+            }
+        }
+    }
+    t.state = to as u32;
+    t.since_ns = now;
 }
 
 /// Adds the time since the last change to the state it was spent in, and

@@ -23,7 +23,7 @@ use pausewatch_common::{Kind, LostReason};
 
 use crate::{
     args::read_arg,
-    intervals::{NO_STATES, anatomy_on, begin, emit, end, is_open, key, record},
+    intervals::{NO_STATES, anatomy_on, begin, emit, end, is_open, key, record, record_workers},
     maps::{INFLIGHT, count_lost},
     straggler,
 };
@@ -99,6 +99,9 @@ pub fn hotspot_gc_begin(ctx: ProbeContext) -> u32 {
     let full = read_arg(&ctx).unwrap_or(0) & 1;
     if is_open(Kind::Safepoint, 0) {
         begin(Kind::GcPause, 0, full);
+        if anatomy_on() {
+            crate::anatomy::gc_open(now());
+        }
     } else {
         begin(Kind::GcConcurrent, 0, full);
     }
@@ -111,6 +114,11 @@ pub fn hotspot_gc_end(_ctx: ProbeContext) -> u32 {
         if let Some(c) = end(kind, 0) {
             record(kind, c.open.cause, c.ns, &c.states);
             if kind == Kind::GcPause {
+                if anatomy_on()
+                    && let Some(workers) = crate::anatomy::gc_close()
+                {
+                    record_workers(kind, c.open.cause, &workers);
+                }
                 emit(kind, c.open.cause, &c);
             }
             break;

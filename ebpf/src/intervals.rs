@@ -164,6 +164,25 @@ pub fn record(kind: Kind, cause: u64, ns: u64, states: &[u64; THREAD_STATES]) {
     }
 }
 
+/// Adds a HotSpot GC pause's workers' time to the histogram of (calling
+/// process, kind, cause), which [`record`] has just created if needed.
+#[inline(always)]
+pub fn record_workers(kind: Kind, cause: u64, workers: &[u64; THREAD_STATES]) {
+    let (pid, _) = current();
+    let k = HistKey {
+        pid,
+        kind: kind as u32,
+        cause,
+    };
+    if let Some(h) = HISTOGRAMS.get_ptr_mut(&k) {
+        // SAFETY: per-CPU value, as in `record`.
+        let h = unsafe { &mut *h };
+        for i in 0..THREAD_STATES {
+            h.worker_ns[i] += workers[i];
+        }
+    }
+}
+
 /// Sends one pause event to userspace, if the agent asked for events.
 #[inline(always)]
 pub fn emit(kind: Kind, cause: u64, closed: &Closed) {

@@ -35,12 +35,13 @@
 //! Cost: the `sched_switch` part runs inside `anatomy_switch`, after its
 //! own gate (the VM thread is tracked for the whole safepoint, so that gate
 //! is open whenever a window is), and returns after one array lookup while
-//! no window is open anywhere ([`OPEN_WINDOWS`]); so does `straggler_waking`.
+//! no window is open anywhere ([`OPEN_WINDOWS`]); so does its part of
+//! `anatomy_waking` ([`on_waking`]).
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    macros::{map, tracepoint},
+    macros::map,
     maps::{Array, LruHashMap},
     programs::TracePointContext,
 };
@@ -420,8 +421,8 @@ fn thread_of(tid: u32, tgid: u32) -> Option<*mut Thread> {
 /// `try_to_wake_up()` (so before it can run; `sched_wakeup` may come later,
 /// on the wakee's CPU, which would misclassify threads woken by the
 /// previous safepoint's end).
-#[tracepoint]
-pub fn straggler_waking(ctx: TracePointContext) -> u32 {
+#[inline(always)]
+pub fn on_waking(ctx: &TracePointContext) -> u32 {
     if open_windows() == 0 {
         return 0;
     }

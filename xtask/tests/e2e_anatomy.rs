@@ -20,6 +20,15 @@
 //!   the workload keeps them small by allocating slowly (its threads use a
 //!   fraction of the quota between collections), so the VM thread, asleep
 //!   between pauses, rarely wakes into a spent quota.
+//! - **Throttled G1**: the same workload on G1 with two GC workers, in a
+//!   group of its own. G1's VM thread hands a pause's work to its
+//!   `GC Thread#N` workers and waits, so the starvation shows in the
+//!   workers (`role="workers"`): their runnable share of busy time is at
+//!   least 30%, `gc_workers_throttled` fires, and their running plus
+//!   runnable seconds agree within 30% with the growth of the workers'
+//!   schedstat run time plus run delay from the attach to the end (the
+//!   workers also run, and are woken, just outside the GC pause probes:
+//!   G1 hands them work before `gc__begin`'s marker and after its end).
 //! - **Throttled Go**: the bundled Go workload in the same kind of group
 //!   with `GOMAXPROCS=2`: the runnable share of its stop-the-world time is
 //!   at least 30% and `cpu_throttled` fires.
@@ -93,12 +102,17 @@ impl Drop for Quota {
     }
 }
 
-/// The JVM workload, in `quota` when given: Serial GC, a 48 MB live set
-/// churned at 16 MB/s, and a full collection every 150 ms for 8 s.
+/// The JVM workload, in `quota` when given: `gc` (Serial GC unless told),
+/// a 48 MB live set churned at 16 MB/s, and a full collection every 150 ms
+/// for 8 s.
 fn jvm(quota: Option<&Quota>, label: &str, log: &Path) -> Jvm {
+    jvm_with(quota, label, log, &["-XX:+UseSerialGC"])
+}
+
+fn jvm_with(quota: Option<&Quota>, label: &str, log: &Path, gc: &[&str]) -> Jvm {
     let mut w = JavaWorkload::jdk(17)
         .unwrap_or_else(|e| panic!("JDK 17: {e:#}"))
-        .gc_flags(["-XX:+UseSerialGC"])
+        .gc_flags(gc.iter().copied())
         .heap_mb(160)
         .young_mb(Some(16))
         .live_mb(48)
@@ -160,6 +174,101 @@ impl Sampler {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap()
     }
+}
+
+/// Sums the schedstat run time and run delay of every `GC Thread#N` of
+/// `pid` every 5 ms until stopped (workers start lazily, so the set is
+/// read afresh each time; a new one starts from zero).
+fn start_worker_sampler(pid: u32, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Reading>> {
+    std::thread::spawn(move || {
+        let mut readings = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                break;
+            };
+            let (mut run, mut delay) = (0, 0);
+            for task in tasks.flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if !comm.starts_with("GC Thread#") {
+                    continue;
+                }
+                let text =
+                    std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+                let mut f = text
+                    .split_whitespace()
+                    .map(|w| w.parse::<u64>().unwrap_or(0));
+                run += f.next().unwrap_or(0);
+                delay += f.next().unwrap_or(0);
+            }
+            readings.push((monotonic_now_ns(), run, delay));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        readings
+    })
+}
+
+/// The workers' figures of a throttled G1 JVM: share, finding, and the
+/// comparison with their schedstat from the attach to the end.
+fn check_workers(
+    c: &mut Checks,
+    samples: &[Sample],
+    pid: u32,
+    readings: &[Reading],
+    armed_ns: u64,
+) {
+    let pid_s = pid.to_string();
+    let get = |state: &str| {
+        sum_of(
+            samples,
+            "pausewatch_pause_thread_seconds_total",
+            &[
+                ("pid", pid_s.as_str()),
+                ("kind", "gc"),
+                ("role", "workers"),
+                ("state", state),
+            ],
+        )
+    };
+    let (running, runnable) = (get("running"), get("runnable"));
+    let share = if running + runnable > 0.0 {
+        runnable / (running + runnable)
+    } else {
+        0.0
+    };
+    let start = readings
+        .iter()
+        .rev()
+        .find(|r| r.0 <= armed_ns)
+        .or(readings.first());
+    // The sums only grow while the JVM runs; as it exits, its threads
+    // vanish one by one, so the end is the largest reading.
+    let end = readings.iter().max_by_key(|r| r.1 + r.2);
+    let (Some(a), Some(b)) = (start, end) else {
+        c.check(false, || "no GC worker schedstat readings".to_string());
+        return;
+    };
+    let kernel = (b.1 + b.2).saturating_sub(a.1 + a.2) as f64 / 1e9;
+    eprintln!(
+        "pid {pid} G1 workers in GC pauses: running {running:.3} s, runnable {runnable:.3} s (runnable share {:.1}%); their schedstat run time + run delay from the attach: {kernel:.3} s (run {:.3} s, delay {:.3} s)",
+        share * 100.0,
+        b.1.saturating_sub(a.1) as f64 / 1e9,
+        b.2.saturating_sub(a.2) as f64 / 1e9,
+    );
+    c.check(share >= 0.30, || {
+        format!(
+            "throttled G1: workers' runnable share {:.1}% < 30%",
+            share * 100.0
+        )
+    });
+    c.check(finding(samples, pid, "gc_workers_throttled"), || {
+        "throttled G1: no gc_workers_throttled finding".to_string()
+    });
+    c.within(
+        "G1 workers' running + runnable against their schedstat run time + run delay",
+        running + runnable,
+        kernel,
+        0.30,
+    );
 }
 
 /// The tid of the thread of `pid` called `name`.
@@ -318,6 +427,26 @@ fn throttled_pauses_wait_for_a_cpu_and_unthrottled_ones_do_not() {
     let go_quota = Quota::new("go");
     let go = spawn_go(&go_quota);
 
+    // So does a throttled G1 JVM, observed on a thread of its own.
+    let g1_quota = Quota::new("g1");
+    let mut g1 = jvm_with(
+        Some(&g1_quota),
+        "JDK 17 G1, 2 workers, 0.3 cores",
+        &dir.path().join("g1.log"),
+        &["-XX:+UseG1GC", "-XX:ParallelGCThreads=2"],
+    );
+    let g1_pid = g1.pid();
+    let g1_stop = Arc::new(AtomicBool::new(false));
+    let g1_sampler = start_worker_sampler(g1_pid, g1_stop.clone());
+    let g1_run = std::thread::spawn(move || {
+        let o = observe(
+            &mut g1,
+            &["--summary", "0", "--window", "4"],
+            Duration::from_secs(10),
+        );
+        (o.samples, o.window.armed_ns, g1)
+    });
+
     let quota = Quota::new("jvm");
     let mut subject = jvm(
         Some(&quota),
@@ -336,6 +465,11 @@ fn throttled_pauses_wait_for_a_cpu_and_unthrottled_ones_do_not() {
     let events = parse_events(&o.events);
     check_shares(&mut c, &o.samples, pid, "safepoint", true);
     check_schedstat(&mut c, &readings, &events);
+    let (g1_samples, g1_armed, g1) = g1_run.join().expect("the G1 observation panicked");
+    g1_stop.store(true, Ordering::Relaxed);
+    let g1_readings = g1_sampler.join().expect("the G1 sampler panicked");
+    check_workers(&mut c, &g1_samples, g1_pid, &g1_readings, g1_armed);
+    drop(g1);
     let go_samples = go.finish();
     check_shares(&mut c, &go_samples.1, go_samples.0, "stw", true);
     drop(subject);

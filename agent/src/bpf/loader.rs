@@ -451,7 +451,7 @@ impl Tracer {
             ("anatomy_switch", "sched_switch"),
             ("anatomy_wakeup", "sched_wakeup"),
             ("anatomy_exit", "sched_process_exit"),
-            ("straggler_waking", "sched_waking"),
+            ("anatomy_waking", "sched_waking"),
         ])
     }
 

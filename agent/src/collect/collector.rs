@@ -165,5 +165,6 @@ fn decode(h: &Histogram) -> Hist {
         max_ns: h.max_ns,
         buckets: h.buckets.to_vec(),
         state_ns: h.state_ns,
+        worker_ns: h.worker_ns,
     }
 }

@@ -88,6 +88,9 @@ pub struct Hist {
     /// For pauses: how the driving threads spent `sum_ns`, indexed by
     /// [`pausewatch_common::ThreadState`] (zero without the anatomy).
     pub state_ns: [u64; THREAD_STATES],
+    /// HotSpot GC pauses: the GC workers' time in them, summed over the
+    /// workers, by state (see `pausewatch_common::Histogram::worker_ns`).
+    pub worker_ns: [u64; THREAD_STATES],
 }
 
 impl Default for Hist {
@@ -98,6 +101,7 @@ impl Default for Hist {
             max_ns: 0,
             buckets: vec![0; BUCKETS],
             state_ns: [0; THREAD_STATES],
+            worker_ns: [0; THREAD_STATES],
         }
     }
 }
@@ -128,6 +132,9 @@ impl Hist {
         for (a, b) in self.state_ns.iter_mut().zip(&other.state_ns) {
             *a += b;
         }
+        for (a, b) in self.worker_ns.iter_mut().zip(&other.worker_ns) {
+            *a += b;
+        }
     }
 
     /// The observations added since `earlier` (a previous state of the same
@@ -144,6 +151,9 @@ impl Hist {
                 .map(|(a, b)| a.saturating_sub(*b))
                 .collect(),
             state_ns: std::array::from_fn(|i| self.state_ns[i].saturating_sub(earlier.state_ns[i])),
+            worker_ns: std::array::from_fn(|i| {
+                self.worker_ns[i].saturating_sub(earlier.worker_ns[i])
+            }),
         }
     }
 

@@ -122,7 +122,9 @@ stopped the world, the thread collecting in CPython, Ruby or V8), split by sched
 from the sched_switch and sched_wakeup tracepoints. state=\"running\": on a CPU; \
 \"runnable\": ready but waiting for a CPU (preempted, throttled by a CPU quota, or woken and \
 queued); \"blocked\": sleeping or waiting (locks, futexes, I/O, waiting for other threads). \
-For each kind the three states sum to pausewatch_pause_seconds_sum of that kind.";
+For each kind the driver's three states sum to pausewatch_pause_seconds_sum of that kind. \
+role=\"workers\" (HotSpot kind=\"gc\", G1 and Parallel): the GC Thread#N workers the VM \
+thread woke for the pause, summed over the workers, running and runnable only.";
 
 const PAUSE_MAX_HELP: &str = "Largest single pause of each pausewatch_pause_seconds series \
 since the agent started tracing the process, in seconds (exact, not bucketed).";
@@ -332,17 +334,22 @@ fn write_pause_threads(
     targets: &BTreeMap<u32, &TargetInfo>,
     w: &mut TextWriter,
 ) {
-    let mut by_kind: BTreeMap<(u32, &'static str), [u64; THREAD_STATES]> = BTreeMap::new();
+    // (driver, workers) per (pid, kind).
+    type States = [u64; THREAD_STATES];
+    let mut by_kind: BTreeMap<(u32, &'static str), (States, States)> = BTreeMap::new();
     for (&(family, pid, kind, _), hist) in grouped {
         let (HistFamily::Pause, Some(kind)) = (family, kind) else {
             continue;
         };
-        let total = by_kind.entry((pid, kind)).or_default();
-        for (t, v) in total.iter_mut().zip(&hist.state_ns) {
+        let (driver, workers) = by_kind.entry((pid, kind)).or_default();
+        for (t, v) in driver.iter_mut().zip(&hist.state_ns) {
+            *t = t.saturating_add(*v);
+        }
+        for (t, v) in workers.iter_mut().zip(&hist.worker_ns) {
             *t = t.saturating_add(*v);
         }
     }
-    by_kind.retain(|_, states| states.iter().any(|&v| v > 0));
+    by_kind.retain(|_, (d, wk)| d.iter().chain(wk.iter()).any(|&v| v > 0));
     if by_kind.is_empty() {
         return;
     }
@@ -351,20 +358,35 @@ fn write_pause_threads(
         PAUSE_THREAD_HELP,
         MetricType::Counter,
     );
-    for ((pid, kind), states) in by_kind {
+    for ((pid, kind), (driver, workers)) in by_kind {
         let (comm, runtime) = match targets.get(&pid) {
             Some(t) => (t.comm.as_str(), t.runtime.label()),
             None => ("", "unknown"),
         };
-        for state in ThreadState::ALL {
-            let labels = Labels::new()
+        let labels = |role: &str, state: ThreadState| {
+            Labels::new()
                 .with("pid", &pid.to_string())
                 .with("comm", comm)
                 .with("runtime", runtime)
                 .with("kind", kind)
-                .with("role", "driver")
-                .with("state", state.label());
-            w.sample(&labels, ns_to_seconds(states[state as usize]));
+                .with("role", role)
+                .with("state", state.label())
+        };
+        for state in ThreadState::ALL {
+            w.sample(
+                &labels("driver", state),
+                ns_to_seconds(driver[state as usize]),
+            );
+        }
+        // A worker's blocked time is mostly idling between pieces of
+        // work, and only the sleeps inside a pause are seen: left out.
+        if workers.iter().any(|&v| v > 0) {
+            for state in [ThreadState::Running, ThreadState::Runnable] {
+                w.sample(
+                    &labels("workers", state),
+                    ns_to_seconds(workers[state as usize]),
+                );
+            }
         }
     }
 }
@@ -472,6 +494,9 @@ fn merge_saturating(into: &mut Hist, other: &Hist) {
         *a = a.saturating_add(*b);
     }
     for (a, b) in into.state_ns.iter_mut().zip(&other.state_ns) {
+        *a = a.saturating_add(*b);
+    }
+    for (a, b) in into.worker_ns.iter_mut().zip(&other.worker_ns) {
         *a = a.saturating_add(*b);
     }
 }
@@ -915,6 +940,7 @@ mod tests {
                     max_ns: u64::MAX,
                     buckets,
                     state_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
+                    worker_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
                 },
             });
         }

@@ -104,6 +104,10 @@ pub const FEATURES: &[FeatureDoc] = &[
         "share of the stall time the driving threads slept or waited (locks, I/O, other threads)",
     ),
     num(
+        "workers_runnable_share",
+        "HotSpot G1 and Parallel: share of the GC workers' busy time in pauses (running + runnable) spent waiting for a CPU (0 without workers)",
+    ),
+    num(
         "cpu_limit_cores",
         "the CPU limit of the process's cgroup (CFS quota / period, the tightest on the way up), in cores; 0 without one",
     ),
@@ -201,6 +205,8 @@ pub struct WindowStats {
     pub runnable_share: f64,
     /// See `running_share`.
     pub blocked_share: f64,
+    /// GC workers' runnable / (running + runnable) in pauses.
+    pub workers_runnable_share: f64,
     /// GC pause time / stall time.
     pub gc_share: f64,
     /// GC pauses per minute.
@@ -259,6 +265,7 @@ impl Features {
             "running_share" => Number(w.running_share),
             "runnable_share" => Number(w.runnable_share),
             "blocked_share" => Number(w.blocked_share),
+            "workers_runnable_share" => Number(w.workers_runnable_share),
             "cpu_limit_cores" => Number(self.cpu_limit_cores),
             "gc_share" => Number(w.gc_share),
             "gc_per_min" => Number(w.gc_per_min),
@@ -305,6 +312,7 @@ pub fn window_stats(
     let mut tts = Hist::default();
     let mut gc = Hist::default();
     let mut full_gc = 0u64;
+    let mut workers = [0u64; pausewatch_common::THREAD_STATES];
     let mut causes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for s in now.series.iter().filter(|s| s.pid == pid) {
         let delta = match old.get(&(s.kind, s.cause.as_str())) {
@@ -313,6 +321,9 @@ pub fn window_stats(
         };
         if delta.count == 0 {
             continue;
+        }
+        for (w, d) in workers.iter_mut().zip(&delta.worker_ns) {
+            *w += d;
         }
         if runtime.module().counts_as_stall(s.kind) {
             merge_window(&mut stall, &delta);
@@ -369,6 +380,7 @@ pub fn window_stats(
         running_share: ratio(running, states),
         runnable_share: ratio(runnable, states),
         blocked_share: ratio(blocked, states),
+        workers_runnable_share: ratio(workers[1], workers[0].saturating_add(workers[1])),
         gc_share: ratio(gc.sum_ns, stall.sum_ns),
         gc_per_min: per_min(gc.count),
         full_gc_per_min: per_min(full_gc),
