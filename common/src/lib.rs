@@ -7,7 +7,6 @@
 //! [`bucket_upper_bound_ns`], and both must agree to the bit.
 #![no_std]
 
-pub mod anatomy;
 pub mod hist;
 
 pub use hist::{BUCKETS, Histogram, bucket_index, bucket_upper_bound_ns};

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! begin probe            track: state = running (it is running the probe)
-//! sched_switch (prev)    running -> runnable if prev_state says "R" (preempted), else blocked
+//! sched_switch (prev)    running -> runnable if preempted (or still TASK_RUNNING), else blocked
 //! sched_wakeup           blocked -> runnable (on a run queue, not yet on a CPU)
 //! sched_switch (next)    runnable/blocked -> running
 //! end probe              untrack; the pause's share is the accumulator's growth
@@ -24,13 +24,21 @@
 //! Both tracepoints fire on every context switch of the host, so they
 //! first read [`TRACKED_COUNT`], the number of tracked threads, and return
 //! at once when it is zero: the cost outside pauses is one array lookup.
+//! They are raw tracepoints: the kernel hands over its own arguments (the
+//! `task_struct` pointers) instead of first formatting a trace record,
+//! which a classic tracepoint does on every switch whether the program
+//! needs it or not (measured: docs/design.md, "Pause anatomy"). Threads are
+//! therefore keyed by their `task_struct` address, which the begin probes
+//! get from `bpf_get_current_task`; the address is unique while the task
+//! lives, and its entry goes at the task's exit.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    macros::{map, tracepoint},
+    helpers::{bpf_get_current_comm, bpf_get_current_task},
+    macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap},
-    programs::TracePointContext,
+    programs::{RawTracePointContext, TracePointContext},
 };
 use pausewatch_common::{LostReason, MAX_TRACKED_THREADS, THREAD_STATES, ThreadState};
 
@@ -88,10 +96,22 @@ static GC_WINDOWS: LruHashMap<u32, GcWindow> = LruHashMap::with_max_entries(4096
 /// The name HotSpot gives the workers of G1's and Parallel's pauses.
 const WORKER_PREFIX: &[u8; 10] = b"GC Thread#";
 
-/// Tracked threads, by thread id (root pid namespace, like the
-/// tracepoints' `pid` fields).
+/// Tracked threads, by `task_struct` address.
 #[map]
-static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(MAX_TRACKED_THREADS, 0);
+static TRACKED: HashMap<u64, Tracked> = HashMap::with_max_entries(MAX_TRACKED_THREADS, 0);
+
+/// Set to 1 by the agent (before load) on kernels whose `sched_switch`
+/// passes `prev_state` as a fourth argument (Linux 5.18 and later). The
+/// program may read that argument only then: the kernel refuses to attach
+/// a raw tracepoint program that reads past the tracepoint's arguments,
+/// and with this 0 the verifier never sees the read.
+#[unsafe(no_mangle)]
+static SWITCH_HAS_STATE: u8 = 0;
+
+/// Number of open GC windows ([`GC_WINDOWS`]) host-wide: the gate of the
+/// workers' registration at their switch-outs.
+#[map]
+static OPEN_GC_WINDOWS: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Number of entries in [`TRACKED`], updated atomically by the probes that
 /// add and remove them, so the scheduler tracepoints can skip all work when
@@ -99,21 +119,13 @@ static TRACKED: HashMap<u32, Tracked> = HashMap::with_max_entries(MAX_TRACKED_TH
 #[map]
 static TRACKED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
-use pausewatch_common::anatomy::{
-    SWITCH_NEXT_PID, SWITCH_PREV_PID, SWITCH_PREV_STATE, WAKEUP_PID, WAKING_COMM, WAKING_PID,
-};
-
-/// `prev_state` bits that name a sleeping state; a preempted task reports
-/// none of them (only the `TASK_REPORT_MAX` bit, 0x100, printed as "R+").
-const SLEEPING_STATES: i64 = 0xff;
-
 /// Starts tracking the calling thread (or adds one more open pause to it)
 /// at `now`, and returns its accumulated per-state time for the pause's
 /// in-flight value.
 #[inline(always)]
 pub fn track(now: u64) -> [u64; THREAD_STATES] {
-    let (_, tid) = current();
-    if let Some(t) = TRACKED.get_ptr_mut(&tid) {
+    let task = current_task();
+    if let Some(t) = TRACKED.get_ptr_mut(&task) {
         // SAFETY: a live map value; this thread is running, so the
         // scheduler tracepoints do not write its entry now.
         let t = unsafe { &mut *t };
@@ -130,7 +142,7 @@ pub fn track(now: u64) -> [u64; THREAD_STATES] {
         pid: 0,
         epoch: 0,
     };
-    if TRACKED.insert(&tid, &fresh, 0).is_ok() {
+    if TRACKED.insert(&task, &fresh, 0).is_ok() {
         add_count(1);
     } else {
         count_lost(LostReason::TrackedFull);
@@ -143,14 +155,14 @@ pub fn track(now: u64) -> [u64; THREAD_STATES] {
 /// (the tracked-threads map was full at the begin).
 #[inline(always)]
 pub fn untrack(now: u64) -> Option<[u64; THREAD_STATES]> {
-    let (_, tid) = current();
-    let t = TRACKED.get_ptr_mut(&tid)?;
+    let task = current_task();
+    let t = TRACKED.get_ptr_mut(&task)?;
     // SAFETY: as in `track`.
     let t = unsafe { &mut *t };
     close_segment(t, now, ThreadState::Running);
     let acc = t.acc_ns;
     t.refs = t.refs.saturating_sub(1);
-    if t.refs == 0 && TRACKED.remove(&tid).is_ok() {
+    if t.refs == 0 && TRACKED.remove(&task).is_ok() {
         add_count(-1);
     }
     Some(acc)
@@ -163,54 +175,53 @@ pub fn untrack(now: u64) -> Option<[u64; THREAD_STATES]> {
 pub fn anatomy_exit(_ctx: TracePointContext) -> u32 {
     // Workers stay tracked between pauses, so an exit is looked at even
     // with no pause open: one lookup per thread exit, which is rare.
-    if tracked_count() == 0 {
-        let (_, tid) = current();
-        forget(tid);
-        return 0;
+    if tracked_count() != 0 {
+        crate::straggler::on_exit();
     }
-    crate::straggler::on_exit();
-    let (_, tid) = current();
-    forget(tid);
+    forget(current_task());
     0
 }
 
-/// Drops `tid`'s entry, keeping the drivers' count right.
+/// Drops `task`'s entry, keeping the drivers' count right.
 #[inline(always)]
-fn forget(tid: u32) {
-    let Some(t) = TRACKED.get_ptr(&tid) else {
+fn forget(task: u64) {
+    let Some(t) = TRACKED.get_ptr(&task) else {
         return;
     };
     // SAFETY: a live map value, read before the removal.
     let role = unsafe { (*t).role };
-    if TRACKED.remove(&tid).is_ok() && role == DRIVER {
+    if TRACKED.remove(&task).is_ok() && role == DRIVER {
         add_count(-1);
     }
 }
 
-/// `sched:sched_switch`: `prev` leaves its CPU, `next` takes it.
-#[tracepoint]
-pub fn anatomy_switch(ctx: TracePointContext) -> u32 {
+/// `sched:sched_switch(preempt, prev, next[, prev_state])`: `prev` (the
+/// current task) leaves its CPU, `next` takes it.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn anatomy_switch(ctx: RawTracePointContext) -> u32 {
     if tracked_count() == 0 {
         return 0;
     }
     let now = now();
-    // SAFETY: reads inside the tracepoint's record, at offsets checked
-    // against the kernel's format by the agent.
-    let (prev, prev_state, next) = unsafe {
-        (
-            ctx.read_at::<u32>(SWITCH_PREV_PID.offset).unwrap_or(0),
-            ctx.read_at::<i64>(SWITCH_PREV_STATE.offset).unwrap_or(0),
-            ctx.read_at::<u32>(SWITCH_NEXT_PID.offset).unwrap_or(0),
-        )
+    let preempt = ctx.arg::<u64>(0) & 0xff != 0;
+    let prev: u64 = ctx.arg(1);
+    let next: u64 = ctx.arg(2);
+    // Preempted, or switched out while still TASK_RUNNING (a yield, a
+    // `cond_resched`): ready to run. Kernels before 5.18 do not pass the
+    // state; there a voluntary switch counts as blocked.
+    // SAFETY: a plain read of a global the loader may have rewritten.
+    let runnable = preempt
+        || (unsafe { core::ptr::read_volatile(&SWITCH_HAS_STATE) } != 0
+            && ctx.arg::<u64>(3) & 0xffff_ffff == 0);
+    let to = if runnable {
+        ThreadState::Runnable
+    } else {
+        ThreadState::Blocked
     };
-    if let Some(t) = TRACKED.get_ptr_mut(&prev) {
-        let to = if prev_state & SLEEPING_STATES == 0 {
-            ThreadState::Runnable
-        } else {
-            ThreadState::Blocked
-        };
+    match TRACKED.get_ptr_mut(&prev) {
         // SAFETY: a live map value; only this CPU switches `prev` now.
-        change(unsafe { &mut *t }, now, ThreadState::Running, to);
+        Some(t) => change(unsafe { &mut *t }, now, ThreadState::Running, to),
+        None => maybe_worker(prev, now, to),
     }
     if let Some(t) = TRACKED.get_ptr_mut(&next) {
         // SAFETY: as above, for `next`.
@@ -223,23 +234,20 @@ pub fn anatomy_switch(ctx: TracePointContext) -> u32 {
     }
     // The safepoint straggler rule shares this program rather than add a
     // second one on the host's busiest tracepoint.
-    crate::straggler::on_switch(&ctx, now, prev, prev_state, next);
+    crate::straggler::on_switch(now, prev, !runnable, next);
     0
 }
 
-/// `sched:sched_wakeup`: a sleeping task is put on a run queue. From here
-/// until it is switched in, it waits for a CPU, which is what a CPU quota
-/// or a busy host lengthens.
-#[tracepoint]
-pub fn anatomy_wakeup(ctx: TracePointContext) -> u32 {
+/// `sched:sched_wakeup(p)`: a sleeping task is put on a run queue. From
+/// here until it is switched in, it waits for a CPU, which is what a CPU
+/// quota or a busy host lengthens.
+#[raw_tracepoint(tracepoint = "sched_wakeup")]
+pub fn anatomy_wakeup(ctx: RawTracePointContext) -> u32 {
     if tracked_count() == 0 {
         return 0;
     }
-    // SAFETY: as in `anatomy_switch`.
-    let Ok(tid) = (unsafe { ctx.read_at::<u32>(WAKEUP_PID.offset) }) else {
-        return 0;
-    };
-    if let Some(t) = TRACKED.get_ptr_mut(&tid) {
+    let task: u64 = ctx.arg(0);
+    if let Some(t) = TRACKED.get_ptr_mut(&task) {
         // SAFETY: a live map value. A wake-up of a thread that is not
         // blocked (a spurious or racing one) changes nothing.
         let t = unsafe { &mut *t };
@@ -250,25 +258,25 @@ pub fn anatomy_wakeup(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// `sched:sched_waking`, in the waker's context: the VM thread waking a GC
-/// worker of its own process during a GC pause makes the worker tracked
-/// for that pause; and the straggler rule's exclusions.
-#[tracepoint]
-pub fn anatomy_waking(ctx: TracePointContext) -> u32 {
-    if tracked_count() != 0 {
-        worker_woken(&ctx);
-    }
-    crate::straggler::on_waking(&ctx);
+/// `sched:sched_waking(p)`, in the waker's context before the wakee can
+/// run: the straggler rule's exclusions.
+#[raw_tracepoint(tracepoint = "sched_waking")]
+pub fn anatomy_waking(ctx: RawTracePointContext) -> u32 {
+    crate::straggler::on_waking(ctx.arg(0));
     0
 }
 
-/// A task woken while its waker's process has a GC pause open: if it is
-/// named like a GC worker, it is one of that process's (workers are woken
-/// by the VM thread or by each other; a wake-up from interrupt context
-/// names whatever task it interrupted, which would need that task to be in
-/// a pausing JVM and the wakee to be another's worker).
+/// A switch-out of an untracked task while some GC window is open: a
+/// `GC Thread#N` of a process with its GC pause open is one of that
+/// pause's workers (the current task is `prev`, so its name and process
+/// are at hand). It is tracked from here on, in every later pause from its
+/// wake-up; in this, its first, only from now: what it did before in this
+/// pause is not known, and is not guessed.
 #[inline(always)]
-fn worker_woken(ctx: &TracePointContext) {
+fn maybe_worker(task: u64, now: u64, to: ThreadState) {
+    if open_gc_windows() == 0 {
+        return;
+    }
     let (tgid, _) = current();
     let Some(w) = GC_WINDOWS.get_ptr(&tgid) else {
         return;
@@ -278,39 +286,23 @@ fn worker_woken(ctx: &TracePointContext) {
     if w.open == 0 {
         return;
     }
-    // SAFETY: as in `anatomy_switch`.
-    let (tid, comm) = unsafe {
-        (
-            ctx.read_at::<u32>(WAKING_PID.offset),
-            ctx.read_at::<[u8; 16]>(WAKING_COMM.offset),
-        )
-    };
-    let (Ok(tid), Ok(comm)) = (tid, comm) else {
+    let Ok(comm) = bpf_get_current_comm() else {
         return;
     };
     if comm[..WORKER_PREFIX.len()] != WORKER_PREFIX[..] {
         return;
     }
-    let now = now();
-    if let Some(t) = TRACKED.get_ptr_mut(&tid) {
-        // SAFETY: a live map value.
-        let t = unsafe { &mut *t };
-        if t.role == WORKER {
-            change(t, now, ThreadState::Blocked, ThreadState::Runnable);
-        }
-        return;
-    }
     let fresh = Tracked {
         refs: 0,
-        state: ThreadState::Runnable as u32,
+        state: to as u32,
         since_ns: now,
         acc_ns: [0; THREAD_STATES],
         role: WORKER,
         pid: tgid,
         epoch: w.epoch,
     };
-    // A full map only costs this pause its workers' share.
-    let _ = TRACKED.insert(&tid, &fresh, 0);
+    // A full map only costs this pause its worker's share.
+    let _ = TRACKED.insert(&task, &fresh, 0);
 }
 
 /// `gc__begin` of a stop-the-world collection, on the VM thread: opens its
@@ -325,6 +317,9 @@ pub fn gc_open(now: u64) {
         w.epoch += 1;
         w.start_ns = now;
         w.acc_ns = [0; THREAD_STATES];
+        if w.open == 0 {
+            add_gc_windows(1);
+        }
         w.open = 1;
         return;
     }
@@ -334,7 +329,9 @@ pub fn gc_open(now: u64) {
         open: 1,
         acc_ns: [0; THREAD_STATES],
     };
-    let _ = GC_WINDOWS.insert(&tgid, &fresh, 0);
+    if GC_WINDOWS.insert(&tgid, &fresh, 0).is_ok() {
+        add_gc_windows(1);
+    }
 }
 
 /// `gc__end` on the VM thread: closes the window and returns the workers'
@@ -349,6 +346,7 @@ pub fn gc_close() -> Option<[u64; THREAD_STATES]> {
         return None;
     }
     w.open = 0;
+    add_gc_windows(-1);
     Some(w.acc_ns)
 }
 
@@ -409,6 +407,30 @@ fn tracked_count() -> u64 {
         Some(c) => unsafe { core::ptr::read_volatile(c) },
         None => 0,
     }
+}
+
+#[inline(always)]
+fn open_gc_windows() -> u64 {
+    match OPEN_GC_WINDOWS.get_ptr(0) {
+        // SAFETY: a live map value; a racing update is an atomic add.
+        Some(c) => unsafe { core::ptr::read_volatile(c) },
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn add_gc_windows(delta: i64) {
+    if let Some(c) = OPEN_GC_WINDOWS.get_ptr_mut(0) {
+        // SAFETY: as in `add_count`.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta as u64) };
+    }
+}
+
+/// The calling thread's `task_struct` address, the key of [`TRACKED`].
+#[inline(always)]
+pub fn current_task() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_get_current_task() }
 }
 
 #[inline(always)]

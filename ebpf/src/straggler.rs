@@ -28,9 +28,10 @@
 //!
 //! Per-thread state carries the window number it was first seen in, so a
 //! new window needs no clearing: a stale stamp means "not seen yet".
-//! `sched_switch`'s `next_pid` and `sched_waking`'s `pid` carry no tgid, so
-//! a thread's process is learnt from its own switch-outs (the current task
-//! is `prev` there), written while any window is open.
+//! Threads are keyed by `task_struct` address, as the raw tracepoints pass
+//! them; `next` and the wakee come without their tgid, so a thread's
+//! process (and its tid and name) is learnt from its own switch-outs (the
+//! current task is `prev` there), written while any window is open.
 //!
 //! Cost: the `sched_switch` part runs inside `anatomy_switch`, after its
 //! own gate (the VM thread is tracked for the whole safepoint, so that gate
@@ -41,14 +42,11 @@
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
+    helpers::bpf_get_current_comm,
     macros::map,
     maps::{Array, LruHashMap},
-    programs::TracePointContext,
 };
-use pausewatch_common::{
-    COMM_LEN, PauseEvent, StragglerKey, StragglerStats, ThreadState,
-    anatomy::{SWITCH_PREV_COMM, WAKING_PID},
-};
+use pausewatch_common::{COMM_LEN, PauseEvent, StragglerKey, StragglerStats, ThreadState};
 
 use crate::{intervals::current, maps::STRAGGLERS};
 
@@ -87,11 +85,13 @@ pub struct Window {
 pub struct Thread {
     /// Its process.
     tgid: u32,
+    /// Its thread id.
+    tid: u32,
     /// [`CANDIDATE`] or [`EXCLUDED`], valid when `stamp` is the window's `seq`.
     class: u8,
     /// [`RUNNING`], [`RUNNABLE`] or [`SLEEPING`].
     mode: u8,
-    _pad: [u8; 2],
+    _pad: [u8; 6],
     /// The window it was first seen in.
     stamp: u64,
     /// When `mode` began.
@@ -112,18 +112,15 @@ const SLEEPING: u8 = 2;
 #[map]
 static WINDOWS: LruHashMap<u32, Window> = LruHashMap::with_max_entries(4096, 0);
 
-/// Threads by tid: process membership and per-window state. LRU, so exited
-/// threads age out.
+/// Threads by `task_struct` address: process membership and per-window
+/// state. LRU, so exited threads age out.
 #[map]
-static THREADS: LruHashMap<u32, Thread> = LruHashMap::with_max_entries(65536, 0);
+static THREADS: LruHashMap<u64, Thread> = LruHashMap::with_max_entries(65536, 0);
 
 /// Number of open windows host-wide, changed only with atomic adds: the
 /// scheduler programs' gate.
 #[map]
 static OPEN_WINDOWS: Array<u64> = Array::with_max_entries(1, 0);
-
-/// `prev_state` bits of a sleeping switch-out (see `anatomy.rs`).
-const SLEEPING_STATES: i64 = 0xff;
 
 /// `safepoint__begin` on the VM thread at `now`: opens its process's window.
 #[inline(always)]
@@ -270,34 +267,29 @@ pub fn fill(event: &mut PauseEvent) {
 }
 
 /// The `sched_switch` part, called by `anatomy_switch` once its own gate
-/// let it through: `prev` (the current task) leaves the CPU in
-/// `prev_state`, `next` takes it, at `now`.
+/// let it through: `prev` (the current task) leaves the CPU, to sleep when
+/// `sleeping`, and `next` takes it, at `now`.
 #[inline(always)]
-pub fn on_switch(ctx: &TracePointContext, now: u64, prev: u32, prev_state: i64, next: u32) {
+pub fn on_switch(now: u64, prev: u64, sleeping: bool, next: u64) {
     if open_windows() == 0 {
         return;
     }
-    let (tgid, _) = current();
+    let (tgid, tid) = current();
     let mut prev_window = None;
-    if prev != 0
-        && let Some(w) = WINDOWS.get_ptr_mut(&tgid)
-    {
+    if let Some(w) = WINDOWS.get_ptr_mut(&tgid) {
         prev_window = Some(w);
         // SAFETY: a live map value; fields of a window are plain words, and
         // a torn `best_*` between two CPUs would take two arrivals in the
         // same instant.
         let w = unsafe { &mut *w };
-        if let Some(t) = thread_of(prev, tgid)
-            && w.open == 1
-            && prev != w.vm_tid
+        if w.open == 1
+            && tid != w.vm_tid
+            && let Some(t) = thread_of(prev, tid, tgid)
         {
             // SAFETY: a live map value; only this CPU switches `prev` now.
             let t = unsafe { &mut *t };
-            switched_out(ctx, w, t, now, prev, prev_state);
+            switched_out(w, t, now, tid, sleeping);
         }
-    }
-    if next == 0 {
-        return;
     }
     let Some(t) = THREADS.get_ptr_mut(&next) else {
         return;
@@ -313,7 +305,7 @@ pub fn on_switch(ctx: &TracePointContext, now: u64, prev: u32, prev_state: i64, 
     };
     // SAFETY: a live map value.
     let w = unsafe { &mut *w };
-    if w.open == 0 || next == w.vm_tid {
+    if w.open == 0 || t.tid == w.vm_tid {
         return;
     }
     if t.stamp != w.seq {
@@ -326,16 +318,9 @@ pub fn on_switch(ctx: &TracePointContext, now: u64, prev: u32, prev_state: i64, 
     }
 }
 
-/// `prev` of a window's process leaves the CPU.
+/// `prev` (thread `tid`) of a window's process leaves the CPU.
 #[inline(always)]
-fn switched_out(
-    ctx: &TracePointContext,
-    w: &mut Window,
-    t: &mut Thread,
-    now: u64,
-    prev: u32,
-    prev_state: i64,
-) {
+fn switched_out(w: &mut Window, t: &mut Thread, now: u64, tid: u32, sleeping: bool) {
     if t.stamp != w.seq {
         // Leaving a CPU before any other event in the window: it was
         // running at the begin.
@@ -344,20 +329,19 @@ fn switched_out(
     if t.class != CANDIDATE {
         return;
     }
-    if prev_state & SLEEPING_STATES == 0 {
+    if !sleeping {
         close_mode(t, now, RUNNABLE);
         return;
     }
     close_mode(t, now, SLEEPING);
-    // SAFETY: a read inside the tracepoint's record, at an offset checked
-    // against the kernel's format by the agent.
-    let Ok(comm) = (unsafe { ctx.read_at::<[u8; COMM_LEN]>(SWITCH_PREV_COMM.offset) }) else {
+    // The current task is `prev`: its own name.
+    let Ok(comm) = bpf_get_current_comm() else {
         return;
     };
     if non_java(&comm) {
         return;
     }
-    w.best_tid = prev;
+    w.best_tid = tid;
     w.best_ns = now;
     w.best_run_ns = t.run_ns;
     w.best_rq_ns = t.rq_ns;
@@ -389,32 +373,34 @@ fn close_mode(t: &mut Thread, now: u64, to: u8) {
     t.since_ns = now;
 }
 
-/// The state of thread `tid` of process `tgid`, created on its first
-/// switch-out (membership: the only place its tgid is known).
+/// The state of task `task` (thread `tid` of process `tgid`), created on
+/// its first switch-out (membership: the only place its tgid is known).
 #[inline(always)]
-fn thread_of(tid: u32, tgid: u32) -> Option<*mut Thread> {
-    if let Some(t) = THREADS.get_ptr_mut(&tid) {
+fn thread_of(task: u64, tid: u32, tgid: u32) -> Option<*mut Thread> {
+    if let Some(t) = THREADS.get_ptr_mut(&task) {
         // SAFETY: a live map value.
         let th = unsafe { &mut *t };
-        if th.tgid != tgid {
-            // A reused tid: a new thread, not seen in any window yet.
+        if th.tgid != tgid || th.tid != tid {
+            // A reused task_struct: a new thread, not seen in any window yet.
             th.tgid = tgid;
+            th.tid = tid;
             th.stamp = 0;
         }
         return Some(t);
     }
     let fresh = Thread {
         tgid,
+        tid,
         class: 0,
         mode: RUNNING,
-        _pad: [0; 2],
+        _pad: [0; 6],
         stamp: 0,
         since_ns: 0,
         run_ns: 0,
         rq_ns: 0,
     };
-    THREADS.insert(&tid, &fresh, 0).ok()?;
-    THREADS.get_ptr_mut(&tid)
+    THREADS.insert(&task, &fresh, 0).ok()?;
+    THREADS.get_ptr_mut(&task)
 }
 
 /// `sched:sched_waking`: a sleeping task is being woken, synchronously in
@@ -422,26 +408,22 @@ fn thread_of(tid: u32, tgid: u32) -> Option<*mut Thread> {
 /// on the wakee's CPU, which would misclassify threads woken by the
 /// previous safepoint's end).
 #[inline(always)]
-pub fn on_waking(ctx: &TracePointContext) -> u32 {
+pub fn on_waking(task: u64) {
     if open_windows() == 0 {
-        return 0;
+        return;
     }
-    // SAFETY: as in `switched_out`.
-    let Ok(tid) = (unsafe { ctx.read_at::<u32>(WAKING_PID.offset) }) else {
-        return 0;
-    };
-    let Some(t) = THREADS.get_ptr_mut(&tid) else {
-        return 0;
+    let Some(t) = THREADS.get_ptr_mut(&task) else {
+        return;
     };
     // SAFETY: a live map value.
     let t = unsafe { &mut *t };
     let Some(w) = WINDOWS.get_ptr(&t.tgid) else {
-        return 0;
+        return;
     };
     // SAFETY: a live map value, only read here.
     let w = unsafe { &*w };
-    if w.open == 0 || tid == w.vm_tid {
-        return 0;
+    if w.open == 0 || t.tid == w.vm_tid {
+        return;
     }
     if t.stamp != w.seq {
         // Asleep at the begin: safe all along, never waited for.
@@ -453,7 +435,6 @@ pub fn on_waking(ctx: &TracePointContext) -> u32 {
         t.mode = RUNNABLE;
         t.since_ns = now();
     }
-    0
 }
 
 /// A comm that starts with one of HotSpot's non-JavaThread names: GC

@@ -10,7 +10,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{
-        Program, ProgramError, TracePoint,
+        Program, ProgramError, RawTracePoint, TracePoint,
         uprobe::{
             UProbe, UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeLinkId, UProbeScope,
         },
@@ -111,9 +111,18 @@ pub enum BpfError {
         #[source]
         source: Box<ProgramError>,
     },
-    /// The pause anatomy programs do not fit this kernel.
-    #[error(transparent)]
-    Anatomy(#[from] super::anatomy::AnatomyError),
+    /// Attaching a raw tracepoint failed.
+    #[error(
+        "cannot attach the raw tracepoint {name}: {source}; the kernel needs \
+         BPF_PROG_TYPE_RAW_TRACEPOINT (4.17+), or run with --no-anatomy"
+    )]
+    RawTracePoint {
+        /// The tracepoint.
+        name: &'static str,
+        /// The kernel's answer (boxed: it is large and rare).
+        #[source]
+        source: Box<ProgramError>,
+    },
     /// A map operation failed.
     #[error("BPF map {map}: {source}")]
     Map {
@@ -204,9 +213,12 @@ impl Tracer {
     pub fn load(options: LoadOptions) -> Result<(Tracer, TracerMaps), BpfError> {
         let emit: u8 = options.events.into();
         let anatomy: u8 = options.anatomy.into();
+        let has_state: u8 =
+            super::anatomy::switch_passes_prev_state(&super::anatomy::kernel_release()).into();
         let mut ebpf = EbpfLoader::new()
             .override_global("EMIT_EVENTS", &emit, true)
             .override_global("ANATOMY", &anatomy, true)
+            .override_global("SWITCH_HAS_STATE", &has_state, true)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(Box::new(e)))?;
         // Every program of the object is verified up front, whatever runtime
@@ -217,6 +229,7 @@ impl Tracer {
             let loaded = match program {
                 Program::UProbe(p) => p.load(),
                 Program::TracePoint(p) => p.load(),
+                Program::RawTracePoint(p) => p.load(),
                 other => {
                     return Err(BpfError::Missing(format!(
                         "support for program {name} of type {:?}",
@@ -440,19 +453,30 @@ impl Tracer {
     }
 
     /// Attaches the pause anatomy programs (`ebpf/src/anatomy.rs`) to the
-    /// scheduler tracepoints, after checking their records' layout. Must
-    /// come before the first uprobe, so that no pause begins unaccounted.
-    /// The safepoint straggler rule (`ebpf/src/straggler.rs`) runs inside
-    /// `anatomy_switch` and adds `sched_waking`, so it comes with them.
-    /// Needs tracefs mounted (see `targets::follow::ensure_tracefs`).
+    /// scheduler's raw tracepoints, and their exit hook. Must come before
+    /// the first uprobe, so that no pause begins unaccounted. The safepoint
+    /// straggler rule (`ebpf/src/straggler.rs`) runs inside `anatomy_switch`
+    /// and `anatomy_waking`, so it comes with them. Needs tracefs mounted
+    /// for the exit hook (see `targets::follow::ensure_tracefs`).
     pub fn attach_anatomy(&mut self) -> Result<(), BpfError> {
-        super::anatomy::check_layout(Path::new(crate::targets::follow::TRACEFS))?;
-        self.attach_tracepoints(&[
+        for (program, name) in [
             ("anatomy_switch", "sched_switch"),
             ("anatomy_wakeup", "sched_wakeup"),
-            ("anatomy_exit", "sched_process_exit"),
             ("anatomy_waking", "sched_waking"),
-        ])
+        ] {
+            let raw_error = |e: ProgramError| BpfError::RawTracePoint {
+                name,
+                source: Box::new(e),
+            };
+            let p: &mut RawTracePoint = self
+                .ebpf
+                .program_mut(program)
+                .ok_or_else(|| BpfError::Missing(format!("program {program}")))?
+                .try_into()
+                .map_err(raw_error)?;
+            p.attach(name).map_err(raw_error)?;
+        }
+        self.attach_tracepoints(&[("anatomy_exit", "sched_process_exit")])
     }
 
     /// Attaches the process exec/exit tracepoints (`ebpf/src/process.rs`)
