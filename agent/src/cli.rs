@@ -165,11 +165,13 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub events: bool,
 
-    /// Do not split pauses into running, runnable and blocked time. The
-    /// split comes from the scheduler tracepoints sched_switch and
-    /// sched_wakeup, which cost every context switch of the host one map
-    /// lookup (more only while a traced pause is open); this turns them
-    /// off, and pausewatch_pause_thread_seconds_total with them.
+    /// Do not split pauses into running, runnable and blocked time, and do
+    /// not name safepoint stragglers. Both come from BPF programs on the
+    /// scheduler's sched_switch and sched_waking tracepoints, which run on
+    /// every context switch and wake-up of the host (one array lookup
+    /// unless a traced pause is open; cost in the README's Performance
+    /// table); this turns them off, and pausewatch_pause_thread_seconds_total
+    /// and pausewatch_safepoint_straggler_seconds_total with them.
     #[arg(long)]
     pub no_anatomy: bool,
 

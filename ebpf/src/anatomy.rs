@@ -10,7 +10,7 @@
 //! ```text
 //! begin probe            track: state = running (it is running the probe)
 //! sched_switch (prev)    running -> runnable if preempted (or still TASK_RUNNING), else blocked
-//! sched_wakeup           blocked -> runnable (on a run queue, not yet on a CPU)
+//! sched_waking           blocked -> runnable (being woken, not yet on a CPU)
 //! sched_switch (next)    runnable/blocked -> running
 //! end probe              untrack; the pause's share is the accumulator's growth
 //! ```
@@ -238,16 +238,18 @@ pub fn anatomy_switch(ctx: RawTracePointContext) -> u32 {
     0
 }
 
-/// `sched:sched_wakeup(p)`: a sleeping task is put on a run queue. From
-/// here until it is switched in, it waits for a CPU, which is what a CPU
-/// quota or a busy host lengthens.
-#[raw_tracepoint(tracepoint = "sched_wakeup")]
-pub fn anatomy_wakeup(ctx: RawTracePointContext) -> u32 {
-    if tracked_count() == 0 {
-        return 0;
-    }
+/// `sched:sched_waking(p)`, in the waker's context before the wakee can
+/// run: a sleeping task is being woken. From here until it is switched in,
+/// it waits for a CPU, which is what a CPU quota or a busy host lengthens.
+/// (`sched_wakeup`, a few µs later when the task is on a run queue, would
+/// say the same at the cost of one more program on every wake-up of the
+/// host.) The straggler rule's exclusions share it.
+#[raw_tracepoint(tracepoint = "sched_waking")]
+pub fn anatomy_waking(ctx: RawTracePointContext) -> u32 {
     let task: u64 = ctx.arg(0);
-    if let Some(t) = TRACKED.get_ptr_mut(&task) {
+    if tracked_count() != 0
+        && let Some(t) = TRACKED.get_ptr_mut(&task)
+    {
         // SAFETY: a live map value. A wake-up of a thread that is not
         // blocked (a spurious or racing one) changes nothing.
         let t = unsafe { &mut *t };
@@ -255,14 +257,7 @@ pub fn anatomy_wakeup(ctx: RawTracePointContext) -> u32 {
             change(t, now(), ThreadState::Blocked, ThreadState::Runnable);
         }
     }
-    0
-}
-
-/// `sched:sched_waking(p)`, in the waker's context before the wakee can
-/// run: the straggler rule's exclusions.
-#[raw_tracepoint(tracepoint = "sched_waking")]
-pub fn anatomy_waking(ctx: RawTracePointContext) -> u32 {
-    crate::straggler::on_waking(ctx.arg(0));
+    crate::straggler::on_waking(task);
     0
 }
 

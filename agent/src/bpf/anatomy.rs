@@ -1,7 +1,7 @@
 //! What the pause anatomy programs (`ebpf/src/anatomy.rs`) need to know
 //! about the running kernel before they load.
 //!
-//! They are raw tracepoints on `sched_switch`, `sched_wakeup` and
+//! They are raw tracepoints on `sched_switch` and
 //! `sched_waking`, which receive the kernel's own arguments. Those have
 //! been `(preempt, prev, next)` and `(p)` since Linux 4.x; Linux 5.18 added
 //! `prev_state` as `sched_switch`'s fourth. The kernel refuses to attach a

@@ -461,7 +461,6 @@ impl Tracer {
     pub fn attach_anatomy(&mut self) -> Result<(), BpfError> {
         for (program, name) in [
             ("anatomy_switch", "sched_switch"),
-            ("anatomy_wakeup", "sched_wakeup"),
             ("anatomy_waking", "sched_waking"),
         ] {
             let raw_error = |e: ProgramError| BpfError::RawTracePoint {

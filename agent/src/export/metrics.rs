@@ -119,7 +119,7 @@ const STRAGGLERS_HELP: &str = "HotSpot safepoints whose last-arriving Java threa
 const PAUSE_THREAD_HELP: &str = "Where the pauses' time went, in seconds: the wall time of \
 the thread that drives each pause (role=\"driver\": HotSpot's VM thread, the Go thread that \
 stopped the world, the thread collecting in CPython, Ruby or V8), split by scheduler state \
-from the sched_switch and sched_wakeup tracepoints. state=\"running\": on a CPU; \
+from the sched_switch and sched_waking tracepoints. state=\"running\": on a CPU; \
 \"runnable\": ready but waiting for a CPU (preempted, throttled by a CPU quota, or woken and \
 queued); \"blocked\": sleeping or waiting (locks, futexes, I/O, waiting for other threads). \
 For each kind the driver's three states sum to pausewatch_pause_seconds_sum of that kind. \
