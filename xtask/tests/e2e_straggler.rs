@@ -222,6 +222,20 @@ fn e2e_straggler_jdk17() {
     );
     let lost = sum_of(&o.samples, "pausewatch_lost_events_total", &[]);
     c.eq("lost events", lost, 0.0);
+    // The time_to_safepoint finding holds and its advice names the thread.
+    let pid_s = pid.to_string();
+    let advice: Vec<String> = support::select(
+        &o.samples,
+        "pausewatch_recommendation_info",
+        &[("pid", pid_s.as_str()), ("rule", "time_to_safepoint")],
+    )
+    .iter()
+    .map(|s| s.label("advice").to_string())
+    .collect();
+    let _ = writeln!(table, "time_to_safepoint advice: {advice:?}");
+    c.check(advice.iter().any(|a| a.contains("\"slowpoke\"")), || {
+        format!("the time_to_safepoint finding does not name slowpoke: {advice:?}")
+    });
     eprintln!("{table}");
     c.finish(&format!(
         "{table}\nHotSpot log at {}\nagent stderr:\n{}",

@@ -57,7 +57,7 @@ const PACKAGES: &[&str] = &[
 ];
 
 /// How long `cargo xtask test` runs each fuzz target.
-const FUZZ_SECONDS: u64 = 20;
+const FUZZ_SECONDS: u64 = 10;
 
 /// Runs `cargo xtask test`.
 pub fn run(args: TestArgs) -> Result<()> {
