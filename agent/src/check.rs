@@ -12,11 +12,10 @@ use aya::{
     programs::ProgramType,
     sys::{BpfHelper, is_helper_supported, is_map_supported, is_program_supported},
 };
-use object::{Object, ObjectSection};
 use thiserror::Error;
 
 use crate::{
-    bpf::{EBPF_OBJECT, Tracer, loader::LoadOptions, selftest},
+    bpf::{Tracer, loader::LoadOptions, selftest},
     preflight::{self, CAP_SYS_ADMIN, PRIVILEGES_HINT},
 };
 
@@ -71,7 +70,8 @@ pub fn run_checks() -> Vec<Check> {
 }
 
 /// The checks that load nothing lasting: privileges, kernel version and
-/// features (BPF syscall, uprobes, ring buffer, BPF cookie, tracepoints),
+/// features (BPF syscall, uprobes, ring buffer, BPF cookie, tracepoints,
+/// raw tracepoints),
 /// BTF, memlock.
 pub fn host_checks() -> Vec<Check> {
     vec![
@@ -83,6 +83,7 @@ pub fn host_checks() -> Vec<Check> {
         ring_buffer(),
         bpf_cookie(),
         tracepoints(),
+        raw_tracepoints(),
         memlock(),
     ]
 }
@@ -255,6 +256,15 @@ fn ring_buffer() -> Check {
     )
 }
 
+fn raw_tracepoints() -> Check {
+    feature(
+        "raw tracepoints",
+        is_program_supported(ProgramType::RawTracePoint),
+        "raw tracepoint programs load (the pause anatomy on sched_switch and sched_waking)",
+        "raw tracepoint programs do not load (4.17+): upgrade the kernel, or run with --no-anatomy",
+    )
+}
+
 fn bpf_cookie() -> Check {
     feature(
         "BPF cookie",
@@ -264,19 +274,14 @@ fn bpf_cookie() -> Check {
     )
 }
 
-/// Tracepoint programs of the embedded object, from its ELF section names
-/// (`tracepoint/<category>/<name>`), so no privilege is needed to list them.
+/// The classic tracepoints the agent attaches (`category/name`): the
+/// process exec/exit stream of the follow modes and the pause anatomy's
+/// exit hook. (The anatomy's scheduler programs are raw tracepoints, which
+/// need no tracefs: see [`raw_tracepoints`].)
 pub fn tracepoints_used() -> Vec<String> {
-    let Ok(file) = object::File::parse(EBPF_OBJECT) else {
-        return Vec::new();
-    };
-    file.sections()
-        .filter_map(|s| s.name().ok().map(str::to_string))
-        .filter_map(|n| {
-            n.strip_prefix("tracepoint/")
-                .or_else(|| n.strip_prefix("tp/"))
-                .map(str::to_string)
-        })
+    crate::bpf::loader::TRACEPOINTS
+        .iter()
+        .map(|name| format!("sched/{name}"))
         .collect()
 }
 
@@ -297,14 +302,14 @@ fn tracepoints() -> Check {
         );
     }
     let Some(tracefs) = tracefs else {
-        // Only `run --all/--comm/--exe` attach them, and the agent mounts
-        // tracefs itself when it may (see `targets::follow::ensure_tracefs`).
+        // The agent mounts tracefs itself when it may (see
+        // `targets::follow::ensure_tracefs`).
         if preflight::require_privileges().is_ok() {
             return ok(
                 "tracepoints",
                 &format!(
-                    "{} (for --all/--comm/--exe): tracefs is not mounted at \
-                     /sys/kernel/tracing; the agent mounts it when it follows processes",
+                    "{}: tracefs is not mounted at \
+                     /sys/kernel/tracing; the agent mounts it at start",
                     used.join(", ")
                 ),
             );
@@ -312,7 +317,7 @@ fn tracepoints() -> Check {
         return fail(
             "tracepoints",
             format!(
-                "tracepoints {} (for --all/--comm/--exe) need tracefs, which is not \
+                "tracepoints {} need tracefs, which is not \
                  mounted and cannot be without privileges: \
                  mount -t tracefs nodev /sys/kernel/tracing",
                 used.join(", ")

@@ -153,6 +153,10 @@ impl BpfError {
     }
 }
 
+/// The classic `sched` tracepoints any program of the object attaches to,
+/// for `agent check`.
+pub const TRACEPOINTS: [&str; 2] = ["sched_process_exec", "sched_process_exit"];
+
 /// Options fixed at load time.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {
