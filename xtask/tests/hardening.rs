@@ -44,7 +44,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const JDK: u32 = 17;
 
 /// Every line `agent check` prints, in order.
-const CHECK_LINES: [&str; 11] = [
+const CHECK_LINES: [&str; 12] = [
     "privileges",
     "kernel",
     "BPF syscall",
@@ -53,6 +53,7 @@ const CHECK_LINES: [&str; 11] = [
     "ring buffer",
     "BPF cookie",
     "tracepoints",
+    "raw tracepoints",
     "memlock",
     "BPF load",
     "uprobe attach",
