@@ -37,7 +37,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_task},
     macros::{map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap},
+    maps::{Array, LruHashMap},
     programs::{RawTracePointContext, TracePointContext},
 };
 use pausewatch_common::{LostReason, MAX_TRACKED_THREADS, THREAD_STATES, ThreadState};
@@ -98,7 +98,11 @@ const WORKER_PREFIX: &[u8; 10] = b"GC Thread#";
 
 /// Tracked threads, by `task_struct` address.
 #[map]
-static TRACKED: HashMap<u64, Tracked> = HashMap::with_max_entries(MAX_TRACKED_THREADS, 0);
+///
+/// A driver's entry outlives its pause (inactive, `refs == 0`), so the next
+/// pause of the same thread costs a lookup instead of an insert and a
+/// delete; LRU lets threads that stopped pausing age out.
+static TRACKED: LruHashMap<u64, Tracked> = LruHashMap::with_max_entries(MAX_TRACKED_THREADS, 0);
 
 /// Set to 1 by the agent (before load) on kernels whose `sched_switch`
 /// passes `prev_state` as a fourth argument (Linux 5.18 and later). The
@@ -113,9 +117,9 @@ static SWITCH_HAS_STATE: u8 = 0;
 #[map]
 static OPEN_GC_WINDOWS: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Number of entries in [`TRACKED`], updated atomically by the probes that
-/// add and remove them, so the scheduler tracepoints can skip all work when
-/// no pause is open anywhere.
+/// Number of active drivers in [`TRACKED`] (threads inside a pause),
+/// updated atomically by the begin and end probes, so the scheduler
+/// tracepoints can skip all work when no pause is open anywhere.
 #[map]
 static TRACKED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
@@ -129,8 +133,15 @@ pub fn track(now: u64) -> [u64; THREAD_STATES] {
         // SAFETY: a live map value; this thread is running, so the
         // scheduler tracepoints do not write its entry now.
         let t = unsafe { &mut *t };
+        if t.role == DRIVER && t.refs == 0 {
+            // Its previous pause's entry: active again from now.
+            t.state = ThreadState::Running as u32;
+            t.since_ns = now;
+            add_count(1);
+        } else {
+            close_segment(t, now, ThreadState::Running);
+        }
         t.refs += 1;
-        close_segment(t, now, ThreadState::Running);
         return t.acc_ns;
     }
     let fresh = Tracked {
@@ -159,13 +170,15 @@ pub fn untrack(now: u64) -> Option<[u64; THREAD_STATES]> {
     let t = TRACKED.get_ptr_mut(&task)?;
     // SAFETY: as in `track`.
     let t = unsafe { &mut *t };
+    if t.refs == 0 {
+        return None;
+    }
     close_segment(t, now, ThreadState::Running);
-    let acc = t.acc_ns;
-    t.refs = t.refs.saturating_sub(1);
-    if t.refs == 0 && TRACKED.remove(&task).is_ok() {
+    t.refs -= 1;
+    if t.refs == 0 {
         add_count(-1);
     }
-    Some(acc)
+    Some(t.acc_ns)
 }
 
 /// `sched:sched_process_exit`, once per exiting thread: forgets a thread
@@ -189,8 +202,8 @@ fn forget(task: u64) {
         return;
     };
     // SAFETY: a live map value, read before the removal.
-    let role = unsafe { (*t).role };
-    if TRACKED.remove(&task).is_ok() && role == DRIVER {
+    let active = unsafe { (*t).role == DRIVER && (*t).refs > 0 };
+    if TRACKED.remove(&task).is_ok() && active {
         add_count(-1);
     }
 }
@@ -354,7 +367,10 @@ pub fn gc_close() -> Option<[u64; THREAD_STATES]> {
 #[inline(always)]
 fn change(t: &mut Tracked, now: u64, implied: ThreadState, to: ThreadState) {
     if t.role == DRIVER {
-        close_segment(t, now, to);
+        // An inactive driver (between its pauses) is not accounted.
+        if t.refs > 0 {
+            close_segment(t, now, to);
+        }
         return;
     }
     if let Some(w) = GC_WINDOWS.get_ptr_mut(&t.pid) {
