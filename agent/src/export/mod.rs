@@ -2,8 +2,10 @@
 //! over HTTP.
 //!
 //! [`metrics`] turns one snapshot into the text exposition format, written
-//! by [`text`] with the histogram boundaries of [`buckets`]; [`page`] does so once per snapshot, and [`server`] serves the
-//! latest page on `GET /metrics`. A scrape only takes a reference to that
+//! by [`text`] with the histogram boundaries of [`buckets`], and in the same
+//! pass into the protobuf format with native histograms ([`protobuf`]);
+//! [`page`] does so once per snapshot, and [`server`] serves the latest
+//! page on `GET /metrics`, in the format the scraper's `Accept` asks for. A scrape only takes a reference to that
 //! page: it never renders and never touches a BPF map, however often it
 //! comes.
 //!
@@ -35,19 +37,37 @@
 
 pub mod buckets;
 pub mod metrics;
+pub mod protobuf;
 pub mod server;
 pub mod text;
 
 pub use buckets::EXPORTED_EDGES_NS;
-pub use metrics::{pause_kind_label, render};
+pub use metrics::{pause_kind_label, render, render_both};
 pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};
 
 use axum::body::Bytes;
 
 use crate::rules::Report;
 
-/// The `/metrics` page of `report`, ready to be shared by every scrape
-/// until the next one.
-pub fn page(report: &Report) -> Bytes {
-    Bytes::from(render(report))
+/// The `/metrics` pages of one snapshot, in both exposition formats,
+/// shared by every scrape until the next snapshot. Cloning copies two
+/// references, not the pages.
+#[derive(Clone, Debug, Default)]
+pub struct Pages {
+    /// The text format 0.0.4 (the default; classic histograms).
+    pub text: Bytes,
+    /// The length-delimited protobuf format: the same series, histograms
+    /// with their classic buckets and native schema-2 buckets.
+    pub protobuf: Bytes,
+}
+
+/// The `/metrics` pages of `report`, ready to be shared by every scrape
+/// until the next one. Both are rendered at once, so that a scrape in
+/// either format never renders.
+pub fn page(report: &Report) -> Pages {
+    let (text, protobuf) = render_both(report);
+    Pages {
+        text: Bytes::from(text),
+        protobuf: Bytes::from(protobuf),
+    }
 }
