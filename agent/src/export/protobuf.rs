@@ -56,8 +56,8 @@ pub const NATIVE_SCHEMA: i32 = 2;
 /// consecutive schema-2 buckets, the offset that keeps every native
 /// boundary closest to its BPF edge puts the native lower boundary of
 /// sub-bucket (e, j) at 2^((4e + j - 119)/4) s, above the BPF edge by a
-/// factor 1.1075, 1.0537, 1.0441, 1.0644 for j = 0..3 (the other offsets
-/// err by up to 13.8% below). Bucket i = 1 + 4(e - 10) + j then has native
+/// factor 1.1075, 1.0537, 1.0441, 1.0644 for j = 0..3 (the next best offset
+/// errs by up to 12.2% below). Bucket i = 1 + 4(e - 10) + j then has native
 /// index 4e + j - 118 = i - 79.
 pub const NATIVE_SHIFT: i32 = 4 * pausewatch_common::hist::MIN_EXP as i32 + 39;
 
