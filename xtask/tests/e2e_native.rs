@@ -57,7 +57,7 @@ fn native_upper(n: i32) -> f64 {
 }
 
 #[test]
-fn native_histograms_match_classic_and_the_log() {
+fn e2e_native_histograms_match_classic_and_the_log() {
     require_root("e2e_native");
     prometheus::binary();
     let dir = ScratchDir::new("native");
@@ -133,7 +133,12 @@ fn native_histograms_match_classic_and_the_log() {
         let native = native_prom
             .query(&format!("pausewatch_pause_seconds{{{s}}}"))
             .unwrap_or_else(|e| panic!("{e}"));
-        let Some((ncount, nsum, nbuckets)) = native.first().and_then(prometheus::native) else {
+        let Some(prometheus::NativeSample {
+            count: ncount,
+            sum: nsum,
+            buckets: nbuckets,
+        }) = native.first().and_then(prometheus::native)
+        else {
             c.check(false, || {
                 format!("{cause}: no native histogram: {native:?}")
             });

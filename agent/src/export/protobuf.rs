@@ -449,6 +449,59 @@ mod tests {
         assert_eq!(h.positive_delta, vec![1, -1, 1]);
     }
 
+    /// The pages of a busy node: 100 JVMs with 7 histogram series each
+    /// (safepoints and VM operations of 2 causes, time to safepoint, gc
+    /// pauses), values spread over 40 µs to 0.5 s. The protobuf page holds
+    /// everything the text page does plus the native buckets, and is still
+    /// several times smaller (no repeated label text per bucket line).
+    #[test]
+    fn protobuf_page_of_a_busy_node_is_smaller_than_the_text_page() {
+        use crate::collect::{Series, Snapshot, TargetInfo};
+        use pausewatch_common::Kind;
+        let values: Vec<u64> = (0..400u64).map(|i| 40_000 + i * i * 3_000).collect();
+        let mut snapshot = Snapshot::default();
+        for pid in 1000..1100 {
+            snapshot.targets.push(TargetInfo::java(pid));
+            for (kind, cause) in [
+                (Kind::Safepoint, "G1CollectForAllocation"),
+                (Kind::Safepoint, "ThreadDump"),
+                (Kind::VmOperation, "G1CollectForAllocation"),
+                (Kind::VmOperation, "ThreadDump"),
+                (Kind::TimeToSafepoint, "G1CollectForAllocation"),
+                (Kind::TimeToSafepoint, "ThreadDump"),
+                (Kind::GcPause, "minor"),
+            ] {
+                snapshot.series.push(Series {
+                    pid,
+                    kind,
+                    cause: cause.into(),
+                    hist: Hist::of(&values),
+                });
+            }
+        }
+        let report = snapshot.into();
+        // Render times too, for the design notes (printed, not asserted:
+        // the machine is shared).
+        let t = std::time::Instant::now();
+        let _ = crate::export::render(&report);
+        let text_only = t.elapsed();
+        let t = std::time::Instant::now();
+        let (text, proto) = crate::export::render_both(&report);
+        let both = t.elapsed();
+        eprintln!(
+            "100 JVMs, 700 histogram series: text {} KB, protobuf (classic + native) {} KB; \
+             render text {text_only:?}, both {both:?}",
+            text.len() / 1024,
+            proto.len() / 1024
+        );
+        assert!(
+            proto.len() * 3 < text.len(),
+            "{} vs {}",
+            proto.len(),
+            text.len()
+        );
+    }
+
     #[test]
     fn delimited_encoding_reads_back() {
         let fam = MetricFamily {

@@ -360,12 +360,16 @@ fn respond(
     }
     match path {
         "/metrics" => {
+            if protobuf {
+                super::note_protobuf_scrape();
+            }
             let (body, content_type) = {
                 let pages = pages.borrow();
-                if protobuf {
-                    (pages.protobuf.clone(), PROTOBUF_CONTENT_TYPE)
-                } else {
-                    (pages.text.clone(), METRICS_CONTENT_TYPE)
+                match (&pages.protobuf, protobuf) {
+                    (Some(page), true) => (page.clone(), PROTOBUF_CONTENT_TYPE),
+                    // Asked for, not rendered yet (the first such scrape):
+                    // the text page is a valid answer meanwhile.
+                    _ => (pages.text.clone(), METRICS_CONTENT_TYPE),
                 }
             };
             let mut response = Response::new(Body::from(body));
@@ -494,22 +498,25 @@ mod tests {
             .expect("a status")
     }
 
-    /// The pages of a snapshot with `targets` targets.
+    /// The pages of a snapshot with `targets` targets, in both formats.
     fn page(targets: u32) -> Pages {
-        super::super::page(&crate::rules::Report::from(Snapshot {
-            targets: (1..=targets)
-                .map(|pid| TargetInfo {
-                    pid,
-                    comm: "java".to_owned(),
-                    current_comm: String::new(),
-                    runtime: crate::runtimes::Runtime::HotSpot,
-                    runtime_version: "21".to_owned(),
-                    exe: "/usr/bin/java".to_owned(),
-                    container: Default::default(),
-                })
-                .collect(),
-            ..Snapshot::default()
-        }))
+        super::super::page_with(
+            &crate::rules::Report::from(Snapshot {
+                targets: (1..=targets)
+                    .map(|pid| TargetInfo {
+                        pid,
+                        comm: "java".to_owned(),
+                        current_comm: String::new(),
+                        runtime: crate::runtimes::Runtime::HotSpot,
+                        runtime_version: "21".to_owned(),
+                        exe: "/usr/bin/java".to_owned(),
+                        container: Default::default(),
+                    })
+                    .collect(),
+                ..Snapshot::default()
+            }),
+            true,
+        )
     }
 
     /// Starts a server on an ephemeral loopback port.
@@ -649,6 +656,29 @@ mod tests {
                 .unwrap()
                 .contains("\npausewatch_targets 1\n")
         );
+        stop(stop_tx, task).await;
+    }
+
+    #[tokio::test]
+    async fn protobuf_not_rendered_yet_falls_back_to_text() {
+        let (addr, snap_tx, stop_tx, task) = start(ServerLimits::default()).await;
+        let mut pages = page(2);
+        pages.protobuf = None;
+        snap_tx.send(pages).unwrap();
+        let accept = "Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                      encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3\r\n";
+        let (head, body) = request_raw(addr, "GET", "/metrics", accept).await;
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4")
+        );
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("\npausewatch_targets 2\n")
+        );
+        // The next snapshots carry the protobuf page.
+        assert!(super::super::PROTOBUF_SCRAPED.load(Ordering::Relaxed));
         stop(stop_tx, task).await;
     }
 

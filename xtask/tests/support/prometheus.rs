@@ -131,9 +131,18 @@ pub fn value(s: &Value) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// A native histogram sample (`histogram: [t, {count, sum, buckets}]`):
-/// count, sum, and each bucket as (lower, upper, count).
-pub fn native(s: &Value) -> Option<(f64, f64, Vec<(f64, f64, f64)>)> {
+/// A native histogram sample as the query API returns it.
+pub struct NativeSample {
+    /// Its count of observations.
+    pub count: f64,
+    /// Its sum of observations.
+    pub sum: f64,
+    /// Each bucket as (lower, upper, count); the zero bucket included.
+    pub buckets: Vec<(f64, f64, f64)>,
+}
+
+/// A native histogram sample (`histogram: [t, {count, sum, buckets}]`).
+pub fn native(s: &Value) -> Option<NativeSample> {
     let h = &s["histogram"][1];
     let num = |v: &Value| v.as_str().and_then(|t| t.parse::<f64>().ok());
     let count = num(&h["count"])?;
@@ -144,7 +153,11 @@ pub fn native(s: &Value) -> Option<(f64, f64, Vec<(f64, f64, f64)>)> {
         .flatten()
         .filter_map(|b| Some((num(&b[1])?, num(&b[2])?, num(&b[3])?)))
         .collect();
-    Some((count, sum, buckets))
+    Some(NativeSample {
+        count,
+        sum,
+        buckets,
+    })
 }
 
 fn percent_encode(s: &str) -> String {
