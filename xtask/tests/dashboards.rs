@@ -75,6 +75,24 @@ fn panel_queries(dash: &Value) -> Vec<(String, String, String)> {
     out
 }
 
+/// The histogram families the agent exports (classic `_bucket`, `_sum`,
+/// `_count` series in the text format, one native series each in the
+/// protobuf format).
+const HISTOGRAM_FAMILIES: [&str; 4] = [
+    "pausewatch_pause_seconds",
+    "pausewatch_time_to_safepoint_seconds",
+    "pausewatch_vm_operation_seconds",
+    "pausewatch_gc_concurrent_cycle_seconds",
+];
+
+/// Whether `expr` reads a native histogram series (a histogram family's
+/// bare name), which only a Prometheus with native histograms on has.
+fn queries_native_series(expr: &str) -> bool {
+    HISTOGRAM_FAMILIES
+        .iter()
+        .any(|f| expr.contains(&format!("{f}{{")) || expr.contains(&format!("{f}[")))
+}
+
 fn all_panels(dash: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
     for p in dash["panels"].as_array().into_iter().flatten() {
@@ -148,6 +166,20 @@ fn dashboard_json_is_well_formed() {
         if p["type"] == "heatmap" {
             assert_eq!(targets[0]["format"], "heatmap", "{title}");
         }
+    }
+    // Native-histogram heatmaps for the pause and time-to-safepoint
+    // families.
+    for family in [
+        "pausewatch_pause_seconds{",
+        "pausewatch_time_to_safepoint_seconds{",
+    ] {
+        assert!(
+            panels.iter().any(|p| p["type"] == "heatmap"
+                && p["targets"][0]["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(family) && queries_native_series(e))),
+            "no native heatmap on {family}"
+        );
     }
     // HotSpot's gc pauses run inside its safepoints: a query summing pause
     // time must select kind="safepoint" for hotspot, never both kinds.
@@ -267,8 +299,9 @@ fn start_agent(pid: u32, port: u16) -> Process {
 
 /// Starts Prometheus, logging to `dir/prometheus.log`. Stopped with
 /// SIGTERM when dropped.
-fn start_prometheus(dir: &Path, port: u16, agent_port: u16) -> Process {
+fn start_prometheus(dir: &Path, port: u16, agent_port: u16, flags: &[&str]) -> Process {
     let prometheus = prom_tool("prometheus");
+    std::fs::create_dir_all(dir).unwrap();
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, prometheus_config(agent_port, &rules_path())).unwrap();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
@@ -279,6 +312,7 @@ fn start_prometheus(dir: &Path, port: u16, agent_port: u16) -> Process {
             dir.join("data").display()
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(flags)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -432,33 +466,49 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
     jvm.open_gate().unwrap();
     jvm.wait_started(Duration::from_secs(20)).unwrap();
     let prom_port = free_port();
-    let mut prom = start_prometheus(tmp.path(), prom_port, agent_port);
+    let mut prom = start_prometheus(tmp.path(), prom_port, agent_port, &[]);
+    // The panels on native histograms, against a Prometheus that scrapes
+    // them (2.42 then keeps only the native version of each histogram, so
+    // the classic panels stay on the first one).
+    let native_port = free_port();
+    let native_dir = tmp.path().join("native");
+    let mut native = start_prometheus(
+        &native_dir,
+        native_port,
+        agent_port,
+        &["--enable-feature=native-histograms"],
+    );
 
     let result = run_checks(
         &dash,
         &rules,
         jvm.pid(),
         agent_port,
-        prom_port,
+        (prom_port, native_port),
         &mut agent,
-        &mut prom,
+        (&mut prom, &mut native),
     );
     if let Err(e) = &result {
-        let log = std::fs::read_to_string(tmp.path().join("prometheus.log")).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        eprintln!(
-            "prometheus log (last lines):\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
+        for dir in [tmp.path(), native_dir.as_path()] {
+            let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!(
+                "prometheus log of {} (last lines):\n{}",
+                dir.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         eprintln!("agent stderr:\n{}", agent.stderr_text());
         eprintln!("JVM stderr: {}", jvm.stderr_text());
         // Drop order: Prometheus, agent, JVM, then the directory.
         drop(prom);
+        drop(native);
         drop(agent);
         drop(jvm);
         panic!("{e}");
     }
     drop(prom);
+    drop(native);
     drop(agent);
     let _ = jvm.stop();
     drop(jvm);
@@ -473,9 +523,9 @@ fn run_checks(
     rules: &[(String, String)],
     pid: u32,
     agent_port: u16,
-    prom_port: u16,
+    (prom_port, native_port): (u16, u16),
     agent: &mut Process,
-    prom: &mut Process,
+    (prom, native): (&mut Process, &mut Process),
 ) -> Result<(), String> {
     // The agent serves our JVM.
     let (status, body) =
@@ -493,6 +543,13 @@ fn run_checks(
         r#"up{job="pausewatch"} == 1"#,
         Duration::from_secs(30),
         &mut [&mut *agent, &mut *prom],
+        |r| !r.is_empty(),
+    )?;
+    wait_for(
+        native_port,
+        r#"up{job="pausewatch"} == 1"#,
+        Duration::from_secs(30),
+        &mut [&mut *agent, &mut *native],
         |r| !r.is_empty(),
     )?;
     eprintln!(
@@ -541,7 +598,12 @@ fn run_checks(
         for vars in [&concrete, &all] {
             let q = substitute(&expr, vars);
             n += 1;
-            match query(prom_port, &q) {
+            let port = if queries_native_series(&q) {
+                native_port
+            } else {
+                prom_port
+            };
+            match query(port, &q) {
                 Ok(res) if !res.is_empty() => {}
                 Ok(_) => failures.push(format!("panel {title:?} {r}: empty result for {q}")),
                 Err(e) => failures.push(format!("panel {title:?} {r}: {e}")),

@@ -14,6 +14,11 @@
 //! client that never reads it). So a slow client holds one slot for a
 //! bounded time and never blocks the others for good.
 //!
+//! `/metrics` answers in the protobuf exposition format (with native
+//! histograms) when the request's `Accept` prefers it, as Prometheus does
+//! with `--enable-feature=native-histograms`, and in the text format
+//! otherwise; see [`wants_protobuf`].
+//!
 //! Handlers only hand out the page the collector last rendered (shared
 //! bytes, no copy): a scrape never renders, never touches a BPF map, and
 //! costs the same on a busy node as on an idle one.
@@ -28,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -36,6 +41,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use log::{debug, info, warn};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use super::Pages;
+use super::protobuf::PROTOBUF_CONTENT_TYPE;
 
 /// Content type of the Prometheus text exposition format 0.0.4.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -88,14 +96,15 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves `GET /metrics` (the latest page from `pages`, made by
-/// [`page`](super::page), as `text/plain; version=0.0.4`), `GET /healthz`
+/// Serves `GET /metrics` (the latest pages from `pages`, made by
+/// [`page`](super::page): `text/plain; version=0.0.4`, or the protobuf
+/// format when `Accept` prefers it), `GET /healthz`
 /// (200 `ok`), 404 for other paths and 405 for methods other than GET and HEAD, with the default
 /// [`ServerLimits`]. Stops accepting when `shutdown` resolves, then gives
 /// open connections [`ServerLimits::shutdown_grace`] to finish.
 pub async fn serve(
     listener: TcpListener,
-    pages: watch::Receiver<Bytes>,
+    pages: watch::Receiver<Pages>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     serve_with_limits(listener, pages, shutdown, ServerLimits::default()).await
@@ -104,7 +113,7 @@ pub async fn serve(
 /// [`serve`] with explicit limits.
 pub async fn serve_with_limits(
     listener: TcpListener,
-    pages: watch::Receiver<Bytes>,
+    pages: watch::Receiver<Pages>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: ServerLimits,
 ) -> io::Result<()> {
@@ -286,7 +295,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 async fn connection(
     http: http1::Builder,
     stream: TcpStream,
-    pages: watch::Receiver<Bytes>,
+    pages: watch::Receiver<Pages>,
     mut stop: watch::Receiver<bool>,
     limits: Arc<ServerLimits>,
     (_slot, open, state): (OwnedSemaphorePermit, Arc<OpenConnections>, Arc<ConnState>),
@@ -302,7 +311,12 @@ async fn connection(
     let seen = Arc::clone(&state);
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
         seen.last_request_ms.store(open.now_ms(), Ordering::Relaxed);
-        let response = respond(request.method(), request.uri().path(), &pages);
+        let protobuf = request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(wants_protobuf));
+        let response = respond(request.method(), request.uri().path(), protobuf, &pages);
         std::future::ready(Ok::<_, Infallible>(response))
     });
     let mut conn = pin!(http.serve_connection(TokioIo::new(stream), service));
@@ -330,7 +344,12 @@ async fn connection(
 
 /// The whole routing table. Cheap: `/metrics` clones a reference to the
 /// latest page.
-fn respond(method: &Method, path: &str, pages: &watch::Receiver<Bytes>) -> Response<Body> {
+fn respond(
+    method: &Method,
+    path: &str,
+    protobuf: bool,
+    pages: &watch::Receiver<Pages>,
+) -> Response<Body> {
     // hyper leaves out the body of a HEAD response by itself.
     if method != Method::GET && method != Method::HEAD {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -341,16 +360,70 @@ fn respond(method: &Method, path: &str, pages: &watch::Receiver<Bytes>) -> Respo
     }
     match path {
         "/metrics" => {
-            let mut response = Response::new(Body::from(pages.borrow().clone()));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(METRICS_CONTENT_TYPE),
-            );
+            if protobuf {
+                super::note_protobuf_scrape();
+            }
+            let (body, content_type) = {
+                let pages = pages.borrow();
+                match (&pages.protobuf, protobuf) {
+                    (Some(page), true) => (page.clone(), PROTOBUF_CONTENT_TYPE),
+                    // Asked for, not rendered yet (the first such scrape):
+                    // the text page is a valid answer meanwhile.
+                    _ => (pages.text.clone(), METRICS_CONTENT_TYPE),
+                }
+            };
+            let mut response = Response::new(Body::from(body));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            // The body depends on Accept: a cache must not mix the two.
+            headers.insert(header::VARY, HeaderValue::from_static("Accept"));
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
+}
+
+/// Whether an `Accept` value prefers the protobuf exposition format
+/// (`application/vnd.google.protobuf` with
+/// `proto=io.prometheus.client.MetricFamily` and `encoding=delimited`) to
+/// the text format. Prometheus sends, with native histograms on,
+/// `application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1`,
+/// and without them only text types. Quality values decide; a tie, or no
+/// protobuf at all, keeps the text format, the default.
+pub fn wants_protobuf(accept: &str) -> bool {
+    let mut protobuf = 0.0f64;
+    let mut text = 0.0f64;
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("").to_ascii_lowercase();
+        let mut q = 1.0f64;
+        let (mut proto, mut encoding) = (None, None);
+        for p in parts {
+            let Some((k, v)) = p.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"');
+            match k.trim().to_ascii_lowercase().as_str() {
+                "q" => q = v.parse().unwrap_or(0.0),
+                "proto" => proto = Some(v.to_owned()),
+                "encoding" => encoding = Some(v.to_ascii_lowercase()),
+                _ => {}
+            }
+        }
+        match media.as_str() {
+            "application/vnd.google.protobuf"
+                if proto.as_deref() == Some("io.prometheus.client.MetricFamily")
+                    && encoding.as_deref() == Some("delimited") =>
+            {
+                protobuf = protobuf.max(q);
+            }
+            // What the text page satisfies.
+            "text/plain" | "text/*" | "*/*" => text = text.max(q),
+            _ => {}
+        }
+    }
+    protobuf > 0.0 && protobuf > text
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Body> {
@@ -386,44 +459,64 @@ mod tests {
 
     /// One request on a fresh connection, read until the server closes it.
     async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+        let (head, body) = request_raw(addr, method, path, "").await;
+        Reply {
+            status: status_of(&head),
+            head: head.to_ascii_lowercase(),
+            body: String::from_utf8(body).unwrap(),
+        }
+    }
+
+    /// One request with extra header lines; the head and the raw body.
+    async fn request_raw(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &str,
+    ) -> (String, Vec<u8>) {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n");
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
             .await
             .expect("response in time")
             .unwrap();
-        let raw = String::from_utf8(raw).unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .expect("a status");
-        Reply {
-            status,
-            head: head.to_ascii_lowercase(),
-            body: body.to_owned(),
-        }
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head");
+        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+        (head, raw[split + 4..].to_vec())
     }
 
-    /// The page of a snapshot with `targets` targets.
-    fn page(targets: u32) -> Bytes {
-        super::super::page(&crate::rules::Report::from(Snapshot {
-            targets: (1..=targets)
-                .map(|pid| TargetInfo {
-                    pid,
-                    comm: "java".to_owned(),
-                    current_comm: String::new(),
-                    runtime: crate::runtimes::Runtime::HotSpot,
-                    runtime_version: "21".to_owned(),
-                    exe: "/usr/bin/java".to_owned(),
-                    container: Default::default(),
-                })
-                .collect(),
-            ..Snapshot::default()
-        }))
+    fn status_of(head: &str) -> u16 {
+        head.split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("a status")
+    }
+
+    /// The pages of a snapshot with `targets` targets, in both formats.
+    fn page(targets: u32) -> Pages {
+        super::super::page_with(
+            &crate::rules::Report::from(Snapshot {
+                targets: (1..=targets)
+                    .map(|pid| TargetInfo {
+                        pid,
+                        comm: "java".to_owned(),
+                        current_comm: String::new(),
+                        runtime: crate::runtimes::Runtime::HotSpot,
+                        runtime_version: "21".to_owned(),
+                        exe: "/usr/bin/java".to_owned(),
+                        container: Default::default(),
+                    })
+                    .collect(),
+                ..Snapshot::default()
+            }),
+            true,
+        )
     }
 
     /// Starts a server on an ephemeral loopback port.
@@ -431,7 +524,7 @@ mod tests {
         limits: ServerLimits,
     ) -> (
         SocketAddr,
-        watch::Sender<Bytes>,
+        watch::Sender<Pages>,
         oneshot::Sender<()>,
         JoinHandle<io::Result<()>>,
     ) {
@@ -493,6 +586,99 @@ mod tests {
         assert!(r.head.contains("allow: get, head"), "{}", r.head);
         assert_eq!(request(addr, "DELETE", "/nope").await.status, 405);
 
+        stop(stop_tx, task).await;
+    }
+
+    #[test]
+    fn accept_negotiation_follows_quality_values() {
+        // Prometheus 2.42 with native histograms on, and off.
+        assert!(wants_protobuf(
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+             encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1"
+        ));
+        assert!(!wants_protobuf(
+            "application/openmetrics-text;version=0.0.1,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(wants_protobuf(
+            "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
+        ));
+        for text in [
+            "",
+            "*/*",
+            "text/plain",
+            // Not the delimited MetricFamily stream: not what we serve.
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=text",
+            "application/vnd.google.protobuf",
+            // A tie keeps the default.
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited,*/*",
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0",
+        ] {
+            assert!(!wants_protobuf(text), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn metrics_in_protobuf_when_accept_prefers_it() {
+        use super::super::protobuf::MetricFamily;
+        use prost::Message;
+        let (addr, _snap_tx, stop_tx, task) = start(ServerLimits::default()).await;
+        let accept = "Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                      encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3,*/*;q=0.1\r\n";
+        let (head, body) = request_raw(addr, "GET", "/metrics", accept).await;
+        assert_eq!(status_of(&head), 200);
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("content-type: application/vnd.google.protobuf; proto=io.prometheus.client.metricfamily; encoding=delimited"),
+            "{head}"
+        );
+        assert!(head.contains("vary: accept"), "{head}");
+        let mut buf = body.as_slice();
+        let mut names = Vec::new();
+        while !buf.is_empty() {
+            let f = MetricFamily::decode_length_delimited(&mut buf).unwrap();
+            if f.name == "pausewatch_targets" {
+                assert_eq!(f.metric[0].gauge.as_ref().unwrap().value, 1.0);
+            }
+            names.push(f.name);
+        }
+        assert!(
+            names.iter().any(|n| n == "pausewatch_target_info"),
+            "{names:?}"
+        );
+        // Without that Accept, the text page.
+        let (head, body) = request_raw(addr, "GET", "/metrics", "Accept: */*\r\n").await;
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4")
+        );
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("\npausewatch_targets 1\n")
+        );
+        stop(stop_tx, task).await;
+    }
+
+    #[tokio::test]
+    async fn protobuf_not_rendered_yet_falls_back_to_text() {
+        let (addr, snap_tx, stop_tx, task) = start(ServerLimits::default()).await;
+        let mut pages = page(2);
+        pages.protobuf = None;
+        snap_tx.send(pages).unwrap();
+        let accept = "Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
+                      encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3\r\n";
+        let (head, body) = request_raw(addr, "GET", "/metrics", accept).await;
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4")
+        );
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("\npausewatch_targets 2\n")
+        );
+        // The next snapshots carry the protobuf page.
+        assert!(super::super::PROTOBUF_SCRAPED.load(Ordering::Relaxed));
         stop(stop_tx, task).await;
     }
 

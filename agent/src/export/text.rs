@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use super::buckets::{EXPORTED_EDGES_NS, cumulative_counts};
+use super::protobuf::{self, MetricFamily, ProtoType};
 use crate::collect::Hist;
 
 /// A metric family's type, as written on its `# TYPE` line.
@@ -67,6 +68,39 @@ impl Labels {
         escape_into(&mut self.0, value, true);
         self.0.push('"');
     }
+
+    /// The label pairs, unescaped again, for the protobuf page. Decoding
+    /// the escaped text costs the protobuf render a little, rather than
+    /// every text render a second copy of each label.
+    pub fn pairs(&self) -> Vec<protobuf::LabelPair> {
+        let mut out = Vec::new();
+        let mut rest = self.0.as_str();
+        while let Some((name, after)) = rest.split_once("=\"") {
+            let mut value = String::new();
+            let mut chars = after.char_indices();
+            let mut end = after.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, c)) => value.push(c),
+                        None => {}
+                    },
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            out.push(protobuf::LabelPair {
+                name: name.to_owned(),
+                value,
+            });
+            rest = after[end..].strip_prefix(',').unwrap_or("");
+        }
+        out
+    }
 }
 
 /// A page being written. Families must be written whole, one after another:
@@ -75,6 +109,9 @@ impl Labels {
 pub struct TextWriter {
     out: String,
     family: &'static str,
+    /// The same families as protobuf messages, when asked for with
+    /// [`TextWriter::with_protobuf`].
+    proto: Option<Vec<MetricFamily>>,
 }
 
 impl TextWriter {
@@ -83,7 +120,16 @@ impl TextWriter {
         TextWriter {
             out: String::with_capacity(capacity),
             family: "",
+            proto: None,
         }
+    }
+
+    /// Also builds the page in the protobuf format (with native
+    /// histograms), returned by [`TextWriter::finish_both`]. Built in the
+    /// same pass so that both pages say exactly the same thing.
+    pub fn with_protobuf(mut self) -> TextWriter {
+        self.proto = Some(Vec::new());
+        self
     }
 
     /// Starts a family: its `# HELP` and `# TYPE` lines.
@@ -98,11 +144,35 @@ impl TextWriter {
         self.out.push(' ');
         self.out.push_str(kind.name());
         self.out.push('\n');
+        if let Some(proto) = &mut self.proto {
+            proto.push(MetricFamily {
+                name: name.to_owned(),
+                help: help.to_owned(),
+                r#type: match kind {
+                    MetricType::Counter => ProtoType::Counter,
+                    MetricType::Gauge => ProtoType::Gauge,
+                    MetricType::Histogram => ProtoType::Histogram,
+                } as i32,
+                metric: Vec::new(),
+            });
+        }
     }
 
     /// One sample of the current (gauge or counter) family.
     pub fn sample(&mut self, labels: &Labels, value: f64) {
         self.line(self.family, "", labels, None, |out| push_f64(out, value));
+        if let Some(family) = self.proto.as_mut().and_then(|p| p.last_mut()) {
+            let mut metric = protobuf::Metric {
+                label: labels.pairs(),
+                ..protobuf::Metric::default()
+            };
+            if family.r#type == ProtoType::Counter as i32 {
+                metric.counter = Some(protobuf::Counter { value });
+            } else {
+                metric.gauge = Some(protobuf::Gauge { value });
+            }
+            family.metric.push(metric);
+        }
     }
 
     /// One histogram series of the current family: a bucket line per
@@ -123,11 +193,28 @@ impl TextWriter {
         self.line(name, "_count", labels, None, |out| {
             push_u64(out, hist.count)
         });
+        if let Some(family) = self.proto.as_mut().and_then(|p| p.last_mut()) {
+            family.metric.push(protobuf::Metric {
+                label: labels.pairs(),
+                histogram: Some(protobuf::histogram(hist)),
+                ..protobuf::Metric::default()
+            });
+        }
     }
 
     /// The page.
     pub fn finish(self) -> String {
         self.out
+    }
+
+    /// The text page and the protobuf page (length-delimited
+    /// `MetricFamily` messages; empty unless [`TextWriter::with_protobuf`]).
+    pub fn finish_both(self) -> (String, Vec<u8>) {
+        let mut bytes = Vec::new();
+        if let Some(families) = &self.proto {
+            protobuf::encode_delimited(families, &mut bytes);
+        }
+        (self.out, bytes)
     }
 
     fn line(
@@ -228,6 +315,64 @@ mod tests {
              g{a=\"x\\\"y\\\\z\\nw\",b=\"\"} +Inf\n\
              # HELP c counts\n# TYPE c counter\nc{reason=\"r\"} 3\n"
         );
+    }
+
+    #[test]
+    fn label_pairs_unescape_what_push_escaped() {
+        let labels = Labels::new()
+            .with("a", "x\"y\\z\nw,b=\"")
+            .with("b", "")
+            .with("c", "ünï");
+        let pairs: Vec<(String, String)> = labels
+            .pairs()
+            .into_iter()
+            .map(|p| (p.name, p.value))
+            .collect();
+        let want = [("a", "x\"y\\z\nw,b=\""), ("b", ""), ("c", "ünï")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(pairs, want);
+        assert!(Labels::new().pairs().is_empty());
+    }
+
+    #[test]
+    fn protobuf_page_has_the_same_families_and_series() {
+        use prost::Message;
+        let mut w = TextWriter::default().with_protobuf();
+        w.family("g", "gauges", MetricType::Gauge);
+        w.sample(&Labels::new().with("a", "1"), 2.5);
+        w.family("c", "counts", MetricType::Counter);
+        w.sample(&Labels::new(), 3.0);
+        w.family("h", "hist", MetricType::Histogram);
+        w.histogram(&Labels::new().with("pid", "7"), &Hist::of(&[10_000]));
+        let (text, bytes) = w.finish_both();
+        assert!(text.contains("h_count{pid=\"7\"} 1\n"));
+        let mut buf = bytes.as_slice();
+        let mut families = Vec::new();
+        while !buf.is_empty() {
+            families.push(MetricFamily::decode_length_delimited(&mut buf).unwrap());
+        }
+        assert_eq!(families.len(), 3);
+        assert_eq!(families[0].name, "g");
+        assert_eq!(families[0].r#type, ProtoType::Gauge as i32);
+        assert_eq!(
+            families[0].metric[0].gauge,
+            Some(protobuf::Gauge { value: 2.5 })
+        );
+        assert_eq!(families[0].metric[0].label[0].value, "1");
+        assert_eq!(
+            families[1].metric[0].counter,
+            Some(protobuf::Counter { value: 3.0 })
+        );
+        let h = families[2].metric[0].histogram.as_ref().unwrap();
+        assert_eq!((h.sample_count, h.schema), (1, 2));
+        assert_eq!(h.sample_sum, 0.00001);
+        // A writer not asked for protobuf builds none.
+        let mut w = TextWriter::default();
+        w.family("g", "gauges", MetricType::Gauge);
+        assert!(w.finish_both().1.is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod child;
 pub mod cpython;
 pub mod events;
 pub mod hotspot;
+pub mod prometheus;
 pub mod ruby;
 pub mod scenario;
 pub mod script;

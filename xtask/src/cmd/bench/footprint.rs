@@ -164,6 +164,14 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
             scrape_ms.push(s.elapsed().as_secs_f64() * 1e3);
         }
         let cpu = (cpu_ns(pid)? - cpu0) as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
+        // The page in each format, once the CPU window is closed (so the
+        // CPU figure is that of a text-only deployment): the first protobuf
+        // request makes the agent render that format from its next snapshot
+        // on, and is answered in text; the one after a snapshot gets it.
+        let text_kb = page_bytes(&addr, "text/plain;version=0.0.4")? as f64 / 1024.0;
+        page_bytes(&addr, PROTOBUF_ACCEPT)?;
+        std::thread::sleep(SNAPSHOT_WAIT);
+        let proto_kb = page_bytes(&addr, PROTOBUF_ACCEPT)? as f64 / 1024.0;
         let t = Instant::now();
         a.stop()?;
         let stop_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -219,6 +227,25 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
             vec![stop_ms],
             format!("SIGINT to exit of the agent (detaching every uprobe, draining); {what}"),
         )?);
+        report.push(Figure::new(
+            format!("metrics_page_text_{n}_targets"),
+            "KB",
+            vec![text_kb],
+            format!(
+                "size of the /metrics page in the text format (classic histograms only, 39 \
+                 buckets per series), what Prometheus without native histograms scrapes; {what}"
+            ),
+        )?);
+        report.push(Figure::new(
+            format!("metrics_page_protobuf_{n}_targets"),
+            "KB",
+            vec![proto_kb],
+            format!(
+                "size of the /metrics page in the protobuf format (classic buckets plus native \
+                 schema-2 buckets in each histogram), what Prometheus with \
+                 --enable-feature=native-histograms scrapes; {what}"
+            ),
+        )?);
         let scrape = Figure::new(
             format!("scrape_latency_{n}_targets"),
             "ms",
@@ -232,4 +259,34 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Longer than the agent's default --interval (1 s) plus a render.
+const SNAPSHOT_WAIT: Duration = Duration::from_millis(2500);
+
+/// What Prometheus sends with native histograms on: the agent answers in
+/// the length-delimited protobuf format.
+const PROTOBUF_ACCEPT: &str = "application/vnd.google.protobuf;\
+    proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,\
+    text/plain;version=0.0.4;q=0.3,*/*;q=0.1";
+
+/// The body size of one `GET /metrics` with this `Accept`.
+fn page_bytes(addr: &str, accept: &str) -> Result<usize> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: bench\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    if !raw.starts_with(b"HTTP/1.1 200") {
+        anyhow::bail!("scrape of {addr} failed");
+    }
+    let head = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of the response head")?;
+    Ok(raw.len() - head - 4)
 }
