@@ -92,7 +92,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
         events: false,
         anatomy: true,
     })?;
-    let mut collector = Collector::new(maps.histograms, maps.lost);
+    let mut collector = Collector::new(maps.histograms, maps.lost).with_heap(maps.heap);
     tracer.attach_anatomy()?;
     tracer.attach(&target)?;
     let info = target_info(&target, labels::read(target.process.pid));

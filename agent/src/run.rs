@@ -171,7 +171,9 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             .attach_anatomy()
             .context("cannot split pauses into running, runnable and blocked time")?;
     }
-    let collector = Arc::new(Mutex::new(Collector::new(maps.histograms, maps.lost)));
+    let collector = Arc::new(Mutex::new(
+        Collector::new(maps.histograms, maps.lost).with_heap(maps.heap),
+    ));
     let mut lifecycle = Lifecycle::new(
         selection,
         args.max_targets,
@@ -532,6 +534,13 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
                 spec.size,
                 if spec.signed != 0 { " signed" } else { "" },
                 spec.reg_off
+            ),
+            ProgramArg::UsdtAll(set) => format!(
+                " args: {}",
+                set.specs
+                    .iter()
+                    .filter(|s| s.loc != pausewatch_common::ARG_NONE)
+                    .count()
             ),
         };
         let semaphore = p

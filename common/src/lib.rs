@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod anatomy;
+pub mod heap;
 pub mod hist;
 
 pub use hist::{BUCKETS, Histogram, bucket_index, bucket_upper_bound_ns};
@@ -339,4 +340,8 @@ mod pod {
     unsafe impl aya::Pod for super::ArgSpec {}
     unsafe impl aya::Pod for super::Histogram {}
     unsafe impl aya::Pod for super::ProcessEvent {}
+    unsafe impl aya::Pod for super::heap::ArgSet {}
+    unsafe impl aya::Pod for super::heap::PoolKey {}
+    unsafe impl aya::Pod for super::heap::PoolLastKey {}
+    unsafe impl aya::Pod for super::heap::PoolStats {}
 }

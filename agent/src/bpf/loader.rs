@@ -16,7 +16,10 @@ use aya::{
         },
     },
 };
-use pausewatch_common::{ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS};
+use pausewatch_common::{
+    ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS,
+    heap::{ArgSet, MAX_ARG_SETS},
+};
 use thiserror::Error;
 
 use super::{
@@ -168,6 +171,9 @@ pub struct Tracer {
     arg_specs: Array<MapData, ArgSpec>,
     /// The `ARG_SPECS` slot (cookie) of each argument spec in use.
     cookies: ArgSlots,
+    arg_sets: Array<MapData, ArgSet>,
+    /// The `ARG_SETS` slot (cookie) of each argument set in use.
+    set_cookies: ArgSlots<ArgSet>,
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<Link>>,
     /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
@@ -193,6 +199,8 @@ pub struct TracerMaps {
     pub lost: PerCpuArray<MapData, u64>,
     /// Pause events (only filled with `--events`).
     pub events: RingBuf<MapData>,
+    /// HotSpot memory pools around collections.
+    pub heap: crate::collect::collector::HeapMaps,
 }
 
 impl Tracer {
@@ -224,17 +232,27 @@ impl Tracer {
         }
         let arg_specs =
             Array::try_from(take(&mut ebpf, "ARG_SPECS")?).map_err(map_err("ARG_SPECS"))?;
+        let arg_sets =
+            Array::try_from(take(&mut ebpf, "ARG_SETS")?).map_err(map_err("ARG_SETS"))?;
         let maps = TracerMaps {
             histograms: PerCpuHashMap::try_from(take(&mut ebpf, "HISTOGRAMS")?)
                 .map_err(map_err("HISTOGRAMS"))?,
             lost: PerCpuArray::try_from(take(&mut ebpf, "LOST")?).map_err(map_err("LOST"))?,
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
+            heap: crate::collect::collector::HeapMaps {
+                stats: BpfHashMap::try_from(take(&mut ebpf, "POOL_STATS")?)
+                    .map_err(map_err("POOL_STATS"))?,
+                last: BpfHashMap::try_from(take(&mut ebpf, "POOL_LAST")?)
+                    .map_err(map_err("POOL_LAST"))?,
+            },
         };
         Ok((
             Tracer {
                 ebpf,
                 arg_specs,
                 cookies: ArgSlots::default(),
+                arg_sets,
+                set_cookies: ArgSlots::new(MAX_ARG_SETS),
                 links: HashMap::new(),
                 self_test: None,
                 reaper: None,
@@ -252,6 +270,7 @@ impl Tracer {
             let cookie = match &probe.arg {
                 ProgramArg::None => 0,
                 ProgramArg::Usdt(spec) => self.store_arg_spec(pid, spec)?,
+                ProgramArg::UsdtAll(set) => self.store_arg_set(pid, set)?,
             };
             let result = match probe.ref_ctr_offset {
                 None => self
@@ -317,6 +336,7 @@ impl Tracer {
         }
         self.drop_inflight(pid);
         self.cookies.release(pid);
+        self.set_cookies.release(pid);
     }
 
     /// Detaches every probe of every target and the self-test probe, for
@@ -573,6 +593,15 @@ impl Tracer {
         }
         Ok(cookie)
     }
+
+    fn store_arg_set(&mut self, pid: u32, set: &ArgSet) -> Result<u32, BpfError> {
+        let (cookie, new) = self.set_cookies.take(pid, set)?;
+        if new && let Err(e) = self.arg_sets.set(cookie, set, 0) {
+            self.set_cookies.release(pid);
+            return Err(map_err("ARG_SETS")(e));
+        }
+        Ok(cookie)
+    }
 }
 
 /// Which `ARG_SPECS` slot holds which argument spec, shared by the probes
@@ -582,22 +611,42 @@ impl Tracer {
 /// out of slots after [`MAX_ARG_SPECS`] Ruby processes. A slot is freed at
 /// detach, when the process is gone or runs another program, so no probe
 /// of it reads the slot after it is reused.
-#[derive(Default)]
-struct ArgSlots {
+/// The same bookkeeping serves the `ARG_SETS` map (`S = ArgSet`), whose
+/// slots hold every argument of a probe point.
+struct ArgSlots<S = ArgSpec> {
     /// Cookie and number of users of each spec in use.
-    by_spec: HashMap<ArgSpec, (u32, usize)>,
+    by_spec: HashMap<S, (u32, usize)>,
     /// The specs each pid uses, one entry per use.
-    by_pid: HashMap<u32, Vec<ArgSpec>>,
+    by_pid: HashMap<u32, Vec<S>>,
     /// Freed cookies, reused before new ones.
     free: Vec<u32>,
     /// The next never-used cookie.
     next: u32,
+    /// Number of slots of the map.
+    capacity: u32,
 }
 
-impl ArgSlots {
+impl Default for ArgSlots<ArgSpec> {
+    fn default() -> Self {
+        ArgSlots::new(MAX_ARG_SPECS)
+    }
+}
+
+impl<S: Copy + Eq + std::hash::Hash> ArgSlots<S> {
+    /// Slots for a map of `capacity` entries (slot 0 is never handed out).
+    fn new(capacity: u32) -> Self {
+        ArgSlots {
+            by_spec: HashMap::new(),
+            by_pid: HashMap::new(),
+            free: Vec::new(),
+            next: 0,
+            capacity,
+        }
+    }
+
     /// The cookie of `spec` for a probe of `pid`, and whether the slot is
     /// new (its map entry must be written).
-    fn take(&mut self, pid: u32, spec: &ArgSpec) -> Result<(u32, bool), BpfError> {
+    fn take(&mut self, pid: u32, spec: &S) -> Result<(u32, bool), BpfError> {
         let (cookie, new) = match self.by_spec.get_mut(spec) {
             Some((cookie, users)) => {
                 *users += 1;
@@ -606,7 +655,7 @@ impl ArgSlots {
             None => {
                 let cookie = match self.free.pop() {
                     Some(c) => c,
-                    None if self.next + 1 < MAX_ARG_SPECS => {
+                    None if self.next + 1 < self.capacity => {
                         self.next += 1;
                         self.next
                     }

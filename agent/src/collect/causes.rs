@@ -54,6 +54,17 @@ impl CauseResolver {
         }
     }
 
+    /// The NUL-terminated name at `addr` in `pid` (a HotSpot memory pool's
+    /// or manager's), cached like the causes; `None` while it cannot be read.
+    pub fn c_string(&mut self, pid: u32, addr: u64) -> Option<String> {
+        if let Some(text) = self.cache.get(&(pid, addr)) {
+            return Some(text.clone());
+        }
+        let text = read_c_string(pid, addr)?;
+        self.cache.insert((pid, addr), text.clone());
+        Some(text)
+    }
+
     /// A Go string (not NUL-terminated): exactly `len` bytes at `addr`.
     fn resolve_go_string(&mut self, pid: u32, cause: u64, addr: u64, len: usize) -> String {
         if let Some(text) = self.cache.get(&(pid, cause)) {

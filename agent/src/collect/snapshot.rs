@@ -18,6 +18,9 @@ pub struct Snapshot {
     pub series: Vec<Series>,
     /// Events that could not be recorded, by `reason` label.
     pub lost: Vec<(&'static str, u64)>,
+    /// HotSpot memory pools per process and memory manager (see
+    /// [`super::heap`]).
+    pub heap: Vec<super::heap::PoolSeries>,
 }
 
 /// A traced process and what runs in it.

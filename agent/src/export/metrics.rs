@@ -280,6 +280,7 @@ fn write_families(snapshot: &Snapshot, verdicts: &[Verdict], w: &mut TextWriter)
     w.sample(&Labels::new(), targets.len() as f64);
 
     write_verdicts(verdicts, w);
+    super::heap::write_heap(snapshot, w);
 
     // Every reason in the snapshot, zeros included, so that rate() has a
     // series to work on before the first loss; repeated reasons are summed.
@@ -567,6 +568,7 @@ mod tests {
                 series(7, Kind::Safepoint, "Cleanup", &[15_000]),
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
+            heap: Vec::new(),
         }
     }
 

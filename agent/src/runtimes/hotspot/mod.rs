@@ -58,12 +58,18 @@ impl RuntimeModule for HotSpot {
     }
 
     fn programs(&self) -> &'static [&'static str] {
-        const PROGRAMS: [&str; detect::PROBES.len()] = {
-            let mut out = [""; detect::PROBES.len()];
+        const N: usize = detect::PROBES.len() + detect::HEAP_PROBES.len();
+        const PROGRAMS: [&str; N] = {
+            let mut out = [""; N];
             let mut i = 0;
-            while i < out.len() {
+            while i < detect::PROBES.len() {
                 out[i] = detect::PROBES[i].2;
                 i += 1;
+            }
+            let mut j = 0;
+            while j < detect::HEAP_PROBES.len() {
+                out[i + j] = detect::HEAP_PROBES[j].2;
+                j += 1;
             }
             out
         };
