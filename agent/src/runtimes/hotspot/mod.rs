@@ -5,7 +5,7 @@
 mod causes;
 mod detect;
 
-pub use causes::vm_operation_type_name;
+pub use causes::{is_explicit_gc_operation, vm_operation_type_name};
 
 use pausewatch_common::Kind;
 
@@ -113,6 +113,10 @@ impl RuntimeModule for HotSpot {
 
     fn is_full_gc(&self, cause: &str) -> bool {
         cause == "full"
+    }
+
+    fn is_explicit_gc(&self, cause: &str) -> bool {
+        causes::is_explicit_gc_operation(cause)
     }
 
     fn default_rules(&self) -> &'static str {
