@@ -113,14 +113,17 @@ fn e2e_heap_labelled_workloads() {
     let mut checks = Checks::new();
     let mut table = String::new();
     // A live set near -Xmx: 44 MB live of a 64 MB heap (56 MB old), no
-    // System.gc(): the old generation fills with promoted live-set objects
-    // and the collector runs full collections that leave ~80% of it.
+    // System.gc(). About an eighth of GcHeavy's bytes replace live-set
+    // objects, so at 300 MB/s the live set is full after ~1.2 s; from then
+    // on the old generation fills with promoted objects that died, and
+    // the collector runs full collections that leave ~80% of it. (At
+    // 100 MB/s the live set took the whole run to fill: no full collection.)
     let too_small = JavaWorkload::jdk(17)
         .unwrap_or_else(|e| panic!("JDK 17: {e:#}"))
         .heap_mb(64)
         .young_mb(Some(8))
         .live_mb(44)
-        .alloc_mb_per_sec(100)
+        .alloc_mb_per_sec(300)
         .gc_flags(["-XX:+UseParallelGC"]);
     // A high allocation rate with a 4 MB young generation: ~60 young
     // collections per second.

@@ -2,7 +2,8 @@
 //! `-Xlog:gc+heap=debug` blocks `Heap before GC invocations=N (full F):`
 //! and `Heap after GC invocations=N (full F):` that
 //! `CollectedHeap::print_heap_before_gc` / `print_heap_after_gc` write,
-//! one line per generation (or one for G1's whole heap) with `used NK`:
+//! (`Heap Before GC`, `Heap After GC` from JDK 25 on), one line per
+//! generation (or one for G1's whole heap) with `used NK`:
 //!
 //! ```text
 //! GC(30) Heap after GC invocations=31 (full 0):
@@ -75,9 +76,12 @@ pub fn parse(text: &str) -> Result<Vec<HeapGc>> {
         let Some((id, body)) = gc_id(msg) else {
             continue;
         };
+        // JDK 25 capitalises them: `Heap Before GC`, `Heap After GC`.
         for (header, is_after) in [
             ("Heap before GC invocations=", false),
+            ("Heap Before GC invocations=", false),
             ("Heap after GC invocations=", true),
+            ("Heap After GC invocations=", true),
         ] {
             if let Some(rest) = body.strip_prefix(header) {
                 let full = rest
@@ -189,10 +193,10 @@ mod tests {
 [9ns][1ns][7] GC(3) Heap after GC invocations=4 (full 0):
 [9ns][1ns][7] GC(3)  def new generation   total 14784K, used 1599K [0x0, 0x1, 0x1)
 [9ns][1ns][7] GC(3)  tenured generation   total 245760K, used 101832K [0x1, 0x2, 0x2)
-[20ns][1ns][7] GC(4) Heap before GC invocations=4 (full 0):
+[20ns][1ns][7] GC(4) Heap Before GC invocations=4 (full 0):
 [20ns][1ns][7] GC(4)  garbage-first heap   total reserved 262144K, committed 262144K, used 16384K [0x0, 0x1)
 [20ns][1ns][7] GC(4)   region size 1024K, 5 young (5120K), 1 survivors (1024K)
-[30ns][1ns][7] GC(4) Heap after GC invocations=5 (full 1):
+[30ns][1ns][7] GC(4) Heap After GC invocations=5 (full 1):
 [30ns][1ns][7] GC(4)  garbage-first heap   total 262144K, used 4096K [0x0, 0x1)
 [40ns][1ns][7] GC(5) Heap before GC invocations=6 (full 2):
 [40ns][1ns][7] GC(5)  PSYoungGen      total 14336K, used 12288K [0x0, 0x1, 0x1)
