@@ -91,6 +91,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: false,
         anatomy: true,
+        heap: true,
     })?;
     let mut collector = Collector::new(maps.histograms, maps.lost).with_heap(maps.heap);
     tracer.attach_anatomy()?;

@@ -164,6 +164,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: args.events,
         anatomy: !args.no_anatomy,
+        heap: !args.no_heap,
     })?;
     crate::check::require_attach(&mut tracer)?;
     if !args.no_anatomy {

@@ -154,6 +154,9 @@ pub struct LoadOptions {
     /// `--no-anatomy`); [`Tracer::attach_anatomy`] then attaches the
     /// scheduler tracepoints that do the accounting.
     pub anatomy: bool,
+    /// Attach HotSpot's memory-pool probes (unless `--no-heap`; off in
+    /// `LoadOptions::default()`, which the attach benchmark uses).
+    pub heap: bool,
 }
 
 /// One attached uprobe, for reporting.
@@ -174,6 +177,8 @@ pub struct Tracer {
     arg_sets: Array<MapData, ArgSet>,
     /// The `ARG_SETS` slot (cookie) of each argument set in use.
     set_cookies: ArgSlots<ArgSet>,
+    /// Whether the memory-pool probes are attached ([`LoadOptions::heap`]).
+    heap: bool,
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<Link>>,
     /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
@@ -253,6 +258,7 @@ impl Tracer {
                 cookies: ArgSlots::default(),
                 arg_sets,
                 set_cookies: ArgSlots::new(MAX_ARG_SETS),
+                heap: options.heap,
                 links: HashMap::new(),
                 self_test: None,
                 reaper: None,
@@ -267,6 +273,9 @@ impl Tracer {
         let pid = target.process.pid;
         let mut attached = Vec::with_capacity(target.probes.len());
         for probe in &target.probes {
+            if !self.heap && crate::runtimes::hotspot::HEAP_PROGRAMS.contains(&probe.program) {
+                continue;
+            }
             let cookie = match &probe.arg {
                 ProgramArg::None => 0,
                 ProgramArg::Usdt(spec) => self.store_arg_spec(pid, spec)?,

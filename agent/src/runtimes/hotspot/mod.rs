@@ -15,6 +15,18 @@ use super::{
 };
 use crate::discovery::{Discovered, DiscoveryError, Process};
 
+/// The BPF programs of the memory-pool probes, which `--no-heap` leaves
+/// unattached.
+pub const HEAP_PROGRAMS: [&str; detect::HEAP_PROBES.len()] = {
+    let mut out = [""; detect::HEAP_PROBES.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = detect::HEAP_PROBES[i].2;
+        i += 1;
+    }
+    out
+};
+
 /// The HotSpot module.
 pub struct HotSpot;
 
