@@ -78,7 +78,12 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
             );
         }
         for note in found {
-            probes.push(ProbeAttach::from_usdt_all(note, program, &libjvm)?);
+            // Optional like the probes themselves: an argument this agent
+            // cannot decode costs the heap series, not the target.
+            match ProbeAttach::from_usdt_all(note, program, &libjvm) {
+                Ok(p) => probes.push(p),
+                Err(e) => log::debug!("pid {}: {provider}:{name} skipped: {e}", process.pid),
+            }
         }
     }
     Ok(Some(Discovered {
