@@ -237,17 +237,21 @@ pub enum LostReason {
     /// The tracked-threads map was full when a pause began, so that pause
     /// has no anatomy.
     TrackedFull = 5,
+    /// The memory-pool statistics map was full when a new (process, pool,
+    /// manager) appeared, so that pool's collections are not counted.
+    PoolStatsFull = 6,
 }
 
 impl LostReason {
     /// Every reason, in index order.
-    pub const ALL: [LostReason; 6] = [
+    pub const ALL: [LostReason; 7] = [
         LostReason::RingbufFull,
         LostReason::InflightFull,
         LostReason::HistogramFull,
         LostReason::ArgRead,
         LostReason::ProcessEventsFull,
         LostReason::TrackedFull,
+        LostReason::PoolStatsFull,
     ];
 
     /// The `reason` label value exported for this counter.
@@ -259,6 +263,7 @@ impl LostReason {
             LostReason::ArgRead => "arg_read_failed",
             LostReason::ProcessEventsFull => "process_events_full",
             LostReason::TrackedFull => "tracked_threads_full",
+            LostReason::PoolStatsFull => "pool_stats_full",
         }
     }
 }

@@ -83,7 +83,7 @@ fn stats(key: &PoolKey) -> Option<*mut PoolStats> {
         return Some(s);
     }
     if POOL_STATS.insert(key, &PoolStats::default(), 0).is_err() {
-        count_lost(LostReason::InflightFull);
+        count_lost(LostReason::PoolStatsFull);
         return None;
     }
     POOL_STATS.get_ptr_mut(key)
