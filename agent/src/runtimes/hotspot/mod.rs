@@ -38,7 +38,7 @@ const TESTED: &[Tested] = &[
     },
     Tested {
         series: "17",
-        test: "e2e_hotspot, e2e_jdk_matrix: JDK 17 Serial, Shenandoah",
+        test: "e2e_hotspot, e2e_jdk_matrix: JDK 17 Serial, Shenandoah; e2e_heap: JDK 17 Serial, Parallel, G1",
     },
     Tested {
         series: "21",
@@ -46,7 +46,7 @@ const TESTED: &[Tested] = &[
     },
     Tested {
         series: "25",
-        test: "e2e_hotspot, e2e_jdk_matrix: JDK 25 G1, Parallel, ZGC",
+        test: "e2e_hotspot, e2e_jdk_matrix: JDK 25 G1, Parallel, ZGC; e2e_heap: JDK 25 G1",
     },
 ];
 
