@@ -134,6 +134,7 @@ fn load_and_attach() -> Vec<Check> {
     match Tracer::load(LoadOptions {
         events: true,
         anatomy: true,
+        heap: true,
     }) {
         Ok((mut tracer, _maps)) => vec![
             ok(

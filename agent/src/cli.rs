@@ -175,6 +175,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_anatomy: bool,
 
+    /// Do not attach HotSpot's memory-pool probes
+    /// (hotspot:mem__pool__gc__begin/end, two per pool at every
+    /// collection), and so export no heap series; for measuring their cost.
+    #[arg(long)]
+    pub no_heap: bool,
+
     /// How often to read the BPF maps into a fresh snapshot for /metrics.
     #[arg(
         allow_hyphen_values = true,

@@ -79,7 +79,7 @@ pub fn check_capabilities(caps: u64) -> Result<(), PreflightError> {
 }
 
 /// Raises the soft limit on open files to the hard one and returns the new
-/// soft limit. Every uprobe is a file descriptor (6 to 8 per JVM) and every
+/// soft limit. Every uprobe is a file descriptor (8 to 10 per JVM) and every
 /// traced process one more, so a node of 150 JVMs would exceed the usual
 /// soft limit of 1024 while its hard limit is far higher (systemd: 524288).
 /// A failure leaves the limit as it was: attaching then reports EMFILE.

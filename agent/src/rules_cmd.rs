@@ -91,8 +91,10 @@ fn explain(args: ExplainArgs) -> Result<()> {
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: false,
         anatomy: true,
+        heap: true,
     })?;
-    let mut collector = Collector::new(maps.histograms, maps.lost, maps.stragglers);
+    let mut collector =
+        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap);
     tracer.attach_anatomy()?;
     tracer.attach(&target)?;
     let info = target_info(&target, labels::read(target.process.pid));

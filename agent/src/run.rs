@@ -164,6 +164,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let (mut tracer, maps) = Tracer::load(LoadOptions {
         events: args.events,
         anatomy: !args.no_anatomy,
+        heap: !args.no_heap,
     })?;
     crate::check::require_attach(&mut tracer)?;
     if !args.no_anatomy {
@@ -171,11 +172,9 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             .attach_anatomy()
             .context("cannot split pauses into running, runnable and blocked time")?;
     }
-    let collector = Arc::new(Mutex::new(Collector::new(
-        maps.histograms,
-        maps.lost,
-        maps.stragglers,
-    )));
+    let collector = Arc::new(Mutex::new(
+        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap),
+    ));
     let mut lifecycle = Lifecycle::new(
         selection,
         args.max_targets,
@@ -537,6 +536,13 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
                 spec.size,
                 if spec.signed != 0 { " signed" } else { "" },
                 spec.reg_off
+            ),
+            ProgramArg::UsdtAll(set) => format!(
+                " args: {}",
+                set.specs
+                    .iter()
+                    .filter(|s| s.loc != pausewatch_common::ARG_NONE)
+                    .count()
             ),
         };
         let semaphore = p

@@ -108,9 +108,45 @@ pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
             );
         }
         out.push('\n');
+        write_heap(&mut out, before, now, target.pid, secs);
         write_verdict(&mut out, &report.verdicts, target.pid);
     }
     out
+}
+
+/// The heap line of a HotSpot target with memory-pool data: allocation and
+/// promotion over the interval, the heap after the latest collection
+/// against its maximum, the live set after the latest full collection.
+fn write_heap(out: &mut String, before: &Snapshot, now: &Snapshot, pid: u32, secs: f64) {
+    use crate::collect::heap::HeapView;
+    let Some(v) = HeapView::of(pid, &now.heap) else {
+        return;
+    };
+    let old = HeapView::of(pid, &before.heap).unwrap_or_default();
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    out.push_str("    heap:");
+    if let (Some(a), Some(p)) = (v.allocated_bytes, v.promoted_bytes) {
+        let rate = |now: u64, then: Option<u64>| mb(now.saturating_sub(then.unwrap_or(0))) / secs;
+        let _ = write!(
+            out,
+            " {:.1} MB/s allocated, {:.1} MB/s promoted |",
+            rate(a, old.allocated_bytes),
+            rate(p, old.promoted_bytes)
+        );
+    }
+    let _ = write!(out, " after GC {:.1} MB", mb(v.used_after_last));
+    if let Some(max) = v.max_bytes.filter(|&m| m > 0) {
+        let _ = write!(
+            out,
+            " of {:.0} MB ({:.0}%)",
+            mb(max),
+            v.used_after_last as f64 / max as f64 * 100.0
+        );
+    }
+    if let Some((live, _)) = v.live_after_full {
+        let _ = write!(out, " | live after full GC {:.1} MB", mb(live));
+    }
+    out.push('\n');
 }
 
 /// The rule engine's profile and findings (with advice) for `pid`, if any.
@@ -137,6 +173,81 @@ mod tests {
     use crate::runtimes::Runtime;
     use pausewatch_common::bucket_index;
     use std::sync::Arc;
+
+    #[test]
+    fn shows_the_heap_line_of_a_jvm_with_pool_data() {
+        use crate::collect::heap::PoolSeries;
+        use pausewatch_common::heap::PoolStats;
+        const M: u64 = 1 << 20;
+        let pools = |alloc: u64, promoted: u64| {
+            let pool = |manager: &str, pool: &str, stats: PoolStats| PoolSeries {
+                pid: 7,
+                manager: manager.into(),
+                pool: pool.into(),
+                stats,
+            };
+            vec![
+                pool(
+                    "G1 Young Generation",
+                    "G1 Eden Space",
+                    PoolStats {
+                        collections: 3,
+                        grown_between: alloc,
+                        max: u64::MAX,
+                        last_end_ns: 5,
+                        ..Default::default()
+                    },
+                ),
+                pool(
+                    "G1 Young Generation",
+                    "G1 Old Gen",
+                    PoolStats {
+                        collections: 3,
+                        grown_during: promoted,
+                        used_after: 32 * M,
+                        max: 128 * M,
+                        last_end_ns: 5,
+                        ..Default::default()
+                    },
+                ),
+                pool(
+                    "G1 Old Generation",
+                    "G1 Old Gen",
+                    PoolStats {
+                        collections: 1,
+                        used_after: 20 * M,
+                        max: 128 * M,
+                        last_end_ns: 4,
+                        ..Default::default()
+                    },
+                ),
+            ]
+        };
+        let pause = Series {
+            pid: 7,
+            kind: Kind::Safepoint,
+            cause: "G1CollectForAllocation".into(),
+            hist: Hist::of(&[1_000_000]),
+        };
+        let before = Snapshot {
+            targets: vec![TargetInfo::java(7)],
+            heap: pools(100 * M, 10 * M),
+            ..Default::default()
+        };
+        let now = Snapshot {
+            targets: vec![TargetInfo::java(7)],
+            series: vec![pause],
+            heap: pools(300 * M, 14 * M),
+            ..Default::default()
+        };
+        let text = render(&before, &now.into(), Duration::from_secs(2));
+        assert!(
+            text.contains(
+                "heap: 100.0 MB/s allocated, 2.0 MB/s promoted | after GC 32.0 MB of 128 MB (25%) | live after full GC 20.0 MB"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn shows_rate_quantiles_and_causes_of_the_interval_only() {

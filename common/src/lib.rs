@@ -7,6 +7,7 @@
 //! [`bucket_upper_bound_ns`], and both must agree to the bit.
 #![no_std]
 
+pub mod heap;
 pub mod hist;
 
 pub use hist::{BUCKETS, Histogram, bucket_index, bucket_upper_bound_ns};
@@ -273,17 +274,21 @@ pub enum LostReason {
     /// The tracked-threads map was full when a pause began, so that pause
     /// has no anatomy.
     TrackedFull = 5,
+    /// The memory-pool statistics map was full when a new (process, pool,
+    /// manager) appeared, so that pool's collections are not counted.
+    PoolStatsFull = 6,
 }
 
 impl LostReason {
     /// Every reason, in index order.
-    pub const ALL: [LostReason; 6] = [
+    pub const ALL: [LostReason; 7] = [
         LostReason::RingbufFull,
         LostReason::InflightFull,
         LostReason::HistogramFull,
         LostReason::ArgRead,
         LostReason::ProcessEventsFull,
         LostReason::TrackedFull,
+        LostReason::PoolStatsFull,
     ];
 
     /// The `reason` label value exported for this counter.
@@ -295,6 +300,7 @@ impl LostReason {
             LostReason::ArgRead => "arg_read_failed",
             LostReason::ProcessEventsFull => "process_events_full",
             LostReason::TrackedFull => "tracked_threads_full",
+            LostReason::PoolStatsFull => "pool_stats_full",
         }
     }
 }
@@ -378,4 +384,8 @@ mod pod {
     unsafe impl aya::Pod for super::ProcessEvent {}
     unsafe impl aya::Pod for super::StragglerKey {}
     unsafe impl aya::Pod for super::StragglerStats {}
+    unsafe impl aya::Pod for super::heap::ArgSet {}
+    unsafe impl aya::Pod for super::heap::PoolKey {}
+    unsafe impl aya::Pod for super::heap::PoolLastKey {}
+    unsafe impl aya::Pod for super::heap::PoolStats {}
 }

@@ -20,6 +20,13 @@ pub fn read_arg(ctx: &ProbeContext) -> Option<u64> {
     // SAFETY: a uprobe context is a valid argument to the cookie helper.
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let spec: &ArgSpec = ARG_SPECS.get(cookie as u32)?;
+    read_spec(ctx, spec)
+}
+
+/// The value of the argument that `spec` locates, or `None` when it cannot
+/// be read (or the spec is `ARG_NONE`).
+#[inline(always)]
+pub fn read_spec(ctx: &ProbeContext, spec: &ArgSpec) -> Option<u64> {
     let raw: u64 = match spec.loc {
         ARG_CONST => spec.val as u64,
         ARG_REG | ARG_REG_DEREF => {

@@ -17,6 +17,7 @@ mod args;
 mod bench;
 mod cpython;
 mod go;
+mod heap;
 mod hotspot;
 mod intervals;
 mod maps;

@@ -17,7 +17,9 @@ use aya::{
     },
 };
 use pausewatch_common::{
-    ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS, StragglerKey, StragglerStats,
+    ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS, StragglerKey,
+    StragglerStats,
+    heap::{ArgSet, MAX_ARG_SETS},
 };
 use thiserror::Error;
 
@@ -166,6 +168,9 @@ pub struct LoadOptions {
     /// `--no-anatomy`); [`Tracer::attach_anatomy`] then attaches the
     /// scheduler tracepoints that do the accounting.
     pub anatomy: bool,
+    /// Attach HotSpot's memory-pool probes (unless `--no-heap`; off in
+    /// `LoadOptions::default()`, which the attach benchmark uses).
+    pub heap: bool,
 }
 
 /// One attached uprobe, for reporting.
@@ -183,6 +188,11 @@ pub struct Tracer {
     arg_specs: Array<MapData, ArgSpec>,
     /// The `ARG_SPECS` slot (cookie) of each argument spec in use.
     cookies: ArgSlots,
+    arg_sets: Array<MapData, ArgSet>,
+    /// The `ARG_SETS` slot (cookie) of each argument set in use.
+    set_cookies: ArgSlots<ArgSet>,
+    /// Whether the memory-pool probes are attached ([`LoadOptions::heap`]).
+    heap: bool,
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<Link>>,
     /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
@@ -210,6 +220,8 @@ pub struct TracerMaps {
     pub events: RingBuf<MapData>,
     /// HotSpot safepoint stragglers by process and thread name.
     pub stragglers: PerCpuHashMap<MapData, StragglerKey, StragglerStats>,
+    /// HotSpot memory pools around collections.
+    pub heap: crate::collect::collector::HeapMaps,
 }
 
 impl Tracer {
@@ -245,6 +257,8 @@ impl Tracer {
         }
         let arg_specs =
             Array::try_from(take(&mut ebpf, "ARG_SPECS")?).map_err(map_err("ARG_SPECS"))?;
+        let arg_sets =
+            Array::try_from(take(&mut ebpf, "ARG_SETS")?).map_err(map_err("ARG_SETS"))?;
         let maps = TracerMaps {
             histograms: PerCpuHashMap::try_from(take(&mut ebpf, "HISTOGRAMS")?)
                 .map_err(map_err("HISTOGRAMS"))?,
@@ -252,12 +266,21 @@ impl Tracer {
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
             stragglers: PerCpuHashMap::try_from(take(&mut ebpf, "STRAGGLERS")?)
                 .map_err(map_err("STRAGGLERS"))?,
+            heap: crate::collect::collector::HeapMaps {
+                stats: BpfHashMap::try_from(take(&mut ebpf, "POOL_STATS")?)
+                    .map_err(map_err("POOL_STATS"))?,
+                last: BpfHashMap::try_from(take(&mut ebpf, "POOL_LAST")?)
+                    .map_err(map_err("POOL_LAST"))?,
+            },
         };
         Ok((
             Tracer {
                 ebpf,
                 arg_specs,
                 cookies: ArgSlots::default(),
+                arg_sets,
+                set_cookies: ArgSlots::new(MAX_ARG_SETS),
+                heap: options.heap,
                 links: HashMap::new(),
                 self_test: None,
                 reaper: None,
@@ -272,9 +295,13 @@ impl Tracer {
         let pid = target.process.pid;
         let mut attached = Vec::with_capacity(target.probes.len());
         for probe in &target.probes {
+            if !self.heap && crate::runtimes::hotspot::HEAP_PROGRAMS.contains(&probe.program) {
+                continue;
+            }
             let cookie = match &probe.arg {
                 ProgramArg::None => 0,
                 ProgramArg::Usdt(spec) => self.store_arg_spec(pid, spec)?,
+                ProgramArg::UsdtAll(set) => self.store_arg_set(pid, set)?,
             };
             let result = match probe.ref_ctr_offset {
                 None => self
@@ -340,6 +367,7 @@ impl Tracer {
         }
         self.drop_inflight(pid);
         self.cookies.release(pid);
+        self.set_cookies.release(pid);
     }
 
     /// Detaches every probe of every target and the self-test probe, for
@@ -609,6 +637,15 @@ impl Tracer {
         }
         Ok(cookie)
     }
+
+    fn store_arg_set(&mut self, pid: u32, set: &ArgSet) -> Result<u32, BpfError> {
+        let (cookie, new) = self.set_cookies.take(pid, set)?;
+        if new && let Err(e) = self.arg_sets.set(cookie, set, 0) {
+            self.set_cookies.release(pid);
+            return Err(map_err("ARG_SETS")(e));
+        }
+        Ok(cookie)
+    }
 }
 
 /// Which `ARG_SPECS` slot holds which argument spec, shared by the probes
@@ -618,22 +655,42 @@ impl Tracer {
 /// out of slots after [`MAX_ARG_SPECS`] Ruby processes. A slot is freed at
 /// detach, when the process is gone or runs another program, so no probe
 /// of it reads the slot after it is reused.
-#[derive(Default)]
-struct ArgSlots {
+/// The same bookkeeping serves the `ARG_SETS` map (`S = ArgSet`), whose
+/// slots hold every argument of a probe point.
+struct ArgSlots<S = ArgSpec> {
     /// Cookie and number of users of each spec in use.
-    by_spec: HashMap<ArgSpec, (u32, usize)>,
+    by_spec: HashMap<S, (u32, usize)>,
     /// The specs each pid uses, one entry per use.
-    by_pid: HashMap<u32, Vec<ArgSpec>>,
+    by_pid: HashMap<u32, Vec<S>>,
     /// Freed cookies, reused before new ones.
     free: Vec<u32>,
     /// The next never-used cookie.
     next: u32,
+    /// Number of slots of the map.
+    capacity: u32,
 }
 
-impl ArgSlots {
+impl Default for ArgSlots<ArgSpec> {
+    fn default() -> Self {
+        ArgSlots::new(MAX_ARG_SPECS)
+    }
+}
+
+impl<S: Copy + Eq + std::hash::Hash> ArgSlots<S> {
+    /// Slots for a map of `capacity` entries (slot 0 is never handed out).
+    fn new(capacity: u32) -> Self {
+        ArgSlots {
+            by_spec: HashMap::new(),
+            by_pid: HashMap::new(),
+            free: Vec::new(),
+            next: 0,
+            capacity,
+        }
+    }
+
     /// The cookie of `spec` for a probe of `pid`, and whether the slot is
     /// new (its map entry must be written).
-    fn take(&mut self, pid: u32, spec: &ArgSpec) -> Result<(u32, bool), BpfError> {
+    fn take(&mut self, pid: u32, spec: &S) -> Result<(u32, bool), BpfError> {
         let (cookie, new) = match self.by_spec.get_mut(spec) {
             Some((cookie, users)) => {
                 *users += 1;
@@ -642,7 +699,7 @@ impl ArgSlots {
             None => {
                 let cookie = match self.free.pop() {
                     Some(c) => c,
-                    None if self.next + 1 < MAX_ARG_SPECS => {
+                    None if self.next + 1 < self.capacity => {
                         self.next += 1;
                         self.next
                     }

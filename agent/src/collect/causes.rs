@@ -54,6 +54,17 @@ impl CauseResolver {
         }
     }
 
+    /// The NUL-terminated name at `addr` in `pid` (a HotSpot memory pool's
+    /// or manager's), cached like the causes; `None` while it cannot be read.
+    pub fn c_string(&mut self, pid: u32, addr: u64) -> Option<String> {
+        if let Some(text) = self.cache.get(&(pid, addr)) {
+            return Some(text.clone());
+        }
+        let text = read_c_string(pid, addr)?;
+        self.cache.insert((pid, addr), text.clone());
+        Some(text)
+    }
+
     /// A Go string (not NUL-terminated): exactly `len` bytes at `addr`.
     fn resolve_go_string(&mut self, pid: u32, cause: u64, addr: u64, len: usize) -> String {
         if let Some(text) = self.cache.get(&(pid, cause)) {
@@ -86,8 +97,14 @@ fn read_c_string(pid: u32, addr: u64) -> Option<String> {
     // Read up to the end of the page first: a read that crosses into an
     // unmapped page fails as a whole.
     let to_page_end = (4096 - (addr as usize % 4096)).min(MAX_NAME);
-    let n = read_memory(pid, addr, &mut buf[..to_page_end])
+    let mut n = read_memory(pid, addr, &mut buf[..to_page_end])
         .or_else(|| read_memory(pid, addr, &mut buf[..1]))?;
+    // A name that runs into the next page (G1's "G1 Old Generation" ends
+    // 2 bytes past a page boundary in Debian's JDK 17 libjvm) needs the rest
+    // read from there.
+    if n == to_page_end && !buf[..n].contains(&0) && n < MAX_NAME {
+        n += read_memory(pid, addr + n as u64, &mut buf[n..]).unwrap_or(0);
+    }
     let bytes = &buf[..n];
     let end = bytes.iter().position(|&b| b == 0)?;
     let text = std::str::from_utf8(&bytes[..end]).ok()?;
@@ -120,6 +137,22 @@ mod tests {
         assert!(
             r.resolve(me, Some(Runtime::HotSpot), Kind::Safepoint, 8)
                 .starts_with("unresolved_")
+        );
+    }
+
+    #[test]
+    fn reads_a_name_across_a_page_boundary() {
+        // Two pages; the name starts 5 bytes before the second.
+        let mut pages = vec![0u8; 3 * 4096];
+        let base = (pages.as_ptr() as usize).next_multiple_of(4096) - pages.as_ptr() as usize;
+        let at = base + 4096 - 5;
+        let name = b"G1 Old Generation\0";
+        pages[at..at + name.len()].copy_from_slice(name);
+        let mut r = CauseResolver::default();
+        let addr = pages[at..].as_ptr() as u64;
+        assert_eq!(
+            r.c_string(std::process::id(), addr).as_deref(),
+            Some("G1 Old Generation")
         );
     }
 

@@ -2,13 +2,25 @@
 
 use std::{collections::HashMap, time::SystemTime};
 
-use aya::maps::{MapData, PerCpuArray, PerCpuHashMap};
-use pausewatch_common::{HistKey, Histogram, Kind, LostReason, StragglerKey, StragglerStats};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use pausewatch_common::{
+    HistKey, Histogram, Kind, LostReason, StragglerKey, StragglerStats,
+    heap::{PoolKey, PoolLastKey, PoolStats},
+};
 
 use super::{
     CauseResolver, Hist, Series, Snapshot, TargetInfo,
+    heap::PoolSeries,
     stragglers::{NameSlots, sum_per_cpu},
 };
+
+/// The memory-pool maps of `ebpf/src/heap.rs`.
+pub struct HeapMaps {
+    /// Per process, pool and manager (`POOL_STATS`).
+    pub stats: BpfHashMap<MapData, PoolKey, PoolStats>,
+    /// Per process and pool, the latest used-after (`POOL_LAST`).
+    pub last: BpfHashMap<MapData, PoolLastKey, u64>,
+}
 
 /// Owns the aggregation maps and decodes them.
 pub struct Collector {
@@ -18,6 +30,7 @@ pub struct Collector {
     straggler_names: NameSlots,
     targets: HashMap<u32, TargetInfo>,
     causes: CauseResolver,
+    heap: Option<HeapMaps>,
 }
 
 impl Collector {
@@ -34,7 +47,14 @@ impl Collector {
             straggler_names: NameSlots::default(),
             targets: HashMap::new(),
             causes: CauseResolver::default(),
+            heap: None,
         }
+    }
+
+    /// Also reads HotSpot's memory pools from `maps`.
+    pub fn with_heap(mut self, maps: HeapMaps) -> Collector {
+        self.heap = Some(maps);
+        self
     }
 
     /// Starts reporting a target.
@@ -79,7 +99,53 @@ impl Collector {
             let _ = self.stragglers.remove(k);
         }
         self.straggler_names.forget(pid);
+        if let Some(heap) = &mut self.heap {
+            let pools: Vec<PoolKey> = heap
+                .stats
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.pid == pid)
+                .collect();
+            for k in &pools {
+                let _ = heap.stats.remove(k);
+            }
+            let last: Vec<PoolLastKey> = heap
+                .last
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| k.pid == pid)
+                .collect();
+            for k in &last {
+                let _ = heap.last.remove(k);
+            }
+        }
         keys.len() + stragglers.len()
+    }
+
+    /// The memory pools of every target, names resolved; pools whose names
+    /// cannot be read (the process is gone) are left out until they can.
+    fn collect_heap(&mut self) -> Vec<PoolSeries> {
+        let Some(heap) = &self.heap else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in heap.stats.iter() {
+            let Ok((key, stats)) = entry else { continue };
+            let (Some(manager), Some(pool)) = (
+                self.causes.c_string(key.pid, key.manager),
+                self.causes.c_string(key.pid, key.pool),
+            ) else {
+                continue;
+            };
+            out.push(PoolSeries {
+                pid: key.pid,
+                manager,
+                pool,
+                stats,
+            });
+        }
+        out.sort_by(|a, b| (a.pid, &a.manager, &a.pool).cmp(&(b.pid, &b.manager, &b.pool)));
+        out
     }
 
     /// Resolves a cause id as the exporter would name it (for events).
@@ -148,12 +214,14 @@ impl Collector {
         let stragglers = self.straggler_names.fold(raw);
         let mut targets: Vec<TargetInfo> = self.targets.values().cloned().collect();
         targets.sort_by_key(|t| t.pid);
+        let heap = self.collect_heap();
         Snapshot {
             taken_at: Some(SystemTime::now()),
             targets,
             series,
             lost,
             stragglers,
+            heap,
         }
     }
 }

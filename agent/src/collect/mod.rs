@@ -3,6 +3,7 @@
 pub mod causes;
 pub mod collector;
 pub mod events;
+pub mod heap;
 pub mod snapshot;
 pub mod stragglers;
 

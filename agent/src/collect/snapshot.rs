@@ -21,6 +21,9 @@ pub struct Snapshot {
     /// HotSpot safepoint stragglers, by process and thread name (see
     /// [`crate::collect::stragglers`]).
     pub stragglers: Vec<crate::collect::StragglerSeries>,
+    /// HotSpot memory pools per process and memory manager (see
+    /// [`super::heap`]).
+    pub heap: Vec<super::heap::PoolSeries>,
 }
 
 /// A traced process and what runs in it.

@@ -1,7 +1,10 @@
 //! What detection yields (a [`Discovered`]: a process, its runtime, the probes
 //! to attach) and the one place that picks a process's runtime.
 
-use pausewatch_common::ArgSpec;
+use pausewatch_common::{
+    ArgSpec,
+    heap::{ArgSet, MAX_USDT_ARGS},
+};
 
 use super::{Binary, DiscoveryError, Process};
 use crate::{probes::usdt::UsdtProbe, runtimes::Runtime};
@@ -13,6 +16,9 @@ pub enum ProgramArg {
     None,
     /// A USDT argument, decoded from the note.
     Usdt(ArgSpec),
+    /// Every argument of a USDT probe point, for programs that read
+    /// several (the `ARG_SETS` map).
+    UsdtAll(ArgSet),
 }
 
 /// One uprobe to attach.
@@ -59,6 +65,34 @@ impl ProbeAttach {
             file_offset: note.file_offset,
             ref_ctr_offset: note.semaphore_offset,
             arg,
+        })
+    }
+
+    /// The uprobe for one location of a USDT probe whose program reads
+    /// every argument (up to [`MAX_USDT_ARGS`]).
+    pub fn from_usdt_all(
+        note: &UsdtProbe,
+        program: &'static str,
+        binary: &Binary,
+    ) -> Result<ProbeAttach, DiscoveryError> {
+        let mut set = ArgSet::default();
+        for (i, slot) in set.specs.iter_mut().enumerate().take(MAX_USDT_ARGS) {
+            if i >= note.args.len() && note.args_error.is_none() {
+                break;
+            }
+            let a = note.arg(i).map_err(|e| DiscoveryError::Probes {
+                path: binary.shown().to_path_buf(),
+                source: Box::new(e),
+            })?;
+            *slot = a.to_bpf();
+        }
+        Ok(ProbeAttach {
+            program,
+            probe: format!("{}:{}", note.provider, note.name),
+            binary: binary.clone(),
+            file_offset: note.file_offset,
+            ref_ctr_offset: note.semaphore_offset,
+            arg: ProgramArg::UsdtAll(set),
         })
     }
 }

@@ -309,6 +309,7 @@ fn write_families(snapshot: &Snapshot, verdicts: &[Verdict], w: &mut TextWriter)
     w.sample(&Labels::new(), targets.len() as f64);
 
     write_verdicts(verdicts, w);
+    super::heap::write_heap(snapshot, w);
 
     // Every reason in the snapshot, zeros included, so that rate() has a
     // series to work on before the first loss; repeated reasons are summed.
@@ -656,6 +657,7 @@ mod tests {
             ],
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
             stragglers: Vec::new(),
+            heap: Vec::new(),
         }
     }
 

@@ -22,6 +22,10 @@
 //! | `pausewatch_gc_concurrent_cycle_seconds` | histogram | `pid`, `comm`, `runtime`, `cause` |
 //! | `pausewatch_target_info` | gauge (1) | `pid`, `comm`, `runtime`, `runtime_version`, `exe`, `current_comm`, `container_id`, `pod_uid`, `namespace`, `pod` |
 //! | `pausewatch_targets` | gauge | |
+//! | `pausewatch_heap_used_after_gc_bytes`, `pausewatch_heap_max_bytes` | gauge | `pid`, `comm`, `runtime`, `pool` |
+//! | `pausewatch_allocated_bytes_total`, `pausewatch_promoted_bytes_total` | counter | `pid`, `comm`, `runtime` |
+//! | `pausewatch_live_after_full_gc_bytes` | gauge | `pid`, `comm`, `runtime` |
+//! | `pausewatch_heap_collections_total`, `pausewatch_heap_after_gc_summed_bytes_total` | counter | `pid`, `comm`, `runtime`, `manager` |
 //! | `pausewatch_lost_events_total` | counter | `reason` |
 //! | `pausewatch_snapshot_timestamp_seconds` | gauge | |
 //! | `pausewatch_render_duration_seconds` | gauge | |
@@ -36,6 +40,7 @@
 //! bucket edges, so every exported cumulative count is exact.
 
 pub mod buckets;
+pub mod heap;
 pub mod metrics;
 pub mod protobuf;
 pub mod server;

@@ -112,7 +112,10 @@ pub const FEATURES: &[FeatureDoc] = &[
         "the CPU limit of the process's cgroup (CFS quota / period, the tightest on the way up), in cores; 0 without one",
     ),
     num("gc_per_min", "stop-the-world GC pauses per minute"),
-    num("full_gc_per_min", "full (whole-heap) GC pauses per minute"),
+    num(
+        "full_gc_per_min",
+        "full (whole-heap) GC pauses per minute (HotSpot: also counted by the full memory manager, which sees the ones Parallel runs inside a scavenge)",
+    ),
     FeatureDoc {
         name: "cause_share",
         ty: FeatureType::Shares,
@@ -153,6 +156,45 @@ pub const FEATURES: &[FeatureDoc] = &[
     num(
         "top_straggler_share",
         "share of the window's time to safepoint charged to top_straggler (0..1)",
+    ),
+    // The heap features (HotSpot's memory pools; 0 elsewhere), see rules::heap.
+    num(
+        "alloc_mb_per_s",
+        "MiB allocated per second (HotSpot: the heap's growth between collections)",
+    ),
+    num(
+        "promotion_mb_per_s",
+        "MiB per second the old generation grew by in young collections (HotSpot)",
+    ),
+    num(
+        "promotion_share",
+        "promotion_mb_per_s over alloc_mb_per_s (0..1)",
+    ),
+    num(
+        "alloc_per_gc_mb",
+        "MiB allocated between two young collections, on average",
+    ),
+    num(
+        "live_set_mb",
+        "heap used after the latest full collection, MiB (0 before the first)",
+    ),
+    num(
+        "live_set_ratio",
+        "live_set_mb over the old generation's maximum (the heap's for G1), 0..1",
+    ),
+    num("old_max_mb", "the old generation's maximum, MiB"),
+    num(
+        "suggested_heap_mb",
+        "a heap that holds the live set in an old generation 3x its size (young unchanged), MiB",
+    ),
+    num(
+        "heap_after_gc_ratio",
+        "heap used after the latest collection over the heap's maximum, 0..1",
+    ),
+    num(
+        "explicit_gc_share",
+        "share of the window's full collections that the application asked for (System.gc(): \
+         safepoints of G1CollectFull, GenCollectFull, ParallelGCSystemGC), 0..1",
     ),
 ];
 
@@ -221,6 +263,8 @@ pub struct WindowStats {
     pub top_straggler: String,
     /// Its share of the time to safepoint.
     pub top_straggler_share: f64,
+    /// The heap features (see [`super::heap`]).
+    pub heap: super::heap::HeapWindow,
 }
 
 /// Every feature of one target at one evaluation.
@@ -285,7 +329,7 @@ impl Features {
             ),
             "top_straggler" => Text(w.top_straggler.clone()),
             "top_straggler_share" => Number(w.top_straggler_share),
-            _ => return None,
+            other => return w.heap.get(other),
         })
     }
 }
@@ -359,6 +403,10 @@ pub fn window_stats(
         }
     };
     let ms = |h: &Hist, q: f64| h.quantile_ns(q).unwrap_or(0.0) / 1e6;
+    // The memory managers count full collections that gc__begin calls
+    // minor (Parallel's after a failed scavenge): the larger count wins.
+    let heap = super::heap::HeapWindow::of(runtime, pid, before, now, secs);
+    let full_gc = full_gc.max(heap.full_collections);
     let [running, runnable, blocked] = stall.state_ns;
     let states = running.saturating_add(runnable).saturating_add(blocked);
     let (top_straggler, top_straggler_ns) = top_straggler(pid, before, now);
@@ -394,6 +442,7 @@ pub fn window_stats(
             .collect(),
         top_straggler,
         top_straggler_share: ratio(top_straggler_ns, tts.sum_ns),
+        heap,
     }
 }
 

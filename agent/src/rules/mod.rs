@@ -12,6 +12,7 @@
 pub mod engine;
 pub mod features;
 pub mod file;
+pub mod heap;
 pub mod profile;
 pub mod report;
 

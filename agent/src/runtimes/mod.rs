@@ -173,6 +173,13 @@ pub trait RuntimeModule: Sync {
     /// Whether a collection's cause names a full (whole-heap) collection.
     fn is_full_gc(&self, cause: &str) -> bool;
 
+    /// Whether a safepoint's cause is an operation the application asked
+    /// for explicitly (HotSpot's `System.gc()`), for `explicit_gc_share`.
+    fn is_explicit_gc(&self, cause: &str) -> bool {
+        let _ = cause;
+        false
+    }
+
     /// The runtime's built-in rules: TOML `[[rule]]` tables in the format
     /// of `rules::file`, appended to the runtime-neutral ones.
     fn default_rules(&self) -> &'static str;

@@ -41,9 +41,12 @@
 //   --seed N                 random seed (default 42)
 //
 // Protocol on stdout, one line each, flushed: "ready" once started (before
-// the gate), "started" when the heavy phase begins, "done <n_ops>" at the
-// end, where n_ops counts allocations plus timer-driven operations plus
-// spin loops. Exit 0.
+// the gate), "started" when the heavy phase begins, "allocated <bytes>"
+// (what the allocating workers allocated in the heavy phase, by
+// com.sun.management.ThreadMXBean.getThreadAllocatedBytes, summed over
+// them; -1 when the JVM cannot tell) and "done <n_ops>" at the end, where
+// n_ops counts allocations plus timer-driven operations plus spin loops.
+// Exit 0.
 // Errors go to stderr with exit 2 (bad arguments) or 3 (gate timeout).
 
 import java.io.InputStream;
@@ -160,9 +163,12 @@ public final class GcHeavy {
             }
         }
         long ops = timerOps.get();
+        long allocatedBytes = 0;
         for (Worker w : workers) {
             ops += w.ops;
+            allocatedBytes = w.allocatedBytes < 0 || allocatedBytes < 0 ? -1 : allocatedBytes + w.allocatedBytes;
         }
+        say("allocated " + allocatedBytes);
         for (Spinner sp : spinners) {
             ops += sp.loops;
         }
@@ -238,6 +244,8 @@ public final class GcHeavy {
         final SplittableRandom rnd;
         long ops = 0;
         long checksum = 0;
+        /** Bytes this thread allocated in its run, or -1 if unknown. */
+        long allocatedBytes = -1;
 
         Worker(long bytesPerSec, int liveSlots, long seed) {
             this.bytesPerSec = bytesPerSec;
@@ -251,6 +259,7 @@ public final class GcHeavy {
             // Allocate in batches of ~64 KiB, then sleep if ahead of the
             // target rate so the rate (and thus the GC frequency) is steady.
             final long batchBytes = 64 * 1024;
+            final long allocatedAtStart = threadAllocatedBytes();
             long allocated = 0;
             long t0 = System.nanoTime();
             int yi = 0;
@@ -299,7 +308,32 @@ public final class GcHeavy {
                 // Keep checksum observable so the JIT cannot drop the reads.
                 System.err.print("");
             }
+            long allocatedAtEnd = threadAllocatedBytes();
+            if (allocatedAtStart >= 0 && allocatedAtEnd >= 0) {
+                allocatedBytes = allocatedAtEnd - allocatedAtStart;
+            }
         }
+    }
+
+    /**
+     * The bytes the calling thread allocated so far, as HotSpot counts them
+     * (its TLAB and outside-TLAB allocations), or -1 when unsupported. Read
+     * by the thread itself at the start and end of its run, because a
+     * finished thread's count can no longer be asked for.
+     */
+    static long threadAllocatedBytes() {
+        try {
+            java.lang.management.ThreadMXBean mx = java.lang.management.ManagementFactory.getThreadMXBean();
+            if (mx instanceof com.sun.management.ThreadMXBean) {
+                com.sun.management.ThreadMXBean sun = (com.sun.management.ThreadMXBean) mx;
+                if (sun.isThreadAllocatedMemorySupported() && sun.isThreadAllocatedMemoryEnabled()) {
+                    return sun.getThreadAllocatedBytes(Thread.currentThread().getId());
+                }
+            }
+        } catch (LinkageError e) {
+            // A runtime image without java.management / jdk.management.
+        }
+        return -1;
     }
 
     /**

@@ -24,6 +24,27 @@ pub fn vm_operation_type_name(name: &str) -> &str {
     }
 }
 
+/// Whether `name` is the VM operation of an explicitly requested full
+/// collection: `CollectedHeap::collect(cause)` for `System.gc()` (and
+/// `jcmd GC.run`, JVMTI `ForceGarbageCollection`, RMI's distributed GC,
+/// which calls `System.gc()`) runs `VM_G1CollectFull` (G1),
+/// `VM_GenCollectFull` (Serial) or `VM_ParallelGCSystemGC` (Parallel)
+/// (`gcVMOperations.hpp`, `g1VMOperations.hpp`, `psVMOperations.hpp`, JDK
+/// 11 to 25), while a full collection the allocator needs runs inside
+/// `G1CollectForAllocation`, `GenCollectForAllocation` or
+/// `ParallelGCFailedAllocation`. The `gc__begin` probe only says full or
+/// not, and the memory manager (`G1 Old Generation`) is the same for both
+/// kinds, so the operation's name is what tells them apart.
+/// `-XX:+ExplicitGCInvokesConcurrent` turns G1's into
+/// `G1TryInitiateConcMark`, not a full collection, and
+/// `-XX:+DisableExplicitGC` into nothing.
+pub fn is_explicit_gc_operation(name: &str) -> bool {
+    matches!(
+        name,
+        "G1CollectFull" | "GenCollectFull" | "ParallelGCSystemGC"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,18 @@ pub(super) const PROBES: [(&str, &str, &str, bool); 6] = [
     ("hotspot", "gc__end", "hotspot_gc_end", false),
 ];
 
+/// (provider, name, BPF program) of the memory-pool probes, whose programs
+/// read every argument (`ebpf/src/heap.rs`). Optional: a JVM without them
+/// is still traced, only without heap series.
+pub(super) const HEAP_PROBES: [(&str, &str, &str); 2] = [
+    (
+        "hotspot",
+        "mem__pool__gc__begin",
+        "hotspot_mem_pool_gc_begin",
+    ),
+    ("hotspot", "mem__pool__gc__end", "hotspot_mem_pool_gc_end"),
+];
+
 /// Returns the HotSpot target in `process`, or `None` if no `libjvm.so` is mapped.
 pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     let Some(mapping) = process.find_mapped(|n| n == "libjvm.so") else {
@@ -54,6 +66,24 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         }
         for note in found {
             probes.push(ProbeAttach::from_usdt(note, program, &libjvm, reads_arg)?);
+        }
+    }
+    for (provider, name, program) in HEAP_PROBES {
+        let found: Vec<&UsdtProbe> = usdt::find(&notes, provider, name).collect();
+        if found.is_empty() {
+            log::debug!(
+                "pid {}: no {provider}:{name} in {}: no heap series",
+                process.pid,
+                libjvm.shown().display()
+            );
+        }
+        for note in found {
+            // Optional like the probes themselves: an argument this agent
+            // cannot decode costs the heap series, not the target.
+            match ProbeAttach::from_usdt_all(note, program, &libjvm) {
+                Ok(p) => probes.push(p),
+                Err(e) => log::debug!("pid {}: {provider}:{name} skipped: {e}", process.pid),
+            }
         }
     }
     Ok(Some(Discovered {

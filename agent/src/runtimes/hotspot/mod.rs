@@ -5,7 +5,7 @@
 mod causes;
 mod detect;
 
-pub use causes::vm_operation_type_name;
+pub use causes::{is_explicit_gc_operation, vm_operation_type_name};
 
 use pausewatch_common::Kind;
 
@@ -14,6 +14,18 @@ use super::{
     support::{self, Support, Tested},
 };
 use crate::discovery::{Discovered, DiscoveryError, Process};
+
+/// The BPF programs of the memory-pool probes, which `--no-heap` leaves
+/// unattached.
+pub const HEAP_PROGRAMS: [&str; detect::HEAP_PROBES.len()] = {
+    let mut out = [""; detect::HEAP_PROBES.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = detect::HEAP_PROBES[i].2;
+        i += 1;
+    }
+    out
+};
 
 /// The HotSpot module.
 pub struct HotSpot;
@@ -26,7 +38,7 @@ const TESTED: &[Tested] = &[
     },
     Tested {
         series: "17",
-        test: "e2e_hotspot, e2e_jdk_matrix: JDK 17 Serial, Shenandoah",
+        test: "e2e_hotspot, e2e_jdk_matrix: JDK 17 Serial, Shenandoah; e2e_heap: JDK 17 Serial, Parallel, G1",
     },
     Tested {
         series: "21",
@@ -34,7 +46,7 @@ const TESTED: &[Tested] = &[
     },
     Tested {
         series: "25",
-        test: "e2e_hotspot, e2e_jdk_matrix: JDK 25 G1, Parallel, ZGC",
+        test: "e2e_hotspot, e2e_jdk_matrix: JDK 25 G1, Parallel, ZGC; e2e_heap: JDK 25 G1",
     },
 ];
 
@@ -58,12 +70,18 @@ impl RuntimeModule for HotSpot {
     }
 
     fn programs(&self) -> &'static [&'static str] {
-        const PROGRAMS: [&str; detect::PROBES.len()] = {
-            let mut out = [""; detect::PROBES.len()];
+        const N: usize = detect::PROBES.len() + detect::HEAP_PROBES.len();
+        const PROGRAMS: [&str; N] = {
+            let mut out = [""; N];
             let mut i = 0;
-            while i < out.len() {
+            while i < detect::PROBES.len() {
                 out[i] = detect::PROBES[i].2;
                 i += 1;
+            }
+            let mut j = 0;
+            while j < detect::HEAP_PROBES.len() {
+                out[i + j] = detect::HEAP_PROBES[j].2;
+                j += 1;
             }
             out
         };
@@ -107,6 +125,10 @@ impl RuntimeModule for HotSpot {
 
     fn is_full_gc(&self, cause: &str) -> bool {
         cause == "full"
+    }
+
+    fn is_explicit_gc(&self, cause: &str) -> bool {
+        causes::is_explicit_gc_operation(cause)
     }
 
     fn default_rules(&self) -> &'static str {
