@@ -159,10 +159,14 @@ fn bad_files_name_line_and_column() {
     );
 }
 
+/// Every feature, in the order `agent/src/rules/features.rs` documents them.
 const FEATURE_LIST: &str = "runtime, window_s, pauses, pauses_per_min, stall_ratio, p50_ms, \
-p95_ms, p99_ms, max_ms, tts_share, tts_p99_ms, gc_share, gc_per_min, full_gc_per_min, \
+p95_ms, p99_ms, max_ms, tts_share, tts_p99_ms, gc_share, running_share, runnable_share, \
+blocked_share, workers_runnable_share, cpu_limit_cores, gc_per_min, full_gc_per_min, \
 cause_share, cause_time_share, top_cause, top_cause_share, has_prev, prev_stall_ratio, \
-prev_pauses_per_min, prev_p99_ms, stall_trend";
+prev_pauses_per_min, prev_p99_ms, stall_trend, top_straggler, top_straggler_share, \
+alloc_mb_per_s, promotion_mb_per_s, promotion_share, alloc_per_gc_mb, live_set_mb, \
+live_set_ratio, old_max_mb, suggested_heap_mb, heap_after_gc_ratio, explicit_gc_share";
 
 #[test]
 fn window_must_be_positive() {
