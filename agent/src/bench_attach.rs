@@ -1,6 +1,7 @@
 //! `agent bench-attach` (hidden, for `cargo xtask bench` only): attaches the
 //! object's empty program `bench_empty` at every probe point `agent run`
-//! would attach to in a process, and holds it until SIGINT or SIGTERM.
+//! would attach to in a process (and, with `--sched`, empty programs on the
+//! anatomy's scheduler tracepoints), and holds them until SIGINT or SIGTERM.
 //!
 //! The per-event cost benchmark compares `agent run` against this: same
 //! attach points, same uprobe machinery, no work in the program, so the
@@ -34,17 +35,26 @@ pub fn run(args: BenchAttachArgs) -> Result<()> {
             signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
         let mut sigterm =
             signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
-        let mut target = discovery::detect(args.pid)?;
-        for probe in &mut target.probes {
-            probe.program = EMPTY_PROGRAM;
-            probe.arg = ProgramArg::None;
-        }
         let (mut tracer, _maps) = Tracer::load(LoadOptions::default())?;
-        let attached = tracer.attach(&target)?;
+        let mut armed = Vec::new();
+        if args.sched {
+            tracer
+                .attach_sched_floor()
+                .context("cannot attach the empty scheduler programs")?;
+            armed.push("empty programs on sched_switch and sched_waking".to_string());
+        }
+        if let Some(pid) = args.pid {
+            let mut target = discovery::detect(pid)?;
+            for probe in &mut target.probes {
+                probe.program = EMPTY_PROGRAM;
+                probe.arg = ProgramArg::None;
+            }
+            let attached = tracer.attach(&target)?;
+            armed.push(format!("{} empty probes on pid {pid}", attached.len()));
+        }
         eprintln!(
-            "pausewatch bench-attach: {} empty probes on pid {}, armed in {:.0} ms",
-            attached.len(),
-            args.pid,
+            "pausewatch bench-attach: {}, armed in {:.0} ms",
+            armed.join(", "),
             started.elapsed().as_secs_f64() * 1e3
         );
         tokio::select! {

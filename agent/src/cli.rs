@@ -232,8 +232,13 @@ pub struct ProbesArgs {
 #[derive(Debug, Args)]
 pub struct BenchAttachArgs {
     /// Process whose probe points get the empty program.
-    #[arg(short, long, value_name = "PID")]
-    pub pid: u32,
+    #[arg(short, long, value_name = "PID", required_unless_present = "sched")]
+    pub pid: Option<u32>,
+    /// Attach empty programs to the scheduler tracepoints of the pause
+    /// anatomy (`sched_switch`, `sched_waking`) instead of, or besides,
+    /// a process's probes.
+    #[arg(long)]
+    pub sched: bool,
 }
 
 /// A pid is a positive integer no larger than the kernel's pid_max limit

@@ -4,6 +4,7 @@ use std::{
     path::PathBuf,
     process::{Command, Stdio},
     sync::OnceLock,
+    time::Instant,
 };
 
 use anyhow::{Context, Result, bail};
@@ -16,9 +17,20 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Prints a progress step in a form that stands out from cargo's output.
+/// When this xtask run began, for the elapsed time every step shows.
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Prints a progress step in a form that stands out from cargo's output,
+/// with the minutes and seconds since the run began: a long run (a fresh
+/// machine's `cargo xtask test`) then says where its time went.
 pub fn step(msg: impl AsRef<str>) {
-    eprintln!("\x1b[1;34m==>\x1b[0m {}", msg.as_ref());
+    let secs = STARTED.get_or_init(Instant::now).elapsed().as_secs();
+    eprintln!(
+        "\x1b[1;34m==>\x1b[0m [{:02}:{:02}] {}",
+        secs / 60,
+        secs % 60,
+        msg.as_ref()
+    );
 }
 
 /// Runs a command with inherited stdio; fails with its command line on a non-zero exit.

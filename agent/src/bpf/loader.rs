@@ -491,10 +491,28 @@ impl Tracer {
     /// and `anatomy_waking`, so it comes with them. Needs tracefs mounted
     /// for the exit hook (see `targets::follow::ensure_tracefs`).
     pub fn attach_anatomy(&mut self) -> Result<(), BpfError> {
-        for (program, name) in [
+        self.attach_raw_tracepoints(&[
             ("anatomy_switch", "sched_switch"),
             ("anatomy_waking", "sched_waking"),
-        ] {
+        ])?;
+        self.attach_tracepoints(&[("anatomy_exit", "sched_process_exit")])
+    }
+
+    /// Attaches the empty programs of `ebpf/src/bench.rs` to the raw
+    /// tracepoints the anatomy uses (`agent bench-attach --sched`): the
+    /// floor the context-switch benchmark compares the anatomy with.
+    pub fn attach_sched_floor(&mut self) -> Result<(), BpfError> {
+        self.attach_raw_tracepoints(&[
+            ("bench_switch", "sched_switch"),
+            ("bench_waking", "sched_waking"),
+        ])
+    }
+
+    fn attach_raw_tracepoints(
+        &mut self,
+        programs: &[(&'static str, &'static str)],
+    ) -> Result<(), BpfError> {
+        for &(program, name) in programs {
             let raw_error = |e: ProgramError| BpfError::RawTracePoint {
                 name,
                 source: Box::new(e),
@@ -507,7 +525,7 @@ impl Tracer {
                 .map_err(raw_error)?;
             p.attach(name).map_err(raw_error)?;
         }
-        self.attach_tracepoints(&[("anatomy_exit", "sched_process_exit")])
+        Ok(())
     }
 
     /// Attaches the process exec/exit tracepoints (`ebpf/src/process.rs`)
