@@ -19,18 +19,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::child::Process;
+use support::prometheus::{self, Prometheus};
 use support::{ScratchDir, agent_binary, free_port, require_root, workspace_root};
 use xtask::workloads::{JavaWorkload, RunningJava, find_java};
-
-const INSTALL_HINT: &str = "install the Debian package prometheus (cargo xtask test does this)";
 
 fn dashboard_path() -> PathBuf {
     workspace_root().join("dashboards/grafana/pausewatch.json")
@@ -45,17 +42,6 @@ fn load_dashboard() -> Value {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
-}
-
-/// A tool of the `prometheus` package, or a panic saying how to get it.
-fn prom_tool(name: &str) -> PathBuf {
-    for dir in ["/usr/bin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{name} not found in /usr/bin or /usr/local/bin: {INSTALL_HINT}");
 }
 
 /// Every (panel title, refId, expr) of the dashboard, nested row panels
@@ -192,10 +178,10 @@ fn dashboard_json_is_well_formed() {
 
 #[test]
 fn promtool_accepts_config_and_rules() {
-    let promtool = prom_tool("promtool");
+    let promtool = prometheus::tool("promtool");
     let tmp = ScratchDir::new("dash-promtool");
     let config = tmp.path().join("prometheus.yml");
-    std::fs::write(&config, prometheus_config(9464, &rules_path())).unwrap();
+    std::fs::write(&config, prometheus::config(9464, Some(&rules_path()))).unwrap();
     let example = workspace_root().join("dashboards/prometheus/prometheus.example.yml");
     let cases: [(&[&str], PathBuf); 4] = [
         (&["check", "config"], config),
@@ -213,7 +199,13 @@ fn promtool_accepts_config_and_rules() {
             .arg(&file)
             .current_dir(file.parent().unwrap())
             .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}; {INSTALL_HINT}", promtool.display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "running {}: {e}; {}",
+                    promtool.display(),
+                    prometheus::INSTALL_HINT
+                )
+            });
         assert!(
             out.status.success(),
             "promtool {} {} failed:\n{}{}",
@@ -223,16 +215,6 @@ fn promtool_accepts_config_and_rules() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-fn prometheus_config(agent_port: u16, rules: &Path) -> String {
-    format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-         rule_files:\n  - {rules:?}\n\
-         scrape_configs:\n  - job_name: pausewatch\n    static_configs:\n      \
-         - targets: ['127.0.0.1:{agent_port}']\n",
-        rules = rules.display().to_string()
-    )
 }
 
 /// Every `expr:` of a `record:` rule in rules.yml, with its name. A small
@@ -297,116 +279,6 @@ fn start_agent(pid: u32, port: u16) -> Process {
     agent
 }
 
-/// Starts Prometheus, logging to `dir/prometheus.log`. Stopped with
-/// SIGTERM when dropped.
-fn start_prometheus(dir: &Path, port: u16, agent_port: u16, flags: &[&str]) -> Process {
-    let prometheus = prom_tool("prometheus");
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, prometheus_config(agent_port, &rules_path())).unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(&prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .args(flags)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {}: {e}; {INSTALL_HINT}", prometheus.display()));
-    Process::adopt("prometheus", child).stop_with(libc::SIGTERM)
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// GET `path` from 127.0.0.1:`port` (HTTP/1.0: no chunking, no keep-alive);
-/// returns the status code and body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
-}
-
-/// Runs an instant query; returns `data.result` (a vector's samples, or
-/// `[]`), or an error naming the query and what Prometheus said.
-fn query(port: u16, expr: &str) -> Result<Vec<Value>, String> {
-    let (status, body) = http_get(
-        port,
-        &format!("/api/v1/query?query={}", percent_encode(expr)),
-    )
-    .map_err(|e| format!("query {expr:?}: {e}"))?;
-    let v: Value = serde_json::from_str(&body)
-        .map_err(|e| format!("query {expr:?}: HTTP {status}: {e}: {body}"))?;
-    if v["status"] != "success" {
-        return Err(format!("query {expr:?}: HTTP {status}: {body}"));
-    }
-    match &v["data"]["result"] {
-        Value::Array(a) => Ok(a.clone()),
-        // A scalar or string result is one value.
-        other => Ok(vec![other.clone()]),
-    }
-}
-
-/// Polls `expr` until it returns at least one sample satisfying `ok`.
-fn wait_for(
-    port: u16,
-    expr: &str,
-    timeout: Duration,
-    guards: &mut [&mut Process],
-    ok: impl Fn(&[Value]) -> bool,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        for g in guards.iter_mut() {
-            if let Some(s) = g.exited() {
-                return Err(format!("{} exited early: {s}", g.what()));
-            }
-        }
-        match query(port, expr) {
-            Ok(r) if ok(&r) => return Ok(()),
-            Ok(r) => last = format!("{r:?}"),
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    Err(format!(
-        "{expr:?} not satisfied within {timeout:?}; last: {last}"
-    ))
-}
-
-fn sample_value(s: &Value) -> f64 {
-    s["value"][1]
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
 /// A panel expression with Grafana's variables replaced: the rate windows by
 /// 30 s, the template variables by `vars`. Panics on a variable it does not
 /// know.
@@ -454,7 +326,7 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
     require_root("every_panel_and_rule_returns_data_from_a_real_prometheus");
     let started = Instant::now();
     // Fail fast, before starting anything, if Prometheus is missing.
-    prom_tool("prometheus");
+    prometheus::binary();
     let dash = load_dashboard();
     let rules = recording_rules(&std::fs::read_to_string(rules_path()).unwrap());
     assert!(rules.len() >= 3, "recording rules: {rules:?}");
@@ -465,17 +337,15 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
     let mut agent = start_agent(jvm.pid(), agent_port);
     jvm.open_gate().unwrap();
     jvm.wait_started(Duration::from_secs(20)).unwrap();
-    let prom_port = free_port();
-    let mut prom = start_prometheus(tmp.path(), prom_port, agent_port, &[]);
+    let rules_file = rules_path();
+    let mut prom = Prometheus::start_with_rules(tmp.path(), agent_port, Some(&rules_file), &[]);
     // The panels on native histograms, against a Prometheus that scrapes
     // them (2.42 then keeps only the native version of each histogram, so
     // the classic panels stay on the first one).
-    let native_port = free_port();
-    let native_dir = tmp.path().join("native");
-    let mut native = start_prometheus(
-        &native_dir,
-        native_port,
+    let mut native = Prometheus::start_with_rules(
+        &tmp.path().join("native"),
         agent_port,
+        Some(&rules_file),
         &["--enable-feature=native-histograms"],
     );
 
@@ -484,18 +354,15 @@ fn every_panel_and_rule_returns_data_from_a_real_prometheus() {
         &rules,
         jvm.pid(),
         agent_port,
-        (prom_port, native_port),
         &mut agent,
         (&mut prom, &mut native),
     );
     if let Err(e) = &result {
-        for dir in [tmp.path(), native_dir.as_path()] {
-            let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        for p in [&prom, &native] {
             eprintln!(
                 "prometheus log of {} (last lines):\n{}",
-                dir.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                p.log.display(),
+                p.log_tail()
             );
         }
         eprintln!("agent stderr:\n{}", agent.stderr_text());
@@ -523,13 +390,12 @@ fn run_checks(
     rules: &[(String, String)],
     pid: u32,
     agent_port: u16,
-    (prom_port, native_port): (u16, u16),
     agent: &mut Process,
-    (prom, native): (&mut Process, &mut Process),
+    (prom, native): (&mut Prometheus, &mut Prometheus),
 ) -> Result<(), String> {
     // The agent serves our JVM.
     let (status, body) =
-        http_get(agent_port, "/metrics").map_err(|e| format!("agent /metrics: {e}"))?;
+        prometheus::http_get(agent_port, "/metrics").map_err(|e| format!("agent /metrics: {e}"))?;
     if status != 200 || !body.contains(&format!("pid=\"{pid}\"")) {
         return Err(format!(
             "agent /metrics: HTTP {status}, no pid {pid}:\n{body}"
@@ -538,20 +404,14 @@ fn run_checks(
 
     // Prometheus is up and scraping the agent.
     let t0 = Instant::now();
-    wait_for(
-        prom_port,
-        r#"up{job="pausewatch"} == 1"#,
-        Duration::from_secs(30),
-        &mut [&mut *agent, &mut *prom],
-        |r| !r.is_empty(),
-    )?;
-    wait_for(
-        native_port,
-        r#"up{job="pausewatch"} == 1"#,
-        Duration::from_secs(30),
-        &mut [&mut *agent, &mut *native],
-        |r| !r.is_empty(),
-    )?;
+    for p in [&mut *prom, &mut *native] {
+        p.poll(
+            r#"up{job="pausewatch"} == 1"#,
+            Duration::from_secs(30),
+            &mut [&mut *agent],
+            |r| !r.is_empty(),
+        )?;
+    }
     eprintln!(
         "prometheus scraping after {:.1} s",
         t0.elapsed().as_secs_f64()
@@ -559,20 +419,16 @@ fn run_checks(
 
     // ~20 s of samples, so that 30 s rate windows hold enough points and
     // every 1 s rule evaluation has produced its series.
-    wait_for(
-        prom_port,
+    prom.poll(
         r#"count_over_time(pausewatch_targets{job="pausewatch"}[1m])"#,
         Duration::from_secs(45),
-        &mut [&mut *agent, &mut *prom],
-        |r| r.first().map(sample_value).is_some_and(|n| n >= 20.0),
+        &mut [&mut *agent],
+        |r| r.first().map(prometheus::value).is_some_and(|n| n >= 20.0),
     )?;
     eprintln!("20 scrapes after {:.1} s", t0.elapsed().as_secs_f64());
 
     // The label values the dashboard's variables would offer.
-    let info = query(
-        prom_port,
-        &format!(r#"pausewatch_target_info{{pid="{pid}"}}"#),
-    )?;
+    let info = prom.query(&format!(r#"pausewatch_target_info{{pid="{pid}"}}"#))?;
     let labels = &info
         .first()
         .ok_or_else(|| format!("no pausewatch_target_info for pid {pid}"))?["metric"];
@@ -598,12 +454,12 @@ fn run_checks(
         for vars in [&concrete, &all] {
             let q = substitute(&expr, vars);
             n += 1;
-            let port = if queries_native_series(&q) {
-                native_port
+            let server = if queries_native_series(&q) {
+                &*native
             } else {
-                prom_port
+                &*prom
             };
-            match query(port, &q) {
+            match server.query(&q) {
                 Ok(res) if !res.is_empty() => {}
                 Ok(_) => failures.push(format!("panel {title:?} {r}: empty result for {q}")),
                 Err(e) => failures.push(format!("panel {title:?} {r}: {e}")),
@@ -624,7 +480,7 @@ fn run_checks(
             .unwrap_or_else(|| def.to_string());
         let q = substitute(&inner, &concrete);
         n += 1;
-        match query(prom_port, &q) {
+        match prom.query(&q) {
             Ok(res) if !res.is_empty() => {}
             Ok(_) => failures.push(format!("variable {}: empty result for {q}", v["name"])),
             Err(e) => failures.push(format!("variable {}: {e}", v["name"])),
@@ -633,7 +489,7 @@ fn run_checks(
     for (name, expr) in rules {
         for q in [expr.clone(), name.clone()] {
             n += 1;
-            match query(prom_port, &q) {
+            match prom.query(&q) {
                 Ok(res) if !res.is_empty() => {}
                 Ok(_) => failures.push(format!("rule {name}: empty result for {q}")),
                 Err(e) => failures.push(format!("rule {name}: {e}")),
@@ -642,8 +498,9 @@ fn run_checks(
     }
 
     // Every rule, alerts included, evaluates without error.
-    let (_, body) =
-        http_get(prom_port, "/api/v1/rules").map_err(|e| format!("/api/v1/rules: {e}"))?;
+    let (_, body) = prom
+        .get("/api/v1/rules")
+        .map_err(|e| format!("/api/v1/rules: {e}"))?;
     let v: Value =
         serde_json::from_str(&body).map_err(|e| format!("/api/v1/rules: {e}: {body}"))?;
     let mut rule_count = 0;

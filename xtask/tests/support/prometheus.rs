@@ -12,17 +12,24 @@ use serde_json::Value;
 use super::child::Process;
 use super::free_port;
 
-const INSTALL_HINT: &str = "install the Debian package prometheus (cargo xtask test does this)";
+/// How to get Prometheus and promtool.
+pub const INSTALL_HINT: &str = "install the Debian package prometheus (cargo xtask test does this)";
 
 /// The `prometheus` binary, or a panic saying how to get it.
 pub fn binary() -> PathBuf {
+    tool("prometheus")
+}
+
+/// A tool of the `prometheus` package (`prometheus`, `promtool`), or a
+/// panic saying how to get it.
+pub fn tool(name: &str) -> PathBuf {
     for dir in ["/usr/bin", "/usr/local/bin"] {
-        let p = Path::new(dir).join("prometheus");
-        if p.exists() {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
             return p;
         }
     }
-    panic!("no prometheus binary; {INSTALL_HINT}");
+    panic!("{name} not found in /usr/bin or /usr/local/bin: {INSTALL_HINT}");
 }
 
 /// A running Prometheus. Stopped with SIGTERM when dropped.
@@ -40,18 +47,21 @@ impl Prometheus {
     /// `127.0.0.1:agent_port` every second as job `pausewatch`, with the
     /// extra command-line `flags` (e.g. `--enable-feature=native-histograms`).
     pub fn start(dir: &Path, agent_port: u16, flags: &[&str]) -> Prometheus {
+        Prometheus::start_with_rules(dir, agent_port, None, flags)
+    }
+
+    /// As [`Prometheus::start`], also evaluating the rule file `rules`
+    /// every second.
+    pub fn start_with_rules(
+        dir: &Path,
+        agent_port: u16,
+        rules: Option<&Path>,
+        flags: &[&str],
+    ) -> Prometheus {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
         let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-                 scrape_configs:\n  - job_name: pausewatch\n    static_configs:\n      \
-                 - targets: ['127.0.0.1:{agent_port}']\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&config, self::config(agent_port, rules)).unwrap();
         let log = dir.join("prometheus.log");
         let out = std::fs::File::create(&log).unwrap();
         let bin = binary();
@@ -100,27 +110,62 @@ impl Prometheus {
         }
     }
 
+    /// A GET of its HTTP API at `path`: status and body.
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        http_get(self.port, path)
+    }
+
     /// Polls `expr` until its result satisfies `ok`, or panics after
     /// `timeout` with the last result and the log.
     pub fn wait_for(&mut self, expr: &str, timeout: Duration, ok: impl Fn(&[Value]) -> bool) {
+        if let Err(e) = self.poll(expr, timeout, &mut [], ok) {
+            panic!("{e}\n{}", self.log_tail());
+        }
+    }
+
+    /// Polls `expr` until its result satisfies `ok`; an error after
+    /// `timeout` with the last result, or as soon as Prometheus or one of
+    /// `others` (the processes it depends on) exits.
+    pub fn poll(
+        &mut self,
+        expr: &str,
+        timeout: Duration,
+        others: &mut [&mut Process],
+        ok: impl Fn(&[Value]) -> bool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let mut last = String::new();
         while Instant::now() < deadline {
-            if let Some(s) = self.process.exited() {
-                panic!("prometheus exited early: {s}\n{}", self.log_tail());
+            for p in std::iter::once(&mut self.process).chain(others.iter_mut().map(|p| &mut **p)) {
+                if let Some(s) = p.exited() {
+                    return Err(format!("{} exited early: {s}", p.what()));
+                }
             }
             match self.query(expr) {
-                Ok(r) if ok(&r) => return,
+                Ok(r) if ok(&r) => return Ok(()),
                 Ok(r) => last = format!("{r:?}"),
                 Err(e) => last = e,
             }
             std::thread::sleep(Duration::from_millis(300));
         }
-        panic!(
-            "{expr:?} not satisfied within {timeout:?}; last: {last}\n{}",
-            self.log_tail()
-        );
+        Err(format!(
+            "{expr:?} not satisfied within {timeout:?}; last: {last}"
+        ))
     }
+}
+
+/// A configuration that scrapes `127.0.0.1:agent_port` every second as job
+/// `pausewatch` and evaluates `rules`, if given, every second.
+pub fn config(agent_port: u16, rules: Option<&Path>) -> String {
+    let rule_files = rules
+        .map(|r| format!("rule_files:\n  - {:?}\n", r.display().to_string()))
+        .unwrap_or_default();
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+         {rule_files}\
+         scrape_configs:\n  - job_name: pausewatch\n    static_configs:\n      \
+         - targets: ['127.0.0.1:{agent_port}']\n"
+    )
 }
 
 /// A float sample's value (`value: [t, "v"]`).
@@ -172,10 +217,12 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// GET over HTTP/1.0 (no chunking); status and body.
-fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+/// GET `path` from 127.0.0.1:`port` over HTTP/1.0 (no chunking, no
+/// keep-alive): status and body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n")?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
