@@ -977,6 +977,13 @@ mod tests {
             self.change(change);
         }
 
+        /// `pid` starts running `p` (a new process or an exec), and its
+        /// exec event comes.
+        fn exec_as(&mut self, pid: u32, p: Proc) {
+            self.host().procs.insert(pid, p);
+            self.exec(pid);
+        }
+
         /// `pid` exits, and its exit event comes.
         fn exit(&mut self, pid: u32) {
             self.host().procs.remove(&pid);
@@ -1020,10 +1027,7 @@ mod tests {
     #[test]
     fn an_exec_into_a_runtime_is_attached_and_reported_once_labelled() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
         // Nothing is read from /proc while events are handled.
         assert_eq!(*w.lifecycle.host.inspections.borrow(), 0);
         assert!(w.tracer.attached.is_empty());
@@ -1044,11 +1048,10 @@ mod tests {
     #[test]
     fn an_exit_detaches_at_once_and_keeps_the_numbers_for_the_grace_period() {
         let mut w = World::all();
-        w.host().procs.insert(
+        w.exec_as(
             PID,
             proc(100, "/usr/bin/python3.11", Some(Runtime::CPython)),
         );
-        w.exec(PID);
         w.run();
         assert_eq!(w.lifecycle.traced(), [PID]);
 
@@ -1071,10 +1074,7 @@ mod tests {
     #[test]
     fn exited_targets_are_forgotten_at_the_first_sweep_after_the_grace_period() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
         w.run();
         w.exit(PID);
 
@@ -1117,10 +1117,7 @@ mod tests {
     #[test]
     fn a_reused_pid_is_a_new_target_and_the_old_numbers_go_first() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
         w.run();
         w.advance(Duration::from_secs(1));
         w.exit(PID);
@@ -1128,10 +1125,7 @@ mod tests {
 
         // Within the grace period, another process gets the pid.
         w.advance(Duration::from_secs(1));
-        w.host()
-            .procs
-            .insert(PID, proc(200, "/usr/local/bin/node", Some(Runtime::V8)));
-        w.exec(PID);
+        w.exec_as(PID, proc(200, "/usr/local/bin/node", Some(Runtime::V8)));
         // The predecessor's series are gone before anything of the new
         // process is reported.
         assert_eq!(*w.report.forgotten.borrow(), [PID]);
@@ -1155,18 +1149,14 @@ mod tests {
     #[test]
     fn a_reused_pid_whose_exit_was_missed_is_detached_and_forgotten() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
         w.run();
         // The exit event was dropped (a full queue): only the exec of the
         // pid's next owner comes.
-        w.host().procs.insert(
+        w.exec_as(
             PID,
             proc(200, "/usr/bin/python3.11", Some(Runtime::CPython)),
         );
-        w.exec(PID);
         assert_eq!(w.tracer.detached, [PID]);
         assert_eq!(*w.report.forgotten.borrow(), [PID]);
         w.run();
@@ -1176,19 +1166,13 @@ mod tests {
     #[test]
     fn a_target_that_execs_a_program_without_a_runtime_is_detached() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
         w.run();
         assert_eq!(w.lifecycle.traced(), [PID]);
 
         // Same process (same start time), another program.
         w.advance(Duration::from_secs(1));
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/sleep", None));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/sleep", None));
         assert_eq!(w.tracer.detached, [PID]);
         assert!(w.lifecycle.traced().is_empty());
         // The new program is inspected through the whole back-off, then
@@ -1202,15 +1186,9 @@ mod tests {
     #[test]
     fn the_numbers_of_a_target_that_execd_away_go_after_the_grace_period() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
         w.run();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/sleep", None));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/sleep", None));
         let took = w.run_until_decided();
         assert!(took < GRACE);
         // The JVM's numbers are still exported...
@@ -1223,11 +1201,10 @@ mod tests {
 
         // So a later owner of the pid starts from zero.
         w.exit(PID);
-        w.host().procs.insert(
+        w.exec_as(
             PID,
             proc(300, "/usr/bin/python3.11", Some(Runtime::CPython)),
         );
-        w.exec(PID);
         w.run();
         assert_eq!(*w.report.forgotten.borrow(), [PID]);
         assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/python3.11"));
@@ -1236,13 +1213,9 @@ mod tests {
     #[test]
     fn a_target_that_execd_away_and_exits_while_pending_keeps_its_numbers_for_the_grace_period() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
         w.run();
-        w.host().procs.insert(PID, proc(100, "/bin/sh", None));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/bin/sh", None));
         w.run();
         w.exit(PID);
         assert_eq!(w.report.exe_of(PID).as_deref(), Some("/usr/bin/java"));
@@ -1295,8 +1268,7 @@ mod tests {
     fn a_runtime_that_loads_after_exec_is_found_by_the_back_off() {
         let mut w = World::all();
         // `java` execs; libjvm.so is not mapped yet.
-        w.host().procs.insert(PID, proc(100, "/usr/bin/java", None));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", None));
         let mut schedule = Vec::new();
         w.run();
         for _ in 0..4 {
@@ -1326,8 +1298,7 @@ mod tests {
     #[test]
     fn a_process_without_a_runtime_is_given_up_after_the_back_off() {
         let mut w = World::all();
-        w.host().procs.insert(PID, proc(100, "/usr/bin/make", None));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/make", None));
         let took = w.run_until_decided();
         assert_eq!(
             took,
@@ -1342,8 +1313,7 @@ mod tests {
     #[test]
     fn an_exit_or_an_exec_cancels_or_restarts_the_back_off() {
         let mut w = World::all();
-        w.host().procs.insert(PID, proc(100, "/bin/sh", None));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/bin/sh", None));
         for _ in 0..10 {
             w.run();
             let next = w.lifecycle.next_due().unwrap();
@@ -1351,8 +1321,7 @@ mod tests {
         }
         // The shell execs the JVM: inspected at once, from the start of the
         // schedule.
-        w.host().procs.insert(PID, proc(100, "/usr/bin/java", None));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/bin/java", None));
         assert_eq!(w.lifecycle.next_due(), Some(w.now));
         w.run();
         assert_eq!(
@@ -1429,11 +1398,10 @@ mod tests {
         let mut w = World::all();
         w.lifecycle.max_targets = Some(1);
         for (i, pid) in [PID, PID + 1].into_iter().enumerate() {
-            w.host().procs.insert(
+            w.exec_as(
                 pid,
                 proc(100 + i as u64, "/usr/bin/java", Some(Runtime::HotSpot)),
             );
-            w.exec(pid);
             w.run();
         }
         assert_eq!(w.lifecycle.traced(), [PID]);
@@ -1444,10 +1412,7 @@ mod tests {
     #[test]
     fn a_rename_is_reported_by_the_sweep() {
         let mut w = World::all();
-        w.host()
-            .procs
-            .insert(PID, proc(100, "/usr/local/bin/node", Some(Runtime::V8)));
-        w.exec(PID);
+        w.exec_as(PID, proc(100, "/usr/local/bin/node", Some(Runtime::V8)));
         w.run();
         w.host().procs.get_mut(&PID).unwrap().current_comm = "MainThread".into();
         w.run_due(false);
