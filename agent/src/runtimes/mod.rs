@@ -186,6 +186,9 @@ pub trait RuntimeModule: Sync {
 }
 
 #[cfg(test)]
+pub(crate) mod test_interpreter;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -166,22 +166,12 @@ mod tests {
 
     #[test]
     fn finds_the_probes_of_debians_python() {
-        let mut child = std::process::Command::new("/usr/bin/python3.11")
-            .args(["-c", "import sys; print(flush=True); sys.stdin.read()"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The blank line comes once the interpreter runs.
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let found = detect(&Process::inspect(child.id()).unwrap());
-        drop(child.stdin.take());
-        let _ = child.wait();
+        let child = crate::runtimes::test_interpreter::Interpreter::start(
+            "/usr/bin/python3.11",
+            &["-c", "import sys; print(flush=True); sys.stdin.read()"],
+        );
+        let found = detect(&Process::inspect(child.pid()).unwrap());
+        drop(child);
         let t = found.unwrap().expect("python3.11 is CPython");
         assert_eq!(t.runtime, Runtime::CPython);
         assert_eq!(t.version, "3.11");

@@ -137,22 +137,12 @@ mod tests {
             Path::new(ruby).is_file(),
             "{ruby} is missing: install Debian's ruby3.1 (`cargo xtask test` installs it)"
         );
-        let mut child = std::process::Command::new(ruby)
-            .args(["-e", "puts; $stdout.flush; $stdin.read"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The blank line comes once the interpreter runs.
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let found = detect(&Process::inspect(child.id()).unwrap());
-        drop(child.stdin.take());
-        let _ = child.wait();
+        let child = crate::runtimes::test_interpreter::Interpreter::start(
+            ruby,
+            &["-e", "puts; $stdout.flush; $stdin.read"],
+        );
+        let found = detect(&Process::inspect(child.pid()).unwrap());
+        drop(child);
         let t = found.unwrap().expect("ruby3.1 maps libruby");
         assert_eq!(t.runtime, Runtime::Ruby);
         assert!(t.version.starts_with("3.1"), "{}", t.version);

@@ -309,29 +309,20 @@ mod tests {
         let lib = Path::new("/usr/lib/x86_64-linux-gnu/libruby-3.1.so.3.1");
         assert!(lib.is_file(), "install Debian's ruby3.1");
         let layout = read_layout(lib).unwrap();
-        let mut child = std::process::Command::new("/usr/bin/ruby3.1")
-            .args(["-e", "puts; $stdout.flush; $stdin.read"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let process = crate::discovery::Process::inspect(child.id()).unwrap();
+        let child = crate::runtimes::test_interpreter::Interpreter::start(
+            "/usr/bin/ruby3.1",
+            &["-e", "puts; $stdout.flush; $stdin.read"],
+        );
+        let process = crate::discovery::Process::inspect(child.pid()).unwrap();
         let mapping = process
             .find_mapped(|n| n.starts_with("libruby-3.1"))
             .expect("libruby mapped");
-        let found = flags_address(child.id(), mapping.range.0, &layout);
+        let found = flags_address(child.pid(), mapping.range.0, &layout);
         let word = found
             .as_ref()
             .ok()
-            .and_then(|a| a.map(|a| read_u64(child.id(), a)));
-        drop(child.stdin.take());
-        let _ = child.wait();
+            .and_then(|a| a.map(|a| read_u64(child.pid(), a)));
+        drop(child);
         let addr = found.unwrap().expect("the VM is up once the script runs");
         let word = word.flatten().expect("readable") as u32;
         assert_ne!(addr, 0);
