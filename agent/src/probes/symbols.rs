@@ -76,22 +76,31 @@ pub fn find_functions(path: &Path, qualified: &[&str]) -> Result<Vec<FunctionSym
             (*q, needle)
         })
         .collect();
+    let finders: Vec<memchr::memmem::Finder> = needles
+        .iter()
+        .map(|(_, n)| memchr::memmem::Finder::new(n.as_bytes()))
+        .collect();
     let options = DemangleOptions::new().no_params().no_return_type();
     let mut found: Vec<(usize, FunctionSymbol)> = Vec::new();
     for sym in file.dynamic_symbols().chain(file.symbols()) {
         if sym.kind() != SymbolKind::Text || sym.is_undefined() || sym.address() == 0 {
             continue;
         }
-        let Ok(mangled) = sym.name() else { continue };
-        let candidates: Vec<usize> = needles
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, needle))| mangled.contains(needle.as_str()))
-            .map(|(i, _)| i)
-            .collect();
-        if candidates.is_empty() {
+        // Most symbols match no needle: they are tested as bytes, and only
+        // a candidate is checked as UTF-8 and demangled.
+        let Ok(raw) = sym.name_bytes() else { continue };
+        if !finders.iter().any(|f| f.find(raw).is_some()) {
             continue;
         }
+        let candidates: Vec<usize> = finders
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.find(raw).is_some())
+            .map(|(i, _)| i)
+            .collect();
+        let Ok(mangled) = std::str::from_utf8(raw) else {
+            continue;
+        };
         let demangled = demangle(mangled, &options);
         for i in candidates {
             let name = needles[i].0;

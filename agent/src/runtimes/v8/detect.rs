@@ -108,13 +108,7 @@ fn v8_version(binary: &Path) -> Option<String> {
 
 fn find_v8_version(data: &[u8]) -> Option<String> {
     const MARK: &[u8] = b"-node.";
-    let mut from = 0;
-    while let Some(pos) = data[from..]
-        .windows(MARK.len())
-        .position(|w| w == MARK)
-        .map(|p| p + from)
-    {
-        from = pos + 1;
+    for pos in memchr::memmem::find_iter(data, MARK) {
         let start = data[..pos]
             .iter()
             .rposition(|b| !(b.is_ascii_digit() || *b == b'.'))
