@@ -5,11 +5,12 @@
 //!
 //! The parts, in run order: per-event cost against the empty-program floor,
 //! bpftrace and BCC ([`usdt`]); ring-buffer capacity ([`usdt`]); the pause
-//! anatomy's cost per context switch ([`switches`]); overhead
-//! on real runtimes ([`runtimes`]); start-up and footprint ([`footprint`]);
+//! anatomy's cost per context switch ([`switches`]); exec to traced in the
+//! follow modes ([`exec`]); overhead on real runtimes ([`runtimes`]); start-up and footprint ([`footprint`]);
 //! accuracy against HotSpot's log ([`accuracy`]).
 
 mod accuracy;
+mod exec;
 mod footprint;
 // Shared with `cargo xtask dist --compare`.
 pub(crate) mod procs;
@@ -37,16 +38,17 @@ pub struct BenchArgs {
     pub quick: bool,
     /// Run only this part and print its figures, without writing the
     /// report (for iterating on one part): per-event, capacity, switches,
-    /// overhead, start-up, footprint or accuracy.
+    /// exec, overhead, start-up, footprint or accuracy.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     pub only: Option<String>,
 }
 
 /// The parts of a run, in run order, for `--only`.
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "per-event",
     "capacity",
     "switches",
+    "exec",
     "overhead",
     "start-up",
     "footprint",
@@ -82,6 +84,8 @@ pub struct Plan {
     pub rate_secs: u64,
     /// Pairs of the final, unpaced capacity step.
     pub unpaced_pairs: u64,
+    /// Processes of each program for exec to traced (the JVM only from 10).
+    pub exec_runs: usize,
     /// Alternating with/without pairs of the runtime overhead runs.
     pub overhead_reps: usize,
     /// Seconds of each overhead run.
@@ -103,6 +107,7 @@ impl Plan {
                 rates: vec![10_000, 50_000, 100_000, 200_000],
                 rate_secs: 1,
                 unpaced_pairs: 1_000_000,
+                exec_runs: 4,
                 // A smoke test: one pair per runtime, and two target counts
                 // (the second one exercises the multi-target paths).
                 overhead_reps: 1,
@@ -118,6 +123,7 @@ impl Plan {
                 rates: vec![10_000, 20_000, 50_000, 100_000, 200_000, 300_000],
                 rate_secs: 3,
                 unpaced_pairs: 3_000_000,
+                exec_runs: 20,
                 overhead_reps: 6,
                 overhead_secs: 15,
                 target_counts: vec![1, 10, 50, 100],
@@ -167,6 +173,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if runs("switches") {
         switches::switches(&plan, &agent, &mut report)?;
+    }
+    if runs("exec") {
+        exec::exec_to_traced(&plan, &agent, &mut report)?;
     }
     if runs("overhead") {
         runtimes::overhead(&plan, &agent, &mut report)?;
