@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::hotspot::{Jvm, small_gcheavy};
+use support::hotspot::dumping_jdk17;
 use support::scenario::{Subject, observe};
 use support::{Checks, buckets_by_le, require_root, sum_by};
 use xtask::workloads::monotonic_now_ns;
@@ -87,20 +87,7 @@ fn hist_blocks_match_the_log_and_the_exported_buckets() {
         std::process::id(),
         monotonic_now_ns()
     ));
-    let mut jvm = small_gcheavy(17, 2, 500, &log)
-        .stack_traces_every_ms(100)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting GcHeavy: {e:#}"));
-    jvm.wait_ready(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let mut subject = Jvm {
-        label: "JDK 17 --hist".to_string(),
-        jvm,
-        log,
-        armed: "hotspot".to_string(),
-        started_within: None,
-        done_within: Duration::from_secs(60),
-    };
+    let mut subject = dumping_jdk17("JDK 17 --hist", 2, &log);
     let pid = subject.pid();
     let o = observe(
         &mut subject,

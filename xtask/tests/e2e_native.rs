@@ -22,7 +22,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::hotspot::{Jvm, comparable_safepoints, small_gcheavy};
+use support::hotspot::{comparable_safepoints, dumping_jdk17};
 use support::prometheus::{self, Prometheus};
 use support::scenario::{Subject, Window};
 use support::{
@@ -62,20 +62,7 @@ fn e2e_native_histograms_match_classic_and_the_log() {
     prometheus::binary();
     let dir = ScratchDir::new("native");
     let log = dir.path().join("safepoint.log");
-    let mut jvm = small_gcheavy(17, 4, 500, &log)
-        .stack_traces_every_ms(100)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting GcHeavy: {e:#}"));
-    jvm.wait_ready(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    let mut subject = Jvm {
-        label: "JDK 17 native histograms".to_string(),
-        jvm,
-        log: log.clone(),
-        armed: "hotspot".to_string(),
-        started_within: None,
-        done_within: Duration::from_secs(60),
-    };
+    let mut subject = dumping_jdk17("JDK 17 native histograms", 4, &log);
     let pid = subject.pid();
     let listen = loopback();
     let mut agent = Agent::start(

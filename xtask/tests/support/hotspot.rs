@@ -34,6 +34,26 @@ pub fn small_gcheavy(jdk: u32, secs: u64, system_gc_ms: u64, log: &Path) -> Java
         .gate(true)
 }
 
+/// [`small_gcheavy`] on JDK 17 with a thread dump every 100 ms (a second
+/// safepoint cause), started and ready at its gate, as a [`Jvm`] called
+/// `label` whose measured phase must end within a minute.
+pub fn dumping_jdk17(label: &str, secs: u64, log: &Path) -> Jvm {
+    let mut jvm = small_gcheavy(17, secs, 500, log)
+        .stack_traces_every_ms(100)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting GcHeavy: {e:#}"));
+    jvm.wait_ready(Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    Jvm {
+        label: label.to_string(),
+        jvm,
+        log: log.to_path_buf(),
+        armed: "hotspot".to_string(),
+        started_within: None,
+        done_within: Duration::from_secs(60),
+    }
+}
+
 /// A gated GcHeavy JVM writing `-Xlog:safepoint` to `log`. Its log is
 /// removed when it drops, unless the test is failing or
 /// `PAUSEWATCH_E2E_KEEP` is set.
