@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use support::child::Process;
 use support::events::parse_events;
-use support::hotspot::Jvm;
+use support::hotspot::{Jvm, ready_jvm};
 use support::scenario::{Subject, observe};
 use support::{Agent, Checks, Sample, http_get, parse_prometheus, require_root, select, sum_of};
 use xtask::workloads::{JavaWorkload, monotonic_now_ns};
@@ -124,19 +124,7 @@ fn jvm_with(quota: Option<&Quota>, label: &str, log: &Path, gc: &[&str]) -> Jvm 
     if let Some(q) = quota {
         w = w.launch_through(q.launcher());
     }
-    let mut jvm = w
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting GcHeavy: {e:#}"));
-    jvm.wait_ready(Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("{label}: {e:#}"));
-    Jvm {
-        label: label.to_string(),
-        jvm,
-        log: log.to_path_buf(),
-        armed: "hotspot".to_string(),
-        started_within: None,
-        done_within: Duration::from_secs(120),
-    }
+    ready_jvm(w, label, log, Duration::from_secs(120))
 }
 
 /// One reading of a thread's `schedstat`: (CLOCK_MONOTONIC ns, run ns,

@@ -38,19 +38,25 @@ pub fn small_gcheavy(jdk: u32, secs: u64, system_gc_ms: u64, log: &Path) -> Java
 /// safepoint cause), started and ready at its gate, as a [`Jvm`] called
 /// `label` whose measured phase must end within a minute.
 pub fn dumping_jdk17(label: &str, secs: u64, log: &Path) -> Jvm {
-    let mut jvm = small_gcheavy(17, secs, 500, log)
-        .stack_traces_every_ms(100)
+    let workload = small_gcheavy(17, secs, 500, log).stack_traces_every_ms(100);
+    ready_jvm(workload, label, log, Duration::from_secs(60))
+}
+
+/// Starts `workload` (gated, logging to `log`) and waits until it is ready
+/// at its gate, both within `within`: the [`Jvm`] called `label`.
+pub fn ready_jvm(workload: JavaWorkload, label: &str, log: &Path, within: Duration) -> Jvm {
+    let mut jvm = workload
         .spawn()
-        .unwrap_or_else(|e| panic!("starting GcHeavy: {e:#}"));
-    jvm.wait_ready(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        .unwrap_or_else(|e| panic!("{label}: starting GcHeavy: {e:#}"));
+    jvm.wait_ready(within)
+        .unwrap_or_else(|e| panic!("{label}: {e:#}"));
     Jvm {
         label: label.to_string(),
         jvm,
         log: log.to_path_buf(),
         armed: "hotspot".to_string(),
         started_within: None,
-        done_within: Duration::from_secs(60),
+        done_within: within,
     }
 }
 
