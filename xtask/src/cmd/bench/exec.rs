@@ -140,29 +140,32 @@ pub fn exec_to_traced(plan: &Plan, agent: &Path, report: &mut Report) -> Result<
             started.len(),
             p.comm
         );
-        if let Some(f) = first {
-            report.push(Figure::new(
+        let figures = [
+            (
                 format!("exec_to_traced_{}_first", p.label),
-                "ms",
-                vec![f],
-                format!("the first process of the file since the agent started; {method}"),
-            )?);
-        }
-        if !later.is_empty() {
-            report.push(Figure::new(
+                first.into_iter().collect::<Vec<_>>(),
+                "the first process of the file since the agent started",
+            ),
+            (
                 format!("exec_to_traced_{}", p.label),
-                "ms",
                 later,
-                format!("every later process of the same file (max, not p99: fewer than 100 runs); {method}"),
-            )?);
-        }
-        if !attach.is_empty() {
-            report.push(Figure::new(
+                "every later process of the same file (max, not p99: fewer than 100 runs)",
+            ),
+            (
                 format!("attach_{}", p.label),
-                "ms",
                 attach,
-                format!("the agent's \"probes attached in\": inspection, probe lookup and the uprobe attaches of one process; {method}"),
-            )?);
+                "the agent's \"probes attached in\": inspection, probe lookup and the uprobe attaches of one process",
+            ),
+        ];
+        for (name, samples, what) in figures {
+            if !samples.is_empty() {
+                report.push(Figure::new(
+                    name,
+                    "ms",
+                    samples,
+                    format!("{what}; {method}"),
+                )?);
+            }
         }
     }
     Ok(())
