@@ -97,7 +97,8 @@ pub struct ExplainArgs {
 ))]
 pub struct RunArgs {
     /// Process to trace; repeat to trace several. The runtime (HotSpot, Go,
-    /// CPython, Node.js) is detected from the files the process has mapped.
+    /// CPython, Node.js, Ruby) is detected from the files the process has
+    /// mapped.
     #[arg(
         short,
         long = "pid",
