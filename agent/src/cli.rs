@@ -7,8 +7,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 /// pausewatch: how long, how often and why does the runtime stop my threads?
 ///
 /// Times stop-the-world pauses inside running processes: HotSpot safepoints,
-/// VM operations and GC pauses, Go stop-the-world phases, CPython and
-/// Node.js (V8) collections. eBPF uprobes on the runtime's own probe points:
+/// VM operations and GC pauses, Go stop-the-world phases, CPython, Node.js
+/// (V8) and Ruby collections. eBPF uprobes on the runtime's own probe points:
 /// no restart, no agent inside the target, no flag naming the runtime.
 /// Pauses are aggregated into histograms in the kernel, each process's
 /// workload is classified by rules, and everything is served to Prometheus.
