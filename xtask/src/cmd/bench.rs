@@ -7,10 +7,12 @@
 //! bpftrace and BCC ([`usdt`]); ring-buffer capacity ([`usdt`]); the pause
 //! anatomy's cost per context switch ([`switches`]); overhead
 //! on real runtimes ([`runtimes`]); start-up and footprint ([`footprint`]);
-//! accuracy against HotSpot's log ([`accuracy`]).
+//! accuracy against HotSpot's log ([`accuracy`]); the memory-pool probes'
+//! cost per collection ([`heap`]).
 
 mod accuracy;
 mod footprint;
+mod heap;
 // Shared with `cargo xtask dist --compare`.
 pub(crate) mod procs;
 mod report;
@@ -37,13 +39,13 @@ pub struct BenchArgs {
     pub quick: bool,
     /// Run only this part and print its figures, without writing the
     /// report (for iterating on one part): per-event, capacity, switches,
-    /// overhead, start-up, footprint or accuracy.
+    /// overhead, start-up, footprint, accuracy or heap.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     pub only: Option<String>,
 }
 
 /// The parts of a run, in run order, for `--only`.
-const PARTS: [&str; 7] = [
+const PARTS: [&str; 8] = [
     "per-event",
     "capacity",
     "switches",
@@ -51,6 +53,7 @@ const PARTS: [&str; 7] = [
     "start-up",
     "footprint",
     "accuracy",
+    "heap",
 ];
 
 /// System packages the bench needs (BCC's are installed by
@@ -92,6 +95,8 @@ pub struct Plan {
     pub footprint_secs: u64,
     /// Seconds of the accuracy run.
     pub accuracy_secs: u64,
+    /// Seconds of GcHeavy's heavy phase in the heap run.
+    pub heap_secs: u64,
 }
 
 impl Plan {
@@ -110,6 +115,7 @@ impl Plan {
                 target_counts: vec![1, 5],
                 footprint_secs: 4,
                 accuracy_secs: 6,
+                heap_secs: 3,
             }
         } else {
             Plan {
@@ -123,6 +129,7 @@ impl Plan {
                 target_counts: vec![1, 10, 50, 100],
                 footprint_secs: 20,
                 accuracy_secs: 30,
+                heap_secs: 15,
             }
         }
     }
@@ -179,6 +186,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if runs("accuracy") {
         accuracy::accuracy(&plan, &agent, &mut report)?;
+    }
+    if runs("heap") {
+        heap::heap(&plan, &agent, &dir, &mut report)?;
     }
     if args.only.is_some() {
         step("--only: the report files are left as they were");
