@@ -162,7 +162,11 @@ pub struct RunArgs {
     /// kind, cause, start_ns (CLOCK_MONOTONIC, same clock as the JVM's
     /// System.nanoTime), duration_ns and, for HotSpot safepoints and Go
     /// 1.23+ stop-the-world pauses, time_to_safepoint_ns (Go: its stopping
-    /// time).
+    /// time). For HotSpot, also one line per memory pool at the end of
+    /// each collection, with kind "pool_gc": pid, runtime, manager, pool,
+    /// collection (the manager's count, shared by the pools of one
+    /// collection), used_before_bytes, used_after_bytes, committed_bytes,
+    /// max_bytes (absent when undefined) and end_ns.
     #[arg(short, long)]
     pub events: bool,
 

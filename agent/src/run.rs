@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{MapData, RingBuf};
-use pausewatch_common::{Kind, LostReason, PauseEvent};
+use pausewatch_common::{Kind, LostReason, PauseEvent, heap::PoolEvent};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -21,7 +21,7 @@ use crate::{
     cli::{ProbesArgs, RunArgs},
     collect::{
         Collector, Snapshot,
-        events::{EventLine, Straggler, ThreadTimes},
+        events::{EventLine, PoolLine, Straggler, ThreadTimes},
         lock,
     },
     discovery::{self, ProgramArg},
@@ -263,9 +263,14 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             None
         }
     };
-    let events = args
-        .events
-        .then(|| tokio::spawn(read_events(maps.events, collector.clone(), stop_rx.clone())));
+    let events = args.events.then(|| {
+        tokio::spawn(read_events(
+            maps.events,
+            maps.pool_events,
+            collector.clone(),
+            stop_rx.clone(),
+        ))
+    });
 
     let interval = Duration::from_secs_f64(args.interval);
     let summary_every = (args.summary > 0.0).then(|| Duration::from_secs_f64(args.summary));
@@ -408,10 +413,12 @@ fn reload_rules(engine: &mut Engine, path: Option<&std::path::Path>) {
     }
 }
 
-/// Copies pause events from the ring buffer to stdout as JSON lines until
-/// `stop` turns true, then drains what is left.
+/// Copies pause events and memory-pool events from their ring buffers to
+/// stdout as JSON lines until `stop` turns true, then drains what is left.
+/// One task reads both, so that lines never interleave.
 async fn read_events(
     ring: RingBuf<MapData>,
+    pool_ring: RingBuf<MapData>,
     collector: Arc<Mutex<Collector>>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
@@ -419,9 +426,13 @@ async fn read_events(
     // as long as the AsyncFd owns the RingBuf.
     let mut fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("cannot poll the event ring buffer: {e}"))?;
+    // SAFETY: as above.
+    let mut pool_fd = unsafe { AsyncFd::register(pool_ring) }
+        .map_err(|e| anyhow::anyhow!("cannot poll the pool event ring buffer: {e}"))?;
     let mut out = std::io::BufWriter::new(std::io::stdout());
-    // The BPF side only wakes us when the ring fills up (see `emit` in
-    // ebpf/src/intervals.rs); this tick picks up everything else.
+    // The BPF side only wakes us when a ring fills up (see `emit` in
+    // ebpf/src/intervals.rs and ebpf/src/heap.rs); this tick picks up
+    // everything else.
     let mut tick = tokio::time::interval(Duration::from_millis(pausewatch_common::EVENTS_DRAIN_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -432,17 +443,53 @@ async fn read_events(
                 guard.clear_ready();
                 false
             }
+            guard = pool_fd.readable_mut() => {
+                let mut guard = guard.context("polling the pool event ring buffer")?;
+                drain_pools(guard.get_inner_mut(), &collector, &mut out)?;
+                guard.clear_ready();
+                false
+            }
             _ = tick.tick() => {
                 drain(fd.get_mut(), &collector, &mut out)?;
+                drain_pools(pool_fd.get_mut(), &collector, &mut out)?;
                 false
             }
             _ = stop.wait_for(|s| *s) => true,
         };
         if stopping {
             drain(fd.get_mut(), &collector, &mut out)?;
+            drain_pools(pool_fd.get_mut(), &collector, &mut out)?;
             return Ok(());
         }
     }
+}
+
+/// Prints one [`PoolLine`] per record of the pool event ring.
+fn drain_pools(
+    ring: &mut RingBuf<MapData>,
+    collector: &Mutex<Collector>,
+    out: &mut impl Write,
+) -> Result<()> {
+    while let Some(item) = ring.next() {
+        if item.len() < size_of::<PoolEvent>() {
+            continue;
+        }
+        // SAFETY: the BPF side writes exactly one PoolEvent per record; the
+        // length was checked, and read_unaligned copes with any alignment.
+        let e: PoolEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        let (runtime, manager, pool) = {
+            let mut c = lock(collector);
+            (
+                c.runtime_label(e.pid),
+                c.heap_name(e.pid, e.manager),
+                c.heap_name(e.pid, e.pool),
+            )
+        };
+        serde_json::to_writer(&mut *out, &PoolLine::of(&e, runtime, &manager, &pool))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn drain(

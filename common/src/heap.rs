@@ -113,3 +113,41 @@ pub const MAX_POOL_STATS: u32 = 8192;
 /// Capacity of the `ARG_SETS` map (probe points whose programs read every
 /// argument: two per libjvm build, shared by all its JVMs).
 pub const MAX_ARG_SETS: u32 = 256;
+
+/// One pool at the end of one collection, sent through the `POOL_EVENTS`
+/// ring buffer when `agent run --events` is on: the per-collection account
+/// that [`PoolStats`] only keeps as sums and the latest values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolEvent {
+    /// Process id (tgid).
+    pub pid: u32,
+    /// 1 when the collection's begin was seen, so `used_before` holds.
+    pub has_before: u32,
+    /// Address of the memory manager's name in the target.
+    pub manager: u64,
+    /// Address of the pool's name in the target.
+    pub pool: u64,
+    /// This manager's collections of this pool seen so far, this one
+    /// included ([`PoolStats::collections`]): the pools of one collection
+    /// share it, so it groups them.
+    pub collection: u64,
+    /// Used bytes at the begin (when `has_before` is 1).
+    pub used_before: u64,
+    /// Used bytes at the end.
+    pub used_after: u64,
+    /// Committed bytes at the end.
+    pub committed: u64,
+    /// Maximum bytes (`(size_t)-1` when undefined).
+    pub max: u64,
+    /// CLOCK_MONOTONIC nanoseconds at the end probe.
+    pub end_ns: u64,
+}
+
+/// Size of the pool event ring buffer with `--events`: ~2,900 records of
+/// [`PoolEvent`] (80 bytes plus the ring's 8-byte header), some 300
+/// collections of a JVM with ten pools between two drains of the agent.
+pub const POOL_RINGBUF_BYTES: u32 = 1 << 18;
+/// Its size without `--events`, when no program writes it: one page, the
+/// least a ring buffer can have.
+pub const POOL_RINGBUF_IDLE_BYTES: u32 = 4096;

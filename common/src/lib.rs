@@ -277,11 +277,14 @@ pub enum LostReason {
     /// The memory-pool statistics map was full when a new (process, pool,
     /// manager) appeared, so that pool's collections are not counted.
     PoolStatsFull = 6,
+    /// The memory-pool event ring buffer (`--events`) was full when a
+    /// pool's collection ended, so that line is missing.
+    PoolEventsFull = 7,
 }
 
 impl LostReason {
     /// Every reason, in index order.
-    pub const ALL: [LostReason; 7] = [
+    pub const ALL: [LostReason; 8] = [
         LostReason::RingbufFull,
         LostReason::InflightFull,
         LostReason::HistogramFull,
@@ -289,6 +292,7 @@ impl LostReason {
         LostReason::ProcessEventsFull,
         LostReason::TrackedFull,
         LostReason::PoolStatsFull,
+        LostReason::PoolEventsFull,
     ];
 
     /// The `reason` label value exported for this counter.
@@ -301,6 +305,7 @@ impl LostReason {
             LostReason::ProcessEventsFull => "process_events_full",
             LostReason::TrackedFull => "tracked_threads_full",
             LostReason::PoolStatsFull => "pool_stats_full",
+            LostReason::PoolEventsFull => "pool_events_full",
         }
     }
 }
@@ -388,4 +393,5 @@ mod pod {
     unsafe impl aya::Pod for super::heap::PoolKey {}
     unsafe impl aya::Pod for super::heap::PoolLastKey {}
     unsafe impl aya::Pod for super::heap::PoolStats {}
+    unsafe impl aya::Pod for super::heap::PoolEvent {}
 }

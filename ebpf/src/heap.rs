@@ -8,19 +8,28 @@
 //! entry per pool instead of an event per collection. The programs read
 //! every argument: their cookie indexes [`ARG_SETS`], one argument spec per
 //! slot, where the other HotSpot programs' cookies index one spec.
+//!
+//! With `agent run --events` each end also sends a [`PoolEvent`] through
+//! its own ring, [`POOL_EVENTS`], so that every collection can be checked
+//! on its own. A ring of its own rather than a tagged record in `EVENTS`:
+//! a pause record has no tag to tell it from another record, so a tag
+//! would change its layout and its reader, and a bursty heap (ten pools per
+//! collection) cannot crowd pause events out of their ring.
 
 use aya_ebpf::{
     EbpfContext,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns},
     macros::{map, uprobe},
-    maps::{Array, HashMap},
+    maps::{Array, HashMap, RingBuf},
     programs::ProbeContext,
 };
 use pausewatch_common::{
     LostReason,
     heap::{
         ArgSet, MAX_ARG_SETS, MAX_POOL_STATS, POOL_ARG_COMMITTED, POOL_ARG_MANAGER, POOL_ARG_MAX,
-        POOL_ARG_POOL, POOL_ARG_USED, PoolKey, PoolLastKey, PoolStats,
+        POOL_ARG_POOL, POOL_ARG_USED, POOL_RINGBUF_BYTES, PoolEvent, PoolKey, PoolLastKey,
+        PoolStats,
     },
 };
 
@@ -38,6 +47,17 @@ pub static POOL_STATS: HashMap<PoolKey, PoolStats> = HashMap::with_max_entries(M
 /// manager (the start of the next "between collections" interval).
 #[map]
 pub static POOL_LAST: HashMap<PoolLastKey, u64> = HashMap::with_max_entries(MAX_POOL_STATS, 0);
+
+/// One event per pool and collection end, read by `agent run --events`.
+/// The agent shrinks it to one page when `--events` is off.
+#[map]
+pub static POOL_EVENTS: RingBuf = RingBuf::with_byte_size(POOL_RINGBUF_BYTES, 0);
+
+/// Set to 1 by the agent (before load) with `--events`; read-only after
+/// load, so the check costs nothing when it is off. Its own global rather
+/// than `intervals.rs`'s `EMIT_EVENTS`, which is private to that module.
+#[unsafe(no_mangle)]
+static EMIT_POOL_EVENTS: u8 = 0;
 
 /// The probe's manager, pool and used bytes, plus committed and max.
 struct PoolArgs {
@@ -118,7 +138,8 @@ pub fn hotspot_mem_pool_gc_end(ctx: ProbeContext) -> u32 {
         _pad: 0,
         pool: a.key.pool,
     };
-    if s.open != 0 {
+    let paired = s.open != 0;
+    if paired {
         let before = s.open_used;
         s.paired += 1;
         s.used_before = before;
@@ -142,7 +163,41 @@ pub fn hotspot_mem_pool_gc_end(ctx: ProbeContext) -> u32 {
     s.committed = a.committed;
     s.max = a.max;
     // SAFETY: no preconditions.
-    s.last_end_ns = unsafe { bpf_ktime_get_ns() };
+    let end_ns = unsafe { bpf_ktime_get_ns() };
+    s.last_end_ns = end_ns;
     let _ = POOL_LAST.insert(&last_key, &a.used, 0);
+    // SAFETY: a plain read of a global the loader may have rewritten.
+    if unsafe { core::ptr::read_volatile(&EMIT_POOL_EVENTS) } != 0 {
+        let event = PoolEvent {
+            pid: a.key.pid,
+            has_before: paired.into(),
+            manager: a.key.manager,
+            pool: a.key.pool,
+            collection: s.collections,
+            used_before: if paired { s.used_before } else { 0 },
+            used_after: a.used,
+            committed: a.committed,
+            max: a.max,
+            end_ns,
+        };
+        emit(&event);
+    }
     0
+}
+
+/// Sends one pool event, waking the agent only once the ring is a quarter
+/// full: as for pause events (`intervals::emit`), a wake-up per event would
+/// schedule the agent inside the collection, on the VM thread's CPU, and
+/// the agent drains the ring on its own timer anyway.
+#[inline(always)]
+fn emit(event: &PoolEvent) {
+    let flags =
+        if POOL_EVENTS.query(u64::from(BPF_RB_AVAIL_DATA)) >= u64::from(POOL_RINGBUF_BYTES / 4) {
+            u64::from(BPF_RB_FORCE_WAKEUP)
+        } else {
+            u64::from(BPF_RB_NO_WAKEUP)
+        };
+    if POOL_EVENTS.output::<PoolEvent>(event, flags).is_err() {
+        count_lost(LostReason::PoolEventsFull);
+    }
 }

@@ -15,6 +15,12 @@
 //! - per manager, the heap's used-after summed over its collections is
 //!   within 1% + 64 KiB per collection of the log's sum, and the latest
 //!   collection's used-after is within 1% or 64 KiB of the log's;
+//! - each collection's used-after, from the agent's `--events` pool lines
+//!   (one per pool at each collection's end, summed over the heap pools),
+//!   is within 1% or 64 KiB of the log's whole-heap `used` after that
+//!   collection: collections matched in order per manager (the log's
+//!   GC(N) ids, young and full apart, against the lines' per-manager
+//!   `collection` counts);
 //! - the live set after the latest full collection is within 5% of the log's;
 //! - the allocated bytes are within 10% of the workload's own count.
 //!
@@ -29,11 +35,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use support::events::{PoolEvent, parse_pool_events};
 use support::hotspot::Jvm;
 use support::scenario::{Window, observe};
 use support::{Checks, Sample, ratio, require_root, sum_by, sum_of};
@@ -78,6 +86,20 @@ const G1_GC: Collector = Collector {
 const AFTER_TOLERANCE: f64 = 0.01;
 const ABS_BYTES: f64 = 64.0 * 1024.0;
 const LIVE_TOLERANCE: f64 = 0.05;
+
+/// The heap pools of Serial, Parallel and G1: what the log's `used` of a
+/// whole heap covers (Metaspace and the code heaps are not in it).
+const HEAP_POOLS: [&str; 9] = [
+    "Eden Space",
+    "Survivor Space",
+    "Tenured Gen",
+    "PS Eden Space",
+    "PS Survivor Space",
+    "PS Old Gen",
+    "G1 Eden Space",
+    "G1 Survivor Space",
+    "G1 Old Gen",
+];
 const ALLOC_TOLERANCE: f64 = 0.10;
 
 #[test]
@@ -140,7 +162,7 @@ fn e2e_heap_labelled_workloads() {
         ("live set near -Xmx", too_small, "heap_too_small"),
         ("small young generation", pressure, "allocation_pressure"),
     ] {
-        let (samples, pid, ..) = run(label, workload);
+        let (samples, pid, ..) = run(label, workload, &[]);
         let findings = findings_of(&samples, pid);
         writeln!(table, "{label}: findings {findings:?}").unwrap();
         for s in samples
@@ -167,10 +189,13 @@ fn findings_of(samples: &[Sample], pid: u32) -> Vec<String> {
         .collect()
 }
 
-/// Runs `workload` (gated, logging the heap) under the agent: the scrape,
-/// the pid, the heap log's collections, the window and the workload's own
-/// allocated bytes.
-fn run(label: &str, workload: JavaWorkload) -> (Vec<Sample>, u32, Vec<HeapGc>, Window, f64) {
+/// What [`run`] returns: the scrape, the pid, the heap log's collections,
+/// the window, the workload's own allocated bytes and the agent's stdout.
+type Run = (Vec<Sample>, u32, Vec<HeapGc>, Window, f64, Vec<String>);
+
+/// Runs `workload` (gated, logging the heap) under the agent, with `extra`
+/// agent arguments.
+fn run(label: &str, workload: JavaWorkload, extra: &[&str]) -> Run {
     let log = std::env::temp_dir().join(format!(
         "pausewatch-e2e-heap-{}-{}.log",
         std::process::id(),
@@ -194,7 +219,9 @@ fn run(label: &str, workload: JavaWorkload) -> (Vec<Sample>, u32, Vec<HeapGc>, W
         done_within: Duration::from_secs(HEAVY_SECS + 30),
     };
     let pid = jvm.jvm.pid();
-    let o = observe(&mut jvm, &["--summary", "0"], Duration::from_secs(5));
+    let mut args = vec!["--summary", "0"];
+    args.extend_from_slice(extra);
+    let o = observe(&mut jvm, &args, Duration::from_secs(5));
     assert!(
         o.status.is_some_and(|s| s.success()),
         "{label}: the agent did not exit 0 (status {:?}); stderr:\n{}",
@@ -209,7 +236,80 @@ fn run(label: &str, workload: JavaWorkload) -> (Vec<Sample>, u32, Vec<HeapGc>, W
         .and_then(|n| n.trim().parse::<f64>().ok())
         .unwrap_or_else(|| panic!("{label}: GcHeavy printed no allocated line"));
     let gcs = heap::read(&log).unwrap_or_else(|e| panic!("{label}: {e:#}"));
-    (o.samples, pid, gcs, o.window, allocated)
+    (o.samples, pid, gcs, o.window, allocated, o.events)
+}
+
+/// One collection as the agent's pool lines tell it: the heap pools'
+/// used-after summed, and the latest end among its lines.
+#[derive(Debug, Default, Clone, Copy)]
+struct AgentGc {
+    collection: u64,
+    after_bytes: u64,
+    end_ns: u64,
+    pools: usize,
+}
+
+/// `manager`'s collections of `pid`'s heap pools, in order, from the pool
+/// lines (the lines of one collection share the manager's count).
+fn agent_collections(pools: &[PoolEvent], pid: u32, manager: &str) -> Vec<AgentGc> {
+    let mut by_count: BTreeMap<u64, AgentGc> = BTreeMap::new();
+    for p in pools
+        .iter()
+        .filter(|p| p.pid == pid && p.manager == manager && HEAP_POOLS.contains(&p.pool.as_str()))
+    {
+        let gc = by_count.entry(p.collection).or_default();
+        gc.collection = p.collection;
+        gc.after_bytes += p.used_after_bytes;
+        gc.end_ns = gc.end_ns.max(p.end_ns);
+        gc.pools += 1;
+    }
+    by_count.into_values().collect()
+}
+
+/// Each collection of `manager` inside the window against the log's, in
+/// order: used-after within 1% or 64 KiB. Writes the worst deviation to `t`.
+fn check_each_collection(
+    checks: &mut Checks,
+    t: &mut String,
+    label: &str,
+    manager: &str,
+    log: &[&&HeapGc],
+    agent: &[AgentGc],
+) {
+    checks.eq(
+        &format!("{label}: {manager} collections in the pool lines"),
+        agent.len() as f64,
+        log.len() as f64,
+    );
+    // (|agent - log| bytes, relative, GC id) of the worst collection.
+    let mut worst: Option<(u64, f64, u64)> = None;
+    for (g, a) in log.iter().zip(agent) {
+        let want = g.after_bytes as f64;
+        let diff = a.after_bytes.abs_diff(g.after_bytes);
+        let rel = ratio(diff as f64, want);
+        if worst.is_none_or(|(d, ..)| diff > d) {
+            worst = Some((diff, rel, g.id));
+        }
+        checks.check(
+            (diff as f64) <= (AFTER_TOLERANCE * want).max(ABS_BYTES),
+            || {
+                format!(
+                    "{label}: {manager} GC({}) used after: agent {} (collection {}, {} pools), log {}",
+                    g.id, a.after_bytes, a.collection, a.pools, g.after_bytes
+                )
+            },
+        );
+    }
+    if let Some((diff, rel, id)) = worst {
+        writeln!(
+            t,
+            "  {manager:<20} per collection: {} matched, worst GC({id}) off by {:.1} KiB ({:.5})",
+            log.len().min(agent.len()),
+            diff as f64 / 1024.0,
+            rel
+        )
+        .unwrap();
+    }
 }
 
 /// One collector on JDK `major`: the checks and a table of both sides.
@@ -223,7 +323,8 @@ fn run_collector(major: u32, c: &Collector) -> (Checks, String) {
         .alloc_mb_per_sec(150)
         .system_gc_every_ms(1000)
         .gc_flags([c.flag]);
-    let (samples, pid, gcs, w, workload_allocated) = run(&label, workload);
+    let (samples, pid, gcs, w, workload_allocated, lines) = run(&label, workload, &["--events"]);
+    let pool_lines = parse_pool_events(&lines);
     let pid_s = pid.to_string();
     let this = [("pid", pid_s.as_str())];
     let mut checks = Checks::new();
@@ -276,7 +377,20 @@ fn run_collector(major: u32, c: &Collector) -> (Checks, String) {
             (agent_sum - log_sum).abs() <= AFTER_TOLERANCE * log_sum + ABS_BYTES * n,
             || format!("{label}: {manager} Σ used after: agent {agent_sum}, log {log_sum}"),
         );
+        // Collection by collection, from the pool lines: those that ended
+        // inside the same window.
+        let agent: Vec<AgentGc> = agent_collections(&pool_lines, pid, manager)
+            .into_iter()
+            .filter(|g| g.end_ns > w.armed_ns && g.end_ns < w.scrape_ns)
+            .collect();
+        check_each_collection(&mut checks, &mut t, &label, manager, &log, &agent);
     }
+    let pool_lost = sum_of(
+        &samples,
+        "pausewatch_lost_events_total",
+        &[("reason", "pool_events_full")],
+    );
+    checks.eq(&format!("{label}: pool events lost"), pool_lost, 0.0);
 
     // The latest collection's used-after, pool by pool summed.
     if let Some(last) = inside.last() {

@@ -19,7 +19,7 @@ use aya::{
 use pausewatch_common::{
     ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS, StragglerKey,
     StragglerStats,
-    heap::{ArgSet, MAX_ARG_SETS},
+    heap::{ArgSet, MAX_ARG_SETS, POOL_RINGBUF_IDLE_BYTES},
 };
 use thiserror::Error;
 
@@ -218,6 +218,8 @@ pub struct TracerMaps {
     pub lost: PerCpuArray<MapData, u64>,
     /// Pause events (only filled with `--events`).
     pub events: RingBuf<MapData>,
+    /// Memory-pool collection ends (only filled with `--events`).
+    pub pool_events: RingBuf<MapData>,
     /// HotSpot safepoint stragglers by process and thread name.
     pub stragglers: PerCpuHashMap<MapData, StragglerKey, StragglerStats>,
     /// HotSpot memory pools around collections.
@@ -231,8 +233,15 @@ impl Tracer {
         let anatomy: u8 = options.anatomy.into();
         let has_state: u8 =
             super::anatomy::switch_passes_prev_state(&super::anatomy::kernel_release()).into();
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        if !options.events {
+            // Nothing writes the pool event ring without `--events`: it
+            // need not hold its 256 KiB of locked memory.
+            loader.map_max_entries("POOL_EVENTS", POOL_RINGBUF_IDLE_BYTES);
+        }
+        let mut ebpf = loader
             .override_global("EMIT_EVENTS", &emit, true)
+            .override_global("EMIT_POOL_EVENTS", &emit, true)
             .override_global("ANATOMY", &anatomy, true)
             .override_global("SWITCH_HAS_STATE", &has_state, true)
             .load(EBPF_OBJECT)
@@ -264,6 +273,8 @@ impl Tracer {
                 .map_err(map_err("HISTOGRAMS"))?,
             lost: PerCpuArray::try_from(take(&mut ebpf, "LOST")?).map_err(map_err("LOST"))?,
             events: RingBuf::try_from(take(&mut ebpf, "EVENTS")?).map_err(map_err("EVENTS"))?,
+            pool_events: RingBuf::try_from(take(&mut ebpf, "POOL_EVENTS")?)
+                .map_err(map_err("POOL_EVENTS"))?,
             stragglers: PerCpuHashMap::try_from(take(&mut ebpf, "STRAGGLERS")?)
                 .map_err(map_err("STRAGGLERS"))?,
             heap: crate::collect::collector::HeapMaps {

@@ -148,6 +148,15 @@ impl Collector {
         out
     }
 
+    /// A memory pool's or manager's name from its address in `pid`, as the
+    /// heap series name it (for pool events); the address in hex while the
+    /// name cannot be read (the process is gone).
+    pub fn heap_name(&mut self, pid: u32, addr: u64) -> String {
+        self.causes
+            .c_string(pid, addr)
+            .unwrap_or_else(|| format!("{addr:#x}"))
+    }
+
     /// Resolves a cause id as the exporter would name it (for events).
     pub fn cause_name(&mut self, pid: u32, kind: Kind, cause: u64) -> String {
         let runtime = self.targets.get(&pid).map(|t| t.runtime);

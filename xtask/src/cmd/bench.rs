@@ -6,12 +6,14 @@
 //! The parts, in run order: per-event cost against the empty-program floor,
 //! bpftrace and BCC ([`usdt`]); ring-buffer capacity ([`usdt`]); the pause
 //! anatomy's cost per context switch ([`switches`]); exec to traced in the
-//! follow modes ([`exec`]); overhead on real runtimes ([`runtimes`]); start-up and footprint ([`footprint`]);
-//! accuracy against HotSpot's log ([`accuracy`]).
+//! follow modes ([`exec`]); overhead on real runtimes ([`runtimes`]);
+//! start-up and footprint ([`footprint`]); accuracy against HotSpot's log
+//! ([`accuracy`]); the memory-pool probes' cost per collection ([`heap`]).
 
 mod accuracy;
 mod exec;
 mod footprint;
+mod heap;
 // Shared with `cargo xtask dist --compare`.
 pub(crate) mod procs;
 mod report;
@@ -38,13 +40,13 @@ pub struct BenchArgs {
     pub quick: bool,
     /// Run only this part and print its figures, without writing the
     /// report (for iterating on one part): per-event, capacity, switches,
-    /// exec, overhead, start-up, footprint or accuracy.
+    /// exec, overhead, start-up, footprint, accuracy or heap.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     pub only: Option<String>,
 }
 
 /// The parts of a run, in run order, for `--only`.
-const PARTS: [&str; 8] = [
+const PARTS: [&str; 9] = [
     "per-event",
     "capacity",
     "switches",
@@ -53,6 +55,7 @@ const PARTS: [&str; 8] = [
     "start-up",
     "footprint",
     "accuracy",
+    "heap",
 ];
 
 /// System packages the bench needs (BCC's are installed by
@@ -96,6 +99,8 @@ pub struct Plan {
     pub footprint_secs: u64,
     /// Seconds of the accuracy run.
     pub accuracy_secs: u64,
+    /// Seconds of GcHeavy's heavy phase in the heap run.
+    pub heap_secs: u64,
 }
 
 impl Plan {
@@ -115,6 +120,7 @@ impl Plan {
                 target_counts: vec![1, 5],
                 footprint_secs: 4,
                 accuracy_secs: 6,
+                heap_secs: 3,
             }
         } else {
             Plan {
@@ -129,6 +135,7 @@ impl Plan {
                 target_counts: vec![1, 10, 50, 100],
                 footprint_secs: 20,
                 accuracy_secs: 30,
+                heap_secs: 15,
             }
         }
     }
@@ -188,6 +195,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if runs("accuracy") {
         accuracy::accuracy(&plan, &agent, &mut report)?;
+    }
+    if runs("heap") {
+        heap::heap(&plan, &agent, &dir, &mut report)?;
     }
     if args.only.is_some() {
         step("--only: the report files are left as they were");

@@ -1,5 +1,6 @@
 //! The agent's `--events` lines (`agent/src/collect/events.rs`), as the
-//! end-to-end tests read them.
+//! end-to-end tests read them: pauses ([`Event`]) and, for HotSpot, memory
+//! pools at collection ends ([`PoolEvent`], `"kind": "pool_gc"`).
 
 use serde::Deserialize;
 
@@ -64,12 +65,59 @@ impl Event {
     }
 }
 
-/// Every non-blank line of `lines` as an [`Event`]; panics naming the
-/// first line that is not one.
+/// The `kind` of a memory-pool line.
+pub const POOL_GC_KIND: &str = "pool_gc";
+
+/// One memory pool at the end of one collection.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PoolEvent {
+    /// Process id.
+    pub pid: u32,
+    /// The memory manager, e.g. `G1 Young Generation`.
+    pub manager: String,
+    /// The pool, e.g. `G1 Eden Space`.
+    pub pool: String,
+    /// The manager's count of collections of this pool, this one included.
+    pub collection: u64,
+    /// Used bytes at the begin, when the agent saw it.
+    pub used_before_bytes: Option<u64>,
+    /// Used bytes at the end.
+    pub used_after_bytes: u64,
+    /// Committed bytes at the end.
+    pub committed_bytes: u64,
+    /// Maximum bytes, when defined.
+    pub max_bytes: Option<u64>,
+    /// CLOCK_MONOTONIC nanoseconds at the end.
+    pub end_ns: u64,
+}
+
+/// Just the `kind` of a line, to tell pool lines from pauses.
+#[derive(Deserialize)]
+struct KindOnly {
+    kind: String,
+}
+
+/// Whether `line` is a memory-pool line.
+fn is_pool_line(line: &str) -> bool {
+    serde_json::from_str::<KindOnly>(line).is_ok_and(|k| k.kind == POOL_GC_KIND)
+}
+
+/// Every non-blank pause line of `lines` as an [`Event`] (memory-pool lines
+/// are left out); panics naming the first line that is neither.
 pub fn parse_events(lines: &[String]) -> Vec<Event> {
     lines
         .iter()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !is_pool_line(l))
         .map(|l| Event::parse(l).unwrap_or_else(|e| panic!("bad --events line {l:?}: {e}")))
+        .collect()
+}
+
+/// Every memory-pool line of `lines` as a [`PoolEvent`]; panics naming the
+/// first one that does not parse.
+pub fn parse_pool_events(lines: &[String]) -> Vec<PoolEvent> {
+    lines
+        .iter()
+        .filter(|l| is_pool_line(l))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad pool_gc line {l:?}: {e}")))
         .collect()
 }

@@ -71,9 +71,11 @@ pub fn accuracy(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
     jvm.wait_done(Duration::from_secs(plan.accuracy_secs + 60))?;
     std::thread::sleep(Duration::from_millis(500));
     let lines = a.stop()?;
+    // HotSpot's memory-pool lines (`"kind":"pool_gc"`) come with the
+    // pauses; they carry no cause or duration.
     let events: Vec<Event> = lines
         .iter()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !l.trim().is_empty() && !l.contains(r#""kind":"pool_gc""#))
         .map(|l| serde_json::from_str(l).with_context(|| format!("bad --events line {l:?}")))
         .collect::<Result<_>>()?;
     let events: Vec<Event> = events

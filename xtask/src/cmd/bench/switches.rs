@@ -408,13 +408,14 @@ impl Drop for Affinity {
 }
 
 /// Turns the kernel's BPF run-time statistics on while alive, and back to
-/// what they were.
-struct BpfStats(String);
+/// what they were (also used by [`super::heap`]).
+pub(super) struct BpfStats(String);
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 impl BpfStats {
-    fn enable() -> Result<BpfStats> {
+    /// Turns them on.
+    pub(super) fn enable() -> Result<BpfStats> {
         let was =
             std::fs::read_to_string(BPF_STATS).with_context(|| format!("reading {BPF_STATS}"))?;
         std::fs::write(BPF_STATS, "1").with_context(|| format!("writing {BPF_STATS}"))?;
