@@ -3,11 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use pausewatch_common::{
-    ArgSpec, HistKey, Histogram, Inflight, InflightKey, LOST_REASONS, LostReason, MAX_ARG_SPECS,
-    MAX_HISTOGRAMS, MAX_INFLIGHT, MAX_STRAGGLERS, RINGBUF_BYTES, StragglerKey, StragglerStats,
+    ArgSpec, HistKey, Histogram, LOST_REASONS, LostReason, MAX_ARG_SPECS, MAX_HISTOGRAMS,
+    MAX_STRAGGLERS, MAX_THREADS, RINGBUF_BYTES, StragglerKey, StragglerStats, ThreadEntry,
 };
 
 /// Finished intervals, aggregated. Per-CPU so the hot path needs no atomics.
@@ -21,9 +21,20 @@ pub static HISTOGRAMS: PerCpuHashMap<HistKey, Histogram> =
 pub static STRAGGLERS: PerCpuHashMap<StragglerKey, StragglerStats> =
     PerCpuHashMap::with_max_entries(MAX_STRAGGLERS, 0);
 
-/// Intervals that have begun and not yet ended, per thread.
+/// Per thread, by `task_struct` address: its open intervals and its pause
+/// anatomy (`intervals.rs`, `anatomy.rs`). Keyed by task pointer because
+/// the scheduler's raw tracepoints pass only those. An entry outlives the
+/// thread's intervals, so a begin and its end cost one lookup each and no
+/// insert or delete; it goes at the thread's exit (`anatomy_exit`), and
+/// LRU lets entries whose exit was missed age out.
 #[map]
-pub static INFLIGHT: HashMap<InflightKey, Inflight> = HashMap::with_max_entries(MAX_INFLIGHT, 0);
+pub static THREAD_ENTRIES: LruHashMap<u64, ThreadEntry> =
+    LruHashMap::with_max_entries(MAX_THREADS, 0);
+
+/// An all-zero [`ThreadEntry`] to insert from: the entry does not fit on
+/// the BPF stack beside a program's other locals. Never written.
+#[map]
+pub static ZERO_THREAD: Array<ThreadEntry> = Array::with_max_entries(1, 0);
 
 /// USDT argument locations, indexed by the attach point's BPF cookie.
 #[map]

@@ -357,18 +357,25 @@ fn sigkill_leaves_no_program_link_or_map() {
     nothing_left_behind(libc::SIGKILL);
 }
 
-/// The agent's in-flight map (the only plain hash map it holds): the
-/// (pid, kind) of every open interval.
+/// Open-interval slots per thread entry (`MAX_OPEN_INTERVALS`).
+const SLOTS: usize = 4;
+/// `ThreadEntry` layout (`pausewatch_common`): the pid is its first word,
+/// the slots start at byte 64, 64 bytes each, with the kind first.
+const SLOTS_AT: usize = 64;
+const SLOT_BYTES: usize = 64;
+
+/// The agent's per-thread map (`THREAD_ENTRIES`, an LRU hash keyed by task
+/// address): the (pid, kind) of every open interval in its threads' slots.
 fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
     let dir = format!("/proc/{agent_pid}/fdinfo");
-    // The agent holds several hash maps (the Go programs have their own),
-    // in no fixed fd order: pick INFLIGHT by its name.
+    // The agent holds several LRU hash maps, in no fixed fd order: pick
+    // THREAD_ENTRIES by its name.
     let map_id = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
         .filter(|info| {
             info.lines()
-                .any(|l| l.split_whitespace().eq(["map_type:", "1"]))
+                .any(|l| l.split_whitespace().eq(["map_type:", "9"]))
         })
         .filter_map(|info| {
             info.lines()
@@ -381,9 +388,9 @@ fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
                 .output()
                 .ok()
                 .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-                .is_some_and(|v| v["name"] == "INFLIGHT")
+                .is_some_and(|v| v["name"] == "THREAD_ENTRIES")
         })
-        .expect("the agent holds the INFLIGHT hash map");
+        .expect("the agent holds the THREAD_ENTRIES map");
     let out = Command::new("bpftool")
         .args(["map", "dump", "id", &map_id.to_string(), "-j"])
         .output()
@@ -401,7 +408,15 @@ fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
         .map(|entries| {
             entries
                 .iter()
-                .map(|e| (word(&e["key"], 0), word(&e["key"], 8)))
+                .flat_map(|e| {
+                    let value = &e["value"];
+                    let pid = word(value, 0);
+                    (0..SLOTS)
+                        .map(move |i| word(value, SLOTS_AT + i * SLOT_BYTES))
+                        .filter(|kind| *kind != 0)
+                        .map(move |kind| (pid, kind))
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         })
         .unwrap_or_default()
