@@ -110,13 +110,16 @@ pub struct Interval {
 /// [`LostReason::InflightFull`].
 pub const MAX_OPEN_INTERVALS: usize = 4;
 
-/// A thread's entry in the per-thread map (`THREAD_ENTRIES`, keyed by
-/// `task_struct` address): its open intervals and its pause-anatomy
-/// accounting. It outlives the thread's pauses (one lookup per probe, no
-/// insert or delete in the steady state) and goes at the thread's exit.
+/// A thread's entry in the per-thread table (`THREAD_ENTRIES`, an array
+/// indexed by a hash of the thread's `task_struct` address, which
+/// [`ThreadEntry::task`] tags): its open intervals and its pause-anatomy
+/// accounting. It outlives the thread's pauses (one array lookup per probe,
+/// no insert or delete) and is freed at the thread's exit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ThreadEntry {
+    /// The owning thread's `task_struct` address; 0 marks a free entry.
+    pub task: u64,
     /// Process id (tgid) of the thread: a task address reused by another
     /// thread (an exit whose hook did not run) is told apart by it and `tid`.
     pub pid: u32,
@@ -179,11 +182,27 @@ impl ThreadState {
     }
 }
 
-/// Capacity of the per-thread map (`THREAD_ENTRIES`): threads that have
-/// run a begin probe (each keeps its entry until it exits) plus HotSpot GC
-/// workers. An LRU map: when it is full the least recently used entry,
-/// typically a thread that stopped pausing long ago, makes room.
-pub const MAX_THREADS: u32 = 8192;
+/// log2 of [`MAX_THREADS`].
+pub const THREAD_INDEX_BITS: u32 = 13;
+/// Capacity of the per-thread table (`THREAD_ENTRIES`): threads that have
+/// run a begin probe (each keeps its entry until it exits, or until another
+/// thread needs the place while it has nothing open) plus HotSpot GC
+/// workers. A thread may live at one of two places, both derived from its
+/// task address; when both are busy with other threads' open intervals,
+/// its begin is counted as [`LostReason::TrackedFull`].
+pub const MAX_THREADS: u32 = 1 << THREAD_INDEX_BITS;
+
+/// The two places of the thread whose `task_struct` is at `task` in the
+/// per-thread table: two fields of one multiplicative (Fibonacci) hash, so
+/// task addresses, which are slab slots a fixed stride apart, spread.
+pub const fn thread_places(task: u64) -> (u32, u32) {
+    let h = task.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mask = MAX_THREADS as u64 - 1;
+    (
+        (h >> (64 - THREAD_INDEX_BITS)) as u32,
+        ((h >> (64 - 2 * THREAD_INDEX_BITS)) & mask) as u32,
+    )
+}
 
 /// One finished pause, sent through the ring buffer when `--events` is on.
 #[repr(C)]
@@ -305,8 +324,9 @@ pub enum LostReason {
     ArgRead = 3,
     /// The process event ring buffer (exec/exit, host-wide mode) was full.
     ProcessEventsFull = 4,
-    /// A thread's per-thread entry (`THREAD_ENTRIES`) could not be
-    /// created when an interval began, so that interval is not recorded.
+    /// An interval began on a thread that has no per-thread entry and whose
+    /// two places in `THREAD_ENTRIES` were both held by other threads with
+    /// open intervals, so that interval is not recorded.
     TrackedFull = 5,
     /// The memory-pool statistics map was full when a new (process, pool,
     /// manager) appeared, so that pool's collections are not counted.
@@ -424,23 +444,44 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     /// `xtask/tests/hardening.rs` reads `THREAD_ENTRIES` values from
     /// `bpftool map dump` at these offsets.
     #[test]
     fn thread_entry_layout_is_the_one_the_tests_read() {
-        assert_eq!(core::mem::offset_of!(ThreadEntry, pid), 0);
-        assert_eq!(core::mem::offset_of!(ThreadEntry, slots), 64);
+        assert_eq!(core::mem::offset_of!(ThreadEntry, task), 0);
+        assert_eq!(core::mem::offset_of!(ThreadEntry, pid), 8);
+        assert_eq!(core::mem::offset_of!(ThreadEntry, slots), 72);
         assert_eq!(core::mem::size_of::<Interval>(), 64);
         assert_eq!(core::mem::offset_of!(Interval, kind), 0);
         assert_eq!(
             core::mem::size_of::<ThreadEntry>(),
-            64 + 64 * MAX_OPEN_INTERVALS
+            72 + 64 * MAX_OPEN_INTERVALS
         );
         assert!(
             Kind::ALL.iter().all(|k| *k as u32 != 0),
             "0 marks a free slot"
         );
+    }
+
+    /// Both places are in the table, and task addresses a slab stride apart
+    /// (the kernel's `task_struct` cache) rarely share a first place.
+    #[test]
+    fn thread_places_spread_slab_neighbours() {
+        let base = 0xffff_8880_0400_0000_u64;
+        let mut seen = std::collections::HashSet::new();
+        let mut clashes = 0;
+        for i in 0..512u64 {
+            let (a, b) = thread_places(base + i * 0x2a40);
+            assert!(a < MAX_THREADS && b < MAX_THREADS);
+            if !seen.insert(a) {
+                clashes += 1;
+            }
+        }
+        // 512 keys in 8192 places: ~16 clashes expected at random.
+        assert!(clashes < 40, "{clashes} first-place clashes");
     }
 }

@@ -31,13 +31,12 @@
 //! therefore keyed by their `task_struct` address, which the begin probes
 //! get from `bpf_get_current_task`; the address is unique while the task
 //! lives, and its entry goes at the task's exit. The entry is the thread's
-//! one per-thread value ([`THREAD_ENTRIES`]), which also holds its open
+//! one per-thread value (`maps::THREAD_ENTRIES`), which also holds its open
 //! intervals (`intervals.rs`), so a probe looks the thread up once.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::{bpf_get_current_comm, bpf_get_current_task},
     macros::{map, raw_tracepoint, tracepoint},
     maps::{Array, LruHashMap},
@@ -45,10 +44,7 @@ use aya_ebpf::{
 };
 use pausewatch_common::{THREAD_STATES, ThreadEntry, ThreadState};
 
-use crate::{
-    intervals::current,
-    maps::{THREAD_ENTRIES, ZERO_THREAD},
-};
+use crate::{intervals::current, threads};
 
 /// [`ThreadEntry::role`]: the thread runs begin probes and drives its
 /// pauses (every entry but a worker's, tracked or not).
@@ -94,7 +90,7 @@ static SWITCH_HAS_STATE: u8 = 0;
 #[map]
 static OPEN_GC_WINDOWS: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Number of active drivers in [`THREAD_ENTRIES`] (threads inside a pause),
+/// Number of active drivers in `maps::THREAD_ENTRIES` (threads inside a pause),
 /// updated atomically by the begin and end probes, so the scheduler
 /// tracepoints can skip all work when no pause is open anywhere.
 #[map]
@@ -169,17 +165,13 @@ pub fn anatomy_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Drops `task`'s entry (its open intervals with it), keeping the
+/// Frees `task`'s entry (its open intervals with it), keeping the
 /// drivers' count right.
 #[inline(always)]
 fn forget(task: u64) {
-    let Some(t) = THREAD_ENTRIES.get_ptr(&task) else {
-        return;
-    };
-    // SAFETY: a live map value, read before the removal.
-    let active = unsafe { (*t).role == DRIVER && (*t).refs > 0 };
-    if THREAD_ENTRIES.remove(&task).is_ok() && active {
-        add_count(-1);
+    if let Some(t) = threads::lookup(task) {
+        drop_driver(t);
+        threads::free(t);
     }
 }
 
@@ -206,19 +198,13 @@ pub fn anatomy_switch(ctx: RawTracePointContext) -> u32 {
     } else {
         ThreadState::Blocked
     };
-    match THREAD_ENTRIES.get_ptr_mut(&prev) {
-        // SAFETY: a live map value; only this CPU switches `prev` now.
-        Some(t) => change(unsafe { &mut *t }, now, ThreadState::Running, to),
+    // Only this CPU switches `prev` and `next` now.
+    match threads::lookup(prev) {
+        Some(t) => change(t, now, ThreadState::Running, to),
         None => maybe_worker(prev, now, to),
     }
-    if let Some(t) = THREAD_ENTRIES.get_ptr_mut(&next) {
-        // SAFETY: as above, for `next`.
-        change(
-            unsafe { &mut *t },
-            now,
-            ThreadState::Runnable,
-            ThreadState::Running,
-        );
+    if let Some(t) = threads::lookup(next) {
+        change(t, now, ThreadState::Runnable, ThreadState::Running);
     }
     // The safepoint straggler rule shares this program rather than add a
     // second one on the host's busiest tracepoint.
@@ -236,11 +222,10 @@ pub fn anatomy_switch(ctx: RawTracePointContext) -> u32 {
 pub fn anatomy_waking(ctx: RawTracePointContext) -> u32 {
     let task: u64 = ctx.arg(0);
     if tracked_count() != 0
-        && let Some(t) = THREAD_ENTRIES.get_ptr_mut(&task)
+        && let Some(t) = threads::lookup(task)
     {
-        // SAFETY: a live map value. A wake-up of a thread that is not
-        // blocked (a spurious or racing one) changes nothing.
-        let t = unsafe { &mut *t };
+        // A wake-up of a thread that is not blocked (a spurious or racing
+        // one) changes nothing.
         if t.state == ThreadState::Blocked as u32 {
             change(t, now(), ThreadState::Blocked, ThreadState::Runnable);
         }
@@ -275,27 +260,11 @@ fn maybe_worker(task: u64, now: u64, to: ThreadState) {
     if comm[..WORKER_PREFIX.len()] != WORKER_PREFIX[..] {
         return;
     }
-    // The entry is inserted zeroed (it does not fit on the stack) and
-    // filled in place; a full map only costs this pause its worker's share.
-    let Some(zero) = ZERO_THREAD.get_ptr(0) else {
-        return;
-    };
-    // SAFETY: `zero` points at a live map value of the right type.
-    if THREAD_ENTRIES
-        .insert(&task, unsafe { &*zero }, u64::from(BPF_NOEXIST))
-        .is_err()
-    {
-        return;
-    }
-    let Some(t) = THREAD_ENTRIES.get_ptr_mut(&task) else {
-        return;
-    };
-    // SAFETY: a live map value; only this CPU switches `task` now.
-    let t = unsafe { &mut *t };
+    // No room only costs this pause its worker's share.
     let (_, tid) = current();
-    t.pid = tgid;
-    t.tid = tid;
-    t.role = WORKER;
+    let Some(t) = threads::claim(task, tgid, tid, WORKER) else {
+        return;
+    };
     t.state = to as u32;
     t.since_ns = now;
     t.epoch = w.epoch;
@@ -425,7 +394,7 @@ fn add_gc_windows(delta: i64) {
     }
 }
 
-/// The calling thread's `task_struct` address, the key of [`THREAD_ENTRIES`].
+/// The calling thread's `task_struct` address, which finds its entry.
 #[inline(always)]
 pub fn current_task() -> u64 {
     // SAFETY: no preconditions.

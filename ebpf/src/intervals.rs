@@ -1,14 +1,14 @@
 //! Opening and closing per-thread intervals, and recording closed ones.
 //!
 //! A thread's open intervals live in a few fixed slots of its per-thread
-//! entry ([`THREAD_ENTRIES`], keyed by `task_struct` address, shared with
-//! the pause anatomy). The entry stays between intervals, so a begin and
-//! its end each cost one map lookup: no insert and no delete per interval,
-//! and the anatomy's state is in the same value. A slot is found by
-//! (kind, nest) in a short unrolled scan.
+//! entry (`maps::THREAD_ENTRIES`, found by `task_struct` address, shared
+//! with the pause anatomy; see `threads.rs`). The entry stays between
+//! intervals, so a begin and its end each cost one array lookup: no insert
+//! and no delete per interval, and the anatomy's state is in the same
+//! value. A slot is found by (kind, nest) in a short unrolled scan.
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
 };
 use pausewatch_common::{
@@ -18,7 +18,8 @@ use pausewatch_common::{
 
 use crate::{
     anatomy,
-    maps::{EVENTS, HISTOGRAMS, THREAD_ENTRIES, ZERO_HISTOGRAM, ZERO_THREAD, count_lost},
+    maps::{EVENTS, HISTOGRAMS, ZERO_HISTOGRAM, count_lost},
+    threads,
 };
 
 /// The per-state split of an observation that has none (kinds that are not
@@ -66,56 +67,32 @@ pub fn current() -> (u32, u32) {
 /// thread id: it is reset, its open intervals dropped.
 #[inline(always)]
 pub fn thread() -> Option<&'static mut ThreadEntry> {
-    let task = anatomy::current_task();
-    // SAFETY: a live map value. Only the thread's own probes write its
-    // slots; the scheduler programs write its anatomy fields at its switches
-    // and wake-ups, as they did when the anatomy had a map of its own.
-    let t = unsafe { &mut *THREAD_ENTRIES.get_ptr_mut(&task)? };
+    let t = threads::lookup(anatomy::current_task())?;
     let (pid, tid) = current();
     if t.pid != pid || t.tid != tid {
-        reset(t, pid, tid);
+        anatomy::drop_driver(t);
+        t.pid = pid;
+        t.tid = tid;
+        t.role = anatomy::DRIVER;
+        t.epoch = 0;
+        threads::clear_slots(t);
     }
     Some(t)
 }
 
-/// The calling thread's entry, created (empty) if it has none.
+/// The calling thread's entry, created (empty) if it has none; `None`
+/// (counted as [`LostReason::TrackedFull`]) when there is no room for it.
 #[inline(always)]
 pub fn thread_or_new() -> Option<&'static mut ThreadEntry> {
     if let Some(t) = thread() {
         return Some(t);
     }
-    let task = anatomy::current_task();
-    let zero = ZERO_THREAD.get_ptr(0)?;
-    // SAFETY: `zero` points at a live map value of the right type. NOEXIST:
-    // the calling thread is the only one that creates its own entry, so a
-    // failure is a full map (an LRU evicts instead, so hardly ever).
-    if THREAD_ENTRIES
-        .insert(&task, unsafe { &*zero }, u64::from(BPF_NOEXIST))
-        .is_err()
-    {
-        count_lost(LostReason::TrackedFull);
-        return None;
-    }
-    // SAFETY: as in `thread`.
-    let t = unsafe { &mut *THREAD_ENTRIES.get_ptr_mut(&task)? };
     let (pid, tid) = current();
-    t.pid = pid;
-    t.tid = tid;
-    Some(t)
-}
-
-/// Makes `t` the empty entry of thread `tid` of `pid`.
-#[inline(always)]
-fn reset(t: &mut ThreadEntry, pid: u32, tid: u32) {
-    anatomy::drop_driver(t);
-    t.pid = pid;
-    t.tid = tid;
-    t.role = anatomy::DRIVER;
-    t.epoch = 0;
-    for i in 0..MAX_OPEN_INTERVALS {
-        t.slots[i].kind = 0;
-        t.slots[i].tracked = 0;
+    let t = threads::claim(anatomy::current_task(), pid, tid, anatomy::DRIVER);
+    if t.is_none() {
+        count_lost(LostReason::TrackedFull);
     }
+    t
 }
 
 /// The slot of the open interval (`kind`, `nest`) of `t`.

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use pausewatch_common::{
     ArgSpec, HistKey, Histogram, LOST_REASONS, LostReason, MAX_ARG_SPECS, MAX_HISTOGRAMS,
@@ -21,20 +21,16 @@ pub static HISTOGRAMS: PerCpuHashMap<HistKey, Histogram> =
 pub static STRAGGLERS: PerCpuHashMap<StragglerKey, StragglerStats> =
     PerCpuHashMap::with_max_entries(MAX_STRAGGLERS, 0);
 
-/// Per thread, by `task_struct` address: its open intervals and its pause
-/// anatomy (`intervals.rs`, `anatomy.rs`). Keyed by task pointer because
-/// the scheduler's raw tracepoints pass only those. An entry outlives the
-/// thread's intervals, so a begin and its end cost one lookup each and no
-/// insert or delete; it goes at the thread's exit (`anatomy_exit`), and
-/// LRU lets entries whose exit was missed age out.
+/// Per thread: its open intervals and its pause anatomy (`threads.rs`,
+/// `intervals.rs`, `anatomy.rs`), at one of two places derived from its
+/// `task_struct` address (the scheduler's raw tracepoints pass only task
+/// pointers). An array: a lookup is inlined by the verifier and costs no
+/// hashing, which a hash map's lookup did (~70 ns more per lookup here,
+/// docs/design.md "Per pause"). An entry outlives the thread's intervals, so
+/// a begin and its end cost one lookup each and nothing is inserted or
+/// deleted; it is freed at the thread's exit (`anatomy_exit`).
 #[map]
-pub static THREAD_ENTRIES: LruHashMap<u64, ThreadEntry> =
-    LruHashMap::with_max_entries(MAX_THREADS, 0);
-
-/// An all-zero [`ThreadEntry`] to insert from: the entry does not fit on
-/// the BPF stack beside a program's other locals. Never written.
-#[map]
-pub static ZERO_THREAD: Array<ThreadEntry> = Array::with_max_entries(1, 0);
+pub static THREAD_ENTRIES: Array<ThreadEntry> = Array::with_max_entries(MAX_THREADS, 0);
 
 /// USDT argument locations, indexed by the attach point's BPF cookie.
 #[map]

@@ -359,23 +359,25 @@ fn sigkill_leaves_no_program_link_or_map() {
 
 /// Open-interval slots per thread entry (`MAX_OPEN_INTERVALS`).
 const SLOTS: usize = 4;
-/// `ThreadEntry` layout (`pausewatch_common`): the pid is its first word,
-/// the slots start at byte 64, 64 bytes each, with the kind first.
-const SLOTS_AT: usize = 64;
+/// `ThreadEntry` layout (`pausewatch_common`, checked by its unit test):
+/// the owning task's address (0: a free entry) first, the pid at byte 8,
+/// the slots from byte 72, 64 bytes each, with the kind first.
+const PID_AT: usize = 8;
+const SLOTS_AT: usize = 72;
 const SLOT_BYTES: usize = 64;
 
-/// The agent's per-thread map (`THREAD_ENTRIES`, an LRU hash keyed by task
-/// address): the (pid, kind) of every open interval in its threads' slots.
+/// The agent's per-thread table (`THREAD_ENTRIES`, an array): the (pid,
+/// kind) of every open interval in its threads' slots.
 fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
     let dir = format!("/proc/{agent_pid}/fdinfo");
-    // The agent holds several LRU hash maps, in no fixed fd order: pick
+    // The agent holds several arrays, in no fixed fd order: pick
     // THREAD_ENTRIES by its name.
     let map_id = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
         .filter(|info| {
             info.lines()
-                .any(|l| l.split_whitespace().eq(["map_type:", "9"]))
+                .any(|l| l.split_whitespace().eq(["map_type:", "2"]))
         })
         .filter_map(|info| {
             info.lines()
@@ -408,9 +410,10 @@ fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
         .map(|entries| {
             entries
                 .iter()
+                .filter(|e| (0..8).any(|i| byte(&e["value"], i) != 0))
                 .flat_map(|e| {
                     let value = &e["value"];
-                    let pid = word(value, 0);
+                    let pid = word(value, PID_AT);
                     (0..SLOTS)
                         .map(move |i| word(value, SLOTS_AT + i * SLOT_BYTES))
                         .filter(|kind| *kind != 0)
