@@ -365,10 +365,10 @@ impl Tracer {
             }
         }
         // Open intervals live in their threads' entries (`THREAD_ENTRIES`,
-        // keyed by task): a thread that exited took its entry with it
+        // by task address): a thread that exited freed its entry
         // (`anatomy_exit`), and a live process keeps its threads' entries
-        // until they exit or age out of the LRU map, which costs lookups,
-        // never numbers (a later begin restarts a stale slot).
+        // until they exit or a newcomer takes an idle one's place, which
+        // costs lookups, never numbers (a later begin restarts a stale slot).
         self.cookies.release(pid);
         self.set_cookies.release(pid);
     }
