@@ -171,6 +171,13 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         tracer
             .attach_anatomy()
             .context("cannot split pauses into running, runnable and blocked time")?;
+    } else if let Err(e) = targets::follow::ensure_tracefs()
+        .map_err(anyhow::Error::from)
+        .and_then(|()| tracer.attach_thread_exit().map_err(anyhow::Error::from))
+    {
+        // Only housekeeping: exited threads' entries then age out of the
+        // LRU map instead of going at their exit.
+        log::warn!("exited threads' entries will age out instead of going at exit: {e:#}");
     }
     let collector = Arc::new(Mutex::new(
         Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap),

@@ -81,26 +81,18 @@ pub struct HistKey {
     pub cause: u64,
 }
 
-/// Key of the in-flight map: one open interval per thread, kind and cause.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct InflightKey {
-    /// Process id (tgid).
-    pub pid: u32,
-    /// Thread id.
-    pub tid: u32,
-    /// A [`Kind`] as `u32`.
-    pub kind: u32,
-    /// Explicit padding (always zero) so the key hashes the same on both sides.
-    pub _pad: u32,
-    /// Distinguishes nested intervals of one kind (VM operations nest); zero otherwise.
-    pub nest: u64,
-}
-
-/// Value of the in-flight map: an interval that has begun and not yet ended.
+/// One open interval of a thread: a slot of [`ThreadEntry::slots`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Inflight {
+pub struct Interval {
+    /// A [`Kind`] as `u32`; 0 marks a free slot (no kind is 0).
+    pub kind: u32,
+    /// 1 when the begin counted this interval in [`ThreadEntry::refs`]
+    /// (a pause, with the anatomy on), so its end must uncount it.
+    pub tracked: u32,
+    /// Distinguishes nested intervals of one kind (VM operations nest, by
+    /// the address of their name); zero otherwise.
+    pub nest: u64,
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at the begin probe.
     pub start_ns: u64,
     /// Cause id; for safepoints, set by the first VM operation that runs inside.
@@ -110,6 +102,48 @@ pub struct Inflight {
     /// For pauses: the thread's accumulated per-state time at the begin
     /// probe (see `ebpf/src/anatomy.rs`), subtracted at the end.
     pub state_ns: [u64; THREAD_STATES],
+}
+
+/// Open intervals one thread can hold at once. The deepest nesting seen is
+/// HotSpot's VM thread: a safepoint, its VM operation, a VM operation run
+/// inside that one, and the GC pause inside; a fifth is counted as
+/// [`LostReason::InflightFull`].
+pub const MAX_OPEN_INTERVALS: usize = 4;
+
+/// A thread's entry in the per-thread table (`THREAD_ENTRIES`, an array
+/// indexed by a hash of the thread's `task_struct` address, which
+/// [`ThreadEntry::task`] tags): its open intervals and its pause-anatomy
+/// accounting. It outlives the thread's pauses (one array lookup per probe,
+/// no insert or delete) and is freed at the thread's exit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadEntry {
+    /// The owning thread's `task_struct` address; 0 marks a free entry.
+    pub task: u64,
+    /// Process id (tgid) of the thread: a task address reused by another
+    /// thread (an exit whose hook did not run) is told apart by it and `tid`.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Open pauses whose anatomy is being accounted; the thread counts in
+    /// the scheduler programs' gate while this is above zero.
+    pub refs: u32,
+    /// The [`ThreadState`] since `since_ns`.
+    pub state: u32,
+    /// When the current state began.
+    pub since_ns: u64,
+    /// Time spent in each state while tracked, closed segments only
+    /// (drivers; a worker's time goes to its process's GC window).
+    pub acc_ns: [u64; THREAD_STATES],
+    /// The thread's role in the anatomy (`ebpf/src/anatomy.rs`): 0 for a
+    /// thread that runs begin probes, 1 for a HotSpot GC worker.
+    pub role: u32,
+    /// Explicit padding (always zero).
+    pub _pad: u32,
+    /// A worker's: the GC window epoch its state belongs to.
+    pub epoch: u64,
+    /// Open intervals, free where `kind` is 0.
+    pub slots: [Interval; MAX_OPEN_INTERVALS],
 }
 
 /// Scheduler state of a thread that drives a pause, as the `sched_switch`
@@ -148,9 +182,27 @@ impl ThreadState {
     }
 }
 
-/// Capacity of the map of threads whose scheduler states are being
-/// accounted: the driving threads of the pauses open at one moment.
-pub const MAX_TRACKED_THREADS: u32 = 4096;
+/// log2 of [`MAX_THREADS`].
+pub const THREAD_INDEX_BITS: u32 = 13;
+/// Capacity of the per-thread table (`THREAD_ENTRIES`): threads that have
+/// run a begin probe (each keeps its entry until it exits, or until another
+/// thread needs the place while it has nothing open) plus HotSpot GC
+/// workers. A thread may live at one of two places, both derived from its
+/// task address; when both are busy with other threads' open intervals,
+/// its begin is counted as [`LostReason::TrackedFull`].
+pub const MAX_THREADS: u32 = 1 << THREAD_INDEX_BITS;
+
+/// The two places of the thread whose `task_struct` is at `task` in the
+/// per-thread table: two fields of one multiplicative (Fibonacci) hash, so
+/// task addresses, which are slab slots a fixed stride apart, spread.
+pub const fn thread_places(task: u64) -> (u32, u32) {
+    let h = task.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mask = MAX_THREADS as u64 - 1;
+    (
+        (h >> (64 - THREAD_INDEX_BITS)) as u32,
+        ((h >> (64 - 2 * THREAD_INDEX_BITS)) & mask) as u32,
+    )
+}
 
 /// One finished pause, sent through the ring buffer when `--events` is on.
 #[repr(C)]
@@ -263,7 +315,8 @@ pub const MAX_ARG_SPECS: u32 = 1024;
 pub enum LostReason {
     /// The ring buffer was full when a pause event was emitted.
     RingbufFull = 0,
-    /// The in-flight map was full when an interval began.
+    /// An interval began on a thread whose open-interval slots
+    /// ([`MAX_OPEN_INTERVALS`]) were all taken.
     InflightFull = 1,
     /// The histogram map was full when a new series appeared.
     HistogramFull = 2,
@@ -271,8 +324,9 @@ pub enum LostReason {
     ArgRead = 3,
     /// The process event ring buffer (exec/exit, host-wide mode) was full.
     ProcessEventsFull = 4,
-    /// The tracked-threads map was full when a pause began, so that pause
-    /// has no anatomy.
+    /// An interval began on a thread that has no per-thread entry and whose
+    /// two places in `THREAD_ENTRIES` were both held by other threads with
+    /// open intervals, so that interval is not recorded.
     TrackedFull = 5,
     /// The memory-pool statistics map was full when a new (process, pool,
     /// manager) appeared, so that pool's collections are not counted.
@@ -315,8 +369,6 @@ pub const LOST_REASONS: u32 = LostReason::ALL.len() as u32;
 
 /// Capacity of the histogram map (series across all targets).
 pub const MAX_HISTOGRAMS: u32 = 8192;
-/// Capacity of the in-flight map (open intervals across all threads).
-pub const MAX_INFLIGHT: u32 = 16384;
 /// Size of the pause event ring buffer in bytes (a power of two, page aligned).
 pub const RINGBUF_BYTES: u32 = 1 << 20;
 /// Fill level of the event ring buffer at which the BPF side wakes the
@@ -381,8 +433,8 @@ mod pod {
     // SAFETY: all of these are `#[repr(C)]`, `Copy`, made only of integers,
     // with explicit padding fields, so every bit pattern is valid.
     unsafe impl aya::Pod for super::HistKey {}
-    unsafe impl aya::Pod for super::InflightKey {}
-    unsafe impl aya::Pod for super::Inflight {}
+    unsafe impl aya::Pod for super::Interval {}
+    unsafe impl aya::Pod for super::ThreadEntry {}
     unsafe impl aya::Pod for super::PauseEvent {}
     unsafe impl aya::Pod for super::ArgSpec {}
     unsafe impl aya::Pod for super::Histogram {}
@@ -394,4 +446,48 @@ mod pod {
     unsafe impl aya::Pod for super::heap::PoolLastKey {}
     unsafe impl aya::Pod for super::heap::PoolStats {}
     unsafe impl aya::Pod for super::heap::PoolEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+
+    /// `xtask/tests/hardening.rs` reads `THREAD_ENTRIES` values from
+    /// `bpftool map dump` at these offsets.
+    #[test]
+    fn thread_entry_layout_is_the_one_the_tests_read() {
+        assert_eq!(core::mem::offset_of!(ThreadEntry, task), 0);
+        assert_eq!(core::mem::offset_of!(ThreadEntry, pid), 8);
+        assert_eq!(core::mem::offset_of!(ThreadEntry, slots), 72);
+        assert_eq!(core::mem::size_of::<Interval>(), 64);
+        assert_eq!(core::mem::offset_of!(Interval, kind), 0);
+        assert_eq!(
+            core::mem::size_of::<ThreadEntry>(),
+            72 + 64 * MAX_OPEN_INTERVALS
+        );
+        assert!(
+            Kind::ALL.iter().all(|k| *k as u32 != 0),
+            "0 marks a free slot"
+        );
+    }
+
+    /// Both places are in the table, and task addresses a slab stride apart
+    /// (the kernel's `task_struct` cache) rarely share a first place.
+    #[test]
+    fn thread_places_spread_slab_neighbours() {
+        let base = 0xffff_8880_0400_0000_u64;
+        let mut seen = std::collections::HashSet::new();
+        let mut clashes = 0;
+        for i in 0..512u64 {
+            let (a, b) = thread_places(base + i * 0x2a40);
+            assert!(a < MAX_THREADS && b < MAX_THREADS);
+            if !seen.insert(a) {
+                clashes += 1;
+            }
+        }
+        // 512 keys in 8192 places: ~16 clashes expected at random.
+        assert!(clashes < 40, "{clashes} first-place clashes");
+    }
 }

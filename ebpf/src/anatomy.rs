@@ -15,7 +15,7 @@
 //! end probe              untrack; the pause's share is the accumulator's growth
 //! ```
 //!
-//! The begin probe stores the accumulator in the pause's in-flight value
+//! The begin probe stores the accumulator in the pause's interval slot
 //! and the end probe subtracts it, so nested pauses on one thread (a
 //! HotSpot GC pause inside its safepoint) each get their own share from the
 //! one tracked thread, and the three states of a pause sum exactly to its
@@ -30,7 +30,9 @@
 //! needs it or not (measured: docs/design.md, "Pause anatomy"). Threads are
 //! therefore keyed by their `task_struct` address, which the begin probes
 //! get from `bpf_get_current_task`; the address is unique while the task
-//! lives, and its entry goes at the task's exit.
+//! lives, and its entry goes at the task's exit. The entry is the thread's
+//! one per-thread value (`maps::THREAD_ENTRIES`), which also holds its open
+//! intervals (`intervals.rs`), so a probe looks the thread up once.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
@@ -40,36 +42,15 @@ use aya_ebpf::{
     maps::{Array, LruHashMap},
     programs::{RawTracePointContext, TracePointContext},
 };
-use pausewatch_common::{LostReason, MAX_TRACKED_THREADS, THREAD_STATES, ThreadState};
+use pausewatch_common::{THREAD_STATES, ThreadEntry, ThreadState};
 
-use crate::{intervals::current, maps::count_lost};
+use crate::{intervals::current, threads};
 
-/// A thread whose scheduler states are being accounted.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct Tracked {
-    /// Open pauses on this thread; the entry goes when the last one ends.
-    /// Unused for workers.
-    refs: u32,
-    /// The [`ThreadState`] since `since_ns`.
-    state: u32,
-    /// When the current state began.
-    since_ns: u64,
-    /// Time spent in each state while tracked, closed segments only
-    /// (drivers; a worker's time goes to its process's [`GcWindow`]).
-    acc_ns: [u64; THREAD_STATES],
-    /// [`DRIVER`] or [`WORKER`].
-    role: u32,
-    /// A worker's process.
-    pid: u32,
-    /// A worker's: the [`GcWindow::epoch`] its state belongs to.
-    epoch: u64,
-}
-
-/// The thread ran a pause's begin probe and drives it.
-const DRIVER: u32 = 0;
-/// A HotSpot GC worker, woken by the VM thread during a GC pause. Worker
-/// entries stay between pauses (they are not counted in
+/// [`ThreadEntry::role`]: the thread runs begin probes and drives its
+/// pauses (every entry but a worker's, tracked or not).
+pub const DRIVER: u32 = 0;
+/// [`ThreadEntry::role`]: a HotSpot GC worker, woken by the VM thread during
+/// a GC pause. Worker entries stay between pauses (they are not counted in
 /// [`TRACKED_COUNT`]: the gate is the drivers') and go at the thread's exit.
 const WORKER: u32 = 1;
 
@@ -96,14 +77,6 @@ static GC_WINDOWS: LruHashMap<u32, GcWindow> = LruHashMap::with_max_entries(4096
 /// The name HotSpot gives the workers of G1's and Parallel's pauses.
 const WORKER_PREFIX: &[u8; 10] = b"GC Thread#";
 
-/// Tracked threads, by `task_struct` address.
-#[map]
-///
-/// A driver's entry outlives its pause (inactive, `refs == 0`), so the next
-/// pause of the same thread costs a lookup instead of an insert and a
-/// delete; LRU lets threads that stopped pausing age out.
-static TRACKED: LruHashMap<u64, Tracked> = LruHashMap::with_max_entries(MAX_TRACKED_THREADS, 0);
-
 /// Set to 1 by the agent (before load) on kernels whose `sched_switch`
 /// passes `prev_state` as a fourth argument (Linux 5.18 and later). The
 /// program may read that argument only then: the kernel refuses to attach
@@ -117,60 +90,47 @@ static SWITCH_HAS_STATE: u8 = 0;
 #[map]
 static OPEN_GC_WINDOWS: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Number of active drivers in [`TRACKED`] (threads inside a pause),
+/// Number of active drivers in `maps::THREAD_ENTRIES` (threads inside a pause),
 /// updated atomically by the begin and end probes, so the scheduler
 /// tracepoints can skip all work when no pause is open anywhere.
 #[map]
 static TRACKED_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
-/// Starts tracking the calling thread (or adds one more open pause to it)
-/// at `now`, and returns its accumulated per-state time for the pause's
-/// in-flight value.
+/// Starts tracking thread `t` (the calling thread's entry; or adds one
+/// more open pause to it) at `now`, and returns its accumulated per-state
+/// time for the pause's slot. `None` for a GC worker, whose time belongs to
+/// its process's GC window.
 #[inline(always)]
-pub fn track(now: u64) -> [u64; THREAD_STATES] {
-    let task = current_task();
-    if let Some(t) = TRACKED.get_ptr_mut(&task) {
-        // SAFETY: a live map value; this thread is running, so the
-        // scheduler tracepoints do not write its entry now.
-        let t = unsafe { &mut *t };
-        if t.role == DRIVER && t.refs == 0 {
-            // Its previous pause's entry: active again from now.
-            t.state = ThreadState::Running as u32;
-            t.since_ns = now;
-            add_count(1);
-        } else {
-            close_segment(t, now, ThreadState::Running);
-        }
-        t.refs += 1;
-        return t.acc_ns;
+pub fn track(t: &mut ThreadEntry, now: u64) -> Option<[u64; THREAD_STATES]> {
+    if t.role != DRIVER {
+        return None;
     }
-    let fresh = Tracked {
-        refs: 1,
-        state: ThreadState::Running as u32,
-        since_ns: now,
-        acc_ns: [0; THREAD_STATES],
-        role: DRIVER,
-        pid: 0,
-        epoch: 0,
-    };
-    if TRACKED.insert(&task, &fresh, 0).is_ok() {
+    if t.refs == 0 {
+        // Inactive since its previous pause: active again from now.
+        t.state = ThreadState::Running as u32;
+        t.since_ns = now;
         add_count(1);
     } else {
-        count_lost(LostReason::TrackedFull);
+        close_segment(t, now, ThreadState::Running);
     }
-    [0; THREAD_STATES]
+    t.refs += 1;
+    Some(t.acc_ns)
 }
 
-/// Ends one open pause of the calling thread at `now` and returns the
-/// thread's accumulated per-state time, or `None` if it was not tracked
-/// (the tracked-threads map was full at the begin).
+/// The accumulated per-state time of thread `t`, tracked already, at `now`
+/// (a pause begun again before its end was seen keeps its reference).
 #[inline(always)]
-pub fn untrack(now: u64) -> Option<[u64; THREAD_STATES]> {
-    let task = current_task();
-    let t = TRACKED.get_ptr_mut(&task)?;
-    // SAFETY: as in `track`.
-    let t = unsafe { &mut *t };
-    if t.refs == 0 {
+pub fn snapshot(t: &mut ThreadEntry, now: u64) -> [u64; THREAD_STATES] {
+    close_segment(t, now, ThreadState::Running);
+    t.acc_ns
+}
+
+/// Ends one open pause of thread `t` (the calling thread's entry) at `now`
+/// and returns its accumulated per-state time, or `None` if it was not
+/// tracked.
+#[inline(always)]
+pub fn untrack(t: &mut ThreadEntry, now: u64) -> Option<[u64; THREAD_STATES]> {
+    if t.role != DRIVER || t.refs == 0 {
         return None;
     }
     close_segment(t, now, ThreadState::Running);
@@ -179,6 +139,16 @@ pub fn untrack(now: u64) -> Option<[u64; THREAD_STATES]> {
         add_count(-1);
     }
     Some(t.acc_ns)
+}
+
+/// Uncounts thread `t` if it is an active driver (its entry is being reset
+/// or removed), so the gate cannot stay open.
+#[inline(always)]
+pub fn drop_driver(t: &mut ThreadEntry) {
+    if t.role == DRIVER && t.refs > 0 {
+        add_count(-1);
+    }
+    t.refs = 0;
 }
 
 /// `sched:sched_process_exit`, once per exiting thread: forgets a thread
@@ -195,16 +165,13 @@ pub fn anatomy_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Drops `task`'s entry, keeping the drivers' count right.
+/// Frees `task`'s entry (its open intervals with it), keeping the
+/// drivers' count right.
 #[inline(always)]
 fn forget(task: u64) {
-    let Some(t) = TRACKED.get_ptr(&task) else {
-        return;
-    };
-    // SAFETY: a live map value, read before the removal.
-    let active = unsafe { (*t).role == DRIVER && (*t).refs > 0 };
-    if TRACKED.remove(&task).is_ok() && active {
-        add_count(-1);
+    if let Some(t) = threads::lookup(task) {
+        drop_driver(t);
+        threads::free(t);
     }
 }
 
@@ -231,19 +198,13 @@ pub fn anatomy_switch(ctx: RawTracePointContext) -> u32 {
     } else {
         ThreadState::Blocked
     };
-    match TRACKED.get_ptr_mut(&prev) {
-        // SAFETY: a live map value; only this CPU switches `prev` now.
-        Some(t) => change(unsafe { &mut *t }, now, ThreadState::Running, to),
+    // Only this CPU switches `prev` and `next` now.
+    match threads::lookup(prev) {
+        Some(t) => change(t, now, ThreadState::Running, to),
         None => maybe_worker(prev, now, to),
     }
-    if let Some(t) = TRACKED.get_ptr_mut(&next) {
-        // SAFETY: as above, for `next`.
-        change(
-            unsafe { &mut *t },
-            now,
-            ThreadState::Runnable,
-            ThreadState::Running,
-        );
+    if let Some(t) = threads::lookup(next) {
+        change(t, now, ThreadState::Runnable, ThreadState::Running);
     }
     // The safepoint straggler rule shares this program rather than add a
     // second one on the host's busiest tracepoint.
@@ -261,11 +222,10 @@ pub fn anatomy_switch(ctx: RawTracePointContext) -> u32 {
 pub fn anatomy_waking(ctx: RawTracePointContext) -> u32 {
     let task: u64 = ctx.arg(0);
     if tracked_count() != 0
-        && let Some(t) = TRACKED.get_ptr_mut(&task)
+        && let Some(t) = threads::lookup(task)
     {
-        // SAFETY: a live map value. A wake-up of a thread that is not
-        // blocked (a spurious or racing one) changes nothing.
-        let t = unsafe { &mut *t };
+        // A wake-up of a thread that is not blocked (a spurious or racing
+        // one) changes nothing.
         if t.state == ThreadState::Blocked as u32 {
             change(t, now(), ThreadState::Blocked, ThreadState::Runnable);
         }
@@ -300,17 +260,14 @@ fn maybe_worker(task: u64, now: u64, to: ThreadState) {
     if comm[..WORKER_PREFIX.len()] != WORKER_PREFIX[..] {
         return;
     }
-    let fresh = Tracked {
-        refs: 0,
-        state: to as u32,
-        since_ns: now,
-        acc_ns: [0; THREAD_STATES],
-        role: WORKER,
-        pid: tgid,
-        epoch: w.epoch,
+    // No room only costs this pause its worker's share.
+    let (_, tid) = current();
+    let Some(t) = threads::claim(task, tgid, tid, WORKER) else {
+        return;
     };
-    // A full map only costs this pause its worker's share.
-    let _ = TRACKED.insert(&task, &fresh, 0);
+    t.state = to as u32;
+    t.since_ns = now;
+    t.epoch = w.epoch;
 }
 
 /// `gc__begin` of a stop-the-world collection, on the VM thread: opens its
@@ -365,7 +322,7 @@ pub fn gc_close() -> Option<[u64; THREAD_STATES]> {
 /// wake-up: blocked), used for a worker's first event of a pause, whose
 /// state before the pause is unknown.
 #[inline(always)]
-fn change(t: &mut Tracked, now: u64, implied: ThreadState, to: ThreadState) {
+fn change(t: &mut ThreadEntry, now: u64, implied: ThreadState, to: ThreadState) {
     if t.role == DRIVER {
         // An inactive driver (between its pauses) is not accounted.
         if t.refs > 0 {
@@ -402,7 +359,7 @@ fn change(t: &mut Tracked, now: u64, implied: ThreadState, to: ThreadState) {
 /// Adds the time since the last change to the state it was spent in, and
 /// enters `to`.
 #[inline(always)]
-fn close_segment(t: &mut Tracked, now: u64, to: ThreadState) {
+fn close_segment(t: &mut ThreadEntry, now: u64, to: ThreadState) {
     let spent = now.saturating_sub(t.since_ns);
     if let Some(a) = t.acc_ns.get_mut(t.state as usize) {
         *a += spent;
@@ -437,7 +394,7 @@ fn add_gc_windows(delta: i64) {
     }
 }
 
-/// The calling thread's `task_struct` address, the key of [`TRACKED`].
+/// The calling thread's `task_struct` address, which finds its entry.
 #[inline(always)]
 pub fn current_task() -> u64 {
     // SAFETY: no preconditions.

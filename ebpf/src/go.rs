@@ -36,8 +36,8 @@ use pausewatch_common::{GO_CAUSE_LEN_SHIFT, GO_CAUSE_MAX_LEN, GO_CAUSE_STRING, K
 
 use crate::{
     args::read_arg,
-    intervals::{NO_STATES, begin, emit, end, key, record},
-    maps::{INFLIGHT, count_lost},
+    intervals::{NO_STATES, begin, emit, end, open_mut, record, thread},
+    maps::count_lost,
 };
 
 /// Go 1.19: the reason string passed to `stopTheWorld`, keyed by the
@@ -127,9 +127,10 @@ pub fn go_stw_cause(ctx: ProbeContext) -> u32 {
     let Some(cause) = read_arg(&ctx) else {
         return 0;
     };
-    if let Some(open) = INFLIGHT.get_ptr_mut(&key(Kind::Stw, 0)) {
-        // SAFETY: entry of the calling thread; only this thread writes it.
-        unsafe { (*open).cause = cause };
+    if let Some(t) = thread()
+        && let Some(open) = open_mut(t, Kind::Stw, 0)
+    {
+        open.cause = cause;
     }
     0
 }
@@ -155,11 +156,10 @@ pub fn go_stw_stopped(ctx: ProbeContext) -> u32 {
     // SAFETY: fixed-offset reads of the probe's own register context.
     let (reason, started, finished) =
         unsafe { ((*ctx.regs).rbx & 0xff, (*ctx.regs).rcx, (*ctx.regs).rdi) };
-    let Some(open) = INFLIGHT.get_ptr_mut(&key(Kind::Stw, 0)) else {
+    let Some(t) = thread() else { return 0 };
+    let Some(open) = open_mut(t, Kind::Stw, 0) else {
         return 0;
     };
-    // SAFETY: entry of the calling thread; only this thread writes it.
-    let open = unsafe { &mut *open };
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if reason != open.cause || started < open.start_ns || finished < started || finished > now {

@@ -23,18 +23,23 @@ use pausewatch_common::{Kind, LostReason};
 
 use crate::{
     args::read_arg,
-    intervals::{NO_STATES, anatomy_on, begin, emit, end, is_open, key, record, record_workers},
-    maps::{INFLIGHT, count_lost},
+    intervals::{
+        NO_STATES, anatomy_on, begin_in, emit, end, end_in, is_open_in, now, open_mut, record,
+        record_workers, thread, thread_or_new,
+    },
+    maps::count_lost,
     straggler,
 };
 
 #[uprobe]
 pub fn hotspot_safepoint_begin(_ctx: ProbeContext) -> u32 {
-    begin(Kind::Safepoint, 0, 0);
-    // After `begin`, which tracks this thread: the anatomy gate that the
+    let Some(t) = thread_or_new() else { return 0 };
+    let now = now();
+    begin_in(t, Kind::Safepoint, 0, 0, now);
+    // After `begin_in`, which tracks this thread: the anatomy gate that the
     // straggler's scheduler code runs behind is open from here on.
     if anatomy_on() {
-        straggler::open(now());
+        straggler::open(now);
     }
     0
 }
@@ -66,18 +71,18 @@ pub fn hotspot_vmop_begin(ctx: ProbeContext) -> u32 {
         count_lost(LostReason::ArgRead);
         return 0;
     };
-    if let Some(sp) = INFLIGHT.get_ptr_mut(&key(Kind::Safepoint, 0)) {
-        // SAFETY: entry of the calling thread; only this thread writes it.
-        let sp = unsafe { &mut *sp };
-        if sp.cause == 0 {
-            sp.cause = name;
-            sp.tts_ns = now().saturating_sub(sp.start_ns);
-            if anatomy_on() {
-                straggler::close(sp.tts_ns);
-            }
+    let Some(t) = thread_or_new() else { return 0 };
+    let now = now();
+    if let Some(sp) = open_mut(t, Kind::Safepoint, 0)
+        && sp.cause == 0
+    {
+        sp.cause = name;
+        sp.tts_ns = now.saturating_sub(sp.start_ns);
+        if anatomy_on() {
+            straggler::close(sp.tts_ns);
         }
     }
-    begin(Kind::VmOperation, name, name);
+    begin_in(t, Kind::VmOperation, name, name, now);
     0
 }
 
@@ -97,21 +102,24 @@ pub fn hotspot_vmop_end(ctx: ProbeContext) -> u32 {
 #[uprobe]
 pub fn hotspot_gc_begin(ctx: ProbeContext) -> u32 {
     let full = read_arg(&ctx).unwrap_or(0) & 1;
-    if is_open(Kind::Safepoint, 0) {
-        begin(Kind::GcPause, 0, full);
+    let Some(t) = thread_or_new() else { return 0 };
+    let now = now();
+    if is_open_in(t, Kind::Safepoint, 0) {
+        begin_in(t, Kind::GcPause, 0, full, now);
         if anatomy_on() {
-            crate::anatomy::gc_open(now());
+            crate::anatomy::gc_open(now);
         }
     } else {
-        begin(Kind::GcConcurrent, 0, full);
+        begin_in(t, Kind::GcConcurrent, 0, full, now);
     }
     0
 }
 
 #[uprobe]
 pub fn hotspot_gc_end(_ctx: ProbeContext) -> u32 {
+    let Some(t) = thread() else { return 0 };
     for kind in [Kind::GcPause, Kind::GcConcurrent] {
-        if let Some(c) = end(kind, 0) {
+        if let Some(c) = end_in(t, kind, 0) {
             record(kind, c.open.cause, c.ns, &c.states);
             if kind == Kind::GcPause {
                 if anatomy_on()
@@ -125,10 +133,4 @@ pub fn hotspot_gc_end(_ctx: ProbeContext) -> u32 {
         }
     }
     0
-}
-
-#[inline(always)]
-fn now() -> u64 {
-    // SAFETY: no preconditions.
-    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
 }

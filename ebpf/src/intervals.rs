@@ -1,17 +1,25 @@
 //! Opening and closing per-thread intervals, and recording closed ones.
+//!
+//! A thread's open intervals live in a few fixed slots of its per-thread
+//! entry (`maps::THREAD_ENTRIES`, found by `task_struct` address, shared
+//! with the pause anatomy; see `threads.rs`). The entry stays between
+//! intervals, so a begin and its end each cost one array lookup: no insert
+//! and no delete per interval, and the anatomy's state is in the same
+//! value. A slot is found by (kind, nest) in a short unrolled scan.
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
 };
 use pausewatch_common::{
-    EVENTS_WAKEUP_BYTES, HistKey, Inflight, InflightKey, Kind, LostReason, PauseEvent,
-    THREAD_STATES, bucket_index,
+    EVENTS_WAKEUP_BYTES, HistKey, Interval, Kind, LostReason, MAX_OPEN_INTERVALS, PauseEvent,
+    THREAD_STATES, ThreadEntry, bucket_index,
 };
 
 use crate::{
     anatomy,
-    maps::{EVENTS, HISTOGRAMS, INFLIGHT, ZERO_HISTOGRAM, count_lost},
+    maps::{EVENTS, HISTOGRAMS, ZERO_HISTOGRAM, count_lost},
+    threads,
 };
 
 /// The per-state split of an observation that has none (kinds that are not
@@ -20,8 +28,8 @@ pub const NO_STATES: [u64; THREAD_STATES] = [0; THREAD_STATES];
 
 /// An interval that has just ended.
 pub struct Closed {
-    /// Its in-flight value, as the begin probe and those after it left it.
-    pub open: Inflight,
+    /// Its slot, as the begin probe and those after it left it.
+    pub open: Interval,
     /// Its duration in nanoseconds.
     pub ns: u64,
     /// For pauses: how the thread spent `ns`, by [`pausewatch_common::ThreadState`].
@@ -53,37 +61,126 @@ pub fn current() -> (u32, u32) {
     ((id >> 32) as u32, id as u32)
 }
 
-/// Key of the calling thread's open interval of `kind`.
+/// The calling thread's entry, if it has one. An entry whose (pid, tid)
+/// is not the caller's belonged to an earlier task at the same address
+/// (its exit was not seen) or to this task before it exec'd as another
+/// thread id: it is reset, its open intervals dropped.
 #[inline(always)]
-pub fn key(kind: Kind, nest: u64) -> InflightKey {
+pub fn thread() -> Option<&'static mut ThreadEntry> {
+    let t = threads::lookup(anatomy::current_task())?;
     let (pid, tid) = current();
-    InflightKey {
-        pid,
-        tid,
-        kind: kind as u32,
-        _pad: 0,
-        nest,
+    if t.pid != pid || t.tid != tid {
+        anatomy::drop_driver(t);
+        t.pid = pid;
+        t.tid = tid;
+        t.role = anatomy::DRIVER;
+        t.epoch = 0;
+        threads::clear_slots(t);
+    }
+    Some(t)
+}
+
+/// The calling thread's entry, created (empty) if it has none; `None`
+/// (counted as [`LostReason::TrackedFull`]) when there is no room for it.
+#[inline(always)]
+pub fn thread_or_new() -> Option<&'static mut ThreadEntry> {
+    if let Some(t) = thread() {
+        return Some(t);
+    }
+    let (pid, tid) = current();
+    let t = threads::claim(anatomy::current_task(), pid, tid, anatomy::DRIVER);
+    if t.is_none() {
+        count_lost(LostReason::TrackedFull);
+    }
+    t
+}
+
+/// The slot of the open interval (`kind`, `nest`) of `t`.
+#[inline(always)]
+fn find(t: &ThreadEntry, kind: Kind, nest: u64) -> Option<usize> {
+    let k = kind as u32;
+    for i in 0..MAX_OPEN_INTERVALS {
+        if t.slots[i].kind == k && t.slots[i].nest == nest {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// The open interval (`kind`, `nest`) of thread `t`, for probes between a
+/// begin and its end that fill in its cause or time to safepoint.
+#[inline(always)]
+pub fn open_mut(t: &mut ThreadEntry, kind: Kind, nest: u64) -> Option<&mut Interval> {
+    let i = find(t, kind, nest)?;
+    t.slots.get_mut(i)
+}
+
+/// Whether thread `t` has the interval (`kind`, `nest`) open.
+#[inline(always)]
+pub fn is_open_in(t: &ThreadEntry, kind: Kind, nest: u64) -> bool {
+    find(t, kind, nest).is_some()
+}
+
+/// Whether the calling thread has the interval (`kind`, `nest`) open.
+#[inline(always)]
+pub fn is_open(kind: Kind, nest: u64) -> bool {
+    thread().is_some_and(|t| is_open_in(t, kind, nest))
+}
+
+/// Opens an interval of `kind` on the calling thread now; a pause also
+/// starts the accounting of the thread's scheduler states ([`anatomy`]).
+#[inline(always)]
+pub fn begin(kind: Kind, nest: u64, cause: u64) {
+    if let Some(t) = thread_or_new() {
+        begin_in(t, kind, nest, cause, now());
     }
 }
 
-/// Opens an interval of `kind` on the calling thread; a pause also starts
-/// the accounting of the thread's scheduler states ([`anatomy`]).
+/// Opens an interval of `kind` on thread `t` (the calling thread's entry)
+/// at `start_ns`. A begin whose interval is still open (its end was never
+/// seen) starts it again in the same slot. Counts
+/// [`LostReason::InflightFull`] when every slot is taken.
 #[inline(always)]
-pub fn begin(kind: Kind, nest: u64, cause: u64) {
-    let start_ns = now();
-    let state_ns = if kind.is_pause() && anatomy_on() {
-        anatomy::track(start_ns)
-    } else {
-        NO_STATES
-    };
-    let value = Inflight {
-        start_ns,
-        cause,
-        tts_ns: 0,
-        state_ns,
-    };
-    if INFLIGHT.insert(&key(kind, nest), &value, 0).is_err() {
+pub fn begin_in(t: &mut ThreadEntry, kind: Kind, nest: u64, cause: u64, start_ns: u64) {
+    let k = kind as u32;
+    let mut at = MAX_OPEN_INTERVALS;
+    for i in (0..MAX_OPEN_INTERVALS).rev() {
+        let s = &t.slots[i];
+        if s.kind == k && s.nest == nest {
+            at = i;
+            break;
+        }
+        if s.kind == 0 {
+            at = i;
+        }
+    }
+    let Some(slot) = t.slots.get(at) else {
         count_lost(LostReason::InflightFull);
+        return;
+    };
+    let restarted = slot.tracked != 0;
+    let mut tracked = 0;
+    let mut state_ns = NO_STATES;
+    if kind.is_pause() && anatomy_on() {
+        if restarted {
+            // Its earlier begin's reference stays, for this begin.
+            tracked = 1;
+            state_ns = anatomy::snapshot(t, start_ns);
+        } else if let Some(acc) = anatomy::track(t, start_ns) {
+            tracked = 1;
+            state_ns = acc;
+        }
+    } else if restarted {
+        anatomy::untrack(t, start_ns);
+    }
+    if let Some(s) = t.slots.get_mut(at) {
+        s.kind = k;
+        s.tracked = tracked;
+        s.nest = nest;
+        s.start_ns = start_ns;
+        s.cause = cause;
+        s.tts_ns = 0;
+        s.state_ns = state_ns;
     }
 }
 
@@ -93,16 +190,23 @@ pub fn begin(kind: Kind, nest: u64, cause: u64) {
 /// ignored.
 #[inline(always)]
 pub fn end(kind: Kind, nest: u64) -> Option<Closed> {
-    let k = key(kind, nest);
-    // SAFETY: the value is copied out before the entry is removed.
-    let open = unsafe { *INFLIGHT.get(&k)? };
-    let _ = INFLIGHT.remove(&k);
+    end_in(thread()?, kind, nest)
+}
+
+/// [`end`] on thread `t` (the calling thread's entry).
+#[inline(always)]
+pub fn end_in(t: &mut ThreadEntry, kind: Kind, nest: u64) -> Option<Closed> {
+    let i = find(t, kind, nest)?;
+    let s = t.slots.get_mut(i)?;
+    let open = *s;
+    s.kind = 0;
+    s.tracked = 0;
     let end_ns = now();
     let mut states = NO_STATES;
-    if kind.is_pause() && anatomy_on() {
+    if open.tracked != 0 {
         // The same clock reading ends the duration and the last segment,
         // so the states sum to the duration exactly.
-        if let Some(acc) = anatomy::untrack(end_ns) {
+        if let Some(acc) = anatomy::untrack(t, end_ns) {
             for i in 0..THREAD_STATES {
                 states[i] = acc[i].saturating_sub(open.state_ns[i]);
             }
@@ -113,12 +217,6 @@ pub fn end(kind: Kind, nest: u64) -> Option<Closed> {
         open,
         states,
     })
-}
-
-/// Whether the calling thread has an interval of `kind` open.
-#[inline(always)]
-pub fn is_open(kind: Kind, nest: u64) -> bool {
-    INFLIGHT.get_ptr(&key(kind, nest)).is_some()
 }
 
 /// Adds one observation of `ns`, spent by its thread as `states`, to the
@@ -224,8 +322,9 @@ pub fn emit(kind: Kind, cause: u64, closed: &Closed) {
     }
 }
 
+/// CLOCK_MONOTONIC now, in nanoseconds.
 #[inline(always)]
-fn now() -> u64 {
+pub fn now() -> u64 {
     // SAFETY: no preconditions.
     unsafe { bpf_ktime_get_ns() }
 }

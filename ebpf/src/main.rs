@@ -24,6 +24,7 @@ mod maps;
 mod process;
 mod ruby;
 mod straggler;
+mod threads;
 mod v8;
 
 #[cfg(not(test))]

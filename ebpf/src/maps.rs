@@ -3,11 +3,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use pausewatch_common::{
-    ArgSpec, HistKey, Histogram, Inflight, InflightKey, LOST_REASONS, LostReason, MAX_ARG_SPECS,
-    MAX_HISTOGRAMS, MAX_INFLIGHT, MAX_STRAGGLERS, RINGBUF_BYTES, StragglerKey, StragglerStats,
+    ArgSpec, HistKey, Histogram, LOST_REASONS, LostReason, MAX_ARG_SPECS, MAX_HISTOGRAMS,
+    MAX_STRAGGLERS, MAX_THREADS, RINGBUF_BYTES, StragglerKey, StragglerStats, ThreadEntry,
 };
 
 /// Finished intervals, aggregated. Per-CPU so the hot path needs no atomics.
@@ -21,9 +21,16 @@ pub static HISTOGRAMS: PerCpuHashMap<HistKey, Histogram> =
 pub static STRAGGLERS: PerCpuHashMap<StragglerKey, StragglerStats> =
     PerCpuHashMap::with_max_entries(MAX_STRAGGLERS, 0);
 
-/// Intervals that have begun and not yet ended, per thread.
+/// Per thread: its open intervals and its pause anatomy (`threads.rs`,
+/// `intervals.rs`, `anatomy.rs`), at one of two places derived from its
+/// `task_struct` address (the scheduler's raw tracepoints pass only task
+/// pointers). An array: a lookup is inlined by the verifier and costs no
+/// hashing, which a hash map's lookup did (~70 ns more per lookup here,
+/// docs/design.md "Per pause"). An entry outlives the thread's intervals, so
+/// a begin and its end cost one lookup each and nothing is inserted or
+/// deleted; it is freed at the thread's exit (`anatomy_exit`).
 #[map]
-pub static INFLIGHT: HashMap<InflightKey, Inflight> = HashMap::with_max_entries(MAX_INFLIGHT, 0);
+pub static THREAD_ENTRIES: Array<ThreadEntry> = Array::with_max_entries(MAX_THREADS, 0);
 
 /// USDT argument locations, indexed by the attach point's BPF cookie.
 #[map]

@@ -23,10 +23,7 @@ use aya_ebpf::{
 };
 use pausewatch_common::Kind;
 
-use crate::{
-    intervals::{begin, emit, end, key, record},
-    maps::INFLIGHT,
-};
+use crate::intervals::{begin, emit, end, open_mut, record, thread};
 
 #[uretprobe]
 pub fn v8_pause_begin(_ctx: RetProbeContext) -> u32 {
@@ -40,9 +37,10 @@ pub fn v8_collector(ctx: ProbeContext) -> u32 {
     let Some(collector) = ctx.arg::<u32>(1) else {
         return 0;
     };
-    if let Some(open) = INFLIGHT.get_ptr_mut(&key(Kind::GcPause, 0)) {
-        // SAFETY: entry of the calling thread; only this thread writes it.
-        unsafe { (*open).cause = u64::from(collector) + 1 };
+    if let Some(t) = thread()
+        && let Some(open) = open_mut(t, Kind::GcPause, 0)
+    {
+        open.cause = u64::from(collector) + 1;
     }
     0
 }

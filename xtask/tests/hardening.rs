@@ -357,18 +357,27 @@ fn sigkill_leaves_no_program_link_or_map() {
     nothing_left_behind(libc::SIGKILL);
 }
 
-/// The agent's in-flight map (the only plain hash map it holds): the
-/// (pid, kind) of every open interval.
+/// Open-interval slots per thread entry (`MAX_OPEN_INTERVALS`).
+const SLOTS: usize = 4;
+/// `ThreadEntry` layout (`pausewatch_common`, checked by its unit test):
+/// the owning task's address (0: a free entry) first, the pid at byte 8,
+/// the slots from byte 72, 64 bytes each, with the kind first.
+const PID_AT: usize = 8;
+const SLOTS_AT: usize = 72;
+const SLOT_BYTES: usize = 64;
+
+/// The agent's per-thread table (`THREAD_ENTRIES`, an array): the (pid,
+/// kind) of every open interval in its threads' slots.
 fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
     let dir = format!("/proc/{agent_pid}/fdinfo");
-    // The agent holds several hash maps (the Go programs have their own),
-    // in no fixed fd order: pick INFLIGHT by its name.
+    // The agent holds several arrays, in no fixed fd order: pick
+    // THREAD_ENTRIES by its name.
     let map_id = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
         .filter(|info| {
             info.lines()
-                .any(|l| l.split_whitespace().eq(["map_type:", "1"]))
+                .any(|l| l.split_whitespace().eq(["map_type:", "2"]))
         })
         .filter_map(|info| {
             info.lines()
@@ -381,9 +390,9 @@ fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
                 .output()
                 .ok()
                 .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-                .is_some_and(|v| v["name"] == "INFLIGHT")
+                .is_some_and(|v| v["name"] == "THREAD_ENTRIES")
         })
-        .expect("the agent holds the INFLIGHT hash map");
+        .expect("the agent holds the THREAD_ENTRIES map");
     let out = Command::new("bpftool")
         .args(["map", "dump", "id", &map_id.to_string(), "-j"])
         .output()
@@ -401,7 +410,16 @@ fn inflight(agent_pid: u32) -> Vec<(u32, u32)> {
         .map(|entries| {
             entries
                 .iter()
-                .map(|e| (word(&e["key"], 0), word(&e["key"], 8)))
+                .filter(|e| (0..8).any(|i| byte(&e["value"], i) != 0))
+                .flat_map(|e| {
+                    let value = &e["value"];
+                    let pid = word(value, PID_AT);
+                    (0..SLOTS)
+                        .map(move |i| word(value, SLOTS_AT + i * SLOT_BYTES))
+                        .filter(|kind| *kind != 0)
+                        .map(move |kind| (pid, kind))
+                        .collect::<Vec<_>>()
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -17,8 +17,7 @@ use aya::{
     },
 };
 use pausewatch_common::{
-    ArgSpec, HistKey, Histogram, Inflight, InflightKey, MAX_ARG_SPECS, StragglerKey,
-    StragglerStats,
+    ArgSpec, HistKey, Histogram, MAX_ARG_SPECS, StragglerKey, StragglerStats,
     heap::{ArgSet, MAX_ARG_SETS, POOL_RINGBUF_IDLE_BYTES},
 };
 use thiserror::Error;
@@ -354,10 +353,10 @@ impl Tracer {
         Ok(attached)
     }
 
-    /// Detaches every probe of `pid` (a no-op for unknown pids) and drops
-    /// its open intervals: a target killed or exec'd in the middle of a
-    /// pause never sends the end, and its entries would otherwise fill the
-    /// in-flight map for good.
+    /// Detaches every probe of `pid` (a no-op for unknown pids). Its open
+    /// intervals need no cleanup here: they are slots of its threads'
+    /// entries, which go at each thread's exit (`anatomy_exit`), so a
+    /// target killed in the middle of a pause leaves nothing behind.
     ///
     /// The probes are detached on a background thread: the kernel takes
     /// ~0.1 s per uprobe (see `Reaper`), and the caller, the thread that
@@ -376,7 +375,11 @@ impl Tracer {
                 }
             }
         }
-        self.drop_inflight(pid);
+        // Open intervals live in their threads' entries (`THREAD_ENTRIES`,
+        // by task address): a thread that exited freed its entry
+        // (`anatomy_exit`), and a live process keeps its threads' entries
+        // until they exit or a newcomer takes an idle one's place, which
+        // costs lookups, never numbers (a later begin restarts a stale slot).
         self.cookies.release(pid);
         self.set_cookies.release(pid);
     }
@@ -402,9 +405,6 @@ impl Tracer {
         if let Some(r) = self.reaper.take() {
             r.finish();
         }
-        for pid in pids {
-            self.drop_inflight(pid);
-        }
     }
 
     /// Takes `pid`'s links out of the tracer, still attached.
@@ -424,14 +424,6 @@ impl Tracer {
             }
         }
         owned
-    }
-
-    fn drop_inflight(&mut self, pid: u32) {
-        match self.forget_inflight(pid) {
-            Ok(0) => {}
-            Ok(n) => log::info!("pid {pid}: dropped {n} unfinished intervals"),
-            Err(e) => log::warn!("pid {pid}: its unfinished intervals stay: {e}"),
-        }
     }
 
     /// Attaches one uprobe program to `binary`+`offset` in this process and
@@ -496,7 +488,8 @@ impl Tracer {
     }
 
     /// Attaches the pause anatomy programs (`ebpf/src/anatomy.rs`) to the
-    /// scheduler's raw tracepoints, and their exit hook. Must come before
+    /// scheduler's raw tracepoints, and the exit hook
+    /// ([`Tracer::attach_thread_exit`]). Must come before
     /// the first uprobe, so that no pause begins unaccounted. The safepoint
     /// straggler rule (`ebpf/src/straggler.rs`) runs inside `anatomy_switch`
     /// and `anatomy_waking`, so it comes with them. Needs tracefs mounted
@@ -506,7 +499,7 @@ impl Tracer {
             ("anatomy_switch", "sched_switch"),
             ("anatomy_waking", "sched_waking"),
         ])?;
-        self.attach_tracepoints(&[("anatomy_exit", "sched_process_exit")])
+        self.attach_thread_exit()
     }
 
     /// Attaches the empty programs of `ebpf/src/bench.rs` to the raw
@@ -539,6 +532,15 @@ impl Tracer {
         Ok(())
     }
 
+    /// Attaches `anatomy_exit` to `sched_process_exit`: an exiting thread's
+    /// per-thread entry (its open intervals and anatomy state) goes with
+    /// it. [`Tracer::attach_anatomy`] includes it; with `--no-anatomy` it
+    /// is attached alone. Without it, an exited thread's entry stays until
+    /// a newcomer hashed to the same place takes it. Needs tracefs mounted.
+    pub fn attach_thread_exit(&mut self) -> Result<(), BpfError> {
+        self.attach_tracepoints(&[("anatomy_exit", "sched_process_exit")])
+    }
+
     /// Attaches the process exec/exit tracepoints (`ebpf/src/process.rs`)
     /// and hands over their ring buffer. Needs tracefs mounted (see
     /// `targets::follow::ensure_tracefs`).
@@ -569,28 +571,6 @@ impl Tracer {
             })?;
         }
         Ok(())
-    }
-
-    /// Deletes the open intervals of `pid` (threads that exited inside a
-    /// pause leave them behind) and returns how many there were.
-    pub fn forget_inflight(&mut self, pid: u32) -> Result<usize, BpfError> {
-        let map = self
-            .ebpf
-            .map_mut("INFLIGHT")
-            .ok_or_else(|| BpfError::Missing("map INFLIGHT".to_string()))?;
-        let mut inflight: BpfHashMap<&mut MapData, InflightKey, Inflight> =
-            BpfHashMap::try_from(map).map_err(map_err("INFLIGHT"))?;
-        // Keys are collected first: deleting while walking restarts the walk.
-        let keys: Vec<InflightKey> = inflight
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.pid == pid)
-            .collect();
-        for k in &keys {
-            // Gone already (the pause ended meanwhile) is fine.
-            let _ = inflight.remove(k);
-        }
-        Ok(keys.len())
     }
 
     /// Number of attached uprobes across all targets.

@@ -156,9 +156,9 @@ set only when that differs.";
 const TARGETS_HELP: &str = "Number of processes being traced.";
 
 const LOST_HELP: &str = "Events the BPF programs could not record, by reason (ring buffer \
-full, in-flight or histogram map full, argument read failed, process event ring buffer \
-full, a process left untraced because --max-targets was reached). Non-zero means some \
-pauses are missing from the histograms.";
+full, a thread's open-interval slots or the per-thread or histogram map full, argument read \
+failed, process event ring buffer full, a process left untraced because --max-targets was \
+reached). Non-zero means some pauses are missing from the histograms.";
 
 const SNAPSHOT_TIMESTAMP_HELP: &str = "Unix time, in seconds, at which the agent last read \
 the BPF maps; a value that stops advancing means collection is stuck.";

@@ -368,9 +368,11 @@ pub fn per_event(
         let median = f.median;
         report.note(format!(
             "pausewatch MISSES the per-event target: {median:.2}x the empty-program floor (target <= 1.15x). \
-             What it adds per pair over an empty program: two hash-map operations on the in-flight map \
-             (insert at begin, lookup+delete at end), two bpf_ktime_get_ns, and a per-CPU histogram \
-             update (hash lookup, bucket index)."
+             What it adds per pair over an empty program: one array lookup of the thread's entry per probe \
+             (open intervals and anatomy in one value, no insert or delete), two bpf_ktime_get_ns \
+             (~75 ns each on this VM), a per-CPU histogram update (hash lookup, bucket index), and with \
+             the anatomy on the safepoint straggler window's hash lookup at begin and end plus atomic adds \
+             on the gates; docs/design.md (Pause anatomy, Cost) has the measured split."
         ));
     }
     Ok(())
