@@ -44,7 +44,11 @@ use aya_ebpf::{
 };
 use pausewatch_common::{THREAD_STATES, ThreadEntry, ThreadState};
 
-use crate::{intervals::current, threads};
+use crate::{
+    intervals::current,
+    maps::{add_to_gate, gate},
+    threads,
+};
 
 /// [`ThreadEntry::role`]: the thread runs begin probes and drives its
 /// pauses (every entry but a worker's, tracked or not).
@@ -370,28 +374,17 @@ fn close_segment(t: &mut ThreadEntry, now: u64, to: ThreadState) {
 
 #[inline(always)]
 fn tracked_count() -> u64 {
-    match TRACKED_COUNT.get_ptr(0) {
-        // SAFETY: a live map value; a racing update is an atomic add.
-        Some(c) => unsafe { core::ptr::read_volatile(c) },
-        None => 0,
-    }
+    gate(&TRACKED_COUNT)
 }
 
 #[inline(always)]
 fn open_gc_windows() -> u64 {
-    match OPEN_GC_WINDOWS.get_ptr(0) {
-        // SAFETY: a live map value; a racing update is an atomic add.
-        Some(c) => unsafe { core::ptr::read_volatile(c) },
-        None => 0,
-    }
+    gate(&OPEN_GC_WINDOWS)
 }
 
 #[inline(always)]
 fn add_gc_windows(delta: i64) {
-    if let Some(c) = OPEN_GC_WINDOWS.get_ptr_mut(0) {
-        // SAFETY: as in `add_count`.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta as u64) };
-    }
+    add_to_gate(&OPEN_GC_WINDOWS, delta);
 }
 
 /// The calling thread's `task_struct` address, which finds its entry.
@@ -403,12 +396,7 @@ pub fn current_task() -> u64 {
 
 #[inline(always)]
 fn add_count(delta: i64) {
-    if let Some(c) = TRACKED_COUNT.get_ptr_mut(0) {
-        // SAFETY: a live, 8-byte aligned map value shared by all CPUs,
-        // so it is only ever changed with atomic adds (BPF_ATOMIC_ADD;
-        // `AtomicU64` has no read-modify-write methods on the BPF target).
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta as u64) };
-    }
+    add_to_gate(&TRACKED_COUNT, delta);
 }
 
 #[inline(always)]

@@ -57,3 +57,30 @@ pub fn count_lost(reason: LostReason) {
         unsafe { *c += 1 };
     }
 }
+
+/// Reads a host-wide gate counter: slot 0 of a one-entry array that the
+/// scheduler programs check before any work (open pauses, open windows).
+#[inline(always)]
+pub fn gate(counter: &Array<u64>) -> u64 {
+    match counter.get_ptr(0) {
+        // SAFETY: a live map value; a racing update is an atomic add.
+        Some(c) => unsafe { core::ptr::read_volatile(c) },
+        None => 0,
+    }
+}
+
+/// Adds `delta` to a gate counter (see [`gate`]).
+#[inline(always)]
+pub fn add_to_gate(counter: &Array<u64>, delta: i64) {
+    if let Some(c) = counter.get_ptr_mut(0) {
+        // SAFETY: a live, 8-byte aligned map value shared by all CPUs,
+        // so it is only ever changed with atomic adds (BPF_ATOMIC_ADD;
+        // `AtomicU64` has no read-modify-write methods on the BPF target).
+        unsafe {
+            core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+                c,
+                delta as u64,
+            )
+        };
+    }
+}

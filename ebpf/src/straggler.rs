@@ -39,8 +39,6 @@
 //! no window is open anywhere ([`OPEN_WINDOWS`]); so does its part of
 //! `anatomy_waking` ([`on_waking`]).
 
-use core::intrinsics::{AtomicOrdering, atomic_xadd};
-
 use aya_ebpf::{
     helpers::bpf_get_current_comm,
     macros::map,
@@ -48,7 +46,10 @@ use aya_ebpf::{
 };
 use pausewatch_common::{COMM_LEN, PauseEvent, StragglerKey, StragglerStats, ThreadState};
 
-use crate::{intervals::current, maps::STRAGGLERS};
+use crate::{
+    intervals::current,
+    maps::{STRAGGLERS, add_to_gate, gate},
+};
 
 /// One process's safepoint window (HotSpot runs one safepoint at a time).
 #[repr(C)]
@@ -516,19 +517,12 @@ const NON_JAVA: [Prefix; 8] = [
 
 #[inline(always)]
 fn open_windows() -> u64 {
-    match OPEN_WINDOWS.get_ptr(0) {
-        // SAFETY: a live map value; a racing update is an atomic add.
-        Some(c) => unsafe { core::ptr::read_volatile(c) },
-        None => 0,
-    }
+    gate(&OPEN_WINDOWS)
 }
 
 #[inline(always)]
 fn add_open(delta: i64) {
-    if let Some(c) = OPEN_WINDOWS.get_ptr_mut(0) {
-        // SAFETY: as `anatomy::add_count`: shared by all CPUs, atomic adds only.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(c, delta as u64) };
-    }
+    add_to_gate(&OPEN_WINDOWS, delta);
 }
 
 #[inline(always)]
