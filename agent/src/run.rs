@@ -478,12 +478,9 @@ fn drain_pools(
     out: &mut impl Write,
 ) -> Result<()> {
     while let Some(item) = ring.next() {
-        if item.len() < size_of::<PoolEvent>() {
+        let Some(e) = crate::bpf::ring_record::<PoolEvent>(&item) else {
             continue;
-        }
-        // SAFETY: the BPF side writes exactly one PoolEvent per record; the
-        // length was checked, and read_unaligned copes with any alignment.
-        let e: PoolEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        };
         let (runtime, manager, pool) = {
             let mut c = lock(collector);
             (
@@ -505,12 +502,9 @@ fn drain(
     out: &mut impl Write,
 ) -> Result<()> {
     while let Some(item) = ring.next() {
-        if item.len() < size_of::<PauseEvent>() {
+        let Some(e) = crate::bpf::ring_record::<PauseEvent>(&item) else {
             continue;
-        }
-        // SAFETY: the BPF side writes exactly one PauseEvent per record; the
-        // length was checked, and read_unaligned copes with any alignment.
-        let e: PauseEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        };
         let Some(kind) = Kind::from_u32(e.kind) else {
             continue;
         };

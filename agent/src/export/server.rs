@@ -467,6 +467,20 @@ mod tests {
         }
     }
 
+    /// The response is the text page of a snapshot with `targets` targets.
+    fn assert_text_page(head: &str, body: Vec<u8>, targets: usize) {
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains(&format!("\npausewatch_targets {targets}\n"))
+        );
+    }
+
     /// One request with extra header lines; the head and the raw body.
     async fn request_raw(
         addr: SocketAddr,
@@ -647,15 +661,7 @@ mod tests {
         );
         // Without that Accept, the text page.
         let (head, body) = request_raw(addr, "GET", "/metrics", "Accept: */*\r\n").await;
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: text/plain; version=0.0.4")
-        );
-        assert!(
-            String::from_utf8(body)
-                .unwrap()
-                .contains("\npausewatch_targets 1\n")
-        );
+        assert_text_page(&head, body, 1);
         stop(stop_tx, task).await;
     }
 
@@ -668,15 +674,7 @@ mod tests {
         let accept = "Accept: application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;\
                       encoding=delimited;q=0.7,text/plain;version=0.0.4;q=0.3\r\n";
         let (head, body) = request_raw(addr, "GET", "/metrics", accept).await;
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: text/plain; version=0.0.4")
-        );
-        assert!(
-            String::from_utf8(body)
-                .unwrap()
-                .contains("\npausewatch_targets 2\n")
-        );
+        assert_text_page(&head, body, 2);
         // The next snapshots carry the protobuf page.
         assert!(super::super::PROTOBUF_SCRAPED.load(Ordering::Relaxed));
         stop(stop_tx, task).await;

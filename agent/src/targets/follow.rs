@@ -128,12 +128,7 @@ pub async fn forward(
 }
 
 fn decode(item: &[u8]) -> Option<ProcessChange> {
-    if item.len() < size_of::<ProcessEvent>() {
-        return None;
-    }
-    // SAFETY: the BPF side writes exactly one ProcessEvent per record; the
-    // length was checked, and read_unaligned copes with any alignment.
-    let e: ProcessEvent = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+    let e: ProcessEvent = crate::bpf::ring_record(item)?;
     match e.what {
         PROCESS_EXEC => Some(ProcessChange::Exec {
             pid: e.pid,
