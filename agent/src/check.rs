@@ -135,6 +135,7 @@ fn load_and_attach() -> Vec<Check> {
         events: true,
         anatomy: true,
         heap: true,
+        shared: true,
     }) {
         Ok((mut tracer, _maps)) => vec![
             ok(

@@ -92,9 +92,11 @@ fn explain(args: ExplainArgs) -> Result<()> {
         events: false,
         anatomy: true,
         heap: true,
+        shared: false,
     })?;
     let mut collector =
-        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap);
+        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap)
+            .with_admitted(maps.admitted);
     tracer.attach_anatomy()?;
     tracer.attach(&target)?;
     let info = target_info(&target, labels::read(target.process.pid));

@@ -165,6 +165,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         events: args.events,
         anatomy: !args.no_anatomy,
         heap: !args.no_heap,
+        shared: follow,
     })?;
     crate::check::require_attach(&mut tracer)?;
     if !args.no_anatomy {
@@ -180,7 +181,8 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         log::warn!("exited threads' entries will age out instead of going at exit: {e:#}");
     }
     let collector = Arc::new(Mutex::new(
-        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap),
+        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap)
+            .with_admitted(maps.admitted),
     ));
     let mut lifecycle = Lifecycle::new(
         selection,
@@ -483,6 +485,11 @@ fn drain_pools(
         };
         let (runtime, manager, pool) = {
             let mut c = lock(collector);
+            if !c.is_target(e.pid) {
+                // Shared probes record undecided processes too; only
+                // targets' lines are printed (see `drain`).
+                continue;
+            }
             (
                 c.runtime_label(e.pid),
                 c.heap_name(e.pid, e.manager),
@@ -510,6 +517,13 @@ fn drain(
         };
         let (cause, runtime) = {
             let mut c = lock(collector);
+            if !c.is_target(e.pid) {
+                // A process that shared probes recorded before the agent
+                // decided about it: its pauses count in its histograms once
+                // it is adopted, but its lines are not printed, since it
+                // may never be a target.
+                continue;
+            }
             (c.cause_name(e.pid, kind, e.cause), c.runtime_label(e.pid))
         };
         let line = EventLine {
@@ -579,6 +593,7 @@ pub fn probes(args: ProbesArgs) -> Result<()> {
             ProgramArg::Usdt(spec) if spec.loc == pausewatch_common::ARG_CONST => {
                 format!(" arg0: constant {}", spec.val)
             }
+            ProgramArg::Address(spec) => format!(" arg0: this process's address {:#x}", spec.val),
             ProgramArg::Usdt(spec) => format!(
                 " arg0: {} bytes{} at pt_regs+{}",
                 spec.size,

@@ -306,6 +306,15 @@ pub const GO_CAUSE_LEN_SHIFT: u32 = 48;
 /// Longest Go string cause that fits the encoding (15 bits of length).
 pub const GO_CAUSE_MAX_LEN: u64 = (1 << 15) - 1;
 
+/// Capacity of the `ADMITTED` map: processes that exec'd and are not
+/// decided yet, plus targets, in the follow modes.
+pub const MAX_ADMITTED: u32 = 32768;
+/// `ADMITTED` value of a process that exec'd and that the agent has not
+/// decided about yet: shared probes record it, for the agent to adopt.
+pub const ADMIT_PENDING: u8 = 1;
+/// `ADMITTED` value of a target.
+pub const ADMIT_TARGET: u8 = 2;
+
 /// Capacity of the `ARG_SPECS` array map (attach points with an argument).
 pub const MAX_ARG_SPECS: u32 = 1024;
 
@@ -334,11 +343,15 @@ pub enum LostReason {
     /// The memory-pool event ring buffer (`--events`) was full when a
     /// pool's collection ended, so that line is missing.
     PoolEventsFull = 7,
+    /// A process exec'd while the admission map (`ADMITTED`, follow modes)
+    /// was full, so what shared probes see of it before the agent adopts it
+    /// is not recorded.
+    AdmissionFull = 8,
 }
 
 impl LostReason {
     /// Every reason, in index order.
-    pub const ALL: [LostReason; 8] = [
+    pub const ALL: [LostReason; 9] = [
         LostReason::RingbufFull,
         LostReason::InflightFull,
         LostReason::HistogramFull,
@@ -347,6 +360,7 @@ impl LostReason {
         LostReason::TrackedFull,
         LostReason::PoolStatsFull,
         LostReason::PoolEventsFull,
+        LostReason::AdmissionFull,
     ];
 
     /// The `reason` label value exported for this counter.
@@ -360,6 +374,7 @@ impl LostReason {
             LostReason::TrackedFull => "tracked_threads_full",
             LostReason::PoolStatsFull => "pool_stats_full",
             LostReason::PoolEventsFull => "pool_events_full",
+            LostReason::AdmissionFull => "admission_map_full",
         }
     }
 }

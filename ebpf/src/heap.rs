@@ -33,7 +33,7 @@ use pausewatch_common::{
     },
 };
 
-use crate::{args::read_spec, maps::count_lost};
+use crate::{admission, args::read_spec, maps::count_lost};
 
 /// Every argument location of a probe point, indexed by the attach cookie.
 #[map]
@@ -111,6 +111,9 @@ fn stats(key: &PoolKey) -> Option<*mut PoolStats> {
 
 #[uprobe]
 pub fn hotspot_mem_pool_gc_begin(ctx: ProbeContext) -> u32 {
+    if !admission::admitted(ctx.tgid()) {
+        return 0;
+    }
     let Some(a) = read_pool_args(&ctx, false) else {
         count_lost(LostReason::ArgRead);
         return 0;
@@ -126,6 +129,9 @@ pub fn hotspot_mem_pool_gc_begin(ctx: ProbeContext) -> u32 {
 
 #[uprobe]
 pub fn hotspot_mem_pool_gc_end(ctx: ProbeContext) -> u32 {
+    if !admission::admitted(ctx.tgid()) {
+        return 0;
+    }
     let Some(a) = read_pool_args(&ctx, true) else {
         count_lost(LostReason::ArgRead);
         return 0;

@@ -17,7 +17,7 @@ use pausewatch_common::{
 };
 
 use crate::{
-    anatomy,
+    admission, anatomy,
     maps::{EVENTS, HISTOGRAMS, ZERO_HISTOGRAM, count_lost},
     threads,
 };
@@ -84,10 +84,15 @@ pub fn thread() -> Option<&'static mut ThreadEntry> {
 /// (counted as [`LostReason::TrackedFull`]) when there is no room for it.
 #[inline(always)]
 pub fn thread_or_new() -> Option<&'static mut ThreadEntry> {
+    let (pid, tid) = current();
+    // Every interval begins here: a process that shared probes must not
+    // record never opens one, so nothing of it reaches the maps.
+    if !admission::admitted(pid) {
+        return None;
+    }
     if let Some(t) = thread() {
         return Some(t);
     }
-    let (pid, tid) = current();
     let t = threads::claim(anatomy::current_task(), pid, tid, anatomy::DRIVER);
     if t.is_none() {
         count_lost(LostReason::TrackedFull);

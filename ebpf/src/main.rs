@@ -12,6 +12,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod admission;
 mod anatomy;
 mod args;
 mod bench;

@@ -22,7 +22,7 @@ use pausewatch_common::{
     COMM_LEN, LostReason, PROCESS_EXEC, PROCESS_EXIT, PROCESS_RINGBUF_BYTES, ProcessEvent,
 };
 
-use crate::{intervals::current, maps::count_lost};
+use crate::{admission, intervals::current, maps::count_lost};
 
 /// Exec and exit events, read by the agent's process follower.
 #[map]
@@ -36,6 +36,7 @@ pub fn process_exec(_ctx: TracePointContext) -> u32 {
     // Cannot fail for the current task; an empty name reads as "unknown"
     // to the agent, which then falls back to /proc.
     let comm = bpf_get_current_comm().unwrap_or([0; COMM_LEN]);
+    admission::on_exec(pid);
     send(PROCESS_EXEC, pid, comm);
     0
 }
@@ -49,6 +50,7 @@ pub fn process_exec(_ctx: TracePointContext) -> u32 {
 pub fn process_exit(_ctx: TracePointContext) -> u32 {
     let (pid, tid) = current();
     if pid == tid {
+        admission::on_exit(pid);
         send(PROCESS_EXIT, pid, [0; COMM_LEN]);
     }
     0

@@ -17,7 +17,7 @@ use aya::{
     },
 };
 use pausewatch_common::{
-    ArgSpec, HistKey, Histogram, MAX_ARG_SPECS, StragglerKey, StragglerStats,
+    ADMIT_TARGET, ArgSpec, HistKey, Histogram, MAX_ARG_SPECS, StragglerKey, StragglerStats,
     heap::{ArgSet, MAX_ARG_SETS, POOL_RINGBUF_IDLE_BYTES},
 };
 use thiserror::Error;
@@ -25,6 +25,7 @@ use thiserror::Error;
 use super::{
     EBPF_OBJECT,
     refctr::{self, RefCtrError, RefCtrLink},
+    shared::{PointKey, SharedLinks},
 };
 use crate::discovery::{Discovered, ProbeAttach, ProgramArg};
 
@@ -124,6 +125,17 @@ pub enum BpfError {
         #[source]
         source: Box<ProgramError>,
     },
+    /// The probed file of a target could not be identified (stat failed).
+    #[error("cannot stat {binary}, mapped by pid {pid}: {source}")]
+    Stat {
+        /// Host path of the binary.
+        binary: PathBuf,
+        /// Target pid.
+        pid: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A map operation failed.
     #[error("BPF map {map}: {source}")]
     Map {
@@ -170,6 +182,10 @@ pub struct LoadOptions {
     /// Attach HotSpot's memory-pool probes (unless `--no-heap`; off in
     /// `LoadOptions::default()`, which the attach benchmark uses).
     pub heap: bool,
+    /// Share each probe point's uprobe between the targets that map its
+    /// file (the follow modes; see `bpf::shared`): the BPF side then records
+    /// only admitted processes (`ebpf/src/admission.rs`).
+    pub shared: bool,
 }
 
 /// One attached uprobe, for reporting.
@@ -194,6 +210,12 @@ pub struct Tracer {
     heap: bool,
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<Link>>,
+    /// Links shared by the targets that map one file ([`LoadOptions::shared`]).
+    shared: Option<SharedLinks<Link>>,
+    /// The processes shared probes record (`ADMITTED`); targets are
+    /// admitted in every mode, so that the collector keeps what they
+    /// recorded before they were reported.
+    admitted: BpfHashMap<MapData, u32, u8>,
     /// The start-up self-test probe, kept (see [`Tracer::attach_self_test`]).
     self_test: Option<(String, UProbeLinkId)>,
     /// Detaches links of targets that went away, off the caller's thread
@@ -223,6 +245,9 @@ pub struct TracerMaps {
     pub stragglers: PerCpuHashMap<MapData, StragglerKey, StragglerStats>,
     /// HotSpot memory pools around collections.
     pub heap: crate::collect::collector::HeapMaps,
+    /// The processes that may have recorded numbers without being targets
+    /// yet (`ADMITTED`, read-only here), whose rows the collector keeps.
+    pub admitted: BpfHashMap<MapData, u32, u8>,
 }
 
 impl Tracer {
@@ -230,6 +255,7 @@ impl Tracer {
     pub fn load(options: LoadOptions) -> Result<(Tracer, TracerMaps), BpfError> {
         let emit: u8 = options.events.into();
         let anatomy: u8 = options.anatomy.into();
+        let shared: u8 = options.shared.into();
         let has_state: u8 =
             super::anatomy::switch_passes_prev_state(&super::anatomy::kernel_release()).into();
         let mut loader = EbpfLoader::new();
@@ -242,6 +268,7 @@ impl Tracer {
             .override_global("EMIT_EVENTS", &emit, true)
             .override_global("EMIT_POOL_EVENTS", &emit, true)
             .override_global("ANATOMY", &anatomy, true)
+            .override_global("SHARED", &shared, true)
             .override_global("SWITCH_HAS_STATE", &has_state, true)
             .load(EBPF_OBJECT)
             .map_err(|e| load_error(Box::new(e)))?;
@@ -267,6 +294,7 @@ impl Tracer {
             Array::try_from(take(&mut ebpf, "ARG_SPECS")?).map_err(map_err("ARG_SPECS"))?;
         let arg_sets =
             Array::try_from(take(&mut ebpf, "ARG_SETS")?).map_err(map_err("ARG_SETS"))?;
+        let (admitted, admitted_view) = admitted_maps(take(&mut ebpf, "ADMITTED")?)?;
         let maps = TracerMaps {
             histograms: PerCpuHashMap::try_from(take(&mut ebpf, "HISTOGRAMS")?)
                 .map_err(map_err("HISTOGRAMS"))?,
@@ -282,6 +310,7 @@ impl Tracer {
                 last: BpfHashMap::try_from(take(&mut ebpf, "POOL_LAST")?)
                     .map_err(map_err("POOL_LAST"))?,
             },
+            admitted: admitted_view,
         };
         Ok((
             Tracer {
@@ -292,6 +321,8 @@ impl Tracer {
                 set_cookies: ArgSlots::new(MAX_ARG_SETS),
                 heap: options.heap,
                 links: HashMap::new(),
+                shared: options.shared.then(SharedLinks::default),
+                admitted,
                 self_test: None,
                 reaper: None,
             },
@@ -299,64 +330,139 @@ impl Tracer {
         ))
     }
 
-    /// Attaches every probe of `target`, scoped to its pid. On failure the
-    /// probes attached so far for this target are detached again.
+    /// Attaches every probe of `target`: scoped to its pid, or, with
+    /// [`LoadOptions::shared`], as a user of the file's shared links (made
+    /// by the first target that maps it), and admits it (`ADMITTED`) so
+    /// its probes record. On failure none of its probes stays attached.
+    ///
+    /// A target with a probe whose argument is an address of its own
+    /// ([`ProgramArg::Address`]) gets links of its own in every mode: a
+    /// shared link would hand that address to every process.
     pub fn attach(&mut self, target: &Discovered) -> Result<Vec<AttachedProbe>, BpfError> {
         let pid = target.process.pid;
+        let share = self.shared.is_some()
+            && !target
+                .probes
+                .iter()
+                .any(|p| matches!(p.arg, ProgramArg::Address(_)));
         let mut attached = Vec::with_capacity(target.probes.len());
         for probe in &target.probes {
             if !self.heap && crate::runtimes::hotspot::HEAP_PROGRAMS.contains(&probe.program) {
                 continue;
             }
-            let cookie = match &probe.arg {
-                ProgramArg::None => 0,
-                ProgramArg::Usdt(spec) => self.store_arg_spec(pid, spec)?,
-                ProgramArg::UsdtAll(set) => self.store_arg_set(pid, set)?,
-            };
-            let result = match probe.ref_ctr_offset {
-                None => self
-                    .attach_one(
-                        probe.program,
-                        probe.file_offset,
-                        cookie,
-                        probe.binary.path(),
-                        pid,
-                    )
-                    .map(|link| Link::Aya(probe.program, link))
-                    .map_err(|source| {
-                        attach_error(
-                            probe.probe.clone(),
-                            PathBuf::from(probe.binary.to_string()),
-                            probe.file_offset,
-                            pid,
-                            source,
-                        )
-                    }),
-                Some(ref_ctr_offset) => self
-                    .attach_ref_ctr(probe, ref_ctr_offset, cookie, pid)
-                    .map(Link::RefCtr),
-            };
-            match result {
-                Ok(link) => {
+            let result = self.cookie(pid, probe).and_then(|cookie| {
+                if share {
+                    self.use_shared(probe, cookie, pid)
+                } else {
+                    let link = self.attach_link(probe, cookie, pid, pid)?;
                     self.links.entry(pid).or_default().push(link);
-                    attached.push(AttachedProbe {
-                        probe: probe.probe.clone(),
-                        offset: probe.file_offset,
-                    });
+                    Ok(())
                 }
-                Err(e) => {
-                    self.detach(pid);
-                    return Err(e);
-                }
+            });
+            if let Err(e) = result {
+                self.detach(pid);
+                return Err(e);
             }
+            attached.push(AttachedProbe {
+                probe: probe.probe.clone(),
+                offset: probe.file_offset,
+            });
+        }
+        if let Err(e) = self.admitted.insert(pid, ADMIT_TARGET, 0) {
+            self.detach(pid);
+            return Err(map_err("ADMITTED")(e));
         }
         Ok(attached)
     }
 
-    /// Detaches every probe of `pid` (a no-op for unknown pids). Its open
-    /// intervals need no cleanup here: they are slots of its threads'
-    /// entries, which go at each thread's exit (`anatomy_exit`), so a
-    /// target killed in the middle of a pause leaves nothing behind.
+    /// The `ARG_SPECS` or `ARG_SETS` slot of `probe`'s argument, held for
+    /// `pid` until its detach (0: no argument).
+    fn cookie(&mut self, pid: u32, probe: &ProbeAttach) -> Result<u32, BpfError> {
+        match &probe.arg {
+            ProgramArg::None => Ok(0),
+            ProgramArg::Usdt(spec) | ProgramArg::Address(spec) => self.store_arg_spec(pid, spec),
+            ProgramArg::UsdtAll(set) => self.store_arg_set(pid, set),
+        }
+    }
+
+    /// Makes `pid` a user of `probe`'s shared link, attaching it for every
+    /// process if no target of this file has yet.
+    fn use_shared(&mut self, probe: &ProbeAttach, cookie: u32, pid: u32) -> Result<(), BpfError> {
+        let meta = std::fs::metadata(probe.binary.path()).map_err(|source| BpfError::Stat {
+            binary: PathBuf::from(probe.binary.to_string()),
+            pid,
+            source,
+        })?;
+        let key = PointKey {
+            dev: std::os::unix::fs::MetadataExt::dev(&meta),
+            ino: std::os::unix::fs::MetadataExt::ino(&meta),
+            program: probe.program,
+            offset: probe.file_offset,
+            ref_ctr_offset: probe.ref_ctr_offset,
+            cookie,
+        };
+        // Out of `self` while the closure attaches through `self`.
+        let mut shared = self.shared.take().unwrap_or_default();
+        let result = shared.use_point(pid, key, || self.attach_link(probe, cookie, 0, pid));
+        self.shared = Some(shared);
+        if let Ok(true) = result {
+            log::debug!(
+                "pid {pid}: {} at {}+{:#x} attached for every process that maps the file",
+                probe.probe,
+                probe.binary,
+                probe.file_offset
+            );
+        }
+        result.map(drop)
+    }
+
+    /// Attaches one uprobe of `probe` in process `scope` (0: every
+    /// process); `pid` is the target it is for, for messages.
+    fn attach_link(
+        &mut self,
+        probe: &ProbeAttach,
+        cookie: u32,
+        scope: u32,
+        pid: u32,
+    ) -> Result<Link, BpfError> {
+        match probe.ref_ctr_offset {
+            None => self
+                .attach_one(
+                    probe.program,
+                    probe.file_offset,
+                    cookie,
+                    probe.binary.path(),
+                    scope,
+                )
+                .map(|link| Link::Aya(probe.program, link))
+                .map_err(|source| {
+                    attach_error(
+                        probe.probe.clone(),
+                        PathBuf::from(probe.binary.to_string()),
+                        probe.file_offset,
+                        pid,
+                        source,
+                    )
+                }),
+            Some(ref_ctr_offset) => self
+                .attach_ref_ctr(probe, ref_ctr_offset, cookie, scope, pid)
+                .map(Link::RefCtr),
+        }
+    }
+
+    /// Stops recording `pid`, a process that exec'd and is not to be
+    /// traced (`ADMITTED` loses it; what it recorded meanwhile is dropped
+    /// by the collector). A no-op for a process that was never admitted.
+    pub fn reject(&mut self, pid: u32) {
+        let _ = self.admitted.remove(&pid);
+    }
+
+    /// Detaches every probe of `pid` (a no-op for unknown pids): its own
+    /// links, and the shared links of which it was the last user; it is no
+    /// longer admitted. Its open intervals need no cleanup here: they are
+    /// slots of its threads' entries, which go at each thread's exit
+    /// (`anatomy_exit`), so a target killed in the middle of a pause leaves
+    /// nothing behind.
     ///
     /// The probes are detached on a background thread: the kernel takes
     /// ~0.1 s per uprobe (see `Reaper`), and the caller, the thread that
@@ -364,7 +470,12 @@ impl Tracer {
     /// process is gone or runs another program, so its old probes can no
     /// longer fire meanwhile.
     pub fn detach(&mut self, pid: u32) {
-        let links = self.take_links(pid);
+        let _ = self.admitted.remove(&pid);
+        let mut links = self.links.remove(&pid).unwrap_or_default();
+        if let Some(shared) = &mut self.shared {
+            links.extend(shared.release(pid));
+        }
+        let links = self.own(links);
         if !links.is_empty() {
             match &self.reaper {
                 Some(r) => r.release(links),
@@ -387,11 +498,11 @@ impl Tracer {
     /// Detaches every probe of every target and the self-test probe, for
     /// shutdown (see `release` for what that costs).
     pub fn detach_all(&mut self) {
-        let pids: Vec<u32> = self.links.keys().copied().collect();
-        let mut links = Vec::new();
-        for &pid in &pids {
-            links.extend(self.take_links(pid));
+        let mut links: Vec<Link> = self.links.drain().flat_map(|(_, l)| l).collect();
+        if let Some(shared) = &mut self.shared {
+            links.extend(shared.drain());
         }
+        let mut links = self.own(links);
         if let Some((name, id)) = self.self_test.take()
             && let Some(p) = self.ebpf.program_mut(&name)
             && let Ok(p) = <&mut UProbe>::try_from(p)
@@ -407,10 +518,11 @@ impl Tracer {
         }
     }
 
-    /// Takes `pid`'s links out of the tracer, still attached.
-    fn take_links(&mut self, pid: u32) -> Vec<OwnedLink> {
-        let mut owned = Vec::new();
-        for link in self.links.remove(&pid).unwrap_or_default() {
+    /// Takes `links` out of their programs, still attached, so that they
+    /// can be dropped (detached) elsewhere.
+    fn own(&mut self, links: Vec<Link>) -> Vec<OwnedLink> {
+        let mut owned = Vec::with_capacity(links.len());
+        for link in links {
             match link {
                 Link::Aya(program, id) => {
                     if let Some(p) = self.ebpf.program_mut(program)
@@ -575,7 +687,8 @@ impl Tracer {
 
     /// Number of attached uprobes across all targets.
     pub fn attached_count(&self) -> usize {
-        self.links.values().map(Vec::len).sum()
+        self.links.values().map(Vec::len).sum::<usize>()
+            + self.shared.as_ref().map_or(0, SharedLinks::len)
     }
 
     fn attach_one(
@@ -602,12 +715,14 @@ impl Tracer {
         p.attach(point, binary, scope)
     }
 
-    /// Attaches a probe guarded by a USDT semaphore (see [`refctr`]).
+    /// Attaches a probe guarded by a USDT semaphore (see [`refctr`]) in
+    /// process `scope` (0: every process), for target `pid`.
     fn attach_ref_ctr(
         &mut self,
         probe: &ProbeAttach,
         ref_ctr_offset: u64,
         cookie: u32,
+        scope: u32,
         pid: u32,
     ) -> Result<RefCtrLink, BpfError> {
         let program = probe.program;
@@ -625,7 +740,7 @@ impl Tracer {
             probe.binary.path(),
             probe.file_offset,
             ref_ctr_offset,
-            pid,
+            scope,
             u64::from(cookie),
         )
         .map_err(|source| BpfError::AttachRefCtr {
@@ -745,6 +860,10 @@ impl crate::targets::seams::Attach for Tracer {
     fn detach(&mut self, pid: u32) {
         Tracer::detach(self, pid);
     }
+
+    fn reject(&mut self, pid: u32) {
+        Tracer::reject(self, pid);
+    }
 }
 
 /// An attached uprobe taken out of the tracer; dropping it detaches it.
@@ -813,6 +932,23 @@ impl Reaper {
             let _ = t.join();
         }
     }
+}
+
+/// Two handles on the `ADMITTED` map: the tracer's, which writes it, and
+/// the collector's, which reads it on another thread (a second descriptor
+/// of the same map, opened by its id).
+type Admitted = BpfHashMap<MapData, u32, u8>;
+fn admitted_maps(map: aya::maps::Map) -> Result<(Admitted, Admitted), BpfError> {
+    let aya::maps::Map::HashMap(data) = map else {
+        return Err(BpfError::Missing("hash map ADMITTED".into()));
+    };
+    let view = data
+        .info()
+        .and_then(|info| MapData::from_id(info.id()))
+        .map_err(map_err("ADMITTED"))?;
+    let tracer = BpfHashMap::try_from(aya::maps::Map::HashMap(data)).map_err(map_err("ADMITTED"))?;
+    let view = BpfHashMap::try_from(aya::maps::Map::HashMap(view)).map_err(map_err("ADMITTED"))?;
+    Ok((tracer, view))
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<aya::maps::Map, BpfError> {

@@ -7,6 +7,7 @@ pub mod anatomy;
 pub mod loader;
 pub mod refctr;
 pub mod selftest;
+pub mod shared;
 
 pub use loader::{AttachedProbe, BpfError, Tracer, TracerMaps};
 

@@ -110,7 +110,7 @@ struct LinkCreateAttr {
 }
 
 /// Attaches `program` as a uprobe at `offset` of `binary`, in process
-/// `pid` only, with the semaphore at file offset `ref_ctr_offset` kept
+/// `pid` only (every process for 0), with the semaphore at file offset `ref_ctr_offset` kept
 /// raised by the kernel for as long as the returned link lives.
 pub fn attach(
     program: impl AsFd,
@@ -137,8 +137,10 @@ pub fn attach(
         libc::syscall(
             libc::SYS_perf_event_open,
             &attr as *const PerfEventAttr,
-            pid as libc::pid_t,
-            -1 as libc::c_int,
+            // A uprobe for every process is opened on one CPU (any works:
+            // the BPF program runs wherever the probe is hit).
+            if pid == 0 { -1 } else { pid as libc::pid_t },
+            if pid == 0 { 0 } else { -1 as libc::c_int },
             -1 as libc::c_int,
             PERF_FLAG_FD_CLOEXEC,
         )

@@ -31,6 +31,22 @@ pub struct Collector {
     targets: HashMap<u32, TargetInfo>,
     causes: CauseResolver,
     heap: Option<HeapMaps>,
+    /// The processes not reported yet whose rows are kept (`ADMITTED`).
+    admitted: Option<BpfHashMap<MapData, u32, u8>>,
+}
+
+/// Where a process that has rows in the maps stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Reported: its rows are exported.
+    Target,
+    /// Not reported, but admitted: shared probes recorded it before the
+    /// agent decided about it (or between attach and report); its rows
+    /// wait, unexported, for it to be adopted.
+    Undecided,
+    /// Neither: a process that was rejected or exited undecided. Its rows
+    /// are never exported, and are deleted.
+    Stranger,
 }
 
 impl Collector {
@@ -48,6 +64,30 @@ impl Collector {
             targets: HashMap::new(),
             causes: CauseResolver::default(),
             heap: None,
+            admitted: None,
+        }
+    }
+
+    /// Keeps, unexported, the rows of processes in `admitted` that are
+    /// not targets yet, and deletes those of other non-targets; without
+    /// it, non-targets' rows are only left out.
+    pub fn with_admitted(mut self, admitted: BpfHashMap<MapData, u32, u8>) -> Collector {
+        self.admitted = Some(admitted);
+        self
+    }
+
+    /// Whether `pid` is a reported target.
+    pub fn is_target(&self, pid: u32) -> bool {
+        self.targets.contains_key(&pid)
+    }
+
+    fn standing(&self, pid: u32) -> Standing {
+        if self.targets.contains_key(&pid) {
+            return Standing::Target;
+        }
+        match &self.admitted {
+            Some(a) if a.get(&pid, 0).is_err() => Standing::Stranger,
+            _ => Standing::Undecided,
         }
     }
 
@@ -131,6 +171,10 @@ impl Collector {
         let mut out = Vec::new();
         for entry in heap.stats.iter() {
             let Ok((key, stats)) = entry else { continue };
+            if !self.targets.contains_key(&key.pid) {
+                // Strangers' pools go with their histograms (`collect`).
+                continue;
+            }
             let (Some(manager), Some(pool)) = (
                 self.causes.c_string(key.pid, key.manager),
                 self.causes.c_string(key.pid, key.pool),
@@ -175,9 +219,18 @@ impl Collector {
     /// resolve to the same text are merged.
     pub fn collect(&mut self) -> Snapshot {
         let mut merged: HashMap<(u32, Kind, String), Hist> = HashMap::new();
+        let mut strangers = std::collections::BTreeSet::new();
         for entry in self.histograms.iter() {
             // A key deleted between get_next_key and lookup is not an error.
             let Ok((key, per_cpu)) = entry else { continue };
+            match self.standing(key.pid) {
+                Standing::Target => {}
+                Standing::Undecided => continue,
+                Standing::Stranger => {
+                    strangers.insert(key.pid);
+                    continue;
+                }
+            }
             let Some(kind) = Kind::from_u32(key.kind) else {
                 continue;
             };
@@ -214,10 +267,15 @@ impl Collector {
                 (r.label(), n)
             })
             .collect();
+        for pid in strangers {
+            log::debug!("pid {pid}: recorded while undecided, then rejected or gone: dropped");
+            self.forget(pid);
+        }
         let raw: Vec<(StragglerKey, StragglerStats)> = self
             .stragglers
             .iter()
             .filter_map(Result::ok)
+            .filter(|(key, _)| self.targets.contains_key(&key.pid))
             .map(|(key, per_cpu)| (key, sum_per_cpu(per_cpu.iter())))
             .collect();
         let stragglers = self.straggler_names.fold(raw);

@@ -19,6 +19,10 @@ pub enum ProgramArg {
     /// Every argument of a USDT probe point, for programs that read
     /// several (the `ARG_SETS` map).
     UsdtAll(ArgSet),
+    /// An address in this one process's memory, passed as a constant
+    /// (Ruby's GC flags): the probe cannot be shared with other processes
+    /// that map the same file, whose address differs.
+    Address(ArgSpec),
 }
 
 /// One uprobe to attach.

@@ -246,6 +246,8 @@ impl<H: Host> Lifecycle<H> {
         ctx: &mut Ctx<'_>,
     ) {
         if pid == self.me || self.selection.exclude.contains(&pid) {
+            // Its exec admitted it on the BPF side (`bpf::shared`).
+            ctx.tracer.reject(pid);
             return;
         }
         let pending = Entry::pending(now, ktime_ns, comm);
@@ -313,7 +315,7 @@ impl<H: Host> Lifecycle<H> {
         };
         match entry.state {
             State::Traced(_) => self.exited(pid, now, ctx),
-            State::Pending { .. } => self.give_up(pid, now),
+            State::Pending { .. } => self.drop_undecided(pid, now),
             State::Exited(_) => {}
         }
     }
@@ -496,31 +498,31 @@ impl<H: Host> Lifecycle<H> {
             // Gone, or replaced by a newer process whose exec event is
             // still to come.
             Ok(_) | Err(DiscoveryError::NoSuchProcess(_)) => {
-                self.give_up(pid, now);
+                self.give_up(pid, now, ctx);
                 return;
             }
             Err(e) => {
                 log::debug!("pid {pid}: {e}");
-                self.retry_or_give_up(pid, attempt, now);
+                self.retry_or_give_up(pid, attempt, now, ctx);
                 return;
             }
         };
         if !self.selection.wants(pid, &process.comm, &process.exe) {
             // Only an exec can change the exec-time name or exe, and it
             // comes as an event.
-            self.give_up(pid, now);
+            self.give_up(pid, now, ctx);
             return;
         }
         let start_time = process.start_time;
         let discovered = match self.host.detect(process) {
             Ok(t) => t,
             Err(DiscoveryError::NoSupportedRuntime { .. }) => {
-                self.retry_or_give_up(pid, attempt, now);
+                self.retry_or_give_up(pid, attempt, now, ctx);
                 return;
             }
             // Exited while its files were opened.
             Err(DiscoveryError::NoSuchProcess(_)) => {
-                self.give_up(pid, now);
+                self.give_up(pid, now, ctx);
                 return;
             }
             Err(e) => {
@@ -529,7 +531,7 @@ impl<H: Host> Lifecycle<H> {
                 } else {
                     eprintln!("pausewatch: not tracing pid {pid}: {e}");
                 }
-                self.give_up(pid, now);
+                self.give_up(pid, now, ctx);
                 return;
             }
         };
@@ -539,7 +541,7 @@ impl<H: Host> Lifecycle<H> {
         {
             self.over_limit.fetch_add(1, Ordering::Relaxed);
             log::warn!("pid {pid}: not traced, --max-targets reached");
-            self.give_up(pid, now);
+            self.give_up(pid, now, ctx);
             return;
         }
         let attach_started = self.host.now();
@@ -584,16 +586,16 @@ impl<H: Host> Lifecycle<H> {
                 // The usual end of a short run (`node --version` before
                 // the real program): nothing was missed, nothing to retry.
                 log::info!("pid {pid}: exited while being attached ({e})");
-                self.give_up(pid, now);
+                self.give_up(pid, now, ctx);
             }
             Err(e) => {
                 log::warn!("pid {pid}: {e}");
-                self.retry_or_give_up(pid, attempt, now);
+                self.retry_or_give_up(pid, attempt, now, ctx);
             }
         }
     }
 
-    fn retry_or_give_up(&mut self, pid: u32, attempt: usize, now: Instant) {
+    fn retry_or_give_up(&mut self, pid: u32, attempt: usize, now: Instant, ctx: &mut Ctx<'_>) {
         let next_attempt = attempt + 1;
         match BACKOFF_MS.get(next_attempt) {
             Some(&ms) => {
@@ -604,7 +606,7 @@ impl<H: Host> Lifecycle<H> {
                     };
                 }
             }
-            None => self.give_up(pid, now),
+            None => self.give_up(pid, now, ctx),
         }
     }
 
@@ -613,7 +615,18 @@ impl<H: Host> Lifecycle<H> {
     /// program's numbers stay for the grace period, then are forgotten, so
     /// that they never outlive it nor mix with a later owner of the pid.
     /// Any other process is just dropped.
-    fn give_up(&mut self, pid: u32, now: Instant) {
+    ///
+    /// Either way the process is no longer recorded: shared probes record
+    /// a process from its exec until it is decided (`bpf::shared`).
+    fn give_up(&mut self, pid: u32, now: Instant, ctx: &mut Ctx<'_>) {
+        ctx.tracer.reject(pid);
+        self.drop_undecided(pid, now);
+    }
+
+    /// [`Lifecycle::give_up`] for a process that exited: the BPF side
+    /// stopped recording it at its exit already, and rejecting it here
+    /// could hit a new process that reuses its pid.
+    fn drop_undecided(&mut self, pid: u32, now: Instant) {
         match self.table.get_mut(pid) {
             Some((_, e)) if e.reported => e.state = State::Exited(now),
             Some(_) => {
@@ -855,6 +868,7 @@ mod tests {
     struct FakeTracer {
         attached: Vec<u32>,
         detached: Vec<u32>,
+        rejected: Vec<u32>,
         fail: HashMap<u32, fn() -> BpfError>,
     }
 
@@ -870,6 +884,10 @@ mod tests {
 
         fn detach(&mut self, pid: u32) {
             self.detached.push(pid);
+        }
+
+        fn reject(&mut self, pid: u32) {
+            self.rejected.push(pid);
         }
     }
 
@@ -1308,6 +1326,7 @@ mod tests {
         assert_eq!(*w.lifecycle.host.inspections.borrow(), BACKOFF_MS.len());
         assert_eq!(w.lifecycle.tracked(), 0);
         assert!(w.tracer.attached.is_empty());
+        assert_eq!(w.tracer.rejected, [PID], "recorded until it was given up");
     }
 
     #[test]
@@ -1438,6 +1457,9 @@ mod tests {
         w.exec(PID + 1);
         w.run();
         assert!(w.tracer.attached.is_empty());
+        // Both stop being recorded by shared probes: the excluded one at
+        // its exec, the unselected one at its inspection.
+        assert_eq!(w.tracer.rejected, [PID + 1, PID]);
         assert_eq!(w.lifecycle.tracked(), 0);
         // Never attached, so never labelled.
         assert!(w.lifecycle.host.label_reads.borrow().is_empty());

@@ -27,6 +27,10 @@ pub trait Attach {
     /// Detaches every probe of `pid` and drops its open intervals (a no-op
     /// for a pid without probes).
     fn detach(&mut self, pid: u32);
+    /// Stops recording `pid`, a process that exec'd and will not be a
+    /// target, which shared probes record until they are told (a no-op
+    /// for a pid never recorded).
+    fn reject(&mut self, pid: u32);
 }
 
 /// Where targets are registered for collection (the collector, for

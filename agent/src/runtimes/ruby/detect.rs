@@ -73,7 +73,7 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
             let mut probe = ProbeAttach::from_usdt(note, program, &binary, false)?;
             if let (Some(addr), "ruby_mark_end") = (flags, program) {
                 // The "argument" is a constant: the address of the flags.
-                probe.arg = ProgramArg::Usdt(ArgSpec {
+                probe.arg = ProgramArg::Address(ArgSpec {
                     loc: ARG_CONST,
                     val: addr as i64,
                     size: 8,
