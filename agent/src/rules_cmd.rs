@@ -94,9 +94,9 @@ fn explain(args: ExplainArgs) -> Result<()> {
         heap: true,
         shared: false,
     })?;
-    let mut collector =
-        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap)
-            .with_admitted(maps.admitted);
+    let mut collector = Collector::new(maps.histograms, maps.lost, maps.stragglers)
+        .with_heap(maps.heap)
+        .with_admitted(maps.admitted);
     tracer.attach_anatomy()?;
     tracer.attach(&target)?;
     let info = target_info(&target, labels::read(target.process.pid));

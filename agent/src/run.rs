@@ -181,7 +181,8 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         log::warn!("exited threads' entries will age out instead of going at exit: {e:#}");
     }
     let collector = Arc::new(Mutex::new(
-        Collector::new(maps.histograms, maps.lost, maps.stragglers).with_heap(maps.heap)
+        Collector::new(maps.histograms, maps.lost, maps.stragglers)
+            .with_heap(maps.heap)
             .with_admitted(maps.admitted),
     ));
     let mut lifecycle = Lifecycle::new(

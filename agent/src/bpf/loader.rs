@@ -25,7 +25,7 @@ use thiserror::Error;
 use super::{
     EBPF_OBJECT,
     refctr::{self, RefCtrError, RefCtrLink},
-    shared::{PointKey, SharedLinks},
+    shared::{LINGER, PointArg, PointKey, SharedLinks},
 };
 use crate::discovery::{Discovered, ProbeAttach, ProgramArg};
 
@@ -211,7 +211,9 @@ pub struct Tracer {
     /// Which links belong to which pid, to detach a target on its own.
     links: HashMap<u32, Vec<Link>>,
     /// Links shared by the targets that map one file ([`LoadOptions::shared`]).
-    shared: Option<SharedLinks<Link>>,
+    shared: Option<SharedLinks<SharedLink>>,
+    /// The argument-slot owner id of the next shared link.
+    next_owner: u32,
     /// The processes shared probes record (`ADMITTED`); targets are
     /// admitted in every mode, so that the collector keeps what they
     /// recorded before they were reported.
@@ -222,6 +224,18 @@ pub struct Tracer {
     /// (see [`Reaper`]); started at the first such detach.
     reaper: Option<Reaper>,
 }
+
+/// A shared link, and the owner id under which it holds its argument's
+/// slot: the slot must outlive every target that used the link, and stay
+/// as long as the link lingers, so it is the link's, not a pid's.
+struct SharedLink {
+    link: Link,
+    owner: u32,
+}
+
+/// Owner ids of shared links' argument slots start above every pid (the
+/// kernel's `pid_max` is at most 2^22).
+const FIRST_LINK_OWNER: u32 = 1 << 31;
 
 /// One attached uprobe, owned by the tracer.
 enum Link {
@@ -322,6 +336,7 @@ impl Tracer {
                 heap: options.heap,
                 links: HashMap::new(),
                 shared: options.shared.then(SharedLinks::default),
+                next_owner: FIRST_LINK_OWNER,
                 admitted,
                 self_test: None,
                 reaper: None,
@@ -350,15 +365,15 @@ impl Tracer {
             if !self.heap && crate::runtimes::hotspot::HEAP_PROGRAMS.contains(&probe.program) {
                 continue;
             }
-            let result = self.cookie(pid, probe).and_then(|cookie| {
-                if share {
-                    self.use_shared(probe, cookie, pid)
-                } else {
+            let result = if share {
+                self.use_shared(probe, pid)
+            } else {
+                self.cookie(pid, probe).and_then(|cookie| {
                     let link = self.attach_link(probe, cookie, pid, pid)?;
                     self.links.entry(pid).or_default().push(link);
                     Ok(())
-                }
-            });
+                })
+            };
             if let Err(e) = result {
                 self.detach(pid);
                 return Err(e);
@@ -386,8 +401,9 @@ impl Tracer {
     }
 
     /// Makes `pid` a user of `probe`'s shared link, attaching it for every
-    /// process if no target of this file has yet.
-    fn use_shared(&mut self, probe: &ProbeAttach, cookie: u32, pid: u32) -> Result<(), BpfError> {
+    /// process if there is none (no target of this file in the last
+    /// [`LINGER`]).
+    fn use_shared(&mut self, probe: &ProbeAttach, pid: u32) -> Result<(), BpfError> {
         let meta = std::fs::metadata(probe.binary.path()).map_err(|source| BpfError::Stat {
             binary: PathBuf::from(probe.binary.to_string()),
             pid,
@@ -399,11 +415,28 @@ impl Tracer {
             program: probe.program,
             offset: probe.file_offset,
             ref_ctr_offset: probe.ref_ctr_offset,
-            cookie,
+            arg: match probe.arg {
+                ProgramArg::None => PointArg::None,
+                ProgramArg::Usdt(spec) | ProgramArg::Address(spec) => PointArg::Spec(spec),
+                ProgramArg::UsdtAll(set) => PointArg::Set(set),
+            },
         };
         // Out of `self` while the closure attaches through `self`.
         let mut shared = self.shared.take().unwrap_or_default();
-        let result = shared.use_point(pid, key, || self.attach_link(probe, cookie, 0, pid));
+        let result = shared.use_point(pid, key, || {
+            let owner = self.next_owner;
+            self.next_owner = self.next_owner.wrapping_add(1).max(FIRST_LINK_OWNER);
+            let attached = self
+                .cookie(owner, probe)
+                .and_then(|cookie| self.attach_link(probe, cookie, 0, pid));
+            match attached {
+                Ok(link) => Ok(SharedLink { link, owner }),
+                Err(e) => {
+                    self.release_slots(owner);
+                    Err(e)
+                }
+            }
+        });
         self.shared = Some(shared);
         if let Ok(true) = result {
             log::debug!(
@@ -458,8 +491,8 @@ impl Tracer {
     }
 
     /// Detaches every probe of `pid` (a no-op for unknown pids): its own
-    /// links, and the shared links of which it was the last user; it is no
-    /// longer admitted. Its open intervals need no cleanup here: they are
+    /// links now; it stops using its shared links, and those that have had
+    /// no user for `shared::LINGER` go. It is no longer admitted. Its open intervals need no cleanup here: they are
     /// slots of its threads' entries, which go at each thread's exit
     /// (`anatomy_exit`), so a target killed in the middle of a pause leaves
     /// nothing behind.
@@ -473,7 +506,10 @@ impl Tracer {
         let _ = self.admitted.remove(&pid);
         let mut links = self.links.remove(&pid).unwrap_or_default();
         if let Some(shared) = &mut self.shared {
-            links.extend(shared.release(pid));
+            let now = std::time::Instant::now();
+            shared.release(pid, now);
+            let expired = shared.expire(now, LINGER);
+            links.extend(self.unshare(expired));
         }
         let links = self.own(links);
         if !links.is_empty() {
@@ -491,8 +527,26 @@ impl Tracer {
         // (`anatomy_exit`), and a live process keeps its threads' entries
         // until they exit or a newcomer takes an idle one's place, which
         // costs lookups, never numbers (a later begin restarts a stale slot).
-        self.cookies.release(pid);
-        self.set_cookies.release(pid);
+        self.release_slots(pid);
+    }
+
+    /// Frees the argument slots `owner` (a pid or a shared link) holds.
+    fn release_slots(&mut self, owner: u32) {
+        self.cookies.release(owner);
+        self.set_cookies.release(owner);
+    }
+
+    /// The links of shared links that go, their slots freed. Until the
+    /// detach thread gets to them, a process that maps their file (and had
+    /// none of its kind traced for `LINGER`) may still hit them and read a
+    /// slot reused meanwhile: one argument of one pause, never a count.
+    fn unshare(&mut self, gone: Vec<SharedLink>) -> Vec<Link> {
+        gone.into_iter()
+            .map(|s| {
+                self.release_slots(s.owner);
+                s.link
+            })
+            .collect()
     }
 
     /// Detaches every probe of every target and the self-test probe, for
@@ -500,7 +554,8 @@ impl Tracer {
     pub fn detach_all(&mut self) {
         let mut links: Vec<Link> = self.links.drain().flat_map(|(_, l)| l).collect();
         if let Some(shared) = &mut self.shared {
-            links.extend(shared.drain());
+            let all = shared.drain();
+            links.extend(self.unshare(all));
         }
         let mut links = self.own(links);
         if let Some((name, id)) = self.self_test.take()
@@ -946,7 +1001,8 @@ fn admitted_maps(map: aya::maps::Map) -> Result<(Admitted, Admitted), BpfError> 
         .info()
         .and_then(|info| MapData::from_id(info.id()))
         .map_err(map_err("ADMITTED"))?;
-    let tracer = BpfHashMap::try_from(aya::maps::Map::HashMap(data)).map_err(map_err("ADMITTED"))?;
+    let tracer =
+        BpfHashMap::try_from(aya::maps::Map::HashMap(data)).map_err(map_err("ADMITTED"))?;
     let view = BpfHashMap::try_from(aya::maps::Map::HashMap(view)).map_err(map_err("ADMITTED"))?;
     Ok((tracer, view))
 }

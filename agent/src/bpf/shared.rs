@@ -1,6 +1,6 @@
 //! One uprobe per probe point of a file, shared by every target that maps
 //! the file (the follow modes): which links exist, which targets use each,
-//! and which links go when a target leaves.
+//! and which links go once they have been unused for a while.
 //!
 //! The kernel unregisters uprobes one at a time (~0.1 s each here), so
 //! per-process links made shutdown and churn cost time in proportion to
@@ -9,7 +9,19 @@
 //! `ebpf/src/admission.rs`). Generic over the link type so that the
 //! bookkeeping is tested without BPF.
 
-use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::{
+    collections::{HashMap, HashSet, hash_map::Entry},
+    time::{Duration, Instant},
+};
+
+use pausewatch_common::{ArgSpec, heap::ArgSet};
+
+/// How long a link stays after its last user went. Short jobs (a test
+/// run's JVMs, a CLI's `node`s) come one after another: with a link still
+/// there, the next one is recorded from its first instruction instead of
+/// from its attach. An unused link costs nothing (no process maps its
+/// file); it holds the file's inode until it goes.
+pub const LINGER: Duration = Duration::from_secs(600);
 
 /// One probe point: the file by device and inode, the program, the
 /// instruction and everything else that the attachment fixes.
@@ -25,14 +37,33 @@ pub struct PointKey {
     pub offset: u64,
     /// File offset of the USDT semaphore, if any.
     pub ref_ctr_offset: Option<u64>,
-    /// The BPF cookie (the argument spec's slot).
-    pub cookie: u32,
+    /// Where the program's argument is (the link's cookie names its slot,
+    /// which the link holds for as long as it lives).
+    pub arg: PointArg,
+}
+
+/// The argument locations a probe point's program reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PointArg {
+    /// None.
+    None,
+    /// One (`ARG_SPECS`).
+    Spec(ArgSpec),
+    /// Every argument (`ARG_SETS`).
+    Set(ArgSet),
 }
 
 /// Shared links and their users.
 pub struct SharedLinks<L> {
-    points: HashMap<PointKey, (L, HashSet<u32>)>,
+    points: HashMap<PointKey, Point<L>>,
     by_pid: HashMap<u32, Vec<PointKey>>,
+}
+
+/// One shared link, its users, and since when it has none.
+struct Point<L> {
+    link: L,
+    users: HashSet<u32>,
+    idle_since: Option<Instant>,
 }
 
 impl<L> Default for SharedLinks<L> {
@@ -55,7 +86,9 @@ impl<L> SharedLinks<L> {
     ) -> Result<bool, E> {
         let attached = match self.points.entry(key) {
             Entry::Occupied(mut e) => {
-                if !e.get_mut().1.insert(pid) {
+                let point = e.get_mut();
+                point.idle_since = None;
+                if !point.users.insert(pid) {
                     // The same point listed twice for one process (a probe
                     // at one address under two names) is one use.
                     return Ok(false);
@@ -63,7 +96,11 @@ impl<L> SharedLinks<L> {
                 false
             }
             Entry::Vacant(e) => {
-                e.insert((attach()?, HashSet::from([pid])));
+                e.insert(Point {
+                    link: attach()?,
+                    users: HashSet::from([pid]),
+                    idle_since: None,
+                });
                 true
             }
         };
@@ -71,25 +108,42 @@ impl<L> SharedLinks<L> {
         Ok(attached)
     }
 
-    /// Ends every use of `pid` and returns the links nobody uses any more,
-    /// for the caller to detach.
-    pub fn release(&mut self, pid: u32) -> Vec<L> {
-        let mut unused = Vec::new();
+    /// Ends every use of `pid` at `now`; a link left without users stays
+    /// for [`LINGER`] (see [`SharedLinks::expire`]).
+    pub fn release(&mut self, pid: u32, now: Instant) {
         for key in self.by_pid.remove(&pid).unwrap_or_default() {
-            if let Entry::Occupied(mut e) = self.points.entry(key) {
-                e.get_mut().1.remove(&pid);
-                if e.get().1.is_empty() {
-                    unused.push(e.remove().0);
+            if let Some(point) = self.points.get_mut(&key) {
+                point.users.remove(&pid);
+                if point.users.is_empty() {
+                    point.idle_since = Some(now);
                 }
             }
         }
-        unused
+    }
+
+    /// Takes out the links that have had no user for `linger` at `now`,
+    /// for the caller to detach.
+    pub fn expire(&mut self, now: Instant, linger: Duration) -> Vec<L> {
+        let expired: Vec<PointKey> = self
+            .points
+            .iter()
+            .filter(|(_, p)| {
+                p.idle_since
+                    .is_some_and(|t| now.duration_since(t) >= linger)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        expired
+            .iter()
+            .filter_map(|k| self.points.remove(k))
+            .map(|p| p.link)
+            .collect()
     }
 
     /// Takes out every link, for shutdown.
     pub fn drain(&mut self) -> Vec<L> {
         self.by_pid.clear();
-        self.points.drain().map(|(_, (link, _))| link).collect()
+        self.points.drain().map(|(_, p)| p.link).collect()
     }
 
     /// Number of links.
@@ -114,7 +168,7 @@ mod tests {
             program: "p",
             offset,
             ref_ctr_offset: None,
-            cookie: 0,
+            arg: PointArg::None,
         }
     }
 
@@ -132,28 +186,58 @@ mod tests {
         assert_eq!(links.use_point(11, key(1), &mut attach), Ok(false));
         assert_eq!(attaches, 2);
         assert_eq!(links.len(), 2);
+        let t0 = Instant::now();
+        let linger = Duration::from_secs(5);
         // pid 10 leaves: key(2) was its alone, key(1) is still pid 11's.
-        assert_eq!(links.release(10), vec![2]);
+        links.release(10, t0);
+        assert!(links.expire(t0 + linger / 2, linger).is_empty(), "lingers");
+        assert_eq!(links.expire(t0 + linger, linger), vec![2]);
         assert_eq!(links.len(), 1);
-        assert_eq!(links.release(11), vec![1]);
+        links.release(11, t0 + linger);
+        assert_eq!(links.expire(t0 + 2 * linger, linger), vec![1]);
         assert!(links.is_empty() && links.by_pid.is_empty());
-        assert!(links.release(12).is_empty());
+        links.release(12, t0);
+        assert!(links.expire(t0 + 3 * linger, linger).is_empty());
+    }
+
+    #[test]
+    fn a_new_user_keeps_a_lingering_link() {
+        let mut links = SharedLinks::default();
+        let t0 = Instant::now();
+        let linger = Duration::from_secs(5);
+        assert_eq!(links.use_point(10, key(1), || Ok::<_, ()>(1)), Ok(true));
+        links.release(10, t0);
+        // The next process of the file comes before the link expired: it
+        // is the link's user, nothing is attached.
+        assert_eq!(links.use_point(11, key(1), || Ok::<_, ()>(2)), Ok(false));
+        assert!(links.expire(t0 + 2 * linger, linger).is_empty());
+        links.release(11, t0 + 2 * linger);
+        assert_eq!(links.expire(t0 + 3 * linger, linger), vec![1]);
     }
 
     #[test]
     fn a_failed_attach_leaves_no_user_behind() {
         let mut links: SharedLinks<u32> = SharedLinks::default();
-        assert_eq!(links.use_point(10, key(1), || Err("refused")), Err("refused"));
+        assert_eq!(
+            links.use_point(10, key(1), || Err("refused")),
+            Err("refused")
+        );
         assert!(links.is_empty());
-        assert!(links.release(10).is_empty());
+        links.release(10, Instant::now());
         assert_eq!(links.use_point(11, key(1), || Ok::<_, ()>(7)), Ok(true));
     }
 
     #[test]
-    fn other_files_and_cookies_are_other_points() {
+    fn other_files_and_arguments_are_other_points() {
         let mut links = SharedLinks::default();
         let other_file = PointKey { ino: 3, ..key(1) };
-        let other_arg = PointKey { cookie: 4, ..key(1) };
+        let other_arg = PointKey {
+            arg: PointArg::Spec(ArgSpec {
+                val: 4,
+                ..ArgSpec::default()
+            }),
+            ..key(1)
+        };
         for (pid, k) in [(1, key(1)), (2, other_file), (3, other_arg)] {
             assert_eq!(links.use_point(pid, k, || Ok::<_, ()>(pid)), Ok(true));
         }
