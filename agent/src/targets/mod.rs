@@ -18,17 +18,19 @@
 //!   After its exit it stays one, detached, for the grace period, then it
 //!   is forgotten.
 //!
-//! # Per-process attachment, bounded state
+//! # Shared attachment, bounded state
 //!
-//! The BPF programs are loaded once; each target gets its own uprobe perf
-//! events, scoped to its pid, so processes that are not wanted never take a
-//! probe's trap and attachments come and go with their process. What that
-//! costs is detach time, which grows with the number of targets (hence the
-//! background detach in `bpf::loader`). The BPF maps have fixed sizes shared
-//! by all targets; an exited target's rows go when it is forgotten, and
-//! `--max-targets` caps the number of targets. The measurements, and the
-//! alternative of one attachment per probe point shared by all processes,
-//! are in `docs/design.md` ("Target lifecycle").
+//! The BPF programs are loaded once. Following processes, each probe point
+//! of a runtime file is attached once for every process that maps it
+//! (`bpf::shared`); the BPF side records a process from its exec until it
+//! is given up (`ebpf/src/admission.rs`), so a process of an already
+//! probed file is counted from its first pause, and [`lifecycle`] tells
+//! the tracer which processes it adopts and which it rejects. With
+//! `--pid` each target has uprobes of its own. The BPF maps have fixed
+//! sizes shared by all targets; an exited target's rows go when it is
+//! forgotten, and `--max-targets` caps the number of targets. The
+//! measurements and the choice are in `docs/design.md` ("Target
+//! lifecycle").
 
 pub mod cpu_limit;
 pub mod follow;
