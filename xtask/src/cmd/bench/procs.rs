@@ -2,6 +2,7 @@
 //! until armed, scrape, sample RSS and CPU from /proc, stop.
 
 use std::{
+    collections::BTreeSet,
     fs,
     io::{BufRead, BufReader, Read, Write},
     net::TcpStream,
@@ -132,8 +133,15 @@ impl Tracer {
     /// SIGINT, wait up to 120 s for a clean exit (detaching hundreds of
     /// uprobes on a loaded machine was measured to take over 20 s), and
     /// return its stdout lines.
-    pub fn stop(mut self) -> Result<Vec<String>> {
-        signal_group(self.child.id(), libc::SIGINT);
+    pub fn stop(self) -> Result<Vec<String>> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// [`Tracer::stop`] with `sig` (SIGINT or SIGTERM) instead of SIGINT:
+    /// a service manager or Kubernetes stops the agent with SIGTERM.
+    pub fn stop_with(mut self, sig: libc::c_int) -> Result<Vec<String>> {
+        let sig_name = signal_name(sig);
+        signal_group(self.child.id(), sig);
         let deadline = Instant::now() + Duration::from_secs(120);
         let status = loop {
             if let Some(s) = self.child.try_wait()? {
@@ -142,17 +150,17 @@ impl Tracer {
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                bail!("{} did not exit within 120 s of SIGINT", self.name);
+                bail!("{} did not exit within 120 s of {sig_name}", self.name);
             }
             thread::sleep(Duration::from_millis(20));
         };
         if let Some(t) = self.stdout_thread.take() {
             let _ = t.join();
         }
-        // bpftrace exits 0 on SIGINT; the agent too.
+        // bpftrace exits 0 on SIGINT; the agent on SIGINT and SIGTERM.
         if !status.success() {
             bail!(
-                "{} exited with {status}:\n{}",
+                "{} exited with {status} after {sig_name}:\n{}",
                 self.name,
                 self.stderr_text()
             );
@@ -187,6 +195,16 @@ fn collect(
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The name of the signals the bench stops tracers with, for messages.
+fn signal_name(sig: libc::c_int) -> String {
+    match sig {
+        libc::SIGINT => "SIGINT".to_string(),
+        libc::SIGTERM => "SIGTERM".to_string(),
+        libc::SIGKILL => "SIGKILL".to_string(),
+        other => format!("signal {other}"),
+    }
 }
 
 /// Sends `sig` to the process group led by `pid` (a tracer this bench
@@ -290,10 +308,41 @@ pub fn run_args(pids: &[u32], port: u16, extra: &[&str]) -> Vec<String> {
         a.push("--pid".into());
         a.push(p.to_string());
     }
+    with_common_args(a, port, extra)
+}
+
+/// `agent run` arguments in follow mode for processes named `comm` (those
+/// running before the agent starts are found by its start-up scan) on
+/// `port`, plus `extra`.
+pub fn follow_args(comm: &str, port: u16, extra: &[&str]) -> Vec<String> {
+    let a = vec!["run".to_string(), "--comm".into(), comm.to_string()];
+    with_common_args(a, port, extra)
+}
+
+/// The selection `a` plus no periodic summary, the listen address and `extra`.
+fn with_common_args(mut a: Vec<String>, port: u16, extra: &[&str]) -> Vec<String> {
     a.extend(["--summary", "0", "--listen"].map(String::from));
     a.push(format!("127.0.0.1:{port}"));
     a.extend(extra.iter().map(|s| s.to_string()));
     a
+}
+
+/// The pids a /metrics page lists in `pausewatch_target_info`: the
+/// processes the agent reports as targets.
+pub fn target_pids(text: &str) -> BTreeSet<u32> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("pausewatch_target_info{"))
+        .filter_map(|labels| {
+            // `pid` is the first label, but any position is accepted.
+            let at = if labels.starts_with("pid=\"") {
+                0
+            } else {
+                labels.find(",pid=\"")? + 1
+            };
+            let value = &labels[at + "pid=\"".len()..];
+            value[..value.find('"')?].parse().ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -314,6 +363,33 @@ mod tests {
         );
         assert_eq!(metric_sum(text, "pausewatch_targets", ""), 1.0);
         assert_eq!(metric_sum(text, "absent", ""), 0.0);
+    }
+
+    #[test]
+    fn target_pids_reads_the_pid_label_of_target_info() {
+        let text = "# TYPE pausewatch_target_info gauge\n\
+                    pausewatch_target_info{pid=\"12\",comm=\"java\"} 1\n\
+                    pausewatch_target_info{comm=\"java\",pid=\"7\",exe=\"/x\"} 1\n\
+                    pausewatch_target_info_other{pid=\"99\"} 1\n\
+                    pausewatch_targets{pid=\"98\"} 1\n";
+        assert_eq!(target_pids(text), BTreeSet::from([7, 12]));
+        assert!(target_pids("").is_empty());
+    }
+
+    #[test]
+    fn follow_args_select_by_comm() {
+        assert_eq!(
+            follow_args("java", 9000, &[]),
+            [
+                "run",
+                "--comm",
+                "java",
+                "--summary",
+                "0",
+                "--listen",
+                "127.0.0.1:9000"
+            ]
+        );
     }
 
     #[test]
