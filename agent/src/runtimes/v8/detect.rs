@@ -141,4 +141,56 @@ mod tests {
         assert_eq!(find_v8_version(b"a-node.js 1.2-node.3 "), None);
         assert_eq!(find_v8_version(b""), None);
     }
+
+    /// Node 24's `node` as `cargo xtask` fetches it (the exec bench's).
+    fn node24() -> std::path::PathBuf {
+        let node = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.cache/runtimes/node-24.22.3/package/bin/node");
+        assert!(
+            node.is_file(),
+            "{} is missing: `cargo xtask bench --only exec` fetches it",
+            node.display()
+        );
+        node
+    }
+
+    /// Times `discovery::detect` of several Node 24 processes started one
+    /// after another: the first of the file against the later ones. A
+    /// measurement for docs/design.md, not a check: run it with
+    /// `cargo test --release -p pausewatch-agent node24_detection_time -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run in release with --ignored --nocapture"]
+    fn node24_detection_time_first_and_later() {
+        let node = node24();
+        let node = node.to_str().unwrap();
+        let mut times = Vec::new();
+        let mut lists = Vec::new();
+        for _ in 0..12 {
+            let child = crate::runtimes::test_interpreter::Interpreter::start(
+                node,
+                &["-e", "console.log(); process.stdin.resume()"],
+            );
+            let started = std::time::Instant::now();
+            let t = crate::discovery::detect(child.pid()).unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            drop(child);
+            assert_eq!(t.runtime, Runtime::V8);
+            let list: Vec<_> = t
+                .probes
+                .iter()
+                .map(|p| (p.program, p.probe.clone(), p.file_offset))
+                .collect();
+            lists.push((t.version, list));
+        }
+        assert!(lists.windows(2).all(|w| w[0] == w[1]), "{lists:?}");
+        let first = times[0];
+        let mut later = times[1..].to_vec();
+        later.sort_by(f64::total_cmp);
+        println!(
+            "node24 detect: first {first:.2} ms; later (n={}) median {:.3} ms, max {:.3} ms",
+            later.len(),
+            later[later.len() / 2],
+            later[later.len() - 1]
+        );
+    }
 }
