@@ -5,7 +5,9 @@ use std::path::Path;
 
 use object::{Object, ObjectSection};
 
-use crate::discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg};
+use crate::discovery::{
+    Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg, cache,
+};
 use crate::probes::{
     elf::{self, MappedFile},
     symbols,
@@ -43,7 +45,9 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         },
     };
     let wanted: Vec<&str> = PROBES.iter().map(|(name, _)| *name).collect();
-    let found = match symbols::find_functions(binary.path(), &wanted) {
+    let found = match cache::parsed(&binary, "V8's collector functions", || {
+        symbols::find_functions(binary.path(), &wanted)
+    }) {
         Ok(found) => found,
         Err(_) if !named_node => return Ok(None),
         Err(e) => {
@@ -85,7 +89,10 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::V8,
-        version: v8_version(binary.path()).unwrap_or_else(|| "unknown".to_string()),
+        version: cache::parsed(&binary, "V8's version", || v8_version(binary.path()))
+            .ok()
+            .and_then(|v| (*v).clone())
+            .unwrap_or_else(|| "unknown".to_string()),
         probes,
     }))
 }
@@ -98,12 +105,16 @@ fn is_node_exe(exe: &Path) -> bool {
 
 /// V8's version string as Node.js embeds it (`11.3.244.8-node.38`, the
 /// `process.versions.v8` of that binary), found in its `.rodata` (a tenth
-/// of the binary, so the scan stays well under the attach time).
-fn v8_version(binary: &Path) -> Option<String> {
-    let map = MappedFile::open(binary).ok()?;
-    let elf = elf::parse_elf64(map.data()).ok()?;
-    let rodata = elf.section_by_name(".rodata")?.data().ok()?;
-    find_v8_version(rodata)
+/// of the binary, so the scan stays well under the attach time). A file
+/// that cannot be mapped is an error (perhaps a passing one, so not kept
+/// in the cache); one without the string is `None`.
+fn v8_version(binary: &Path) -> std::io::Result<Option<String>> {
+    let map = MappedFile::open(binary)?;
+    let Ok(elf) = elf::parse_elf64(map.data()) else {
+        return Ok(None);
+    };
+    let rodata = elf.section_by_name(".rodata").and_then(|s| s.data().ok());
+    Ok(rodata.and_then(find_v8_version))
 }
 
 fn find_v8_version(data: &[u8]) -> Option<String> {
