@@ -28,6 +28,7 @@ use std::{
     sync::Arc,
 };
 
+use super::cache::FileId;
 use super::process::{Mapping, strip_deleted};
 use super::{DiscoveryError, Process};
 
@@ -148,6 +149,13 @@ impl Binary {
     /// Whether the file was deleted or replaced since it was mapped.
     pub fn is_deleted(&self) -> bool {
         self.deleted
+    }
+
+    /// What the open file is now (device, inode, size and times, from
+    /// `fstat`), the key of what was parsed from it
+    /// ([`super::cache`]); `None` if `fstat` fails.
+    pub fn file_id(&self) -> Option<FileId> {
+        self.file.metadata().ok().map(|m| FileId::of(&m))
     }
 
     /// Whether two values hold the same open file.

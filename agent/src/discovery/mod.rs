@@ -3,15 +3,18 @@
 //! One place decides ([`detect`]), asking each runtime's module
 //! ([`crate::runtimes`]) in turn; this module holds what they share: the
 //! inspected process ([`Process`]), its binaries opened through `/proc`
-//! ([`Binary`]) and the probe list they return ([`Discovered`]).
+//! ([`Binary`]), the probe list they return ([`Discovered`]) and what was
+//! parsed from a runtime's files, kept for the next process of the same
+//! file ([`cache`]).
 
 pub mod binary;
+pub mod cache;
 pub mod process;
 pub mod runtime;
 
 pub use binary::Binary;
 pub use process::{Mapping, Process};
-pub use runtime::{Discovered, ProbeAttach, ProgramArg, detect, detect_in};
+pub use runtime::{Discovered, ProbeAttach, ProbeSite, ProgramArg, detect, detect_in};
 
 use std::path::PathBuf;
 

@@ -101,6 +101,50 @@ impl ProbeAttach {
     }
 }
 
+/// A [`ProbeAttach`] without its binary: what the parse of a file yields,
+/// the same for every process of that file, so it can be kept in
+/// [`super::cache`] and given each process's own [`Binary`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSite {
+    /// As [`ProbeAttach::program`].
+    pub program: &'static str,
+    /// As [`ProbeAttach::probe`].
+    pub probe: String,
+    /// As [`ProbeAttach::file_offset`].
+    pub file_offset: u64,
+    /// As [`ProbeAttach::ref_ctr_offset`].
+    pub ref_ctr_offset: Option<u64>,
+    /// As [`ProbeAttach::arg`].
+    pub arg: ProgramArg,
+}
+
+impl ProbeSite {
+    /// The uprobe at this site of `binary`, which must be the file the
+    /// site was read from.
+    pub fn attach(&self, binary: &Binary) -> ProbeAttach {
+        ProbeAttach {
+            program: self.program,
+            probe: self.probe.clone(),
+            binary: binary.clone(),
+            file_offset: self.file_offset,
+            ref_ctr_offset: self.ref_ctr_offset,
+            arg: self.arg.clone(),
+        }
+    }
+}
+
+impl From<ProbeAttach> for ProbeSite {
+    fn from(p: ProbeAttach) -> ProbeSite {
+        ProbeSite {
+            program: p.program,
+            probe: p.probe,
+            file_offset: p.file_offset,
+            ref_ctr_offset: p.ref_ctr_offset,
+            arg: p.arg,
+        }
+    }
+}
+
 /// A process with a recognised runtime and the probes to attach to it.
 #[derive(Clone, Debug)]
 pub struct Discovered {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::{
-    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg, cache},
     probes::{
         symbols,
         usdt::{self, UsdtProbe},
@@ -41,7 +41,7 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
             Err(e) => return Err(e),
         },
     };
-    let notes = match usdt::read_usdt_probes(binary.path()) {
+    let notes = match cache::usdt_notes(&binary) {
         Ok(notes) => notes,
         // Not our business unless it claims to be Python.
         Err(_) if !named_python => return Ok(None),
@@ -100,7 +100,10 @@ fn target(process: &Process, binary: &Binary, probes: Vec<ProbeAttach>) -> Disco
 
 /// Entry and return uprobes on `gc_collect_main`, if the file names it.
 fn fallback_probes(binary: &Binary) -> Option<Vec<ProbeAttach>> {
-    let found = symbols::find_functions(binary.path(), &[FALLBACK_FUNCTION]).ok()?;
+    let found = cache::parsed(binary, "CPython's gc_collect_main", || {
+        symbols::find_functions(binary.path(), &[FALLBACK_FUNCTION])
+    })
+    .ok()?;
     let f = found.first()?;
     let probe = |program, what: &str| ProbeAttach {
         program,

@@ -12,7 +12,9 @@ use super::{
     pclntab::GoFunc,
 };
 use crate::{
-    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg},
+    discovery::{
+        Binary, Discovered, DiscoveryError, ProbeAttach, ProbeSite, Process, ProgramArg, cache,
+    },
     probes::{
         Register,
         disasm::{self, Body},
@@ -221,6 +223,31 @@ pub fn untested_warning(pid: u32, version: &str) -> String {
     )
 }
 
+/// What detection reads from a Go executable: the file's alone, so it is
+/// kept per file ([`cache`]) and every later process of the same
+/// executable skips the pc-line table and the instruction sweeps.
+enum GoFile {
+    /// Not an ELF file, or one without `.go.buildinfo`.
+    NotGo,
+    /// A Go version without a known probe layout.
+    Unsupported(String),
+    /// A Go executable and its checked probe sites.
+    Go {
+        version: String,
+        support: Support,
+        sites: Vec<ProbeSite>,
+    },
+}
+
+/// Why [`read_go_file`] has no [`GoFile`]; neither is kept in the cache.
+enum GoFileError {
+    /// The file cannot be mapped (a special file, or a passing failure):
+    /// not recognised here, as before the cache.
+    Unmapped,
+    /// A Go executable whose probes cannot be found.
+    Binary(GoBinaryError),
+}
+
 /// Returns the Go target in `process`, or `None` if its executable is not Go.
 pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     // An executable that cannot be opened or mapped (special files) is
@@ -228,47 +255,74 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     let Ok(binary) = Binary::open_exe(process) else {
         return Ok(None);
     };
-    let Ok(file) = MappedFile::open(binary.path()) else {
-        return Ok(None);
+    let parsed = match cache::parsed(&binary, "Go probe sites", || read_go_file(&binary)) {
+        Ok(parsed) => parsed,
+        Err(GoFileError::Unmapped) => return Ok(None),
+        Err(GoFileError::Binary(e)) => {
+            return Err(DiscoveryError::Unreadable {
+                what: FUNCTIONS,
+                path: binary.shown().to_path_buf(),
+                source: Box::new(e),
+            });
+        }
     };
-    let Ok(elf_file) = elf::parse_elf64(&file) else {
-        return Ok(None);
-    };
-    let Some(buildinfo) = elf_file.section_by_name(".go.buildinfo") else {
-        return Ok(None);
-    };
-    let wrap = |e: GoBinaryError| DiscoveryError::Unreadable {
-        what: FUNCTIONS,
-        path: binary.shown().to_path_buf(),
-        source: Box::new(e),
-    };
-    let version =
-        buildinfo::version(buildinfo.data().unwrap_or_default()).map_err(|e| wrap(e.into()))?;
-    let Some((layout, support)) = layout(&version) else {
-        return Err(DiscoveryError::UnsupportedVersion {
-            pid: process.pid,
-            runtime: Runtime::Go.label(),
+    let (version, support, sites) = match &*parsed {
+        GoFile::NotGo => return Ok(None),
+        GoFile::Unsupported(version) => {
+            return Err(DiscoveryError::UnsupportedVersion {
+                pid: process.pid,
+                runtime: Runtime::Go.label(),
+                version: version.clone(),
+                binary: process.exe.clone(),
+                supported: SUPPORTED,
+            });
+        }
+        GoFile::Go {
             version,
-            binary: process.exe.clone(),
-            supported: SUPPORTED,
-        });
+            support,
+            sites,
+        } => (version, *support, sites),
     };
-    let probes = probes(&elf_file, layout, &binary).map_err(|e| match support {
-        Support::Tested => wrap(e),
-        Support::Untested => wrap(GoBinaryError::Untested {
-            version: version.clone(),
-            source: Box::new(e),
-        }),
-    })?;
     if support == Support::Untested {
-        log::warn!("{}", untested_warning(process.pid, &version));
+        log::warn!("{}", untested_warning(process.pid, version));
     }
     Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::Go,
-        version,
-        probes,
+        version: version.clone(),
+        probes: sites.iter().map(|s| s.attach(&binary)).collect(),
     }))
+}
+
+/// Reads the executable opened as `binary`: its Go version and, for a
+/// version with a known layout, its checked probe sites.
+fn read_go_file(binary: &Binary) -> Result<GoFile, GoFileError> {
+    let file = MappedFile::open(binary.path()).map_err(|_| GoFileError::Unmapped)?;
+    let Ok(elf_file) = elf::parse_elf64(&file) else {
+        return Ok(GoFile::NotGo);
+    };
+    let Some(buildinfo) = elf_file.section_by_name(".go.buildinfo") else {
+        return Ok(GoFile::NotGo);
+    };
+    let version = buildinfo::version(buildinfo.data().unwrap_or_default())
+        .map_err(|e| GoFileError::Binary(e.into()))?;
+    let Some((layout, support)) = layout(&version) else {
+        return Ok(GoFile::Unsupported(version));
+    };
+    let probes = probes(&elf_file, layout, binary).map_err(|e| {
+        GoFileError::Binary(match support {
+            Support::Tested => e,
+            Support::Untested => GoBinaryError::Untested {
+                version: version.clone(),
+                source: Box::new(e),
+            },
+        })
+    })?;
+    Ok(GoFile::Go {
+        version,
+        support,
+        sites: probes.into_iter().map(ProbeSite::from).collect(),
+    })
 }
 
 /// Version, symbol status and text base of the Go executable at

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::{
-    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, cache},
     probes::usdt::{self, UsdtProbe},
     runtimes::Runtime,
 };
@@ -46,7 +46,7 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         return Ok(None);
     };
     let libjvm = Binary::open_mapped(process, mapping)?;
-    let notes = usdt::read_usdt_probes(libjvm.path()).map_err(|e| DiscoveryError::Probes {
+    let notes = cache::usdt_notes(&libjvm).map_err(|e| DiscoveryError::Probes {
         path: libjvm.shown().to_path_buf(),
         source: Box::new(e.without_path()),
     })?;
@@ -98,7 +98,8 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
 /// the process runs; `unknown` when that file is no longer where the JVM
 /// found it (deleted or replaced, as by a package upgrade: the `release`
 /// now there may describe the successor) or lies where the agent cannot
-/// see it.
+/// see it. Read for each process, not cached with the notes: the path is
+/// the process's view of the file system, and it is one small file.
 fn jdk_version(pid: u32, libjvm: &Binary) -> String {
     let found = libjvm.reachable().and_then(java_version);
     if found.is_none() {

@@ -4,7 +4,7 @@ use pausewatch_common::{ARG_CONST, ArgSpec};
 
 use super::layout;
 use crate::{
-    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg},
+    discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg, cache},
     probes::usdt::{self, UsdtProbe},
     runtimes::Runtime,
 };
@@ -28,16 +28,20 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         return Ok(None);
     };
     let binary = Binary::open_mapped(process, lib)?;
-    let notes = usdt::read_usdt_probes(binary.path()).map_err(|e| DiscoveryError::Probes {
+    let notes = cache::usdt_notes(&binary).map_err(|e| DiscoveryError::Probes {
         path: binary.shown().to_path_buf(),
         source: Box::new(e.without_path()),
     })?;
     let version = ruby_version(binary.shown()).unwrap_or_else(|| "unknown".to_string());
     // Ruby 3.1's flags word tells minor from major (see `layout`); other
     // versions, and a 3.1 whose code is not what was read, get `mark`.
+    // The layout is the file's; the address is this process's, from its
+    // load address and memory, so it is worked out every time.
     let flags = if version == "3.1" || version.starts_with("3.1.") {
-        match layout::read_layout(binary.path())
-            .and_then(|l| layout::flags_address(process.pid, lib.range.0, &l))
+        match cache::parsed(&binary, "Ruby's flags layout", || {
+            layout::read_layout(binary.path())
+        })
+        .and_then(|l| layout::flags_address(process.pid, lib.range.0, &l))
         {
             Ok(Some(addr)) => Some(addr),
             // Just after exec: libruby not relocated or the VM not set up;

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use object::{Object, ObjectSection};
 
-use crate::discovery::{Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg};
+use crate::discovery::{
+    Binary, Discovered, DiscoveryError, ProbeAttach, Process, ProgramArg, cache,
+};
 use crate::probes::{
     elf::{self, MappedFile},
     symbols,
@@ -43,7 +45,9 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
         },
     };
     let wanted: Vec<&str> = PROBES.iter().map(|(name, _)| *name).collect();
-    let found = match symbols::find_functions(binary.path(), &wanted) {
+    let found = match cache::parsed(&binary, "V8's collector functions", || {
+        symbols::find_functions(binary.path(), &wanted)
+    }) {
         Ok(found) => found,
         Err(_) if !named_node => return Ok(None),
         Err(e) => {
@@ -85,7 +89,10 @@ pub fn detect(process: &Process) -> Result<Option<Discovered>, DiscoveryError> {
     Ok(Some(Discovered {
         process: process.clone(),
         runtime: Runtime::V8,
-        version: v8_version(binary.path()).unwrap_or_else(|| "unknown".to_string()),
+        version: cache::parsed(&binary, "V8's version", || v8_version(binary.path()))
+            .ok()
+            .and_then(|v| (*v).clone())
+            .unwrap_or_else(|| "unknown".to_string()),
         probes,
     }))
 }
@@ -98,12 +105,16 @@ fn is_node_exe(exe: &Path) -> bool {
 
 /// V8's version string as Node.js embeds it (`11.3.244.8-node.38`, the
 /// `process.versions.v8` of that binary), found in its `.rodata` (a tenth
-/// of the binary, so the scan stays well under the attach time).
-fn v8_version(binary: &Path) -> Option<String> {
-    let map = MappedFile::open(binary).ok()?;
-    let elf = elf::parse_elf64(map.data()).ok()?;
-    let rodata = elf.section_by_name(".rodata")?.data().ok()?;
-    find_v8_version(rodata)
+/// of the binary, so the scan stays well under the attach time). A file
+/// that cannot be mapped is an error (perhaps a passing one, so not kept
+/// in the cache); one without the string is `None`.
+fn v8_version(binary: &Path) -> std::io::Result<Option<String>> {
+    let map = MappedFile::open(binary)?;
+    let Ok(elf) = elf::parse_elf64(map.data()) else {
+        return Ok(None);
+    };
+    let rodata = elf.section_by_name(".rodata").and_then(|s| s.data().ok());
+    Ok(rodata.and_then(find_v8_version))
 }
 
 fn find_v8_version(data: &[u8]) -> Option<String> {
@@ -140,5 +151,57 @@ mod tests {
         );
         assert_eq!(find_v8_version(b"a-node.js 1.2-node.3 "), None);
         assert_eq!(find_v8_version(b""), None);
+    }
+
+    /// Node 24's `node` as `cargo xtask` fetches it (the exec bench's).
+    fn node24() -> std::path::PathBuf {
+        let node = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.cache/runtimes/node-24.22.3/package/bin/node");
+        assert!(
+            node.is_file(),
+            "{} is missing: `cargo xtask bench --only exec` fetches it",
+            node.display()
+        );
+        node
+    }
+
+    /// Times `discovery::detect` of several Node 24 processes started one
+    /// after another: the first of the file against the later ones. A
+    /// measurement for docs/design.md, not a check: run it with
+    /// `cargo test --release -p pausewatch-agent node24_detection_time -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run in release with --ignored --nocapture"]
+    fn node24_detection_time_first_and_later() {
+        let node = node24();
+        let node = node.to_str().unwrap();
+        let mut times = Vec::new();
+        let mut lists = Vec::new();
+        for _ in 0..12 {
+            let child = crate::runtimes::test_interpreter::Interpreter::start(
+                node,
+                &["-e", "console.log(); process.stdin.resume()"],
+            );
+            let started = std::time::Instant::now();
+            let t = crate::discovery::detect(child.pid()).unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+            drop(child);
+            assert_eq!(t.runtime, Runtime::V8);
+            let list: Vec<_> = t
+                .probes
+                .iter()
+                .map(|p| (p.program, p.probe.clone(), p.file_offset))
+                .collect();
+            lists.push((t.version, list));
+        }
+        assert!(lists.windows(2).all(|w| w[0] == w[1]), "{lists:?}");
+        let first = times[0];
+        let mut later = times[1..].to_vec();
+        later.sort_by(f64::total_cmp);
+        println!(
+            "node24 detect: first {first:.2} ms; later (n={}) median {:.3} ms, max {:.3} ms",
+            later.len(),
+            later[later.len() / 2],
+            later[later.len() - 1]
+        );
     }
 }

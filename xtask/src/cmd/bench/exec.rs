@@ -9,7 +9,7 @@
 //! clock against the kernel's exec event) gives both figures. The first
 //! process of each runtime file is reported apart: it is the one that
 //! finds the file's page cache cold for the agent's parser, and the only
-//! one that a parsed-probe cache would not help.
+//! one that pays for the parse (`discovery::cache` keeps it for the rest).
 
 use std::{
     path::{Path, PathBuf},
