@@ -653,7 +653,7 @@ impl<H: Host> Lifecycle<H> {
             };
         }
         eprintln!(
-            "pausewatch: pid {pid} exec'd into {}; its probes are being detached, its last numbers \
+            "pausewatch: pid {pid} exec'd into {}; its probes are released, its last numbers \
              stay in /metrics for {} s{}",
             exe.display(),
             self.forget_after.as_secs_f64(),
@@ -673,7 +673,7 @@ impl<H: Host> Lifecycle<H> {
             e.state = State::Exited(now);
         }
         eprintln!(
-            "pausewatch: pid {pid} exited; its probes are being detached, its last numbers stay in \
+            "pausewatch: pid {pid} exited; its probes are released, its last numbers stay in \
              /metrics for {} s",
             self.forget_after.as_secs_f64()
         );

@@ -43,6 +43,11 @@ pub struct BenchArgs {
     /// exec, overhead, start-up, footprint, accuracy or heap.
     #[arg(long, value_name = "PART", value_parser = PARTS)]
     pub only: Option<String>,
+    /// Numbers of JVMs the footprint part traces, instead of the plan's
+    /// (1,10,50,100; quick: 1,5), e.g. `--targets 100` with `--only
+    /// footprint` to measure only the 100-JVM node.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
+    pub targets: Vec<usize>,
 }
 
 /// The parts of a run, in run order, for `--only`.
@@ -147,7 +152,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("the benchmarks load BPF programs and need root: run `sudo -E cargo xtask bench`");
     }
     let started = Instant::now();
-    let plan = Plan::new(args.quick);
+    let mut plan = Plan::new(args.quick);
+    if !args.targets.is_empty() {
+        plan.target_counts = args.targets.clone();
+    }
     step("checking system packages");
     crate::util::ensure_bookworm_backports()?;
     ensure_debian_packages(PACKAGES)?;

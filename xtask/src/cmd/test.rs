@@ -120,6 +120,7 @@ pub fn run(args: TestArgs) -> Result<()> {
         super::bench::run(super::bench::BenchArgs {
             quick: true,
             only: None,
+            targets: Vec::new(),
         })?;
     }
     step("all tests passed");

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     Plan,
-    procs::{Tracer, free_port, metric_sum, run_args, scrape},
+    procs::{Tracer, follow_args, free_port, metric_sum, run_args, scrape},
     report::{Figure, Report},
     tools::{Bcc, bpftrace_pair_program},
 };
@@ -31,6 +31,9 @@ const UNPROBED_NS: f64 = 50.0;
 
 /// Batches per tracer per round in the per-event comparison.
 const BATCHES: u64 = 5;
+
+/// The loop's command name, for the follow-mode agent's `--comm`.
+const LOOP_COMM: &str = "usdt_loop";
 
 /// Compiles the loop and its probe library into `target/bench/usdt/`.
 pub fn build() -> Result<PathBuf> {
@@ -144,6 +147,7 @@ enum Config {
     Empty,
     Pausewatch,
     PausewatchNoAnatomy,
+    PausewatchShared,
     Bpftrace,
     Bcc,
 }
@@ -155,6 +159,7 @@ impl Config {
             Config::Empty => "empty_bpf",
             Config::Pausewatch => "pausewatch",
             Config::PausewatchNoAnatomy => "pausewatch_no_anatomy",
+            Config::PausewatchShared => "pausewatch_shared",
             Config::Bpftrace => "bpftrace",
             Config::Bcc => "bcc",
         }
@@ -184,6 +189,17 @@ fn attach(
             }
             let args = run_args(&[pid], port, &extra);
             (Tracer::agent(agent, &args)?, Some(port))
+        }
+        Config::PausewatchShared => {
+            // Found by the start-up scan and adopted after the armed line:
+            // the batches start once it is traced.
+            let port = free_port()?;
+            let mut c = Command::new(agent);
+            c.args(follow_args(LOOP_COMM, port, &["--interval", "0.2"]));
+            (
+                Tracer::spawn("agent (follow mode)", c, "tracing pid")?,
+                Some(port),
+            )
         }
         Config::Bpftrace => {
             let mut c = Command::new("bpftrace");
@@ -216,6 +232,7 @@ pub fn per_event(
         Config::Empty,
         Config::Pausewatch,
         Config::PausewatchNoAnatomy,
+        Config::PausewatchShared,
         Config::Bpftrace,
     ];
     if bcc.is_some() {
@@ -229,6 +246,7 @@ pub fn per_event(
     ));
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     let mut ratio = Vec::new();
+    let mut shared_ratio = Vec::new();
     let mut hist_mismatch = Vec::new();
     let mut bcc_error = None;
     let mut teardown = Vec::new();
@@ -280,7 +298,10 @@ pub fn per_event(
                 }
                 if matches!(
                     config,
-                    Config::Pausewatch | Config::PausewatchNoAnatomy | Config::Empty
+                    Config::Pausewatch
+                        | Config::PausewatchNoAnatomy
+                        | Config::PausewatchShared
+                        | Config::Empty
                 ) {
                     t.stop()?;
                 } else {
@@ -292,6 +313,7 @@ pub fn per_event(
             this_round[i] = ns;
         }
         ratio.push(this_round[2] / this_round[1]);
+        shared_ratio.push(this_round[4] / this_round[2]);
         eprintln!(
             "    round {}: {}",
             round + 1,
@@ -321,6 +343,7 @@ pub fn per_event(
             Config::Empty => "`agent bench-attach`: an empty BPF program (`ebpf/src/bench.rs`) at every probe point `agent run` attaches; the floor any uprobe tool pays (int3 trap, uprobe lookup, BPF dispatch)".to_string(),
             Config::Pausewatch => "`agent run --pid` (histograms only, no --events): the real HotSpot programs, unchanged, via the library's HotSpot-shaped notes; the pause anatomy on (each safepoint also tracks its thread for the scheduler tracepoints)".to_string(),
             Config::PausewatchNoAnatomy => "`agent run --pid --no-anatomy`: as per_event_pausewatch without the pause anatomy (no scheduler tracepoints, and the begin and end probes track no thread); the difference to per_event_pausewatch is what the anatomy costs per pause".to_string(),
+            Config::PausewatchShared => format!("`agent run --comm {LOOP_COMM}`: as per_event_pausewatch, with the follow modes' uprobes, shared by every process that maps the library, whose programs also look the process up in the BPF map of admitted processes"),
             Config::Bpftrace => format!("`bpftrace -p PID`: `@start[tid] = nsecs` at begin, `hist(nsecs - @start[tid])` and `delete` at end ({})", bpftrace_version()),
             Config::Bcc => "BCC (`xtask/bench/bcc_pair.py`, ugc-style): USDT class, BPF_HASH start per tid, BPF_HISTOGRAM log2 of the delta".to_string(),
         };
@@ -340,6 +363,12 @@ pub fn per_event(
         )?
         .target("<= 1.15x", 1.15, false),
     );
+    report.push(Figure::new(
+        "pausewatch_shared_vs_pausewatch",
+        "x",
+        shared_ratio,
+        "per round, per_event_pausewatch_shared / per_event_pausewatch (same round): what the follow modes' shared uprobes cost per pair over per-process ones (the admission lookup)",
+    )?);
     for (other, name) in [(Config::Bpftrace, "bpftrace"), (Config::Bcc, "bcc")] {
         if let (Some(o), Some(p)) = (
             report.get(&format!("per_event_{}", other.name())),
