@@ -65,7 +65,8 @@ pub struct Window {
     vm_tid: u32,
     /// The latest arrival so far: its thread (0: none yet) ...
     best_tid: u32,
-    _pad: u32,
+    /// The process whose window this place holds (see [`WINDOWS`]).
+    tgid: u32,
     /// ... its time ...
     best_ns: u64,
     /// ... and how the thread spent the window until then.
@@ -108,10 +109,20 @@ const RUNNING: u8 = 0;
 const RUNNABLE: u8 = 1;
 const SLEEPING: u8 = 2;
 
-/// Windows by tgid. LRU: a process that is gone is evicted eventually,
-/// with no cleanup path needed (an open window is always recently used).
+/// Windows, one per process, at the place `tgid % MAX_WINDOWS` and tagged
+/// with its tgid. An array, not a hash map: a safepoint's begin and end
+/// each look its window up, and an array lookup is inlined by the verifier
+/// while an LRU hash lookup cost ~90 ns here (docs/design.md "Per pause").
+/// A place is taken over by another process only while its window is
+/// closed; a process whose place holds another's open window has no
+/// straggler for that safepoint (two JVMs whose pids are 4096 apart, in a
+/// safepoint at the same time). Nothing needs cleaning up when a process
+/// goes: its place is just taken over.
 #[map]
-static WINDOWS: LruHashMap<u32, Window> = LruHashMap::with_max_entries(4096, 0);
+static WINDOWS: Array<Window> = Array::with_max_entries(MAX_WINDOWS, 0);
+
+/// Places of [`WINDOWS`].
+const MAX_WINDOWS: u32 = 4096;
 
 /// Threads by `task_struct` address: process membership and per-window
 /// state. LRU, so exited threads age out.
@@ -127,37 +138,22 @@ static OPEN_WINDOWS: Array<u64> = Array::with_max_entries(1, 0);
 #[inline(always)]
 pub fn open(now: u64) {
     let (tgid, tid) = current();
-    let w = match WINDOWS.get_ptr_mut(&tgid) {
-        Some(w) => w,
-        None => {
-            let fresh = Window {
-                seq: 0,
-                t0: 0,
-                open: 0,
-                vm_tid: 0,
-                best_tid: 0,
-                _pad: 0,
-                best_ns: 0,
-                best_run_ns: 0,
-                best_rq_ns: 0,
-                best_comm: [0; COMM_LEN],
-                out_tid: 0,
-                out_state: 0,
-                out_late_ns: 0,
-                out_comm: [0; COMM_LEN],
-            };
-            if WINDOWS.insert(&tgid, &fresh, 0).is_err() {
-                return;
-            }
-            match WINDOWS.get_ptr_mut(&tgid) {
-                Some(w) => w,
-                None => return,
-            }
-        }
+    let Some(w) = WINDOWS.get_ptr_mut(tgid % MAX_WINDOWS) else {
+        return;
     };
     // SAFETY: a live map value; the scheduler programs of other CPUs may
     // write its `best_*` fields, but not before `open` is set below.
     let w = unsafe { &mut *w };
+    if w.tgid != tgid {
+        if w.open != 0 {
+            // Another process's window is open at this place.
+            return;
+        }
+        // Taken over. `seq` goes on counting, so no thread's stamp from an
+        // earlier owner of the place matches this process's windows.
+        w.tgid = tgid;
+        w.out_tid = 0;
+    }
     // A begin with the window still open (an end that was never seen)
     // reuses the open count it already holds.
     if w.open == 0 {
@@ -215,6 +211,15 @@ pub fn close(tts_ns: u64) {
     s.late_ns += late_ns;
 }
 
+/// The window of process `tgid`, if it holds its place in [`WINDOWS`].
+#[inline(always)]
+fn window(tgid: u32) -> Option<*mut Window> {
+    let w = WINDOWS.get_ptr_mut(tgid % MAX_WINDOWS)?;
+    // SAFETY: a live map value; the tag is a plain word, written only by
+    // `open` of the process that takes the place.
+    (unsafe { (*w).tgid } == tgid).then_some(w)
+}
+
 /// `safepoint__end` on the VM thread: a window that no VM operation closed
 /// ends here, with no straggler.
 #[inline(always)]
@@ -228,7 +233,7 @@ pub fn end() {
 fn close_window() -> Option<&'static mut Window> {
     let (tgid, tid) = current();
     // SAFETY: a live map value (see `open`).
-    let w = unsafe { &mut *WINDOWS.get_ptr_mut(&tgid)? };
+    let w = unsafe { &mut *window(tgid)? };
     if w.open == 0 || w.vm_tid != tid {
         return None;
     }
@@ -252,7 +257,7 @@ pub fn on_exit() {
 /// a safepoint's event.
 #[inline(always)]
 pub fn fill(event: &mut PauseEvent) {
-    let Some(w) = WINDOWS.get_ptr(&event.pid) else {
+    let Some(w) = window(event.pid) else {
         return;
     };
     // SAFETY: a live map value; a racing write can only be a newer window's
@@ -277,7 +282,7 @@ pub fn on_switch(now: u64, prev: u64, sleeping: bool, next: u64) {
     }
     let (tgid, tid) = current();
     let mut prev_window = None;
-    if let Some(w) = WINDOWS.get_ptr_mut(&tgid) {
+    if let Some(w) = window(tgid) {
         prev_window = Some(w);
         // SAFETY: a live map value; fields of a window are plain words, and
         // a torn `best_*` between two CPUs would take two arrivals in the
@@ -299,7 +304,7 @@ pub fn on_switch(now: u64, prev: u64, sleeping: bool, next: u64) {
     let t = unsafe { &mut *t };
     let w = match prev_window {
         Some(w) if t.tgid == tgid => w,
-        _ => match WINDOWS.get_ptr_mut(&t.tgid) {
+        _ => match window(t.tgid) {
             Some(w) => w,
             None => return,
         },
@@ -418,7 +423,7 @@ pub fn on_waking(task: u64) {
     };
     // SAFETY: a live map value.
     let t = unsafe { &mut *t };
-    let Some(w) = WINDOWS.get_ptr(&t.tgid) else {
+    let Some(w) = window(t.tgid) else {
         return;
     };
     // SAFETY: a live map value, only read here.
