@@ -52,7 +52,9 @@ impl CauseResolver {
         {
             return Some(n);
         }
-        self.backing.get(&pid)?.read(addr, buf)
+        let n = self.backing.get(&pid)?.read(addr, buf)?;
+        log::debug!("pid {pid}: {n} bytes at {addr:#x} read from its files");
+        Some(n)
     }
 
     /// Text for `cause` recorded for a `kind` pause in `pid`, which runs `runtime`.
@@ -128,10 +130,7 @@ impl CauseResolver {
 
 /// Reads a NUL-terminated string with `read` (another process's memory,
 /// or the file behind it).
-fn read_c_string(
-    read: impl Fn(u64, &mut [u8]) -> Option<usize>,
-    addr: u64,
-) -> Option<String> {
+fn read_c_string(read: impl Fn(u64, &mut [u8]) -> Option<usize>, addr: u64) -> Option<String> {
     let mut buf = [0u8; MAX_NAME];
     // Read up to the end of the page first: a read that crosses into an
     // unmapped page fails as a whole.

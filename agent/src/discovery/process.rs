@@ -87,7 +87,9 @@ impl Segment {
     /// patched instruction) differ from the file's.
     pub fn of_map(address: (u64, u64), perms: MMPermissions, offset: u64) -> Option<Segment> {
         let (start, end) = address;
-        (perms.contains(MMPermissions::READ) && !perms.contains(MMPermissions::WRITE) && start < end)
+        (perms.contains(MMPermissions::READ)
+            && !perms.contains(MMPermissions::WRITE)
+            && start < end)
             .then_some(Segment { start, end, offset })
     }
 }
