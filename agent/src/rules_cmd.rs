@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::{
     bpf::{Tracer, loader::LoadOptions},
     cli::{ExplainArgs, RulesCommand},
-    collect::{Collector, monotonic_ns},
+    collect::{Collector, FileBacking, monotonic_ns},
     discovery, preflight,
     rules::{
         self, Engine, Evaluation, FEATURES, Features, Outcome, RuleSet, features::FeatureValue,
@@ -100,7 +100,7 @@ fn explain(args: ExplainArgs) -> Result<()> {
     tracer.attach_anatomy()?;
     tracer.attach(&target)?;
     let info = target_info(&target, labels::read(target.process.pid));
-    collector.add_target(info.clone());
+    collector.add_target(info.clone(), FileBacking::of(&target));
 
     let window = Duration::from_secs_f64(args.window);
     let mut engine = Engine::new(set.clone(), window);

@@ -9,7 +9,7 @@ use pausewatch_common::{
 };
 
 use super::{
-    CauseResolver, Hist, Series, Snapshot, TargetInfo,
+    CauseResolver, FileBacking, Hist, Series, Snapshot, TargetInfo,
     heap::PoolSeries,
     stragglers::{NameSlots, sum_per_cpu},
 };
@@ -97,9 +97,17 @@ impl Collector {
         self
     }
 
-    /// Starts reporting a target.
-    pub fn add_target(&mut self, info: TargetInfo) {
+    /// Starts reporting a target, whose names, once it is gone, are read
+    /// from `backing` (the files of its runtime).
+    pub fn add_target(&mut self, info: TargetInfo, backing: FileBacking) {
+        self.causes.set_backing(info.pid, backing);
         self.targets.insert(info.pid, info);
+    }
+
+    /// Notes that the target `pid` exited: its memory is gone, and its pid
+    /// may soon name another process, so its names come from its files.
+    pub fn target_exited(&mut self, pid: u32) {
+        self.causes.exited(pid);
     }
 
     /// Records the name `pid` calls itself now (`/proc/PID/comm`), shown

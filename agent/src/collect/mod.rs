@@ -1,5 +1,6 @@
 //! Collection: BPF maps in, decoded [`Snapshot`]s and pause events out.
 
+pub mod backing;
 pub mod causes;
 pub mod collector;
 pub mod events;
@@ -7,6 +8,7 @@ pub mod heap;
 pub mod snapshot;
 pub mod stragglers;
 
+pub use backing::FileBacking;
 pub use causes::CauseResolver;
 pub use collector::Collector;
 pub use snapshot::{Hist, Series, Snapshot, TargetInfo};

@@ -23,7 +23,10 @@ use std::{
     fmt,
     fs::File,
     io,
-    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{FileExt, MetadataExt},
+    },
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -156,6 +159,13 @@ impl Binary {
     /// ([`super::cache`]); `None` if `fstat` fails.
     pub fn file_id(&self) -> Option<FileId> {
         self.file.metadata().ok().map(|m| FileId::of(&m))
+    }
+
+    /// Reads bytes of the file from `offset` (`pread`). Through the open
+    /// file, so they are the bytes of the inode the process mapped, even
+    /// after the process exited or the file was replaced on disk.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.file.read_at(buf, offset)
     }
 
     /// Whether two values hold the same open file.

@@ -13,7 +13,7 @@ pub mod process;
 pub mod runtime;
 
 pub use binary::Binary;
-pub use process::{Mapping, Process};
+pub use process::{Mapping, Process, Segment};
 pub use runtime::{Discovered, ProbeAttach, ProbeSite, ProgramArg, detect, detect_in};
 
 use std::path::PathBuf;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use procfs::{
     ProcError,
-    process::{MMapPath, Process as ProcfsProcess},
+    process::{MMPermissions, MMapPath, Process as ProcfsProcess},
 };
 
 use super::DiscoveryError;
@@ -62,6 +62,36 @@ pub struct Mapping {
     pub dev: (u32, u32),
     /// Inode number of the mapped file.
     pub inode: u64,
+    /// Every mapping of the file that the process cannot write, in address
+    /// order: where names the runtime keeps in its read-only data can be
+    /// read from the file once the process is gone
+    /// (`collect::backing`).
+    pub read_only: Vec<Segment>,
+}
+
+/// A range of a process's address space that maps a file's bytes from
+/// `offset` and is not writable, so it holds what the file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// First address.
+    pub start: u64,
+    /// Address past the end.
+    pub end: u64,
+    /// File offset of the byte at `start`.
+    pub offset: u64,
+}
+
+impl Segment {
+    /// The segment of one maps line, or `None` when the process may write
+    /// through it: a writable private mapping's pages (relocated data, a
+    /// patched instruction) differ from the file's.
+    pub fn of_map(address: (u64, u64), perms: MMPermissions, offset: u64) -> Option<Segment> {
+        let (start, end) = address;
+        (perms.contains(MMPermissions::READ)
+            && !perms.contains(MMPermissions::WRITE)
+            && start < end)
+            .then_some(Segment { start, end, offset })
+    }
 }
 
 /// What maps and `/proc/PID/exe` append to the path of a file that is gone.
@@ -99,27 +129,45 @@ impl Process {
         };
         let maps = p.maps().map_err(|e| proc_error(pid, "maps", e))?;
         let mut mapped: Vec<Mapping> = Vec::new();
+        // Which file each non-writable mapping is of, matched once every
+        // file mapped executable is known (its data comes before and after).
+        let mut read_only = Vec::new();
         for m in maps {
-            if let MMapPath::Path(path) = m.pathname
-                && m.perms.contains(procfs::process::MMPermissions::EXECUTE)
-            {
-                let (path, deleted) = strip_deleted(&path);
-                let dev = (m.dev.0 as u32, m.dev.1 as u32);
-                // A file mapped twice is one entry, but a replaced file and
-                // its successor, mapped under one path, are two.
-                if !mapped
+            let MMapPath::Path(path) = m.pathname else {
+                continue;
+            };
+            let (path, deleted) = strip_deleted(&path);
+            let dev = (m.dev.0 as u32, m.dev.1 as u32);
+            if let Some(segment) = Segment::of_map(m.address, m.perms, m.offset) {
+                read_only.push((path.clone(), dev, m.inode, segment));
+            }
+            // A file mapped twice is one entry, but a replaced file and
+            // its successor, mapped under one path, are two.
+            if m.perms.contains(MMPermissions::EXECUTE)
+                && !mapped
                     .iter()
                     .any(|x| x.dev == dev && x.inode == m.inode && x.path == path)
-                {
-                    mapped.push(Mapping {
-                        path,
-                        deleted,
-                        range: m.address,
-                        dev,
-                        inode: m.inode,
-                    });
-                }
+            {
+                mapped.push(Mapping {
+                    path,
+                    deleted,
+                    range: m.address,
+                    dev,
+                    inode: m.inode,
+                    read_only: Vec::new(),
+                });
             }
+        }
+        for (path, dev, inode, segment) in read_only {
+            if let Some(file) = mapped
+                .iter_mut()
+                .find(|x| x.dev == dev && x.inode == inode && x.path == path)
+            {
+                file.read_only.push(segment);
+            }
+        }
+        for file in &mut mapped {
+            file.read_only.sort_by_key(|s| s.start);
         }
         Ok(Process {
             pid,

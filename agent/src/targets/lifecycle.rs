@@ -28,7 +28,7 @@ use std::{
 
 use crate::{
     bpf::{BpfError, Tracer},
-    collect::{Collector, TargetInfo},
+    collect::{Collector, FileBacking, TargetInfo},
     discovery::{Discovered, DiscoveryError},
 };
 
@@ -182,7 +182,7 @@ impl<H: Host> Lifecycle<H> {
         };
         let attached = ctx.tracer.attach(discovered)?;
         let info = target_info(discovered, self.host.labels(process.pid));
-        ctx.collector.add(info);
+        ctx.collector.add(info, FileBacking::of(discovered));
         self.table.insert(
             id,
             Entry {
@@ -556,7 +556,7 @@ impl<H: Host> Lifecycle<H> {
                 // Read once, here: the labels are a property of the process
                 // for its life (its cgroup), not of an inspection.
                 let info = target_info(&discovered, self.host.labels(pid));
-                ctx.collector.add(info);
+                ctx.collector.add(info, FileBacking::of(&discovered));
                 let exit_watch = self.host.watch_exit(Identity { pid, start_time });
                 if let Some((_, e)) = self.table.get_mut(pid) {
                     e.state = State::Traced(inspected_ns);
@@ -669,6 +669,7 @@ impl<H: Host> Lifecycle<H> {
         // Also drops its open intervals: a thread that exited inside a pause
         // never sends the end.
         ctx.tracer.detach(pid);
+        ctx.collector.exited(pid);
         if let Some((_, e)) = self.table.get_mut(pid) {
             e.state = State::Exited(now);
         }
@@ -900,9 +901,11 @@ mod tests {
     }
 
     impl TargetSink for FakeReport {
-        fn add(&self, info: TargetInfo) {
+        fn add(&self, info: TargetInfo, _: FileBacking) {
             self.targets.borrow_mut().insert(info.pid, info);
         }
+
+        fn exited(&self, _: u32) {}
 
         fn rename(&self, pid: u32, current_comm: &str) {
             if let Some(info) = self.targets.borrow_mut().get_mut(&pid) {

@@ -10,7 +10,7 @@ use std::{path::PathBuf, sync::Mutex, time::Instant};
 
 use crate::{
     bpf::BpfError,
-    collect::{Collector, TargetInfo, lock, monotonic_ns},
+    collect::{Collector, FileBacking, TargetInfo, lock, monotonic_ns},
     discovery::{self, Discovered, DiscoveryError, Process},
 };
 
@@ -36,8 +36,12 @@ pub trait Attach {
 /// Where targets are registered for collection (the collector, for
 /// `/metrics`).
 pub trait TargetSink {
-    /// Starts reporting a target.
-    fn add(&self, info: TargetInfo);
+    /// Starts reporting a target, whose names are read from `backing`
+    /// once its memory is gone.
+    fn add(&self, info: TargetInfo, backing: FileBacking);
+    /// Notes that the target `pid` exited (its numbers stay until it is
+    /// forgotten).
+    fn exited(&self, pid: u32);
     /// Records the name the target `pid` calls itself now.
     fn rename(&self, pid: u32, current_comm: &str);
     /// Stops reporting `pid`: its info and its numbers go.
@@ -45,8 +49,12 @@ pub trait TargetSink {
 }
 
 impl TargetSink for Mutex<Collector> {
-    fn add(&self, info: TargetInfo) {
-        lock(self).add_target(info);
+    fn add(&self, info: TargetInfo, backing: FileBacking) {
+        lock(self).add_target(info, backing);
+    }
+
+    fn exited(&self, pid: u32) {
+        lock(self).target_exited(pid);
     }
 
     fn rename(&self, pid: u32, current_comm: &str) {
