@@ -500,7 +500,7 @@ fn target_killed_mid_safepoint() {
         &format!("pid {} exited", victim.pid()),
         Duration::from_secs(5),
     );
-    assert!(line.contains("detached"), "{line}");
+    assert!(line.contains("released"), "{line}");
     assert_running(&mut agent);
     // Its unfinished interval is gone from the kernel map.
     let left: Vec<_> = inflight(agent.pid())

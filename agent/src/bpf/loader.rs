@@ -136,6 +136,16 @@ pub enum BpfError {
         #[source]
         source: std::io::Error,
     },
+    /// A second descriptor of a map could not be made (out of file
+    /// descriptors).
+    #[error("cannot duplicate the descriptor of BPF map {map}: {source}")]
+    Duplicate {
+        /// Map name.
+        map: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A map operation failed.
     #[error("BPF map {map}: {source}")]
     Map {
@@ -990,17 +1000,24 @@ impl Reaper {
 }
 
 /// Two handles on the `ADMITTED` map: the tracer's, which writes it, and
-/// the collector's, which reads it on another thread (a second descriptor
-/// of the same map, opened by its id).
+/// the collector's, which reads it on another thread (a duplicate of the
+/// same descriptor: opening the map by id would need CAP_SYS_ADMIN, which
+/// the agent does not require).
 type Admitted = BpfHashMap<MapData, u32, u8>;
 fn admitted_maps(map: aya::maps::Map) -> Result<(Admitted, Admitted), BpfError> {
+    use std::os::fd::AsFd;
     let aya::maps::Map::HashMap(data) = map else {
         return Err(BpfError::Missing("hash map ADMITTED".into()));
     };
-    let view = data
-        .info()
-        .and_then(|info| MapData::from_id(info.id()))
-        .map_err(map_err("ADMITTED"))?;
+    let fd = data
+        .fd()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| BpfError::Duplicate {
+            map: "ADMITTED",
+            source,
+        })?;
+    let view = MapData::from_fd(fd).map_err(map_err("ADMITTED"))?;
     let tracer =
         BpfHashMap::try_from(aya::maps::Map::HashMap(data)).map_err(map_err("ADMITTED"))?;
     let view = BpfHashMap::try_from(aya::maps::Map::HashMap(view)).map_err(map_err("ADMITTED"))?;
