@@ -37,6 +37,9 @@ pub struct ScriptWorkload {
     control: Receiver<String>,
     stderr_text: Arc<Mutex<String>>,
     stdout: Option<JoinHandle<Vec<String>>>,
+    /// The interpreter's pid when it is not the child (see
+    /// [`ScriptWorkload::trace_pid`]).
+    traced: Option<u32>,
 }
 
 impl ScriptWorkload {
@@ -83,12 +86,23 @@ impl ScriptWorkload {
             control,
             stderr_text,
             stdout: Some(stdout),
+            traced: None,
         })
     }
 
-    /// The process id.
+    /// The interpreter's process id: the child's, unless [`trace_pid`]
+    /// named another.
+    ///
+    /// [`trace_pid`]: ScriptWorkload::trace_pid
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.traced.unwrap_or_else(|| self.child.id())
+    }
+
+    /// Names the process that runs the script when the child only starts
+    /// it elsewhere (`podman run -i`: the child is the engine's client,
+    /// which relays stdio, and the interpreter is the container's process).
+    pub fn trace_pid(&mut self, pid: u32) {
+        self.traced = Some(pid);
     }
 
     /// Everything the script wrote to stderr so far.

@@ -677,8 +677,19 @@ pub struct RunningJava {
 }
 
 impl RunningJava {
+    /// The JVM's process id: the child's, unless [`trace_pid`] named
+    /// another.
+    ///
+    /// [`trace_pid`]: RunningJava::trace_pid
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Names the JVM's process when the launcher does not exec it (a
+    /// container engine's client, which relays stdio to the container's
+    /// process).
+    pub fn trace_pid(&mut self, pid: u32) {
+        self.pid = pid;
     }
 
     pub fn child(&mut self) -> &mut Child {

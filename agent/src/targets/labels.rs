@@ -206,6 +206,48 @@ mod tests {
         }
     }
 
+    /// Whole `/proc/PID/cgroup` texts as each engine and cgroup driver
+    /// leaves them, under cgroup v1 (a line per hierarchy, as on this
+    /// project's CI host) and v2.
+    #[test]
+    fn every_engine_and_driver_under_v1_and_v2() {
+        let uid = UID.replace('-', "_");
+        let v1 = |path: &str| {
+            format!("12:pids:{path}\n4:memory:{path}\n1:name=systemd:{path}\n0::{path}\n")
+        };
+        let cases = [
+            // podman, cgroupfs manager (root, cgroup v1): seen by e2e_containers.
+            (v1(&format!("/libpod_parent/libpod-{ID}")), ""),
+            // podman, systemd manager, v2.
+            (format!("0::/machine.slice/libpod-{ID}.scope\n"), ""),
+            // docker, cgroupfs driver, v1; systemd driver, v2.
+            (v1(&format!("/docker/{ID}")), ""),
+            (format!("0::/system.slice/docker-{ID}.scope\n"), ""),
+            // containerd (CRI), systemd driver, v1 with the pod slice.
+            (
+                v1(&format!(
+                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid}.slice/cri-containerd-{ID}.scope"
+                )),
+                UID,
+            ),
+            // CRI-O, systemd driver, v2; cgroupfs driver, v1.
+            (
+                format!("0::/kubepods.slice/kubepods-pod{uid}.slice/crio-{ID}.scope\n"),
+                UID,
+            ),
+            (v1(&format!("/kubepods/burstable/pod{UID}/crio-{ID}")), UID),
+        ];
+        for (text, pod) in &cases {
+            let l = from_cgroup(text);
+            assert_eq!(l.container_id, ID, "{text}");
+            assert_eq!(l.pod_uid, *pod, "{text}");
+        }
+        // v1 with the unified line at the root (a hybrid host): the
+        // hierarchies' lines still name the container.
+        let hybrid = format!("4:memory:/libpod_parent/libpod-{ID}\n0::/\n");
+        assert_eq!(from_cgroup(&hybrid).container_id, ID);
+    }
+
     #[test]
     fn host_processes_have_no_labels() {
         for text in [

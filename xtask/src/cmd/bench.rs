@@ -48,6 +48,11 @@ pub struct BenchArgs {
     /// footprint` to measure only the 100-JVM node.
     #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
     pub targets: Vec<usize>,
+    /// Measure this agent binary instead of building the release agent
+    /// (`cargo xtask test` passes the static agent it tested, so that CI
+    /// builds the agent once).
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<std::path::PathBuf>,
 }
 
 /// The parts of a run, in run order, for `--only`.
@@ -159,8 +164,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
     step("checking system packages");
     crate::util::ensure_bookworm_backports()?;
     ensure_debian_packages(PACKAGES)?;
-    let agent = build::build_all()?;
     let mut report = Report::default();
+    let agent = match &args.agent {
+        Some(given) => {
+            if !given.is_file() {
+                bail!("--agent {}: no such file", given.display());
+            }
+            report.note(format!(
+                "measured agent: {} (given with --agent), not a fresh release build",
+                given.display()
+            ));
+            given.clone()
+        }
+        None => build::build_all()?,
+    };
     // BCC is a third comparison beside bpftrace, and its set-up installs
     // kernel headers: the quick run (CI's smoke test) leaves it out.
     let bcc = if args.quick {

@@ -1,9 +1,15 @@
 //! `cargo xtask test`: everything CI checks, from a fresh machine.
 //!
-//! Installs the system packages the tests need, builds the BPF object and
-//! the release agent, checks formatting and lints (host and BPF crates), and
-//! runs every test: unit tests and the privileged end-to-end tests that load
-//! BPF into the kernel and compare the agent with the runtimes' own logs.
+//! Installs the system packages the tests need, builds the BPF object, the
+//! static release agent (`cargo xtask dist`) and its image (`cargo xtask
+//! image`), checks formatting and lints (host and BPF crates), and runs
+//! every test: unit tests and the privileged end-to-end tests that load BPF
+//! into the kernel and compare the agent with the runtimes' own logs.
+//!
+//! The end-to-end tests run the static agent, the file users deploy (alone
+//! or in the image), so CI builds the agent once; `cargo xtask demo` and
+//! `bench` build the glibc one (`cargo xtask dist --compare` measures the
+//! two against each other).
 //! Without a filter it then runs each fuzz target for [`FUZZ_SECONDS`] and
 //! ends with `bench --quick` as a smoke test.
 
@@ -54,6 +60,10 @@ const PACKAGES: &[&str] = &[
     // readelf: the independent reading that the probe parsers' tests on
     // installed runtime files are compared with.
     "binutils",
+    // The container tests (e2e_containers): podman with runc, as Debian
+    // ships them (crun refuses this host's hybrid cgroup layout).
+    "podman",
+    "runc",
 ];
 
 /// How long `cargo xtask test` runs each fuzz target.
@@ -70,8 +80,11 @@ pub fn run(args: TestArgs) -> Result<()> {
     step("checking system packages");
     util::ensure_bookworm_backports()?;
     ensure_debian_packages(PACKAGES)?;
-    let agent = build::build_all()?;
+    let agent = super::dist::build_static()?;
     let object = build::ebpf_object();
+    let engine = super::image::find_engine()?;
+    let image = super::image::image_name(None);
+    super::image::build_image(engine, &agent, &image)?;
     let root = workspace_root();
 
     if !args.no_lint {
@@ -102,7 +115,8 @@ pub fn run(args: TestArgs) -> Result<()> {
     let mut test = cargo();
     test.args(["test", "--workspace", "--no-fail-fast"])
         .env("PAUSEWATCH_EBPF_OBJECT", &object)
-        .env("PAUSEWATCH_AGENT", &agent);
+        .env("PAUSEWATCH_AGENT", &agent)
+        .env(super::image::IMAGE_ENV, &image);
     if let Some(f) = &args.filter {
         test.arg(f);
     }
@@ -121,6 +135,7 @@ pub fn run(args: TestArgs) -> Result<()> {
             quick: true,
             only: None,
             targets: Vec::new(),
+            agent: Some(agent.clone()),
         })?;
     }
     step("all tests passed");

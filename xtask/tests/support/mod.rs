@@ -156,10 +156,17 @@ impl Agent {
     /// Starts `<bin> run --listen <listen> <args...>`, where `args` select
     /// the targets (`--all`, `--comm`, ...).
     pub fn start_selecting(bin: &Path, listen: SocketAddr, args: &[&str]) -> Agent {
+        Agent::start_command(Command::new(bin), listen, args)
+    }
+
+    /// Starts `<command> run --listen <listen> <args...>`, where `command`
+    /// is the agent binary or what runs it (`podman run ... IMAGE`, whose
+    /// client relays the agent's stdio and forwards signals to it).
+    pub fn start_command(mut command: Command, listen: SocketAddr, args: &[&str]) -> Agent {
         let spawned_ns = monotonic_now_ns();
         let process = Process::spawn(
             "the agent",
-            Command::new(bin)
+            command
                 .arg("run")
                 .arg("--listen")
                 .arg(listen.to_string())

@@ -18,7 +18,7 @@ use xtask::scripted::{ScriptWorkload, workload_path};
 
 use super::events::parse_events;
 use super::scenario::{Subject, SumTolerance, Tally, Window, attach_and_compare, run_gated_script};
-use super::{agent_probes, median_max, ms};
+use super::{Checks, Sample, agent_probes, median_max, ms};
 
 /// Tolerance of the summed durations, per cause and of all.
 const TOLERANCE: SumTolerance = SumTolerance {
@@ -193,10 +193,24 @@ impl Interpreter {
 /// probes` must name. With `--events`, Node's events must also match its
 /// trace lines one to one, by collector. Panics with a table on any
 /// mismatch.
-pub fn check_collections(interpreter: Interpreter, mut script: ScriptWorkload, version: &str) {
+pub fn check_collections(interpreter: Interpreter, script: ScriptWorkload, version: &str) {
+    check_collections_with(interpreter, script, version, |_| {}, |_, _| {});
+}
+
+/// [`check_collections`], with `ready` called on the script once it is
+/// ready (before anything reads its pid) and `extra` given the checks and
+/// the final scrape, for a caller's own checks of its labels.
+pub fn check_collections_with(
+    interpreter: Interpreter,
+    mut script: ScriptWorkload,
+    version: &str,
+    ready: impl FnOnce(&mut ScriptWorkload),
+    extra: impl FnOnce(&mut Checks, &[Sample]),
+) {
     script
         .wait_ready(Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("{e:#}"));
+    ready(&mut script);
     let pid = script.pid();
     // `agent probes` names the runtime, its support and its probes.
     let probes_text = agent_probes(pid);
@@ -218,6 +232,7 @@ pub fn check_collections(interpreter: Interpreter, mut script: ScriptWorkload, v
         account: None,
     };
     let mut outcome = attach_and_compare(&mut subject, TOLERANCE);
+    extra(&mut outcome.checks, &outcome.samples);
     let checks = &mut outcome.checks;
     if let Some(r) = subject
         .json
