@@ -112,6 +112,23 @@ impl Variant {
     }
 }
 
+/// `gcload`'s arguments that make it call, besides its GC cycles, each of
+/// the functions that stop the world, at these intervals: ReadMemStats,
+/// Stack (all goroutines), GOMAXPROCS and trace.Start. It counts its calls
+/// on its last lines (`readmemstats=N`, ...), which the tests compare.
+pub const STW_CALL_ARGS: [&str; 10] = [
+    "-workers",
+    "2",
+    "-memstats",
+    "50ms",
+    "-stacks",
+    "300ms",
+    "-gomaxprocs",
+    "200ms",
+    "-trace",
+    "250ms",
+];
+
 /// The workload's source directory.
 pub fn gcload_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/go")

@@ -42,7 +42,7 @@ use support::script::{Interpreter, check_collections_with};
 use support::{
     Agent, Checks, Sample, ScratchDir, http_get, loopback, parse_prometheus, require_root, sum_by,
 };
-use xtask::goworkload::build_gcload;
+use xtask::goworkload::{STW_CALL_ARGS, build_gcload};
 use xtask::scripted::{ScriptWorkload, workload_path};
 use xtask::workloads::{JavaWorkload, find_java, java_home, monotonic_now_ns};
 
@@ -334,7 +334,7 @@ fn static_go_binary_alone_in_a_podman_container() {
     std::fs::copy(&binary, rootfs.join("gcload")).expect("copying gcload");
     let container = Container::new("go");
     let image = format!("{}:O", rootfs.display());
-    let args = container.run_args(&[
+    let mut inside = vec![
         "-i",
         "--network",
         "none",
@@ -344,17 +344,9 @@ fn static_go_binary_alone_in_a_podman_container() {
         "-gate",
         "-duration",
         "2s",
-        "-workers",
-        "2",
-        "-memstats",
-        "50ms",
-        "-stacks",
-        "300ms",
-        "-gomaxprocs",
-        "200ms",
-        "-trace",
-        "250ms",
-    ]);
+    ];
+    inside.extend(STW_CALL_ARGS);
+    let args = container.run_args(&inside);
     let mut workload = Process::spawn(
         "the Go workload in a container",
         Command::new(podman())

@@ -118,7 +118,9 @@ use support::{
     Agent, Checks, Sample, agent_binary, agent_probes_output, http_get, loopback, parse_prometheus,
     require_root, select, sum_of,
 };
-use xtask::goworkload::{GO_VERSIONS, Variant, build_gcload, build_variant, go_tool};
+use xtask::goworkload::{
+    GO_VERSIONS, STW_CALL_ARGS, Variant, build_gcload, build_variant, go_tool,
+};
 use xtask::groundtruth::go::{self, GcCycle, PhaseSum};
 use xtask::groundtruth::gostopping::{StoppingRead, is_gc_reason, quantile_bucket};
 
@@ -157,19 +159,6 @@ impl Drop for Slot {
 
 /// How long the workload runs once released (~120 GC cycles).
 const WORKLOAD_SECS: u64 = 2;
-/// Intervals of the workload's other stop-the-world calls.
-const WORKLOAD_ARGS: [&str; 10] = [
-    "-workers",
-    "2",
-    "-memstats",
-    "50ms",
-    "-stacks",
-    "300ms",
-    "-gomaxprocs",
-    "200ms",
-    "-trace",
-    "250ms",
-];
 /// Tolerance of the per-phase sums (a fraction of gctrace's sum).
 const SUM_TOLERANCE: f64 = 0.10;
 /// Tolerance of each phase's sum alone: the probes' fixed offsets (sweep
@@ -378,7 +367,7 @@ fn run_one(
     let trace_path = dir.join(format!("gctrace-{version}-{}.txt", variant.label()));
     let duration = format!("{WORKLOAD_SECS}s");
     let mut args = vec!["-gate", "-duration", &duration];
-    args.extend(WORKLOAD_ARGS);
+    args.extend(STW_CALL_ARGS);
     let mut workload = Workload::spawn(binary, &args, Some(&trace_path));
     workload.wait_line("ready", Duration::from_secs(10));
     let pid = workload.pid();
@@ -1253,7 +1242,7 @@ fn go_newer_than_tested_is_traced_with_a_warning_or_refused() {
 
     let duration = format!("{WORKLOAD_SECS}s");
     let mut args = vec!["-gate", "-duration", &duration];
-    args.extend(WORKLOAD_ARGS);
+    args.extend(STW_CALL_ARGS);
     let mut workload = Workload::spawn(&newer, &args, None);
     workload.wait_line("ready", Duration::from_secs(10));
     let pid = workload.pid();

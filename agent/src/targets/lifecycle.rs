@@ -79,7 +79,9 @@ struct Entry<W> {
     /// CLOCK_MONOTONIC of the exec that made it pending (0: found by scan).
     exec_ns: u64,
     /// The command name from that exec's event (`None`: found by scan or
-    /// `--pid`, reconstructed from `/proc` at inspection instead).
+    /// `--pid`, reconstructed from `/proc` at inspection instead). Once
+    /// traced, the name it was selected and labelled by, whichever way it
+    /// was learnt: what a late exec event's name is compared with.
     exec_comm: Option<String>,
     /// `/proc/PID/comm` as last reported to the collector (traced only),
     /// so that the sweep passes on a rename once.
@@ -544,6 +546,8 @@ impl<H: Host> Lifecycle<H> {
             self.give_up(pid, now, ctx);
             return;
         }
+        // Inspection and runtime detection (the parse cache's share).
+        let found_ms = self.host.monotonic_ns().saturating_sub(inspected_ns) as f64 / 1e6;
         let attach_started = self.host.now();
         match ctx.tracer.attach(&discovered) {
             Ok(probes) => {
@@ -562,6 +566,11 @@ impl<H: Host> Lifecycle<H> {
                     e.state = State::Traced(inspected_ns);
                     e.exe = discovered.process.exe.clone();
                     e.current_comm = discovered.process.current_comm.clone();
+                    // A process found by the start scan just after its exec
+                    // has that exec's event still queued: it must compare
+                    // equal to what this inspection saw, or the process
+                    // would be detached and attached again for nothing.
+                    e.exec_comm = Some(discovered.process.comm.clone());
                     e.exit_watch = exit_watch;
                     e.reported = true;
                 }
@@ -574,8 +583,8 @@ impl<H: Host> Lifecycle<H> {
                     )
                 };
                 eprintln!(
-                    "pausewatch: tracing pid {pid} ({} {} {}), {} probes attached in \
-                     {attach_ms:.1} ms, {after}",
+                    "pausewatch: tracing pid {pid} ({} {} {}), found in {found_ms:.2} ms, \
+                     {} probes attached in {attach_ms:.1} ms, {after}",
                     discovered.process.comm,
                     discovered.runtime.label(),
                     discovered.version,
@@ -1282,6 +1291,31 @@ mod tests {
             comm: Some("java".into()),
         });
         assert!(w.tracer.detached.is_empty());
+        assert_eq!(w.lifecycle.traced(), [PID]);
+    }
+
+    /// The start scan meets a process whose exec event is still queued
+    /// (exec'd after the probes were armed, before the scan read `/proc`).
+    #[test]
+    fn a_process_found_by_the_scan_ignores_its_own_queued_exec_event() {
+        let mut w = World::all();
+        w.host()
+            .procs
+            .insert(PID, proc(100, "/usr/bin/java", Some(Runtime::HotSpot)));
+        let execed = w.lifecycle.host.monotonic_ns;
+        w.advance(Duration::from_millis(1));
+        let now = w.now;
+        w.lifecycle.scan(now);
+        w.run();
+        assert_eq!(w.tracer.attached, [PID]);
+        w.change(ProcessChange::Exec {
+            pid: PID,
+            ktime_ns: execed,
+            comm: Some("java".into()),
+        });
+        w.run();
+        assert!(w.tracer.detached.is_empty());
+        assert_eq!(w.tracer.attached, [PID]);
         assert_eq!(w.lifecycle.traced(), [PID]);
     }
 
