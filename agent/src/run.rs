@@ -242,7 +242,8 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     // Rendered once per snapshot, here, so a scrape only copies a reference:
     // on a busy node a render competes for CPU with the targets, and a scrape
     // that waited for it would take as long as the run queue makes it.
-    let (page_tx, page_rx) = watch::channel(export::page(&first));
+    let mut pager = export::Pager::default();
+    let (page_tx, page_rx) = watch::channel(pager.page(&first));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let server = {
@@ -334,7 +335,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             return_free_memory();
             last_trim = Instant::now();
         }
-        let _ = page_tx.send(export::page(&snapshot));
+        let _ = page_tx.send(pager.page(&snapshot));
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every
         {
@@ -363,7 +364,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the lifecycle thread panicked"))?;
     tracer.detach_all();
     let last = analyze(&mut engine, started, lock(&collector).collect());
-    let _ = page_tx.send(export::page(&last));
+    let _ = page_tx.send(pager.page(&last));
     let _ = stop_tx.send(true);
     if let Some(events) = events {
         events.await.context("the event reader failed")??;

@@ -242,15 +242,15 @@ impl Collector {
             let Some(kind) = Kind::from_u32(key.kind) else {
                 continue;
             };
-            let mut hist = Hist::default();
+            let mut hist = Hist::empty();
             for cpu in per_cpu.iter() {
-                hist.merge(&decode(cpu));
+                hist.add(cpu);
             }
             let runtime = self.targets.get(&key.pid).map(|t| t.runtime);
             let cause = self.causes.resolve(key.pid, runtime, kind, key.cause);
             merged
                 .entry((key.pid, kind, cause))
-                .or_default()
+                .or_insert_with(Hist::empty)
                 .merge(&hist);
         }
         let mut series: Vec<Series> = merged
@@ -259,7 +259,7 @@ impl Collector {
                 pid,
                 kind,
                 cause,
-                hist,
+                hist: hist.compact(),
             })
             .collect();
         series.sort_by(|a, b| (a.pid, a.kind, &a.cause).cmp(&(b.pid, b.kind, &b.cause)));
@@ -298,16 +298,5 @@ impl Collector {
             stragglers,
             heap,
         }
-    }
-}
-
-fn decode(h: &Histogram) -> Hist {
-    Hist {
-        count: h.count,
-        sum_ns: h.sum_ns,
-        max_ns: h.max_ns,
-        buckets: h.buckets.to_vec(),
-        state_ns: h.state_ns,
-        worker_ns: h.worker_ns,
     }
 }

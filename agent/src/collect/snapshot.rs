@@ -86,7 +86,10 @@ pub struct Hist {
     pub sum_ns: u64,
     /// Largest observation in nanoseconds.
     pub max_ns: u64,
-    /// Per-bucket counts, `BUCKETS` long.
+    /// Per-bucket counts, at most `BUCKETS` long: a bucket past the end
+    /// holds none. The collector's series end at their last non-zero
+    /// bucket ([`Hist::compact`]), since the rule engine's history keeps
+    /// dozens of snapshots of every series.
     pub buckets: Vec<u64>,
     /// For pauses: how the driving threads spent `sum_ns`, indexed by
     /// [`pausewatch_common::ThreadState`] (zero without the anatomy).
@@ -110,6 +113,15 @@ impl Default for Hist {
 }
 
 impl Hist {
+    /// No observations, and no room for buckets yet (they grow as
+    /// histograms are added in).
+    pub fn empty() -> Hist {
+        Hist {
+            buckets: Vec::new(),
+            ..Hist::default()
+        }
+    }
+
     /// A histogram of these observations, as the BPF side would bin them
     /// (for tests of everything downstream of the collector).
     #[cfg(test)]
@@ -129,6 +141,9 @@ impl Hist {
         self.count += other.count;
         self.sum_ns += other.sum_ns;
         self.max_ns = self.max_ns.max(other.max_ns);
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
         for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
             *a += b;
         }
@@ -138,6 +153,41 @@ impl Hist {
         for (a, b) in self.worker_ns.iter_mut().zip(&other.worker_ns) {
             *a += b;
         }
+    }
+
+    /// Adds one CPU's value of a BPF histogram into this one, as
+    /// [`Hist::merge`] would, without decoding it first.
+    pub fn add(&mut self, raw: &pausewatch_common::Histogram) {
+        self.count += raw.count;
+        self.sum_ns += raw.sum_ns;
+        self.max_ns = self.max_ns.max(raw.max_ns);
+        if self.buckets.len() < raw.buckets.len() {
+            self.buckets.resize(raw.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&raw.buckets) {
+            *a += b;
+        }
+        for (a, b) in self.state_ns.iter_mut().zip(&raw.state_ns) {
+            *a += b;
+        }
+        for (a, b) in self.worker_ns.iter_mut().zip(&raw.worker_ns) {
+            *a += b;
+        }
+    }
+
+    /// This histogram with its buckets ending at the last non-zero one,
+    /// their memory trimmed to fit: the same histogram, in the eighth of
+    /// the room that a typical series needs (its pauses sit in the low
+    /// buckets of the 122, which reach 1100 s).
+    pub fn compact(mut self) -> Hist {
+        let used = self
+            .buckets
+            .iter()
+            .rposition(|&n| n > 0)
+            .map_or(0, |i| i + 1);
+        self.buckets.truncate(used);
+        self.buckets.shrink_to_fit();
+        self
     }
 
     /// The observations added since `earlier` (a previous state of the same
@@ -150,8 +200,8 @@ impl Hist {
             buckets: self
                 .buckets
                 .iter()
-                .zip(&earlier.buckets)
-                .map(|(a, b)| a.saturating_sub(*b))
+                .enumerate()
+                .map(|(i, a)| a.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
                 .collect(),
             state_ns: std::array::from_fn(|i| self.state_ns[i].saturating_sub(earlier.state_ns[i])),
             worker_ns: std::array::from_fn(|i| {
@@ -197,6 +247,33 @@ mod tests {
 
     fn hist_of(values: &[u64]) -> Hist {
         Hist::of(values)
+    }
+
+    #[test]
+    fn a_compact_histogram_says_the_same_in_less_room() {
+        let earlier = hist_of(&[2_000, 50_000]);
+        let later = hist_of(&[2_000, 50_000, 3_000_000, 40_000_000]);
+        let (small_earlier, small_later) = (earlier.clone().compact(), later.clone().compact());
+        assert!(small_earlier.buckets.len() < small_later.buckets.len());
+        assert!(small_later.buckets.len() < BUCKETS);
+        assert_eq!(small_later.buckets.last(), Some(&1));
+        // Differences, sums and quantiles do not depend on the room.
+        assert_eq!(
+            small_later.since(&small_earlier).compact(),
+            later.since(&earlier).compact()
+        );
+        assert_eq!(small_later.since(&small_earlier).count, 2);
+        let mut sum = Hist::empty();
+        sum.merge(&small_earlier);
+        sum.merge(&small_later);
+        let mut full = Hist::default();
+        full.merge(&earlier);
+        full.merge(&later);
+        assert_eq!(sum.compact(), full.compact());
+        for q in [0.5, 0.9, 0.99] {
+            assert_eq!(small_later.quantile_ns(q), later.quantile_ns(q));
+        }
+        assert!(Hist::default().compact().buckets.is_empty());
     }
 
     #[test]

@@ -43,11 +43,12 @@ pub mod buckets;
 pub mod heap;
 pub mod metrics;
 pub mod protobuf;
+pub mod recycle;
 pub mod server;
 pub mod text;
 
 pub use buckets::EXPORTED_EDGES_NS;
-pub use metrics::{pause_kind_label, render, render_both};
+pub use metrics::{pause_kind_label, render, render_both, render_into};
 pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +90,33 @@ pub fn note_protobuf_scrape() {
 /// protobuf page.
 pub fn page(report: &Report) -> Pages {
     page_with(report, PROTOBUF_SCRAPED.load(Ordering::Relaxed))
+}
+
+/// Makes the pages of successive snapshots like [`page`], each written
+/// into the buffers of earlier pages that no scrape holds any more
+/// ([`recycle`]).
+#[derive(Default)]
+pub struct Pager {
+    text: recycle::Pool,
+    protobuf: recycle::Pool,
+}
+
+impl Pager {
+    /// The pages of `report` (see [`page`]).
+    pub fn page(&mut self, report: &Report) -> Pages {
+        let protobuf = PROTOBUF_SCRAPED.load(Ordering::Relaxed);
+        let text = String::from_utf8(self.text.buffer()).unwrap_or_default();
+        let proto = if protobuf {
+            self.protobuf.buffer()
+        } else {
+            Vec::new()
+        };
+        let (text, proto) = render_into(report, protobuf, text, proto);
+        Pages {
+            text: self.text.share(text.into_bytes()),
+            protobuf: protobuf.then(|| self.protobuf.share(proto)),
+        }
+    }
 }
 
 /// [`page`], with the protobuf page or without it.

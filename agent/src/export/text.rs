@@ -115,10 +115,13 @@ pub struct TextWriter {
 }
 
 impl TextWriter {
-    /// An empty page with room for `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> TextWriter {
+    /// An empty page written into `buffer` (emptied; its memory is
+    /// reused), with room for `capacity` bytes.
+    pub fn with_buffer(mut buffer: String, capacity: usize) -> TextWriter {
+        buffer.clear();
+        buffer.reserve(capacity);
         TextWriter {
-            out: String::with_capacity(capacity),
+            out: buffer,
             family: "",
             proto: None,
         }
@@ -210,7 +213,13 @@ impl TextWriter {
     /// The text page and the protobuf page (length-delimited
     /// `MetricFamily` messages; empty unless [`TextWriter::with_protobuf`]).
     pub fn finish_both(self) -> (String, Vec<u8>) {
-        let mut bytes = Vec::new();
+        self.finish_both_into(Vec::new())
+    }
+
+    /// [`TextWriter::finish_both`], the protobuf page written into `bytes`
+    /// (emptied first; its memory is reused).
+    pub fn finish_both_into(self, mut bytes: Vec<u8>) -> (String, Vec<u8>) {
+        bytes.clear();
         if let Some(families) = &self.proto {
             protobuf::encode_delimited(families, &mut bytes);
         }

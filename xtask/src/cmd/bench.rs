@@ -143,7 +143,7 @@ impl Plan {
                 overhead_reps: 6,
                 overhead_secs: 15,
                 target_counts: vec![1, 10, 50, 100],
-                footprint_secs: 20,
+                footprint_secs: 45,
                 accuracy_secs: 30,
                 heap_secs: 15,
             }

@@ -20,6 +20,10 @@ use super::{
 use crate::util::step;
 use xtask::workloads::{JavaWorkload, RunningJava};
 
+/// When an agent run with `--window 16` has its rule history full: two
+/// windows and a step, and a little more.
+const STEADY_AFTER: Duration = Duration::from_secs(36);
+
 /// An idle-ish small JVM: 32 MB heap, C1 only, serial GC, 2 MB/s of
 /// allocation, a thread dump every second.
 fn small_jvm() -> Result<RunningJava> {
@@ -147,7 +151,13 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         let pids: Vec<u32> = jvms.iter().map(RunningJava::pid).collect();
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        let mut a = Tracer::agent(agent, &run_args(&pids, port, &[]))?;
+        // The rule engine keeps two windows of snapshots (plus a step): a
+        // 16 s window keeps as many as the default 60 s one (16 steps a
+        // window; at --interval 1 a step is a snapshot), and is full after
+        // STEADY_AFTER, within a full run's measurement.
+        let steady = plan.footprint_secs > STEADY_AFTER.as_secs();
+        let extra: &[&str] = if steady { &["--window", "16"] } else { &[] };
+        let mut a = Tracer::agent(agent, &run_args(&pids, port, extra))?;
         let armed = a.wait_armed(Duration::from_secs(120))?;
         let probes: Option<u32> = armed
             .split(" with ")
@@ -158,10 +168,15 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         let cpu0 = cpu_ns(pid)?;
         let t0 = Instant::now();
         let mut rss = Vec::new();
+        let mut rss_steady = Vec::new();
         let mut scrape_ms = Vec::new();
         while t0.elapsed() < Duration::from_secs(plan.footprint_secs) {
             std::thread::sleep(Duration::from_secs(1));
-            rss.push(rss_mb(pid)?);
+            let mb = rss_mb(pid)?;
+            rss.push(mb);
+            if steady && t0.elapsed() >= STEADY_AFTER {
+                rss_steady.push(mb);
+            }
             let s = Instant::now();
             scrape(&addr)?;
             scrape_ms.push(s.elapsed().as_secs_f64() * 1e3);
@@ -220,6 +235,18 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
             )?
             .target(rss_target.0, rss_target.1, true),
         );
+        if !rss_steady.is_empty() {
+            report.push(Figure::new(
+                format!("agent_rss_steady_{n}_targets"),
+                "MB",
+                rss_steady,
+                format!(
+                    "VmRSS of the agent once the rule engine's history is full (after {} s, \
+                     `--window 16`: as many snapshots as the default 60 s window keeps); {what}",
+                    STEADY_AFTER.as_secs()
+                ),
+            )?);
+        }
         report.push(
             Figure::new(
                 format!("agent_cpu_{n}_targets"),
