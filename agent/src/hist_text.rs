@@ -22,9 +22,9 @@ pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::new();
     for target in &snapshot.targets {
         let mut series: Vec<_> = snapshot
-            .series
+            .series_of(target.pid)
             .iter()
-            .filter(|s| s.pid == target.pid && s.hist.count > 0)
+            .filter(|s| s.hist.count > 0)
             .collect();
         series.sort_by(|a, b| (a.kind as u32, &a.cause).cmp(&(b.kind as u32, &b.cause)));
         for s in series {

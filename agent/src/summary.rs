@@ -25,7 +25,7 @@ pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
         let mut causes: Vec<(&str, Hist)> = Vec::new();
         let mut tts = Hist::default();
         let module = target.runtime.module();
-        for s in now.series.iter().filter(|s| s.pid == target.pid) {
+        for s in now.series_of(target.pid) {
             let delta = match old.get(&(s.pid, s.kind, s.cause.as_str())) {
                 Some(prev) => s.hist.since(prev),
                 None => s.hist.clone(),
@@ -119,10 +119,10 @@ pub fn render(before: &Snapshot, report: &Report, elapsed: Duration) -> String {
 /// against its maximum, the live set after the latest full collection.
 fn write_heap(out: &mut String, before: &Snapshot, now: &Snapshot, pid: u32, secs: f64) {
     use crate::collect::heap::HeapView;
-    let Some(v) = HeapView::of(pid, &now.heap) else {
+    let Some(v) = HeapView::of(pid, now.heap_of(pid)) else {
         return;
     };
-    let old = HeapView::of(pid, &before.heap).unwrap_or_default();
+    let old = HeapView::of(pid, before.heap_of(pid)).unwrap_or_default();
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
     out.push_str("    heap:");
     if let (Some(a), Some(p)) = (v.allocated_bytes, v.promoted_bytes) {

@@ -1,15 +1,16 @@
 //! Reads the BPF maps into [`Snapshot`]s.
 
-use std::{collections::HashMap, time::SystemTime};
+use std::{collections::HashMap, os::fd::AsFd, time::SystemTime};
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{HashMap as BpfHashMap, IterableMap, MapData, PerCpuArray, PerCpuHashMap};
 use pausewatch_common::{
     HistKey, Histogram, Kind, LostReason, StragglerKey, StragglerStats,
     heap::{PoolKey, PoolLastKey, PoolStats},
 };
 
 use super::{
-    CauseResolver, FileBacking, Hist, Series, Snapshot, TargetInfo,
+    CauseResolver,
+    batch::Entries, FileBacking, Hist, Series, Snapshot, TargetInfo,
     heap::PoolSeries,
     stragglers::{NameSlots, sum_per_cpu},
 };
@@ -33,6 +34,34 @@ pub struct Collector {
     heap: Option<HeapMaps>,
     /// The processes not reported yet whose rows are kept (`ADMITTED`).
     admitted: Option<BpfHashMap<MapData, u32, u8>>,
+    /// The maps as last read, buffers kept for the next collection.
+    read: Reads,
+}
+
+/// The buffers of the batch reads (see [`super::batch`]).
+#[derive(Debug, Default)]
+struct Reads {
+    histograms: Entries<HistKey, Histogram>,
+    stragglers: Entries<StragglerKey, StragglerStats>,
+    pools: Entries<PoolKey, PoolStats>,
+}
+
+/// Reads the per-CPU hash map `map` into `into` in batches, or with aya's
+/// walk when the kernel refuses them.
+fn read_per_cpu<K: aya::Pod, V: aya::Pod>(
+    map: &PerCpuHashMap<MapData, K, V>,
+    into: &mut Entries<K, V>,
+) {
+    let cpus = aya::util::nr_cpus().unwrap_or(1);
+    if let Err(e) = into.read(map.map().fd().as_fd(), cpus) {
+        log::debug!("batch read refused ({e}); walking the map");
+        into.fill(
+            cpus,
+            map.iter()
+                .filter_map(Result::ok)
+                .map(|(k, v)| (k, v.iter().copied().collect::<Vec<V>>())),
+        );
+    }
 }
 
 /// Where a process that has rows in the maps stands.
@@ -65,6 +94,7 @@ impl Collector {
             causes: CauseResolver::default(),
             heap: None,
             admitted: None,
+            read: Reads::default(),
         }
     }
 
@@ -176,9 +206,14 @@ impl Collector {
         let Some(heap) = &self.heap else {
             return Vec::new();
         };
+        let pools = &mut self.read.pools;
+        if let Err(e) = pools.read(heap.stats.map().fd().as_fd(), 1) {
+            log::debug!("batch read refused ({e}); walking the map");
+            pools.fill(1, heap.stats.iter().filter_map(Result::ok).map(|(k, v)| (k, [v])));
+        }
         let mut out = Vec::new();
-        for entry in heap.stats.iter() {
-            let Ok((key, stats)) = entry else { continue };
+        for (key, stats) in pools.iter() {
+            let (key, stats) = (*key, stats[0]);
             if !self.targets.contains_key(&key.pid) {
                 // Strangers' pools go with their histograms (`collect`).
                 continue;
@@ -228,9 +263,10 @@ impl Collector {
     pub fn collect(&mut self) -> Snapshot {
         let mut merged: HashMap<(u32, Kind, String), Hist> = HashMap::new();
         let mut strangers = std::collections::BTreeSet::new();
-        for entry in self.histograms.iter() {
-            // A key deleted between get_next_key and lookup is not an error.
-            let Ok((key, per_cpu)) = entry else { continue };
+        // Taken out for the loop, which needs the rest of `self`.
+        let mut hists = std::mem::take(&mut self.read.histograms);
+        read_per_cpu(&self.histograms, &mut hists);
+        for (key, per_cpu) in hists.iter() {
             match self.standing(key.pid) {
                 Standing::Target => {}
                 Standing::Undecided => continue,
@@ -243,7 +279,7 @@ impl Collector {
                 continue;
             };
             let mut hist = Hist::empty();
-            for cpu in per_cpu.iter() {
+            for cpu in per_cpu {
                 hist.add(cpu);
             }
             let runtime = self.targets.get(&key.pid).map(|t| t.runtime);
@@ -253,6 +289,7 @@ impl Collector {
                 .or_insert_with(Hist::empty)
                 .merge(&hist);
         }
+        self.read.histograms = hists;
         let mut series: Vec<Series> = merged
             .into_iter()
             .map(|((pid, kind, cause), hist)| Series {
@@ -279,12 +316,13 @@ impl Collector {
             log::debug!("pid {pid}: recorded while undecided, then rejected or gone: dropped");
             self.forget(pid);
         }
+        read_per_cpu(&self.stragglers, &mut self.read.stragglers);
         let raw: Vec<(StragglerKey, StragglerStats)> = self
+            .read
             .stragglers
             .iter()
-            .filter_map(Result::ok)
             .filter(|(key, _)| self.targets.contains_key(&key.pid))
-            .map(|(key, per_cpu)| (key, sum_per_cpu(per_cpu.iter())))
+            .map(|(key, per_cpu)| (*key, sum_per_cpu(per_cpu.iter())))
             .collect();
         let stragglers = self.straggler_names.fold(raw);
         let mut targets: Vec<TargetInfo> = self.targets.values().cloned().collect();

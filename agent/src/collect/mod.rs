@@ -1,6 +1,7 @@
 //! Collection: BPF maps in, decoded [`Snapshot`]s and pause events out.
 
 pub mod backing;
+pub mod batch;
 pub mod causes;
 pub mod collector;
 pub mod events;

@@ -8,6 +8,12 @@ use std::time::SystemTime;
 use pausewatch_common::{BUCKETS, Kind, THREAD_STATES, bucket_upper_bound_ns};
 
 /// Everything known at one collection.
+///
+/// Every list is sorted by pid (series then by kind and cause, pools by
+/// manager and pool, stragglers by thread), so that one process's part is
+/// a slice: [`Snapshot::series_of`] and its siblings. The rule engine
+/// looks up every target in several snapshots at each collection, which a
+/// scan of the whole list made quadratic in the number of targets.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// When the maps were read.
@@ -24,6 +30,47 @@ pub struct Snapshot {
     /// HotSpot memory pools per process and memory manager (see
     /// [`super::heap`]).
     pub heap: Vec<super::heap::PoolSeries>,
+}
+
+impl Snapshot {
+    /// This snapshot with its lists in the order the lookups rely on (the
+    /// collector's order), for snapshots made some other way.
+    pub fn sorted(mut self) -> Snapshot {
+        self.targets.sort_by_key(|t| t.pid);
+        self.series
+            .sort_by(|a, b| (a.pid, a.kind, &a.cause).cmp(&(b.pid, b.kind, &b.cause)));
+        self.heap
+            .sort_by(|a, b| (a.pid, &a.manager, &a.pool).cmp(&(b.pid, &b.manager, &b.pool)));
+        self.stragglers
+            .sort_by(|a, b| (a.pid, &a.thread).cmp(&(b.pid, &b.thread)));
+        self
+    }
+
+    /// The histogram series of `pid`, by kind and cause.
+    pub fn series_of(&self, pid: u32) -> &[Series] {
+        of_pid(&self.series, pid, |s| s.pid)
+    }
+
+    /// The memory pools of `pid`, by manager and pool.
+    pub fn heap_of(&self, pid: u32) -> &[super::heap::PoolSeries] {
+        of_pid(&self.heap, pid, |s| s.pid)
+    }
+
+    /// The safepoint stragglers of `pid`, by thread name.
+    pub fn stragglers_of(&self, pid: u32) -> &[crate::collect::StragglerSeries] {
+        of_pid(&self.stragglers, pid, |s| s.pid)
+    }
+}
+
+/// The run of `items` (sorted by `pid_of`) that belongs to `pid`.
+fn of_pid<T>(items: &[T], pid: u32, pid_of: impl Fn(&T) -> u32) -> &[T] {
+    debug_assert!(
+        items.is_sorted_by_key(&pid_of),
+        "a snapshot's lists are sorted by pid (see Snapshot::sorted)"
+    );
+    let start = items.partition_point(|x| pid_of(x) < pid);
+    let len = items[start..].partition_point(|x| pid_of(x) == pid);
+    &items[start..start + len]
 }
 
 /// A traced process and what runs in it.

@@ -45,7 +45,7 @@ pub fn write_heap(snapshot: &Snapshot, w: &mut TextWriter) {
     let views: Vec<(Labels, HeapView)> = pids
         .into_iter()
         .filter_map(|pid| {
-            let view = HeapView::of(pid, &snapshot.heap)?;
+            let view = HeapView::of(pid, snapshot.heap_of(pid))?;
             let (comm, runtime) = match targets.get(&pid) {
                 Some(t) => (t.comm.as_str(), t.runtime.label()),
                 None => ("", "unknown"),

@@ -9,7 +9,7 @@
 //! nest (`RuntimeModule::counts_as_stall`), so no stopped nanosecond is counted twice.
 
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -343,24 +343,23 @@ pub fn window_stats(
     now: &Snapshot,
     elapsed: Duration,
 ) -> WindowStats {
-    let old: HashMap<(Kind, &str), &Hist> = before
-        .series
-        .iter()
-        .filter(|s| s.pid == pid)
-        .map(|s| ((s.kind, s.cause.as_str()), &s.hist))
-        .collect();
-    let mut stall = Hist::default();
+    let old = before.series_of(pid);
+    let mut stall = Hist::empty();
     // The pauses that time to safepoint is part of: HotSpot's safepoints,
     // Go's stop-the-worlds (each runtime has only one of the two).
     let mut stopped_ns = 0u64;
-    let mut tts = Hist::default();
-    let mut gc = Hist::default();
+    let mut tts = Hist::empty();
+    let mut gc = Hist::empty();
     let mut full_gc = 0u64;
     let mut workers = [0u64; pausewatch_common::THREAD_STATES];
     let mut causes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for s in now.series.iter().filter(|s| s.pid == pid) {
-        let delta = match old.get(&(s.kind, s.cause.as_str())) {
-            Some(prev) => s.hist.since(prev),
+    for s in now.series_of(pid) {
+        // Both runs are sorted by kind and cause.
+        let prev = old
+            .binary_search_by(|o| (o.kind, o.cause.as_str()).cmp(&(s.kind, s.cause.as_str())))
+            .ok();
+        let delta = match prev {
+            Some(i) => s.hist.since(&old[i].hist),
             None => s.hist.clone(),
         };
         if delta.count == 0 {
@@ -450,19 +449,15 @@ pub fn window_stats(
 /// between two snapshots, and that time ("" and 0 without any). Ties go
 /// to the first name in order, so the answer does not depend on map order.
 pub(crate) fn top_straggler(pid: u32, before: &Snapshot, now: &Snapshot) -> (String, u64) {
-    let old: HashMap<&str, u64> = before
-        .stragglers
+    // Both runs are sorted by thread name.
+    let old = before.stragglers_of(pid);
+    now.stragglers_of(pid)
         .iter()
-        .filter(|s| s.pid == pid)
-        .map(|s| (s.thread.as_str(), s.tts_ns))
-        .collect();
-    now.stragglers
-        .iter()
-        .filter(|s| s.pid == pid)
         .map(|s| {
-            let d = s
-                .tts_ns
-                .saturating_sub(old.get(s.thread.as_str()).copied().unwrap_or(0));
+            let was = old
+                .binary_search_by(|o| o.thread.as_str().cmp(&s.thread))
+                .map_or(0, |i| old[i].tts_ns);
+            let d = s.tts_ns.saturating_sub(was);
             (s.thread.as_str(), d)
         })
         .filter(|(_, d)| *d > 0)
@@ -482,9 +477,9 @@ fn merge_window(into: &mut Hist, delta: &Hist) {
         .iter()
         .rposition(|&n| n > 0)
         .map_or(0, |i| bucket_upper_bound_ns(i).unwrap_or(u64::MAX));
-    let mut d = delta.clone();
-    d.max_ns = delta.max_ns.min(top);
-    into.merge(&d);
+    let max_ns = into.max_ns.max(delta.max_ns.min(top));
+    into.merge(delta);
+    into.max_ns = max_ns;
 }
 
 /// How finely [`History`] keeps snapshots: this many per window. Memory
@@ -758,6 +753,7 @@ pub(crate) mod tests {
             strag("slowpoke", 8 * MS),
             strag("other", 15 * MS / 10),
         ];
+        let (before, now) = (before.sorted(), now.sorted());
         let w = window_stats(Runtime::HotSpot, 9, &before, &now, Duration::from_secs(1));
         assert_eq!(w.top_straggler, "slowpoke");
         assert!(

@@ -62,10 +62,10 @@ pub const NAMES: [&str; 10] = [
 impl HeapWindow {
     /// The heap statistics of `pid` between `before` and `now`, `secs` apart.
     pub fn of(runtime: Runtime, pid: u32, before: &Snapshot, now: &Snapshot, secs: f64) -> Self {
-        let Some(v) = HeapView::of(pid, &now.heap) else {
+        let Some(v) = HeapView::of(pid, now.heap_of(pid)) else {
             return HeapWindow::default();
         };
-        let old = HeapView::of(pid, &before.heap).unwrap_or_default();
+        let old = HeapView::of(pid, before.heap_of(pid)).unwrap_or_default();
         let delta = |f: fn(&HeapView) -> Option<u64>| {
             f(&v).unwrap_or(0).saturating_sub(f(&old).unwrap_or(0)) as f64
         };
@@ -135,9 +135,9 @@ impl HeapWindow {
 fn explicit_and_full(runtime: Runtime, pid: u32, before: &Snapshot, now: &Snapshot) -> (u64, u64) {
     let m = runtime.module();
     let count = |s: &Snapshot, f: &dyn Fn(Kind, &str) -> bool| -> u64 {
-        s.series
+        s.series_of(pid)
             .iter()
-            .filter(|x| x.pid == pid && f(x.kind, &x.cause))
+            .filter(|x| f(x.kind, &x.cause))
             .map(|x| x.hist.count)
             .sum()
     };

@@ -134,6 +134,24 @@ pub struct Lifecycle<H: Host = SystemHost> {
 /// grace periods checked.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
+/// How often the sweep also reads each traced process's `/proc/PID/exe`
+/// and `/proc/PID/comm`, to notice an exec that sent no event (`--pid`) and
+/// a rename. Reading both at every sweep was a tenth of the agent's CPU at
+/// 100 targets; a rename or such an exec shows up this much later instead.
+const IDENTITY_EVERY: Duration = Duration::from_secs(2);
+
+/// What [`Lifecycle::run_due`] looks at besides the inspections due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sweep {
+    /// Nothing else.
+    No,
+    /// Exits the event stream could not tell (e.g. `--pid` targets without
+    /// following), and grace periods that are over.
+    Exits,
+    /// Those, and whether a traced process has exec'd or renamed itself.
+    Full,
+}
+
 /// Longest run of back-off inspections between two looks at the event queue.
 const INSPECT_SLICE: Duration = Duration::from_millis(10);
 
@@ -322,11 +340,10 @@ impl<H: Host> Lifecycle<H> {
         }
     }
 
-    /// Does what is due at `now`: inspections and, with `sweep`, the
-    /// liveness sweep (exits the event stream could not tell, e.g. `--pid`
-    /// targets without following) and forgetting targets whose grace period
-    /// is over.
-    pub fn run_due(&mut self, now: Instant, sweep: bool, ctx: &mut Ctx<'_>) {
+    /// Does what is due at `now`: inspections, and what `sweep` asks for.
+    pub fn run_due(&mut self, now: Instant, sweep: Sweep, ctx: &mut Ctx<'_>) {
+        let identities = sweep == Sweep::Full;
+        let sweep = sweep != Sweep::No;
         let mut due = Vec::new();
         let mut gone = Vec::new();
         let mut execed = Vec::new();
@@ -341,7 +358,7 @@ impl<H: Host> Lifecycle<H> {
                 State::Traced(_) if sweep && self.host.has_exited(id, e.exit_watch.as_ref()) => {
                     gone.push(id.pid)
                 }
-                State::Traced(_) if sweep => {
+                State::Traced(_) if identities => {
                     if let Some(exe) = self.host.exe(id.pid)
                         && exe != e.exe
                     {
@@ -438,6 +455,7 @@ impl Lifecycle {
             .name("lifecycle".into())
             .spawn(move || {
                 let mut last_sweep = Instant::now();
+                let mut last_identities = last_sweep;
                 loop {
                     let now = Instant::now();
                     let sweep_at = last_sweep + SWEEP_EVERY;
@@ -462,8 +480,16 @@ impl Lifecycle {
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
                     let now = Instant::now();
-                    self.run_due(now, now >= sweep_at, &mut ctx);
-                    if now >= sweep_at {
+                    let sweep = if now < sweep_at {
+                        Sweep::No
+                    } else if now.duration_since(last_identities) >= IDENTITY_EVERY {
+                        last_identities = now;
+                        Sweep::Full
+                    } else {
+                        Sweep::Exits
+                    };
+                    self.run_due(now, sweep, &mut ctx);
+                    if sweep != Sweep::No {
                         last_sweep = now;
                     }
                 }
@@ -1038,6 +1064,7 @@ mod tests {
                 tracer: &mut self.tracer,
                 collector: &self.report,
             };
+            let sweep = if sweep { Sweep::Full } else { Sweep::No };
             self.lifecycle.run_due(self.now, sweep, &mut ctx);
         }
 
