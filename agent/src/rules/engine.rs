@@ -6,10 +6,10 @@ use std::{
     time::Duration,
 };
 
-use cel::{Context, Env, Value};
+use cel::{Context, Env, Value, common::value::CowVal, context::VariableResolver};
 
 use super::{
-    features::{FEATURES, FeatureValue, Features, History},
+    features::{FeatureValue, Features, History},
     file::{Piece, Rule, RuleSet, Severity},
     profile::{Hysteresis, PROFILES, candidate},
 };
@@ -84,12 +84,9 @@ static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
 
 /// Evaluates every rule on one process's features.
 pub fn evaluate(rules: &RuleSet, features: &Features) -> Evaluation {
+    let vars = FeatureVars(features);
     let mut ctx = Context::with_env(Arc::clone(&STDLIB));
-    for f in FEATURES {
-        if let Some(v) = features.get(f.name) {
-            ctx.add_variable_from_value(f.name, to_cel(v));
-        }
-    }
+    ctx.set_variable_resolver(&vars);
     let mut outcomes = Vec::with_capacity(rules.rules.len());
     let mut findings = Vec::new();
     for rule in &rules.rules {
@@ -104,12 +101,13 @@ pub fn evaluate(rules: &RuleSet, features: &Features) -> Evaluation {
             }
         };
         if outcome == Outcome::Holds {
+            let advice = render_advice(rule, features);
             findings.push(Finding {
                 rule: rule.name.clone(),
                 severity: rule.severity,
                 profile: rule.profile.clone(),
-                advice: render_advice(rule, features),
-                advice_label: render_advice(rule, features),
+                advice_label: advice.clone(),
+                advice,
             });
         }
         outcomes.push((rule.name.clone(), outcome));
@@ -123,6 +121,18 @@ pub fn evaluate(rules: &RuleSet, features: &Features) -> Evaluation {
         outcomes,
         findings,
         candidate,
+    }
+}
+
+/// The features as CEL variables, each converted when a rule reads it
+/// rather than all of them for every evaluation.
+struct FeatureVars<'a>(&'a Features);
+
+impl VariableResolver for FeatureVars<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let value: Box<dyn cel::common::value::Val> =
+            to_cel(self.0.get(variable)?).try_into().ok()?;
+        Some(CowVal::Owned(value))
     }
 }
 
