@@ -484,9 +484,10 @@ fn merge_window(into: &mut Hist, delta: &Hist) {
 
 /// How finely [`History`] keeps snapshots: this many per window. Memory
 /// is about twice this many snapshots (two windows, for the trend), each
-/// ~1 MB at 100 JVMs; the window's edges are exact to a step (3.75 s of
-/// the default 60 s), and rates are taken over the span actually covered.
-pub const HISTORY_STEPS: u32 = 16;
+/// ~1 MB at 100 JVMs, most of the agent's RSS there; the window's edges
+/// are exact to a step (7.5 s of the default 60 s), and rates are taken
+/// over the span actually covered, so a coarser step biases nothing.
+pub const HISTORY_STEPS: u32 = 8;
 
 /// The recent snapshots the windows are cut from.
 #[derive(Debug)]
@@ -822,8 +823,9 @@ pub(crate) mod tests {
             Some(FeatureValue::Number(v)) => assert!((v - 0.02).abs() < 1e-12),
             other => panic!("{other:?}"),
         }
-        // Old snapshots are dropped: at most 2 windows of 1 s steps kept.
-        assert!(h.snaps.len() <= 22, "{}", h.snaps.len());
+        // Old snapshots are dropped: two windows and a step of 1 s
+        // snapshots are kept, and one more at the horizon.
+        assert!(h.snaps.len() <= 23, "{}", h.snaps.len());
     }
 
     #[test]

@@ -151,10 +151,10 @@ pub fn targets(plan: &Plan, agent: &Path, report: &mut Report) -> Result<()> {
         let pids: Vec<u32> = jvms.iter().map(RunningJava::pid).collect();
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
-        // The rule engine keeps two windows of snapshots (plus a step): a
-        // 16 s window keeps as many as the default 60 s one (16 steps a
-        // window; at --interval 1 a step is a snapshot), and is full after
-        // STEADY_AFTER, within a full run's measurement.
+        // The rule engine keeps two windows of snapshots (plus a step), a
+        // fixed number of steps a window: a 16 s window keeps as many as
+        // the default 60 s one (at --interval 1, one snapshot a step), and
+        // is full after STEADY_AFTER, within a full run's measurement.
         let steady = plan.footprint_secs > STEADY_AFTER.as_secs();
         let extra: &[&str] = if steady { &["--window", "16"] } else { &[] };
         let mut a = Tracer::agent(agent, &run_args(&pids, port, extra))?;
