@@ -70,7 +70,7 @@ impl<K: Pod, V: Pod> Entries<K, V> {
     pub fn read(&mut self, fd: BorrowedFd<'_>, per_key: usize) -> io::Result<()> {
         // The kernel lays a per-CPU value out in 8-byte slots; these types
         // fill them exactly, so the bytes land as a `[V]`.
-        if size_of::<V>() % 8 != 0 || align_of::<V>() > 8 || per_key == 0 {
+        if !size_of::<V>().is_multiple_of(8) || align_of::<V>() > 8 || per_key == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "batch reads need values of whole 8-byte words",
@@ -192,7 +192,9 @@ mod tests {
 
     /// Real maps need CAP_BPF, which `cargo xtask test` runs with.
     fn need_bpf<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
-        r.unwrap_or_else(|e| panic!("creating a BPF map (run as root, as `cargo xtask test` does): {e}"))
+        r.unwrap_or_else(|e| {
+            panic!("creating a BPF map (run as root, as `cargo xtask test` does): {e}")
+        })
     }
 
     #[test]
@@ -227,7 +229,12 @@ mod tests {
             .map(|(k, v)| ((k.pid, k.comm), v.iter().copied().collect()))
             .collect();
         for (k, v) in entries.iter() {
-            assert_eq!(walked.get(&(k.pid, k.comm)).map(Vec::as_slice), Some(v), "pid {}", k.pid);
+            assert_eq!(
+                walked.get(&(k.pid, k.comm)).map(Vec::as_slice),
+                Some(v),
+                "pid {}",
+                k.pid
+            );
         }
         // A second read reuses the buffers and sees a deletion.
         let (&first, _) = entries.iter().next().expect("an entry");

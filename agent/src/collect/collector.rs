@@ -9,8 +9,8 @@ use pausewatch_common::{
 };
 
 use super::{
-    CauseResolver,
-    batch::Entries, FileBacking, Hist, Series, Snapshot, TargetInfo,
+    CauseResolver, FileBacking, Hist, Series, Snapshot, TargetInfo,
+    batch::Entries,
     heap::PoolSeries,
     stragglers::{NameSlots, sum_per_cpu},
 };
@@ -209,7 +209,13 @@ impl Collector {
         let pools = &mut self.read.pools;
         if let Err(e) = pools.read(heap.stats.map().fd().as_fd(), 1) {
             log::debug!("batch read refused ({e}); walking the map");
-            pools.fill(1, heap.stats.iter().filter_map(Result::ok).map(|(k, v)| (k, [v])));
+            pools.fill(
+                1,
+                heap.stats
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|(k, v)| (k, [v])),
+            );
         }
         let mut out = Vec::new();
         for (key, stats) in pools.iter() {
