@@ -106,6 +106,7 @@ fn suffixed(v: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::snapshot::shared;
     use crate::collect::{Series, TargetInfo};
     use pausewatch_common::{Kind, bucket_index};
 
@@ -154,13 +155,13 @@ mod tests {
         assert_eq!(suffixed(3 << 30), "3G");
         assert_eq!(suffixed(1000), "1000");
         let snapshot = Snapshot {
-            targets: vec![TargetInfo::java(7)],
-            series: vec![Series {
+            targets: shared(vec![TargetInfo::java(7)]),
+            series: shared(vec![Series {
                 pid: 7,
                 kind: Kind::Safepoint,
                 cause: "G1CollectForAllocation".into(),
                 hist: hist_of(&[300_000, 600_000, 700_000, 800_000, 900_000]),
-            }],
+            }]),
             ..Default::default()
         };
         let text = render(&snapshot);

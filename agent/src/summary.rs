@@ -169,6 +169,7 @@ fn write_verdict(out: &mut String, verdicts: &[Verdict], pid: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::snapshot::shared;
     use crate::collect::{Series, TargetInfo};
     use crate::runtimes::Runtime;
     use pausewatch_common::bucket_index;
@@ -230,14 +231,14 @@ mod tests {
             hist: Hist::of(&[1_000_000]),
         };
         let before = Snapshot {
-            targets: vec![TargetInfo::java(7)],
-            heap: pools(100 * M, 10 * M),
+            targets: shared(vec![TargetInfo::java(7)]),
+            heap: shared(pools(100 * M, 10 * M)),
             ..Default::default()
         };
         let now = Snapshot {
-            targets: vec![TargetInfo::java(7)],
-            series: vec![pause],
-            heap: pools(300 * M, 14 * M),
+            targets: shared(vec![TargetInfo::java(7)]),
+            series: shared(vec![pause]),
+            heap: shared(pools(300 * M, 14 * M)),
             ..Default::default()
         };
         let text = render(&before, &now.into(), Duration::from_secs(2));
@@ -268,13 +269,13 @@ mod tests {
             }
         };
         let before = Snapshot {
-            targets: vec![target.clone()],
-            series: vec![series(10)],
+            targets: shared(vec![target.clone()]),
+            series: shared(vec![series(10)]),
             ..Default::default()
         };
         let now = Snapshot {
-            targets: vec![target],
-            series: vec![series(30)],
+            targets: shared(vec![target]),
+            series: shared(vec![series(30)]),
             ..Default::default()
         };
         let text = render(&before, &now.clone().into(), Duration::from_secs(2));
@@ -306,24 +307,30 @@ mod tests {
     #[test]
     fn pause_thread_states_are_shares_of_the_interval() {
         let mut before = Snapshot::default();
-        before.targets.push(TargetInfo::java(5));
+        before.targets.push(TargetInfo::java(5).into());
         let mut now = before.clone();
         let mut old = Hist::of(&[1_000_000]);
         old.state_ns = [1_000_000, 0, 0];
-        before.series.push(Series {
-            pid: 5,
-            kind: Kind::Safepoint,
-            cause: "G1CollectForAllocation".into(),
-            hist: old,
-        });
+        before.series.push(
+            Series {
+                pid: 5,
+                kind: Kind::Safepoint,
+                cause: "G1CollectForAllocation".into(),
+                hist: old,
+            }
+            .into(),
+        );
         let mut new = Hist::of(&[1_000_000, 3_000_000, 1_000_000]);
         new.state_ns = [2_000_000, 3_000_000, 0];
-        now.series.push(Series {
-            pid: 5,
-            kind: Kind::Safepoint,
-            cause: "G1CollectForAllocation".into(),
-            hist: new,
-        });
+        now.series.push(
+            Series {
+                pid: 5,
+                kind: Kind::Safepoint,
+                cause: "G1CollectForAllocation".into(),
+                hist: new,
+            }
+            .into(),
+        );
         let text = render(&before, &now.into(), Duration::from_secs(1));
         // Of the interval's 4 ms: 1 ms running, 3 ms runnable.
         assert!(
@@ -349,17 +356,26 @@ mod tests {
             late_ns: 0,
         };
         let before = Snapshot {
-            targets: vec![target.clone()],
-            series: vec![series(Kind::Safepoint, 1), series(Kind::TimeToSafepoint, 1)],
-            stragglers: vec![strag("busy-#", 4_000_000)],
+            targets: shared(vec![target.clone()]),
+            series: shared(vec![
+                series(Kind::Safepoint, 1),
+                series(Kind::TimeToSafepoint, 1),
+            ]),
+            stragglers: shared(vec![strag("busy-#", 4_000_000)]),
             ..Default::default()
         };
         // In the interval: 3 more safepoints, 12 ms of time to safepoint,
         // 9 ms of it charged to slowpoke.
         let now = Snapshot {
-            targets: vec![target],
-            series: vec![series(Kind::Safepoint, 4), series(Kind::TimeToSafepoint, 4)],
-            stragglers: vec![strag("busy-#", 7_000_000), strag("slowpoke", 9_000_000)],
+            targets: shared(vec![target]),
+            series: shared(vec![
+                series(Kind::Safepoint, 4),
+                series(Kind::TimeToSafepoint, 4),
+            ]),
+            stragglers: shared(vec![
+                strag("busy-#", 7_000_000),
+                strag("slowpoke", 9_000_000),
+            ]),
             ..Default::default()
         };
         let text = render(&before, &now.into(), Duration::from_secs(1));
@@ -388,13 +404,13 @@ mod tests {
         };
         h.buckets[bucket_index(1_000_000)] = 4;
         let now = Snapshot {
-            targets: vec![target],
-            series: vec![Series {
+            targets: shared(vec![target]),
+            series: shared(vec![Series {
                 pid: 9,
                 kind: Kind::GcPause,
                 cause: "gen0".into(),
                 hist: h,
-            }],
+            }]),
             ..Default::default()
         };
         let text = render(&Snapshot::default(), &now.into(), Duration::from_secs(1));
@@ -431,11 +447,11 @@ mod tests {
             hist: hist(ns),
         };
         let now = Snapshot {
-            targets: vec![target],
-            series: vec![
+            targets: shared(vec![target]),
+            series: shared(vec![
                 series(Kind::Stw, 80_000),
                 series(Kind::TimeToSafepoint, 10_000),
-            ],
+            ]),
             ..Default::default()
         };
         let text = render(&Snapshot::default(), &now.into(), Duration::from_secs(1));

@@ -12,7 +12,8 @@ use super::{
     CauseResolver, FileBacking, Hist, Series, Snapshot, TargetInfo,
     batch::Entries,
     heap::PoolSeries,
-    stragglers::{NameSlots, sum_per_cpu},
+    snapshot::share_unchanged,
+    stragglers::{NameSlots, StragglerSeries, sum_per_cpu},
 };
 
 /// The memory-pool maps of `ebpf/src/heap.rs`.
@@ -36,6 +37,8 @@ pub struct Collector {
     admitted: Option<BpfHashMap<MapData, u32, u8>>,
     /// The maps as last read, buffers kept for the next collection.
     read: Reads,
+    /// The previous collection, whose unchanged items the next one shares.
+    last: Snapshot,
 }
 
 /// The buffers of the batch reads (see [`super::batch`]).
@@ -95,6 +98,7 @@ impl Collector {
             heap: None,
             admitted: None,
             read: Reads::default(),
+            last: Snapshot::default(),
         }
     }
 
@@ -237,7 +241,7 @@ impl Collector {
                 stats,
             });
         }
-        out.sort_by(|a, b| (a.pid, &a.manager, &a.pool).cmp(&(b.pid, &b.manager, &b.pool)));
+        out.sort_by(PoolSeries::order);
         out
     }
 
@@ -305,7 +309,7 @@ impl Collector {
                 hist: hist.compact(),
             })
             .collect();
-        series.sort_by(|a, b| (a.pid, a.kind, &a.cause).cmp(&(b.pid, b.kind, &b.cause)));
+        series.sort_by(Series::order);
 
         let lost = LostReason::ALL
             .iter()
@@ -334,13 +338,17 @@ impl Collector {
         let mut targets: Vec<TargetInfo> = self.targets.values().cloned().collect();
         targets.sort_by_key(|t| t.pid);
         let heap = self.collect_heap();
-        Snapshot {
+        let last = &self.last;
+        let snapshot = Snapshot {
             taken_at: Some(SystemTime::now()),
-            targets,
-            series,
+            targets: share_unchanged(&last.targets, targets, |a, b| a.pid.cmp(&b.pid)),
+            series: share_unchanged(&last.series, series, Series::order),
             lost,
-            stragglers,
-            heap,
-        }
+            stragglers: share_unchanged(&last.stragglers, stragglers, StragglerSeries::order),
+            heap: share_unchanged(&last.heap, heap, PoolSeries::order),
+        };
+        // A copy of pointers, not of items.
+        self.last = snapshot.clone();
+        snapshot
     }
 }

@@ -22,6 +22,13 @@ pub struct PoolSeries {
     pub stats: PoolStats,
 }
 
+impl PoolSeries {
+    /// The order of a snapshot's pools: by pid, manager and pool.
+    pub fn order(a: &PoolSeries, b: &PoolSeries) -> std::cmp::Ordering {
+        (a.pid, &a.manager, &a.pool).cmp(&(b.pid, &b.manager, &b.pool))
+    }
+}
+
 /// What a pool holds, from its name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolRole {
@@ -114,9 +121,10 @@ pub struct HeapView {
 impl HeapView {
     /// The view of `pid` from the pool series of a snapshot, or `None`
     /// when the process has no heap pools (yet).
-    pub fn of(pid: u32, series: &[PoolSeries]) -> Option<HeapView> {
+    pub fn of(pid: u32, series: &[impl std::borrow::Borrow<PoolSeries>]) -> Option<HeapView> {
         let heap: Vec<&PoolSeries> = series
             .iter()
+            .map(std::borrow::Borrow::borrow)
             .filter(|s| s.pid == pid && pool_role(&s.pool) != PoolRole::NonHeap)
             .collect();
         if heap.is_empty() {

@@ -3,6 +3,8 @@
 //! The collector produces snapshots; the exporter, the live summary and the
 //! rule engine only ever read them, so none of them touches BPF maps.
 
+use std::cmp::Ordering;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use pausewatch_common::{BUCKETS, Kind, THREAD_STATES, bucket_upper_bound_ns};
@@ -14,22 +16,26 @@ use pausewatch_common::{BUCKETS, Kind, THREAD_STATES, bucket_upper_bound_ns};
 /// a slice: [`Snapshot::series_of`] and its siblings. The rule engine
 /// looks up every target in several snapshots at each collection, which a
 /// scan of the whole list made quadratic in the number of targets.
+///
+/// Items are shared: the collector hands on the previous snapshot's item
+/// wherever nothing changed ([`share_unchanged`]), so the rule history's
+/// snapshots of an idle process cost a pointer per series, not a copy.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// When the maps were read.
     pub taken_at: Option<SystemTime>,
     /// Processes being traced.
-    pub targets: Vec<TargetInfo>,
+    pub targets: Vec<Arc<TargetInfo>>,
     /// One histogram per (pid, kind, cause), causes resolved to text.
-    pub series: Vec<Series>,
+    pub series: Vec<Arc<Series>>,
     /// Events that could not be recorded, by `reason` label.
     pub lost: Vec<(&'static str, u64)>,
     /// HotSpot safepoint stragglers, by process and thread name (see
     /// [`crate::collect::stragglers`]).
-    pub stragglers: Vec<crate::collect::StragglerSeries>,
+    pub stragglers: Vec<Arc<crate::collect::StragglerSeries>>,
     /// HotSpot memory pools per process and memory manager (see
     /// [`super::heap`]).
-    pub heap: Vec<super::heap::PoolSeries>,
+    pub heap: Vec<Arc<super::heap::PoolSeries>>,
 }
 
 impl Snapshot {
@@ -37,29 +43,59 @@ impl Snapshot {
     /// collector's order), for snapshots made some other way.
     pub fn sorted(mut self) -> Snapshot {
         self.targets.sort_by_key(|t| t.pid);
-        self.series
-            .sort_by(|a, b| (a.pid, a.kind, &a.cause).cmp(&(b.pid, b.kind, &b.cause)));
+        self.series.sort_by(|a, b| Series::order(a, b));
         self.heap
-            .sort_by(|a, b| (a.pid, &a.manager, &a.pool).cmp(&(b.pid, &b.manager, &b.pool)));
+            .sort_by(|a, b| super::heap::PoolSeries::order(a, b));
         self.stragglers
-            .sort_by(|a, b| (a.pid, &a.thread).cmp(&(b.pid, &b.thread)));
+            .sort_by(|a, b| crate::collect::StragglerSeries::order(a, b));
         self
     }
 
     /// The histogram series of `pid`, by kind and cause.
-    pub fn series_of(&self, pid: u32) -> &[Series] {
+    pub fn series_of(&self, pid: u32) -> &[Arc<Series>] {
         of_pid(&self.series, pid, |s| s.pid)
     }
 
     /// The memory pools of `pid`, by manager and pool.
-    pub fn heap_of(&self, pid: u32) -> &[super::heap::PoolSeries] {
+    pub fn heap_of(&self, pid: u32) -> &[Arc<super::heap::PoolSeries>] {
         of_pid(&self.heap, pid, |s| s.pid)
     }
 
     /// The safepoint stragglers of `pid`, by thread name.
-    pub fn stragglers_of(&self, pid: u32) -> &[crate::collect::StragglerSeries] {
+    pub fn stragglers_of(&self, pid: u32) -> &[Arc<crate::collect::StragglerSeries>] {
         of_pid(&self.stragglers, pid, |s| s.pid)
     }
+}
+
+/// `next` (sorted by `order`) as shared items, each taken from `prev`
+/// (sorted the same way) where an equal item is there.
+///
+/// One walk over both lists: comparing is far cheaper than keeping a copy,
+/// since the rule history holds ~18 snapshots and most series of most
+/// processes do not change from one collection to the next.
+pub fn share_unchanged<T: PartialEq>(
+    prev: &[Arc<T>],
+    next: Vec<T>,
+    order: impl Fn(&T, &T) -> Ordering,
+) -> Vec<Arc<T>> {
+    let mut i = 0;
+    next.into_iter()
+        .map(|item| {
+            while i < prev.len() && order(&prev[i], &item) == Ordering::Less {
+                i += 1;
+            }
+            match prev.get(i) {
+                Some(old) if **old == item => Arc::clone(old),
+                _ => Arc::new(item),
+            }
+        })
+        .collect()
+}
+
+/// `items` as a snapshot's list holds them (for tests that build one).
+#[cfg(test)]
+pub(crate) fn shared<T>(items: Vec<T>) -> Vec<Arc<T>> {
+    items.into_iter().map(Arc::new).collect()
 }
 
 /// The run of `items` (sorted by `pid_of`) that belongs to `pid`.
@@ -111,7 +147,7 @@ impl TargetInfo {
 }
 
 /// One histogram series.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Series {
     /// Process id.
     pub pid: u32,
@@ -121,6 +157,13 @@ pub struct Series {
     pub cause: String,
     /// The observations.
     pub hist: Hist,
+}
+
+impl Series {
+    /// The order of a snapshot's series: by pid, kind and cause.
+    pub fn order(a: &Series, b: &Series) -> Ordering {
+        (a.pid, a.kind, &a.cause).cmp(&(b.pid, b.kind, &b.cause))
+    }
 }
 
 /// A decoded histogram: exact count, sum and max, and the fine BPF buckets
@@ -321,6 +364,38 @@ mod tests {
             assert_eq!(small_later.quantile_ns(q), later.quantile_ns(q));
         }
         assert!(Hist::default().compact().buckets.is_empty());
+    }
+
+    #[test]
+    fn unchanged_items_are_shared_and_changed_ones_are_not() {
+        let series = |pid, cause: &str, values: &[u64]| Series {
+            pid,
+            kind: pausewatch_common::Kind::Safepoint,
+            cause: cause.into(),
+            hist: hist_of(values).compact(),
+        };
+        let prev = shared(vec![
+            series(1, "Cleanup", &[1_000]),
+            series(1, "G1CollectForAllocation", &[5_000]),
+            series(3, "Cleanup", &[2_000]),
+        ]);
+        let next = vec![
+            series(1, "Cleanup", &[1_000]),
+            series(1, "G1CollectForAllocation", &[5_000, 7_000]),
+            series(2, "Cleanup", &[1_000]),
+            series(3, "Cleanup", &[2_000]),
+            series(4, "Cleanup", &[2_000]),
+        ];
+        let shared_next = share_unchanged(&prev, next.clone(), Series::order);
+        // The same items in the same order, whatever was shared.
+        let items: Vec<Series> = shared_next.iter().map(|s| (**s).clone()).collect();
+        assert_eq!(items, next);
+        let same: Vec<bool> = shared_next
+            .iter()
+            .map(|s| prev.iter().any(|p| Arc::ptr_eq(p, s)))
+            .collect();
+        assert_eq!(same, [true, false, false, true, false]);
+        assert!(share_unchanged(&[], next.clone(), Series::order).len() == next.len());
     }
 
     #[test]

@@ -36,6 +36,14 @@ pub struct StragglerSeries {
     pub late_ns: u64,
 }
 
+impl StragglerSeries {
+    /// The order of a snapshot's stragglers, which [`NameSlots::fold`]
+    /// yields: by pid and thread name.
+    pub fn order(a: &StragglerSeries, b: &StragglerSeries) -> std::cmp::Ordering {
+        (a.pid, &a.thread).cmp(&(b.pid, &b.thread))
+    }
+}
+
 /// A kernel command name (NUL-padded, not necessarily UTF-8) as text.
 pub fn comm_text(comm: &[u8; COMM_LEN]) -> String {
     let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);

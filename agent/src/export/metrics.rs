@@ -536,6 +536,7 @@ mod tests {
 
     use super::*;
     use crate::collect::Series;
+    use crate::collect::snapshot::shared;
     use crate::export::buckets::{EXPORTED_EDGE_COUNT, EXPORTED_EDGES_NS, cumulative_counts};
     use pausewatch_common::BUCKETS;
 
@@ -641,7 +642,7 @@ mod tests {
     fn synthetic() -> Snapshot {
         Snapshot {
             taken_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)),
-            targets: vec![TargetInfo {
+            targets: shared(vec![TargetInfo {
                 pid: 42,
                 comm: "java".to_owned(),
                 current_comm: String::new(),
@@ -655,8 +656,8 @@ mod tests {
                     pod: "cart-7d9f".to_owned(),
                     cpu_limit_millicores: Some(500),
                 },
-            }],
-            series: vec![
+            }]),
+            series: shared(vec![
                 series(42, Kind::Safepoint, "G1CollectForAllocation", &PAUSES),
                 series(42, Kind::GcPause, "minor", &[2_000_000, 4_000_000]),
                 series(
@@ -668,7 +669,7 @@ mod tests {
                 series(42, Kind::VmOperation, ODD_CAUSE, &[70_000, 80_000]),
                 series(42, Kind::GcConcurrent, "minor", &[300_000_000]),
                 series(7, Kind::Safepoint, "Cleanup", &[15_000]),
-            ],
+            ]),
             lost: vec![("ringbuf_full", 3), ("inflight_map_full", 0)],
             stragglers: Vec::new(),
             heap: Vec::new(),
@@ -680,6 +681,7 @@ mod tests {
     fn thread_states_sum_over_causes_per_kind() {
         let mut snap = synthetic();
         for s in &mut snap.series {
+            let s = std::sync::Arc::make_mut(s);
             s.hist.state_ns = match (s.pid, s.kind) {
                 (42, Kind::Safepoint) => [1_000_000, 250_000, 0],
                 (42, Kind::GcPause) => [500_000, 0, 125_000],
@@ -689,7 +691,7 @@ mod tests {
         // A second safepoint cause of the same process adds to its kind.
         let mut other = series(42, Kind::Safepoint, "Cleanup", &[1_000]);
         other.hist.state_ns = [0, 750_000, 1_000];
-        snap.series.push(other);
+        snap.series.push(other.into());
         let samples = parse(&render(&snap.into()));
         let value = |kind: &str, state: &str| {
             one(
@@ -843,7 +845,7 @@ mod tests {
     #[test]
     fn stragglers_are_counters_by_thread() {
         let mut snap = synthetic();
-        snap.stragglers = vec![
+        snap.stragglers = shared(vec![
             crate::collect::StragglerSeries {
                 pid: 42,
                 thread: "other".into(),
@@ -858,7 +860,7 @@ mod tests {
                 tts_ns: 21_000_000,
                 late_ns: 1,
             },
-        ];
+        ]);
         let text = render(&snap.into());
         let samples = parse(&text);
         let slow = [
@@ -896,9 +898,10 @@ mod tests {
     #[test]
     fn a_renamed_process_keeps_its_exec_time_comm() {
         let mut snap = synthetic();
-        snap.targets[0].comm = "node".to_owned();
-        snap.targets[0].current_comm = "MainThread".to_owned();
-        snap.targets[0].runtime = crate::runtimes::Runtime::V8;
+        let target = std::sync::Arc::make_mut(&mut snap.targets[0]);
+        target.comm = "node".to_owned();
+        target.current_comm = "MainThread".to_owned();
+        target.runtime = crate::runtimes::Runtime::V8;
         let samples = parse(&render(&snap.clone().into()));
         let who = [("pid", "42"), ("comm", "node"), ("kind", "safepoint")];
         assert_eq!(
@@ -931,10 +934,10 @@ mod tests {
     #[test]
     fn duplicate_label_sets_are_merged() {
         let mut snap = synthetic();
-        snap.series = vec![
+        snap.series = shared(vec![
             series(42, Kind::Safepoint, "Cleanup", &[10_000]),
             series(42, Kind::Safepoint, "Cleanup", &[20_000, 30_000]),
-        ];
+        ]);
         snap.targets.push(snap.targets[0].clone());
         snap.lost = vec![("ringbuf_full", 1), ("ringbuf_full", 2)];
         let samples = parse(&render(&snap.clone().into()));
@@ -960,19 +963,22 @@ mod tests {
         // Wrong bucket vector lengths and extreme values must not panic.
         let mut snap = Snapshot::default();
         for buckets in [Vec::new(), vec![u64::MAX; 3 * BUCKETS]] {
-            snap.series.push(Series {
-                pid: 1,
-                kind: Kind::GcPause,
-                cause: String::new(),
-                hist: Hist {
-                    count: u64::MAX,
-                    sum_ns: u64::MAX,
-                    max_ns: u64::MAX,
-                    buckets,
-                    state_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
-                    worker_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
-                },
-            });
+            snap.series.push(
+                Series {
+                    pid: 1,
+                    kind: Kind::GcPause,
+                    cause: String::new(),
+                    hist: Hist {
+                        count: u64::MAX,
+                        sum_ns: u64::MAX,
+                        max_ns: u64::MAX,
+                        buckets,
+                        state_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
+                        worker_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
+                    },
+                }
+                .into(),
+            );
         }
         let samples = parse(&render(&snap.clone().into()));
         let buckets = find(&samples, "pausewatch_pause_seconds_bucket", &[]);

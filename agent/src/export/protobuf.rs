@@ -461,7 +461,7 @@ mod tests {
         let values: Vec<u64> = (0..400u64).map(|i| 40_000 + i * i * 3_000).collect();
         let mut snapshot = Snapshot::default();
         for pid in 1000..1100 {
-            snapshot.targets.push(TargetInfo::java(pid));
+            snapshot.targets.push(TargetInfo::java(pid).into());
             for (kind, cause) in [
                 (Kind::Safepoint, "G1CollectForAllocation"),
                 (Kind::Safepoint, "ThreadDump"),
@@ -471,12 +471,15 @@ mod tests {
                 (Kind::TimeToSafepoint, "ThreadDump"),
                 (Kind::GcPause, "minor"),
             ] {
-                snapshot.series.push(Series {
-                    pid,
-                    kind,
-                    cause: cause.into(),
-                    hist: Hist::of(&values),
-                });
+                snapshot.series.push(
+                    Series {
+                        pid,
+                        kind,
+                        cause: cause.into(),
+                        hist: Hist::of(&values),
+                    }
+                    .into(),
+                );
             }
         }
         let report = snapshot.into();

@@ -526,6 +526,7 @@ mod tests {
                         exe: "/usr/bin/java".to_owned(),
                         container: Default::default(),
                     })
+                    .map(std::sync::Arc::new)
                     .collect(),
                 ..Snapshot::default()
             }),

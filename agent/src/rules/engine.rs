@@ -497,12 +497,15 @@ advice = "{stall_ratio:%}"
         let mut engine = Engine::new(set, Duration::from_secs(2));
         let snap = |values: &[u64]| {
             let mut s = (*ft::snap(Vec::new())).clone();
-            s.series.push(crate::collect::Series {
-                pid: 9,
-                kind: Kind::Safepoint,
-                cause: "X".into(),
-                hist: ft::hist_of(values),
-            });
+            s.series.push(
+                crate::collect::Series {
+                    pid: 9,
+                    kind: Kind::Safepoint,
+                    cause: "X".into(),
+                    hist: ft::hist_of(values),
+                }
+                .into(),
+            );
             Arc::new(s)
         };
         // First snapshot: no window yet.
@@ -554,12 +557,15 @@ advice = "{pauses} pauses"
         let mut engine = Engine::new(set, Duration::from_secs(4));
         let snap = |n: usize| {
             let mut s = (*ft::snap(Vec::new())).clone();
-            s.series.push(crate::collect::Series {
-                pid: 9,
-                kind: Kind::Safepoint,
-                cause: "X".into(),
-                hist: ft::hist_of(&vec![1_000_000; n]),
-            });
+            s.series.push(
+                crate::collect::Series {
+                    pid: 9,
+                    kind: Kind::Safepoint,
+                    cause: "X".into(),
+                    hist: ft::hist_of(&vec![1_000_000; n]),
+                }
+                .into(),
+            );
             Arc::new(s)
         };
         engine.observe(Duration::ZERO, snap(0));

@@ -576,6 +576,7 @@ impl History {
 pub(crate) mod tests {
     use super::*;
     use crate::collect::Series;
+    use crate::collect::snapshot::shared;
 
     pub(crate) fn hist_of(values: &[u64]) -> Hist {
         Hist::of(values)
@@ -596,8 +597,8 @@ pub(crate) mod tests {
 
     pub(crate) fn snap(series: Vec<Series>) -> Arc<Snapshot> {
         Arc::new(Snapshot {
-            targets: vec![target()],
-            series,
+            targets: shared(vec![target()]),
+            series: shared(series),
             ..Default::default()
         })
     }
@@ -747,13 +748,13 @@ pub(crate) mod tests {
         // Before the window busy-# had the most; in it, slowpoke got 6 ms
         // of the 8 ms of time to safepoint.
         let mut before = (*snap(vec![tts(10)])).clone();
-        before.stragglers = vec![strag("busy-#", 15 * MS), strag("slowpoke", 2 * MS)];
+        before.stragglers = shared(vec![strag("busy-#", 15 * MS), strag("slowpoke", 2 * MS)]);
         let mut now = (*snap(vec![tts(14)])).clone();
-        now.stragglers = vec![
+        now.stragglers = shared(vec![
             strag("busy-#", 16 * MS),
             strag("slowpoke", 8 * MS),
             strag("other", 15 * MS / 10),
-        ];
+        ]);
         let (before, now) = (before.sorted(), now.sorted());
         let w = window_stats(Runtime::HotSpot, 9, &before, &now, Duration::from_secs(1));
         assert_eq!(w.top_straggler, "slowpoke");

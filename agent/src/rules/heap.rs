@@ -152,6 +152,7 @@ fn explicit_and_full(runtime: Runtime, pid: u32, before: &Snapshot, now: &Snapsh
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::snapshot::shared;
     use crate::collect::{Hist, Series, TargetInfo, heap::PoolSeries};
     use pausewatch_common::heap::PoolStats;
 
@@ -209,12 +210,12 @@ mod tests {
             hist: Hist::of(&vec![1_000_000; n as usize]),
         };
         Snapshot {
-            targets: vec![TargetInfo::java(9)],
-            series: vec![
+            targets: shared(vec![TargetInfo::java(9)]),
+            series: shared(vec![
                 series(Kind::GcPause, "full", full),
                 series(Kind::Safepoint, "GenCollectFull", full),
-            ],
-            heap,
+            ]),
+            heap: shared(heap),
             ..Default::default()
         }
     }
