@@ -49,22 +49,33 @@ struct Reads {
     pools: Entries<PoolKey, PoolStats>,
 }
 
-/// Reads the per-CPU hash map `map` into `into` in batches, or with aya's
-/// walk when the kernel refuses them.
+/// Reads the map `fd` (`per_key` values a key) into `into` in batches, or
+/// with `walk`, aya's walk of it, when the kernel refuses them.
+fn read_or_walk<K: aya::Pod, V: aya::Pod, I: IntoIterator<Item = V>, W>(
+    into: &mut Entries<K, V>,
+    fd: std::os::fd::BorrowedFd<'_>,
+    per_key: usize,
+    walk: impl FnOnce() -> W,
+) where
+    W: Iterator<Item = (K, I)>,
+{
+    if let Err(e) = into.read(fd, per_key) {
+        log::debug!("batch read refused ({e}); walking the map");
+        into.fill(per_key, walk());
+    }
+}
+
+/// Reads the per-CPU hash map `map` into `into` (see [`read_or_walk`]).
 fn read_per_cpu<K: aya::Pod, V: aya::Pod>(
     map: &PerCpuHashMap<MapData, K, V>,
     into: &mut Entries<K, V>,
 ) {
     let cpus = aya::util::nr_cpus().unwrap_or(1);
-    if let Err(e) = into.read(map.map().fd().as_fd(), cpus) {
-        log::debug!("batch read refused ({e}); walking the map");
-        into.fill(
-            cpus,
-            map.iter()
-                .filter_map(Result::ok)
-                .map(|(k, v)| (k, v.iter().copied().collect::<Vec<V>>())),
-        );
-    }
+    read_or_walk(into, map.map().fd().as_fd(), cpus, || {
+        map.iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k, v.iter().copied().collect::<Vec<V>>()))
+    });
 }
 
 /// Where a process that has rows in the maps stands.
@@ -211,16 +222,12 @@ impl Collector {
             return Vec::new();
         };
         let pools = &mut self.read.pools;
-        if let Err(e) = pools.read(heap.stats.map().fd().as_fd(), 1) {
-            log::debug!("batch read refused ({e}); walking the map");
-            pools.fill(
-                1,
-                heap.stats
-                    .iter()
-                    .filter_map(Result::ok)
-                    .map(|(k, v)| (k, [v])),
-            );
-        }
+        read_or_walk(pools, heap.stats.map().fd().as_fd(), 1, || {
+            heap.stats
+                .iter()
+                .filter_map(Result::ok)
+                .map(|(k, v)| (k, [v]))
+        });
         let mut out = Vec::new();
         for (key, stats) in pools.iter() {
             let (key, stats) = (*key, stats[0]);

@@ -395,7 +395,10 @@ mod tests {
             .map(|s| prev.iter().any(|p| Arc::ptr_eq(p, s)))
             .collect();
         assert_eq!(same, [true, false, false, true, false]);
-        assert!(share_unchanged(&[], next.clone(), Series::order).len() == next.len());
+        assert_eq!(
+            share_unchanged(&[], next.clone(), Series::order).len(),
+            next.len()
+        );
     }
 
     #[test]
