@@ -241,7 +241,8 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
     let first = analyze(&mut engine, started, lock(&collector).collect());
     // Rendered once per snapshot, here, so a scrape only copies a reference:
     // on a busy node a render competes for CPU with the targets, and a scrape
-    // that waited for it would take as long as the run queue makes it.
+    // that rendered would take as long as the run queue makes it. One that
+    // comes during a render waits for that one (see `Pager::publish`).
     let mut pager = export::Pager::default();
     let (page_tx, page_rx) = watch::channel(pager.page(&first));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -335,7 +336,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
             return_free_memory();
             last_trim = Instant::now();
         }
-        let _ = page_tx.send(pager.page(&snapshot));
+        pager.publish(&page_tx, &snapshot);
         if let Some(every) = summary_every
             && last_summary.0.elapsed() >= every
         {
@@ -364,7 +365,7 @@ async fn run_async(args: RunArgs, rules: rules::RuleSet) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the lifecycle thread panicked"))?;
     tracer.detach_all();
     let last = analyze(&mut engine, started, lock(&collector).collect());
-    let _ = page_tx.send(pager.page(&last));
+    pager.publish(&page_tx, &last);
     let _ = stop_tx.send(true);
     if let Some(events) = events {
         events.await.context("the event reader failed")??;

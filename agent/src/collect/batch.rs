@@ -39,35 +39,42 @@ struct BatchAttr {
     flags: u64,
 }
 
-/// Every entry of a map as last read: keys, and `per_key` values for each
-/// (one per possible CPU for a per-CPU map). The buffers are kept from
-/// read to read, so that a collection does not allocate them again.
+/// Reads hash maps a batch of entries at a time, into one batch's buffers
+/// kept from read to read.
+///
+/// Only a batch is held, never the whole map: a per-CPU histogram is a
+/// kilobyte per CPU, so a whole map of them is megabytes at scale.
 #[derive(Debug)]
-pub struct Entries<K, V> {
+pub struct BatchReader<K, V> {
     keys: Vec<K>,
     values: Vec<V>,
-    per_key: usize,
     chunk: u32,
 }
 
-impl<K: Pod, V: Pod> Default for Entries<K, V> {
+impl<K: Pod, V: Pod> Default for BatchReader<K, V> {
     fn default() -> Self {
-        Entries {
+        BatchReader {
             keys: Vec::new(),
             values: Vec::new(),
-            per_key: 1,
             chunk: FIRST_CHUNK,
         }
     }
 }
 
-impl<K: Pod, V: Pod> Entries<K, V> {
-    /// Replaces what is held with every entry of the hash map `fd`, whose
-    /// keys are `K` and values `per_key` times `V`.
+impl<K: Pod, V: Pod> BatchReader<K, V> {
+    /// Calls `visit` with every entry of the hash map `fd`, whose keys are
+    /// `K` and values `per_key` times `V`, a batch at a time.
     ///
-    /// Entries added or deleted during the read may or may not be in it,
-    /// as with any walk of a live map; each bucket is copied whole.
-    pub fn read(&mut self, fd: BorrowedFd<'_>, per_key: usize) -> io::Result<()> {
+    /// Entries added or deleted during the read may or may not be seen, as
+    /// with any walk of a live map; each bucket is copied whole. On an
+    /// error the entries already visited stay visited: a caller that falls
+    /// back to another walk starts its tally over.
+    pub fn for_each(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        per_key: usize,
+        mut visit: impl FnMut(&K, &[V]),
+    ) -> io::Result<()> {
         // The kernel lays a per-CPU value out in 8-byte slots; these types
         // fill them exactly, so the bytes land as a `[V]`.
         if !size_of::<V>().is_multiple_of(8) || align_of::<V>() > 8 || per_key == 0 {
@@ -76,9 +83,6 @@ impl<K: Pod, V: Pod> Entries<K, V> {
                 "batch reads need values of whole 8-byte words",
             ));
         }
-        self.keys.clear();
-        self.values.clear();
-        self.per_key = per_key;
         // The position token: a bucket index for hash maps (a `u32`), a key
         // for other maps; room for either.
         let token_len = size_of::<K>().max(8).div_ceil(8);
@@ -87,6 +91,8 @@ impl<K: Pod, V: Pod> Entries<K, V> {
         let mut first = true;
         loop {
             let chunk = self.chunk as usize;
+            self.keys.clear();
+            self.values.clear();
             self.keys.reserve(chunk);
             self.values.reserve(chunk * per_key);
             let mut attr = BatchAttr {
@@ -128,8 +134,11 @@ impl<K: Pod, V: Pod> Entries<K, V> {
             // into the spare capacity, and any bytes are a valid `K` and
             // `V` (`Pod`).
             unsafe {
-                self.keys.set_len(self.keys.len() + n);
-                self.values.set_len(self.values.len() + n * per_key);
+                self.keys.set_len(n);
+                self.values.set_len(n * per_key);
+            }
+            for (key, values) in self.keys.iter().zip(self.values.chunks_exact(per_key)) {
+                visit(key, values);
             }
             if done {
                 return Ok(());
@@ -137,43 +146,6 @@ impl<K: Pod, V: Pod> Entries<K, V> {
             std::mem::swap(&mut at, &mut next);
             first = false;
         }
-    }
-
-    /// Replaces what is held with `entries`, each key with `per_key`
-    /// values: what aya's walk of the map gives, for a kernel that refuses
-    /// the batch read.
-    pub fn fill<I: IntoIterator<Item = V>>(
-        &mut self,
-        per_key: usize,
-        entries: impl Iterator<Item = (K, I)>,
-    ) {
-        self.keys.clear();
-        self.values.clear();
-        self.per_key = per_key.max(1);
-        for (key, values) in entries {
-            let before = self.values.len();
-            self.values.extend(values.into_iter().take(self.per_key));
-            if self.values.len() - before == self.per_key {
-                self.keys.push(key);
-            } else {
-                self.values.truncate(before);
-            }
-        }
-    }
-
-    /// Each key with its values, in the map's order.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &[V])> {
-        self.keys.iter().zip(self.values.chunks_exact(self.per_key))
-    }
-
-    /// How many entries the last read found.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether the last read found none.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 }
 
@@ -220,40 +192,50 @@ mod tests {
             .expect("one value per CPU");
             map.insert(key, values, 0).expect("insert");
         }
-        let mut entries = Entries::<StragglerKey, StragglerStats>::default();
-        entries.read(map.map().fd().as_fd(), n).expect("batch read");
+        let mut reader = BatchReader::<StragglerKey, StragglerStats>::default();
+        let read = |reader: &mut BatchReader<_, _>, map: &PerCpuHashMap<_, _, _>| {
+            let mut entries = Vec::new();
+            reader
+                .for_each(map.map().fd().as_fd(), n, |k: &StragglerKey, v| {
+                    entries.push((*k, v.to_vec()))
+                })
+                .expect("batch read");
+            entries
+        };
+        let entries = read(&mut reader, &map);
         assert_eq!(entries.len(), 1000);
         let walked: std::collections::HashMap<(u32, [u8; 16]), Vec<StragglerStats>> = map
             .iter()
             .map(|e| e.expect("walk"))
             .map(|(k, v)| ((k.pid, k.comm), v.iter().copied().collect()))
             .collect();
-        for (k, v) in entries.iter() {
-            assert_eq!(
-                walked.get(&(k.pid, k.comm)).map(Vec::as_slice),
-                Some(v),
-                "pid {}",
-                k.pid
-            );
+        for (k, v) in &entries {
+            assert_eq!(walked.get(&(k.pid, k.comm)), Some(v), "pid {}", k.pid);
         }
+        // No entry twice: each batch is visited once.
+        let distinct: std::collections::HashSet<u32> = entries.iter().map(|(k, _)| k.pid).collect();
+        assert_eq!(distinct.len(), 1000);
         // A second read reuses the buffers and sees a deletion.
-        let (&first, _) = entries.iter().next().expect("an entry");
-        map.remove(&first).expect("remove");
-        entries.read(map.map().fd().as_fd(), n).expect("batch read");
-        assert_eq!(entries.len(), 999);
+        map.remove(&entries[0].0).expect("remove");
+        assert_eq!(read(&mut reader, &map).len(), 999);
     }
 
     #[test]
     fn an_empty_and_a_plain_map_read_whole() {
         let mut map: HashMap<_, u32, u64> = need_bpf(HashMap::create(64, 0));
-        let mut entries = Entries::<u32, u64>::default();
-        entries.read(map.map().fd().as_fd(), 1).expect("batch read");
-        assert!(entries.is_empty());
+        let mut reader = BatchReader::<u32, u64>::default();
+        let mut read = |map: &HashMap<_, u32, u64>| {
+            let mut got = Vec::new();
+            reader
+                .for_each(map.map().fd().as_fd(), 1, |k, v| got.push((*k, v[0])))
+                .expect("batch read");
+            got
+        };
+        assert!(read(&map).is_empty());
         for i in 0..50u32 {
             map.insert(i, u64::from(i) << 40, 0).expect("insert");
         }
-        entries.read(map.map().fd().as_fd(), 1).expect("batch read");
-        let mut got: Vec<(u32, u64)> = entries.iter().map(|(k, v)| (*k, v[0])).collect();
+        let mut got = read(&map);
         got.sort_unstable();
         let want: Vec<(u32, u64)> = (0..50u32).map(|i| (i, u64::from(i) << 40)).collect();
         assert_eq!(got, want);

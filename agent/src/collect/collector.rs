@@ -10,7 +10,7 @@ use pausewatch_common::{
 
 use super::{
     CauseResolver, FileBacking, Hist, Series, Snapshot, TargetInfo,
-    batch::Entries,
+    batch::BatchReader,
     heap::PoolSeries,
     snapshot::share_unchanged,
     stragglers::{NameSlots, StragglerSeries, sum_per_cpu},
@@ -44,38 +44,74 @@ pub struct Collector {
 /// The buffers of the batch reads (see [`super::batch`]).
 #[derive(Debug, Default)]
 struct Reads {
-    histograms: Entries<HistKey, Histogram>,
-    stragglers: Entries<StragglerKey, StragglerStats>,
-    pools: Entries<PoolKey, PoolStats>,
+    histograms: BatchReader<HistKey, Histogram>,
+    stragglers: BatchReader<StragglerKey, StragglerStats>,
+    pools: BatchReader<PoolKey, PoolStats>,
 }
 
-/// Reads the map `fd` (`per_key` values a key) into `into` in batches, or
-/// with `walk`, aya's walk of it, when the kernel refuses them.
-fn read_or_walk<K: aya::Pod, V: aya::Pod, I: IntoIterator<Item = V>, W>(
-    into: &mut Entries<K, V>,
+/// Folds every entry of the map `fd` (`per_key` values a key) into a
+/// tally with `visit`, reading in batches, or with `walk`, aya's walk of
+/// the map, when the kernel refuses them (the tally then starts over, so
+/// no entry counts twice).
+fn read_or_walk<K: aya::Pod, V: aya::Pod, S: Default, I: IntoIterator<Item = V>, W>(
+    reader: &mut BatchReader<K, V>,
     fd: std::os::fd::BorrowedFd<'_>,
     per_key: usize,
     walk: impl FnOnce() -> W,
-) where
+    mut visit: impl FnMut(&mut S, &K, &[V]),
+) -> S
+where
     W: Iterator<Item = (K, I)>,
 {
-    if let Err(e) = into.read(fd, per_key) {
+    let mut tally = S::default();
+    if let Err(e) = reader.for_each(fd, per_key, |k, v| visit(&mut tally, k, v)) {
         log::debug!("batch read refused ({e}); walking the map");
-        into.fill(per_key, walk());
+        tally = S::default();
+        let mut values = Vec::with_capacity(per_key);
+        for (key, per_cpu) in walk() {
+            values.clear();
+            values.extend(per_cpu.into_iter().take(per_key));
+            if values.len() == per_key {
+                visit(&mut tally, &key, &values);
+            }
+        }
     }
+    tally
 }
 
-/// Reads the per-CPU hash map `map` into `into` (see [`read_or_walk`]).
-fn read_per_cpu<K: aya::Pod, V: aya::Pod>(
+/// Folds the per-CPU hash map `map` into a tally (see [`read_or_walk`]).
+fn read_per_cpu<K: aya::Pod, V: aya::Pod, S: Default>(
     map: &PerCpuHashMap<MapData, K, V>,
-    into: &mut Entries<K, V>,
-) {
+    reader: &mut BatchReader<K, V>,
+    visit: impl FnMut(&mut S, &K, &[V]),
+) -> S {
     let cpus = aya::util::nr_cpus().unwrap_or(1);
-    read_or_walk(into, map.map().fd().as_fd(), cpus, || {
-        map.iter()
-            .filter_map(Result::ok)
-            .map(|(k, v)| (k, v.iter().copied().collect::<Vec<V>>()))
-    });
+    read_or_walk(
+        reader,
+        map.map().fd().as_fd(),
+        cpus,
+        || {
+            map.iter()
+                .filter_map(Result::ok)
+                .map(|(k, v)| (k, v.iter().copied().collect::<Vec<V>>()))
+        },
+        visit,
+    )
+}
+
+/// Where a process stands, from the targets and the admitted map.
+fn standing(
+    targets: &HashMap<u32, TargetInfo>,
+    admitted: Option<&BpfHashMap<MapData, u32, u8>>,
+    pid: u32,
+) -> Standing {
+    if targets.contains_key(&pid) {
+        return Standing::Target;
+    }
+    match admitted {
+        Some(a) if a.get(&pid, 0).is_err() => Standing::Stranger,
+        _ => Standing::Undecided,
+    }
 }
 
 /// Where a process that has rows in the maps stands.
@@ -124,16 +160,6 @@ impl Collector {
     /// Whether `pid` is a reported target.
     pub fn is_target(&self, pid: u32) -> bool {
         self.targets.contains_key(&pid)
-    }
-
-    fn standing(&self, pid: u32) -> Standing {
-        if self.targets.contains_key(&pid) {
-            return Standing::Target;
-        }
-        match &self.admitted {
-            Some(a) if a.get(&pid, 0).is_err() => Standing::Stranger,
-            _ => Standing::Undecided,
-        }
     }
 
     /// Also reads HotSpot's memory pools from `maps`.
@@ -221,33 +247,36 @@ impl Collector {
         let Some(heap) = &self.heap else {
             return Vec::new();
         };
-        let pools = &mut self.read.pools;
-        read_or_walk(pools, heap.stats.map().fd().as_fd(), 1, || {
-            heap.stats
-                .iter()
-                .filter_map(Result::ok)
-                .map(|(k, v)| (k, [v]))
-        });
-        let mut out = Vec::new();
-        for (key, stats) in pools.iter() {
-            let (key, stats) = (*key, stats[0]);
-            if !self.targets.contains_key(&key.pid) {
-                // Strangers' pools go with their histograms (`collect`).
-                continue;
-            }
-            let (Some(manager), Some(pool)) = (
-                self.causes.c_string(key.pid, key.manager),
-                self.causes.c_string(key.pid, key.pool),
-            ) else {
-                continue;
-            };
-            out.push(PoolSeries {
-                pid: key.pid,
-                manager,
-                pool,
-                stats,
-            });
-        }
+        let (targets, causes) = (&self.targets, &mut self.causes);
+        let mut out: Vec<PoolSeries> = read_or_walk(
+            &mut self.read.pools,
+            heap.stats.map().fd().as_fd(),
+            1,
+            || {
+                heap.stats
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|(k, v)| (k, [v]))
+            },
+            |out: &mut Vec<PoolSeries>, key, stats| {
+                if !targets.contains_key(&key.pid) {
+                    // Strangers' pools go with their histograms (`collect`).
+                    return;
+                }
+                let (Some(manager), Some(pool)) = (
+                    causes.c_string(key.pid, key.manager),
+                    causes.c_string(key.pid, key.pool),
+                ) else {
+                    return;
+                };
+                out.push(PoolSeries {
+                    pid: key.pid,
+                    manager,
+                    pool,
+                    stats: stats[0],
+                });
+            },
+        );
         out.sort_by(PoolSeries::order);
         out
     }
@@ -278,35 +307,40 @@ impl Collector {
     /// Reads every map once. Per-CPU values are folded; series whose causes
     /// resolve to the same text are merged.
     pub fn collect(&mut self) -> Snapshot {
-        let mut merged: HashMap<(u32, Kind, String), Hist> = HashMap::new();
-        let mut strangers = std::collections::BTreeSet::new();
-        // Taken out for the loop, which needs the rest of `self`.
-        let mut hists = std::mem::take(&mut self.read.histograms);
-        read_per_cpu(&self.histograms, &mut hists);
-        for (key, per_cpu) in hists.iter() {
-            match self.standing(key.pid) {
-                Standing::Target => {}
-                Standing::Undecided => continue,
-                Standing::Stranger => {
-                    strangers.insert(key.pid);
-                    continue;
-                }
-            }
-            let Some(kind) = Kind::from_u32(key.kind) else {
-                continue;
-            };
-            let mut hist = Hist::empty();
-            for cpu in per_cpu {
-                hist.add(cpu);
-            }
-            let runtime = self.targets.get(&key.pid).map(|t| t.runtime);
-            let cause = self.causes.resolve(key.pid, runtime, kind, key.cause);
-            merged
-                .entry((key.pid, kind, cause))
-                .or_insert_with(Hist::empty)
-                .merge(&hist);
+        /// What the histogram map folds into.
+        #[derive(Default)]
+        struct Tally {
+            merged: HashMap<(u32, Kind, String), Hist>,
+            strangers: std::collections::BTreeSet<u32>,
         }
-        self.read.histograms = hists;
+        let (targets, causes) = (&self.targets, &mut self.causes);
+        let admitted = self.admitted.as_ref();
+        let Tally { merged, strangers } = read_per_cpu(
+            &self.histograms,
+            &mut self.read.histograms,
+            |t: &mut Tally, key, per_cpu| {
+                match standing(targets, admitted, key.pid) {
+                    Standing::Target => {}
+                    Standing::Undecided => return,
+                    Standing::Stranger => {
+                        t.strangers.insert(key.pid);
+                        return;
+                    }
+                }
+                let Some(kind) = Kind::from_u32(key.kind) else {
+                    return;
+                };
+                let runtime = targets.get(&key.pid).map(|t| t.runtime);
+                let cause = causes.resolve(key.pid, runtime, kind, key.cause);
+                let hist = t
+                    .merged
+                    .entry((key.pid, kind, cause))
+                    .or_insert_with(Hist::empty);
+                for cpu in per_cpu {
+                    hist.add(cpu);
+                }
+            },
+        );
         let mut series: Vec<Series> = merged
             .into_iter()
             .map(|((pid, kind, cause), hist)| Series {
@@ -333,14 +367,16 @@ impl Collector {
             log::debug!("pid {pid}: recorded while undecided, then rejected or gone: dropped");
             self.forget(pid);
         }
-        read_per_cpu(&self.stragglers, &mut self.read.stragglers);
-        let raw: Vec<(StragglerKey, StragglerStats)> = self
-            .read
-            .stragglers
-            .iter()
-            .filter(|(key, _)| self.targets.contains_key(&key.pid))
-            .map(|(key, per_cpu)| (*key, sum_per_cpu(per_cpu.iter())))
-            .collect();
+        let targets = &self.targets;
+        let raw: Vec<(StragglerKey, StragglerStats)> = read_per_cpu(
+            &self.stragglers,
+            &mut self.read.stragglers,
+            |raw: &mut Vec<_>, key, per_cpu| {
+                if targets.contains_key(&key.pid) {
+                    raw.push((*key, sum_per_cpu(per_cpu.iter())));
+                }
+            },
+        );
         let stragglers = self.straggler_names.fold(raw);
         let mut targets: Vec<TargetInfo> = self.targets.values().cloned().collect();
         targets.sort_by_key(|t| t.pid);

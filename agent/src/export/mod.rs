@@ -4,10 +4,11 @@
 //! [`metrics`] turns one snapshot into the text exposition format, written
 //! by [`text`] with the histogram boundaries of [`buckets`], and in the same
 //! pass into the protobuf format with native histograms ([`protobuf`]);
-//! [`page`] does so once per snapshot, and [`server`] serves the latest
-//! page on `GET /metrics`, in the format the scraper's `Accept` asks for. A scrape only takes a reference to that
-//! page: it never renders and never touches a BPF map, however often it
-//! comes.
+//! [`Pager::publish`] does so once per snapshot, and [`server`] serves the
+//! latest page on `GET /metrics`, in the format the scraper's `Accept` asks
+//! for. A scrape only takes a reference to that page (after waiting for it,
+//! if it comes while the page renders): it never renders and never touches
+//! a BPF map, however often it comes.
 //!
 //! Exported families (names and label keys are a contract that dashboards
 //! and alert rules depend on):
@@ -54,6 +55,7 @@ pub use server::{ServerConfig, ServerLimits, serve, serve_with_limits};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
+use tokio::sync::watch;
 
 use crate::rules::Report;
 
@@ -67,6 +69,10 @@ pub struct Pages {
     /// with their classic buckets and native schema-2 buckets. `None` until
     /// a scraper has asked for it (see [`page`]).
     pub protobuf: Option<Bytes>,
+    /// Set while the next pages are rendered in place of these, which are
+    /// empty meanwhile: a scrape waits for the new ones (see
+    /// [`Pager::publish`]).
+    pub rendering: bool,
 }
 
 /// Set once a scrape has asked for the protobuf format; from then on every
@@ -102,6 +108,24 @@ pub struct Pager {
 }
 
 impl Pager {
+    /// Renders the pages of `report` (see [`page`]) and makes them the ones
+    /// that `pages` serves.
+    ///
+    /// The pages served until now are withdrawn first, so that the new ones
+    /// are rendered into their buffers unless a scrape still holds them: a
+    /// page is megabytes at scale, and a second set of buffers to render
+    /// into while the first is served would double that. A scrape that
+    /// comes during the render (milliseconds, once a collection) waits for
+    /// the new pages.
+    pub fn publish(&mut self, pages: &watch::Sender<Pages>, report: &Report) {
+        drop(pages.send_replace(Pages {
+            rendering: true,
+            ..Pages::default()
+        }));
+        let next = self.page(report);
+        pages.send_replace(next);
+    }
+
     /// The pages of `report` (see [`page`]).
     pub fn page(&mut self, report: &Report) -> Pages {
         let protobuf = PROTOBUF_SCRAPED.load(Ordering::Relaxed);
@@ -115,6 +139,7 @@ impl Pager {
         Pages {
             text: self.text.share(text.into_bytes()),
             protobuf: protobuf.then(|| self.protobuf.share(proto)),
+            rendering: false,
         }
     }
 }
@@ -126,11 +151,49 @@ pub fn page_with(report: &Report, protobuf: bool) -> Pages {
         Pages {
             text: Bytes::from(text),
             protobuf: Some(Bytes::from(protobuf)),
+            rendering: false,
         }
     } else {
         Pages {
             text: Bytes::from(render(report)),
             protobuf: None,
+            rendering: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::collect::{Snapshot, TargetInfo};
+
+    fn report(targets: u32) -> Report {
+        Report::from(Snapshot {
+            targets: (1..=targets)
+                .map(|pid| Arc::new(TargetInfo::java(pid)))
+                .collect(),
+            ..Snapshot::default()
+        })
+    }
+
+    #[test]
+    fn a_page_is_rendered_into_the_one_it_replaces_unless_a_scrape_holds_that() {
+        let mut pager = Pager::default();
+        let (tx, rx) = watch::channel(pager.page(&report(3)));
+        let first = rx.borrow().text.as_ptr();
+        pager.publish(&tx, &report(3));
+        let second = rx.borrow().clone();
+        assert!(!second.rendering);
+        assert!(String::from_utf8_lossy(&second.text).contains("\npausewatch_targets 3\n"));
+        assert_eq!(second.text.as_ptr(), first, "one buffer, rendered in place");
+        // A scrape still sending the page keeps it: the next one gets another
+        // buffer, and the held page is unchanged.
+        let held = second;
+        pager.publish(&tx, &report(4));
+        assert_ne!(rx.borrow().text.as_ptr(), held.text.as_ptr());
+        assert!(String::from_utf8_lossy(&held.text).contains("\npausewatch_targets 3\n"));
+        assert!(String::from_utf8_lossy(&rx.borrow().text).contains("\npausewatch_targets 4\n"));
     }
 }

@@ -316,8 +316,9 @@ async fn connection(
             .get_all(header::ACCEPT)
             .iter()
             .any(|v| v.to_str().is_ok_and(wants_protobuf));
-        let response = respond(request.method(), request.uri().path(), protobuf, &pages);
-        std::future::ready(Ok::<_, Infallible>(response))
+        let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+        let mut pages = pages.clone();
+        async move { Ok::<_, Infallible>(respond(&method, &path, protobuf, &mut pages).await) }
     });
     let mut conn = pin!(http.serve_connection(TokioIo::new(stream), service));
     tokio::select! {
@@ -343,12 +344,12 @@ async fn connection(
 }
 
 /// The whole routing table. Cheap: `/metrics` clones a reference to the
-/// latest page.
-fn respond(
+/// latest page, once it is rendered.
+async fn respond(
     method: &Method,
     path: &str,
     protobuf: bool,
-    pages: &watch::Receiver<Pages>,
+    pages: &mut watch::Receiver<Pages>,
 ) -> Response<Body> {
     // hyper leaves out the body of a HEAD response by itself.
     if method != Method::GET && method != Method::HEAD {
@@ -363,15 +364,20 @@ fn respond(
             if protobuf {
                 super::note_protobuf_scrape();
             }
-            let (body, content_type) = {
-                let pages = pages.borrow();
-                match (&pages.protobuf, protobuf) {
-                    (Some(page), true) => (page.clone(), PROTOBUF_CONTENT_TYPE),
-                    // Asked for, not rendered yet (the first such scrape):
-                    // the text page is a valid answer meanwhile.
-                    _ => (pages.text.clone(), METRICS_CONTENT_TYPE),
-                }
+            let choose = |pages: &Pages| match (&pages.protobuf, protobuf) {
+                (Some(page), true) => (page.clone(), PROTOBUF_CONTENT_TYPE),
+                // Asked for, not rendered yet (the first such scrape): the
+                // text page is a valid answer meanwhile.
+                _ => (pages.text.clone(), METRICS_CONTENT_TYPE),
             };
+            // An error means the agent has stopped publishing: the last
+            // pages are all there is.
+            let chosen = pages
+                .wait_for(|p| !p.rendering)
+                .await
+                .map(|p| choose(&p))
+                .ok();
+            let (body, content_type) = chosen.unwrap_or_else(|| choose(&pages.borrow()));
             let mut response = Response::new(Body::from(body));
             let headers = response.headers_mut();
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -587,6 +593,22 @@ mod tests {
         snap_tx.send(page(3)).unwrap();
         let r = request(addr, "GET", "/metrics?x=1").await;
         assert!(r.body.contains("\npausewatch_targets 3\n"), "{}", r.body);
+
+        // A scrape during a render waits for its page, not the empty one.
+        snap_tx.send_replace(Pages {
+            rendering: true,
+            ..Pages::default()
+        });
+        let waiting = tokio::spawn(async move { request(addr, "GET", "/metrics").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "answered while the page renders");
+        snap_tx.send(page(5)).unwrap();
+        let r = tokio::time::timeout(PATIENCE, waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("\npausewatch_targets 5\n"), "{}", r.body);
 
         let r = request(addr, "GET", "/healthz").await;
         assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
