@@ -67,7 +67,7 @@ fn log2_rows(hist: &Hist) -> Vec<(u64, Option<u64>, u64)> {
 }
 
 fn bucket(hist: &Hist, i: usize) -> u64 {
-    hist.buckets.get(i).copied().unwrap_or(0)
+    hist.buckets.get(i)
 }
 
 /// The rows from the first to the last non-empty one, with bars.
@@ -116,7 +116,7 @@ mod tests {
             h.count += 1;
             h.sum_ns += v;
             h.max_ns = h.max_ns.max(v);
-            h.buckets[bucket_index(v)] += 1;
+            h.buckets.add(bucket_index(v), 1);
         }
         h
     }

@@ -259,7 +259,7 @@ mod tests {
                 h.count += 1;
                 h.sum_ns += 2_000_000;
                 h.max_ns = 2_000_000;
-                h.buckets[bucket_index(2_000_000)] += 1;
+                h.buckets.add(bucket_index(2_000_000), 1);
             }
             Series {
                 pid: 7,
@@ -402,7 +402,7 @@ mod tests {
             max_ns: 1_000_000,
             ..Default::default()
         };
-        h.buckets[bucket_index(1_000_000)] = 4;
+        h.buckets.add(bucket_index(1_000_000), 4);
         let now = Snapshot {
             targets: shared(vec![target]),
             series: shared(vec![Series {
@@ -437,7 +437,7 @@ mod tests {
                 max_ns: ns,
                 ..Default::default()
             };
-            h.buckets[bucket_index(ns)] = 2;
+            h.buckets.add(bucket_index(ns), 2);
             h
         };
         let series = |kind, ns| Series {

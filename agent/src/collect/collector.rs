@@ -332,10 +332,7 @@ impl Collector {
                 };
                 let runtime = targets.get(&key.pid).map(|t| t.runtime);
                 let cause = causes.resolve(key.pid, runtime, kind, key.cause);
-                let hist = t
-                    .merged
-                    .entry((key.pid, kind, cause))
-                    .or_insert_with(Hist::empty);
+                let hist = t.merged.entry((key.pid, kind, cause)).or_default();
                 for cpu in per_cpu {
                     hist.add(cpu);
                 }

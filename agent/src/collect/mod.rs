@@ -2,6 +2,7 @@
 
 pub mod backing;
 pub mod batch;
+pub mod buckets;
 pub mod causes;
 pub mod collector;
 pub mod events;
@@ -10,6 +11,7 @@ pub mod snapshot;
 pub mod stragglers;
 
 pub use backing::FileBacking;
+pub use buckets::Buckets;
 pub use causes::CauseResolver;
 pub use collector::Collector;
 pub use snapshot::{Hist, Series, Snapshot, TargetInfo};

@@ -7,7 +7,9 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pausewatch_common::{BUCKETS, Kind, THREAD_STATES, bucket_upper_bound_ns};
+use pausewatch_common::{Kind, THREAD_STATES, bucket_upper_bound_ns};
+
+pub use super::buckets::Buckets;
 
 /// Everything known at one collection.
 ///
@@ -79,17 +81,21 @@ pub fn share_unchanged<T: PartialEq>(
     order: impl Fn(&T, &T) -> Ordering,
 ) -> Vec<Arc<T>> {
     let mut i = 0;
-    next.into_iter()
-        .map(|item| {
-            while i < prev.len() && order(&prev[i], &item) == Ordering::Less {
-                i += 1;
-            }
-            match prev.get(i) {
-                Some(old) if **old == item => Arc::clone(old),
-                _ => Arc::new(item),
-            }
-        })
-        .collect()
+    // A list of its own, not `next.into_iter().map(..).collect()`: that
+    // collects in place, and the pointers would keep the whole buffer of
+    // items (twenty times their size) alive for as long as the history
+    // keeps the snapshot.
+    let mut shared = Vec::with_capacity(next.len());
+    for item in next {
+        while i < prev.len() && order(&prev[i], &item) == Ordering::Less {
+            i += 1;
+        }
+        shared.push(match prev.get(i) {
+            Some(old) if **old == item => Arc::clone(old),
+            _ => Arc::new(item),
+        });
+    }
+    shared
 }
 
 /// `items` as a snapshot's list holds them (for tests that build one).
@@ -168,7 +174,7 @@ impl Series {
 
 /// A decoded histogram: exact count, sum and max, and the fine BPF buckets
 /// (see `pausewatch_common::hist`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Hist {
     /// Number of observations.
     pub count: u64,
@@ -176,11 +182,10 @@ pub struct Hist {
     pub sum_ns: u64,
     /// Largest observation in nanoseconds.
     pub max_ns: u64,
-    /// Per-bucket counts, at most `BUCKETS` long: a bucket past the end
-    /// holds none. The collector's series end at their last non-zero
-    /// bucket ([`Hist::compact`]), since the rule engine's history keeps
+    /// Per-bucket counts. The collector's series hold only their occupied
+    /// range ([`Hist::compact`]), since the rule engine's history keeps
     /// dozens of snapshots of every series.
-    pub buckets: Vec<u64>,
+    pub buckets: Buckets,
     /// For pauses: how the driving threads spent `sum_ns`, indexed by
     /// [`pausewatch_common::ThreadState`] (zero without the anatomy).
     pub state_ns: [u64; THREAD_STATES],
@@ -189,29 +194,7 @@ pub struct Hist {
     pub worker_ns: [u64; THREAD_STATES],
 }
 
-impl Default for Hist {
-    fn default() -> Self {
-        Hist {
-            count: 0,
-            sum_ns: 0,
-            max_ns: 0,
-            buckets: vec![0; BUCKETS],
-            state_ns: [0; THREAD_STATES],
-            worker_ns: [0; THREAD_STATES],
-        }
-    }
-}
-
 impl Hist {
-    /// No observations, and no room for buckets yet (they grow as
-    /// histograms are added in).
-    pub fn empty() -> Hist {
-        Hist {
-            buckets: Vec::new(),
-            ..Hist::default()
-        }
-    }
-
     /// A histogram of these observations, as the BPF side would bin them
     /// (for tests of everything downstream of the collector).
     #[cfg(test)]
@@ -221,7 +204,7 @@ impl Hist {
             h.count += 1;
             h.sum_ns += v;
             h.max_ns = h.max_ns.max(v);
-            h.buckets[pausewatch_common::bucket_index(v)] += 1;
+            h.buckets.add(pausewatch_common::bucket_index(v), 1);
         }
         h
     }
@@ -231,12 +214,7 @@ impl Hist {
         self.count += other.count;
         self.sum_ns += other.sum_ns;
         self.max_ns = self.max_ns.max(other.max_ns);
-        if self.buckets.len() < other.buckets.len() {
-            self.buckets.resize(other.buckets.len(), 0);
-        }
-        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
-            *a += b;
-        }
+        self.buckets.merge(&other.buckets);
         for (a, b) in self.state_ns.iter_mut().zip(&other.state_ns) {
             *a += b;
         }
@@ -251,12 +229,7 @@ impl Hist {
         self.count += raw.count;
         self.sum_ns += raw.sum_ns;
         self.max_ns = self.max_ns.max(raw.max_ns);
-        if self.buckets.len() < raw.buckets.len() {
-            self.buckets.resize(raw.buckets.len(), 0);
-        }
-        for (a, b) in self.buckets.iter_mut().zip(&raw.buckets) {
-            *a += b;
-        }
+        self.buckets.add_dense(&raw.buckets);
         for (a, b) in self.state_ns.iter_mut().zip(&raw.state_ns) {
             *a += b;
         }
@@ -265,18 +238,10 @@ impl Hist {
         }
     }
 
-    /// This histogram with its buckets ending at the last non-zero one,
-    /// their memory trimmed to fit: the same histogram, in the eighth of
-    /// the room that a typical series needs (its pauses sit in the low
-    /// buckets of the 122, which reach 1100 s).
+    /// This histogram with only its occupied buckets held, their memory
+    /// fitted: the same histogram in a fraction of the room.
     pub fn compact(mut self) -> Hist {
-        let used = self
-            .buckets
-            .iter()
-            .rposition(|&n| n > 0)
-            .map_or(0, |i| i + 1);
-        self.buckets.truncate(used);
-        self.buckets.shrink_to_fit();
+        self.buckets = self.buckets.trimmed();
         self
     }
 
@@ -287,12 +252,7 @@ impl Hist {
             count: self.count.saturating_sub(earlier.count),
             sum_ns: self.sum_ns.saturating_sub(earlier.sum_ns),
             max_ns: self.max_ns,
-            buckets: self
-                .buckets
-                .iter()
-                .enumerate()
-                .map(|(i, a)| a.saturating_sub(earlier.buckets.get(i).copied().unwrap_or(0)))
-                .collect(),
+            buckets: self.buckets.since(&earlier.buckets),
             state_ns: std::array::from_fn(|i| self.state_ns[i].saturating_sub(earlier.state_ns[i])),
             worker_ns: std::array::from_fn(|i| {
                 self.worker_ns[i].saturating_sub(earlier.worker_ns[i])
@@ -308,7 +268,7 @@ impl Hist {
         }
         let rank = (q.clamp(0.0, 1.0) * self.count as f64).max(1.0);
         let mut seen = 0u64;
-        for (i, &n) in self.buckets.iter().enumerate() {
+        for (i, n) in self.buckets.iter() {
             if n == 0 {
                 continue;
             }
@@ -344,16 +304,19 @@ mod tests {
         let earlier = hist_of(&[2_000, 50_000]);
         let later = hist_of(&[2_000, 50_000, 3_000_000, 40_000_000]);
         let (small_earlier, small_later) = (earlier.clone().compact(), later.clone().compact());
-        assert!(small_earlier.buckets.len() < small_later.buckets.len());
-        assert!(small_later.buckets.len() < BUCKETS);
-        assert_eq!(small_later.buckets.last(), Some(&1));
+        assert!(small_earlier.buckets.held() < small_later.buckets.held());
+        assert!(small_later.buckets.held() < pausewatch_common::BUCKETS / 2);
+        assert_eq!(
+            small_later.buckets.last(),
+            Some(pausewatch_common::bucket_index(40_000_000))
+        );
         // Differences, sums and quantiles do not depend on the room.
         assert_eq!(
             small_later.since(&small_earlier).compact(),
             later.since(&earlier).compact()
         );
         assert_eq!(small_later.since(&small_earlier).count, 2);
-        let mut sum = Hist::empty();
+        let mut sum = Hist::default();
         sum.merge(&small_earlier);
         sum.merge(&small_later);
         let mut full = Hist::default();
@@ -363,7 +326,7 @@ mod tests {
         for q in [0.5, 0.9, 0.99] {
             assert_eq!(small_later.quantile_ns(q), later.quantile_ns(q));
         }
-        assert!(Hist::default().compact().buckets.is_empty());
+        assert_eq!(Hist::default().compact().buckets.held(), 0);
     }
 
     #[test]
@@ -399,6 +362,15 @@ mod tests {
             share_unchanged(&[], next.clone(), Series::order).len(),
             next.len()
         );
+        // The list holds pointers, not the room of the items it came from.
+        let mut roomy = Vec::with_capacity(1000);
+        roomy.extend(next.iter().cloned());
+        let pointers = share_unchanged(&prev, roomy, Series::order);
+        assert!(
+            pointers.capacity() < 1000,
+            "capacity {}",
+            pointers.capacity()
+        );
     }
 
     #[test]
@@ -420,6 +392,6 @@ mod tests {
         let d = b.since(&a);
         assert_eq!(d.count, 1);
         assert_eq!(d.sum_ns, 2_000_000);
-        assert_eq!(d.buckets.iter().sum::<u64>(), 1);
+        assert_eq!(d.buckets.total(), 1);
     }
 }

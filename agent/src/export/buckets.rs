@@ -48,7 +48,7 @@ const fn exported_edges() -> [u64; EXPORTED_EDGE_COUNT] {
 /// make the histogram invalid, while `_count` itself stays exact.
 pub fn cumulative_counts(hist: &Hist) -> [u64; EXPORTED_EDGE_COUNT] {
     let mut counts = [0u64; EXPORTED_EDGE_COUNT];
-    for (i, &n) in hist.buckets.iter().enumerate() {
+    for (i, n) in hist.buckets.iter() {
         if n == 0 {
             continue;
         }

@@ -515,12 +515,7 @@ fn merge_saturating(into: &mut Hist, other: &Hist) {
     into.count = into.count.saturating_add(other.count);
     into.sum_ns = into.sum_ns.saturating_add(other.sum_ns);
     into.max_ns = into.max_ns.max(other.max_ns);
-    if into.buckets.len() < other.buckets.len() {
-        into.buckets.resize(other.buckets.len(), 0);
-    }
-    for (a, b) in into.buckets.iter_mut().zip(&other.buckets) {
-        *a = a.saturating_add(*b);
-    }
+    into.buckets.merge(&other.buckets);
     for (a, b) in into.state_ns.iter_mut().zip(&other.state_ns) {
         *a = a.saturating_add(*b);
     }
@@ -972,7 +967,11 @@ mod tests {
                         count: u64::MAX,
                         sum_ns: u64::MAX,
                         max_ns: u64::MAX,
-                        buckets,
+                        buckets: {
+                            let mut b = crate::collect::Buckets::default();
+                            b.add_dense(&buckets);
+                            b
+                        },
                         state_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
                         worker_ns: [u64::MAX; pausewatch_common::THREAD_STATES],
                     },

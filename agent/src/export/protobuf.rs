@@ -245,8 +245,7 @@ pub fn histogram(hist: &Hist) -> Histogram {
 /// a shortfall (an observation whose bucket increment is not visible yet)
 /// goes to the bucket of the exact maximum, the most recent large value.
 fn native_counts(hist: &Hist) -> Vec<u64> {
-    let mut counts: Vec<u64> = hist.buckets.iter().copied().take(BUCKETS).collect();
-    counts.resize(BUCKETS, 0);
+    let mut counts: Vec<u64> = (0..BUCKETS).map(|i| hist.buckets.get(i)).collect();
     let total = counts.iter().fold(0u64, |a, &n| a.saturating_add(n));
     if total > hist.count {
         let mut excess = total - hist.count;
@@ -387,7 +386,7 @@ mod tests {
         let expanded = expand(&h);
         let total: u64 = expanded.iter().map(|&(_, c)| c).sum::<u64>() + h.zero_count;
         assert_eq!(total, hist.count);
-        for (i, &n) in hist.buckets.iter().enumerate().skip(1) {
+        for (i, n) in hist.buckets.iter().filter(|&(i, _)| i > 0) {
             let got = expanded
                 .iter()
                 .find(|&&(idx, _)| idx == i as i32 - NATIVE_SHIFT)

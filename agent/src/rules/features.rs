@@ -344,12 +344,12 @@ pub fn window_stats(
     elapsed: Duration,
 ) -> WindowStats {
     let old = before.series_of(pid);
-    let mut stall = Hist::empty();
+    let mut stall = Hist::default();
     // The pauses that time to safepoint is part of: HotSpot's safepoints,
     // Go's stop-the-worlds (each runtime has only one of the two).
     let mut stopped_ns = 0u64;
-    let mut tts = Hist::empty();
-    let mut gc = Hist::empty();
+    let mut tts = Hist::default();
+    let mut gc = Hist::default();
     let mut full_gc = 0u64;
     let mut workers = [0u64; pausewatch_common::THREAD_STATES];
     let mut causes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
@@ -474,8 +474,7 @@ pub(crate) fn top_straggler(pid: u32, before: &Snapshot, now: &Snapshot) -> (Str
 fn merge_window(into: &mut Hist, delta: &Hist) {
     let top = delta
         .buckets
-        .iter()
-        .rposition(|&n| n > 0)
+        .last()
         .map_or(0, |i| bucket_upper_bound_ns(i).unwrap_or(u64::MAX));
     let max_ns = into.max_ns.max(delta.max_ns.min(top));
     into.merge(delta);
