@@ -72,16 +72,17 @@ impl Buckets {
             return;
         };
         let hi = dense.iter().rposition(|&n| n > 0).unwrap_or(lo);
-        self.cover(lo, hi);
-        let at = lo - self.first;
-        for (a, &b) in self.counts[at..].iter_mut().zip(&dense[lo..=hi]) {
-            *a = a.saturating_add(b);
-        }
+        self.add_run(lo, &dense[lo..=hi]);
     }
 
     /// Adds another histogram's counts.
     pub fn merge(&mut self, other: &Buckets) {
         let (lo, counts) = other.occupied();
+        self.add_run(lo, counts);
+    }
+
+    /// Adds `counts` to the buckets from `lo` on.
+    fn add_run(&mut self, lo: usize, counts: &[u64]) {
         if counts.is_empty() {
             return;
         }
